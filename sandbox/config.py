@@ -1,0 +1,48 @@
+"""How a sandbox run behaves: ports, enforced rate limits, token lifetimes, reset, traffic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TENANT_SERVICES = ("coffeechain", "telcocorp", "fintechapp")
+SERVICES = (*TENANT_SERVICES, "duffel")
+DEFAULT_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``requests`` per fixed window of ``window_seconds`` (windows align to the epoch)."""
+
+    requests: int
+    window_seconds: float = 60.0
+
+
+# The real services' limits; Duffel's own is undocumented, 60/min per token is assumed.
+DEFAULT_LIMITS = {
+    "coffeechain": Limit(100),
+    "telcocorp": Limit(50),
+    "fintechapp": Limit(200),
+    "duffel": Limit(60),
+}
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))  # 0 = any free
+    limits: dict[str, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    history_dir: Path | None = None  # generated history; None = reference members only
+    telcocorp_token_ttl_seconds: int = 3600
+    fintechapp_session_ttl_seconds: int = 86400
+    reset_interval_seconds: float | None = None  # the real services reset hourly
+    traffic_per_minute: float = 0.0  # new bookings per minute while running
+    timeout_stall_seconds: float = 35.0  # X-Mock-Error: api-timeout
+    fintechapp_jwt_secret: str = "fintechapp-sandbox-signing-key"
+    fintechapp_partner_id: str = "partner_analytics"
+    fintechapp_partner_secret: str = "fintechapp_partner_secret"
+    log_requests: bool = True
+
+    def duffel_tokens(self, tenant_ids: tuple[str, ...]) -> dict[str, str]:
+        """Bearer token -> Duffel organisation (one per tenant)."""
+        return {f"duffel_test_{tenant}_sandbox": tenant for tenant in tenant_ids}

@@ -1,0 +1,228 @@
+"""The tenant registry: one YAML file per tenant, validated into typed configuration.
+
+Adding a tenant means adding one ``<tenant_id>.yaml`` beside this module (or in the
+folder named by ``TENANTS_DIR``). A file holds the NAMES of the environment variables
+that carry secrets, never a secret itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REGISTRY_DIR = Path(__file__).resolve().parent
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+Cabin = Literal["economy", "premium_economy", "business", "first"]
+
+
+class RegistryError(ValueError):
+    """A tenant file that cannot be loaded; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
+    return value
+
+
+EnvName = Annotated[str, Field(description="name of an environment variable")]
+
+
+class RatePeriod(_Strict):
+    """The USD value of one loyalty unit during [valid_from, valid_to)."""
+
+    usd_per_unit: Decimal = Field(gt=0)
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+
+class Currency(_Strict):
+    code: str = Field(pattern=r"^[a-z]+$", description="loyalty currency name, e.g. stars")
+    usd_per_unit: Decimal = Field(gt=0, description="USD value of one unit today, exact")
+    decimals: int = Field(ge=0, le=4, description="decimal places an amount may carry")
+    rate_history: tuple[RatePeriod, ...] = ()
+
+    @field_validator("usd_per_unit", mode="before")
+    @classmethod
+    def _exact_text(cls, value: object) -> object:
+        # A YAML float would already have lost exactness; insist on a quoted decimal.
+        if isinstance(value, float):
+            raise ValueError("write the rate as a quoted decimal string, e.g. '0.01'")
+        return value
+
+    @model_validator(mode="after")
+    def _history_is_contiguous(self) -> Currency:
+        periods = self.rate_history
+        if not periods:
+            return self
+        for earlier, later in zip(periods, periods[1:], strict=False):
+            if earlier.valid_to != later.valid_from:
+                raise ValueError(
+                    f"rate_history: period from {earlier.valid_from} must end where the next "
+                    f"begins ({later.valid_from})"
+                )
+        if periods[-1].valid_to is not None or periods[-1].usd_per_unit != self.usd_per_unit:
+            raise ValueError("rate_history: the last period must be open and equal usd_per_unit")
+        return self
+
+    def usd_per_unit_on(self, day: dt.date) -> Decimal:
+        """The rate in force on ``day`` (the current rate when there is no history)."""
+        for period in self.rate_history:
+            if period.valid_from <= day and (period.valid_to is None or day < period.valid_to):
+                return period.usd_per_unit
+        return self.usd_per_unit
+
+
+class BusinessRules(_Strict):
+    approval_threshold: int | None = Field(
+        default=None, ge=1, description="bookings above this many units need manual approval"
+    )
+    allowed_cabins: tuple[Cabin, ...] = ("economy", "premium_economy", "business", "first")
+    cashback_rate: Decimal = Field(default=Decimal("0"), ge=0, lt=1)
+
+
+class RateLimit(_Strict):
+    requests: int = Field(gt=0, description="requests allowed per window")
+    window_seconds: float = Field(default=60.0, gt=0)
+
+
+class ApiKeyAuth(_Strict):
+    kind: Literal["api_key"]
+    header: str = Field(min_length=1)
+    key_env: EnvName
+
+    _check = field_validator("key_env")(_env_name)
+
+
+class OAuthClientCredentialsAuth(_Strict):
+    kind: Literal["oauth2_client_credentials"]
+    token_path: str = Field(pattern=r"^/")
+    client_id_env: EnvName
+    client_secret_env: EnvName
+    scope: str | None = None
+
+    _check = field_validator("client_id_env", "client_secret_env")(_env_name)
+
+
+class JwtSessionAuth(_Strict):
+    kind: Literal["jwt_session"]
+    session_path: str = Field(pattern=r"^/")
+    partner_id_env: EnvName
+    partner_secret_env: EnvName
+    device_id: str = Field(default="analytics-platform", min_length=1)
+
+    _check = field_validator("partner_id_env", "partner_secret_env")(_env_name)
+
+
+Auth = Annotated[
+    ApiKeyAuth | OAuthClientCredentialsAuth | JwtSessionAuth, Field(discriminator="kind")
+]
+
+
+class Endpoint(_Strict):
+    path: str = Field(pattern=r"^/")
+    page_size: int = Field(default=1000, ge=1, le=1000)
+
+
+class Capabilities(_Strict):
+    """Extensions beyond the reference API; a tenant without one must still work."""
+
+    ledger_feed: Endpoint | None = None
+    member_list: Endpoint | None = None
+    refunds: bool = False
+
+
+class ApiConfig(_Strict):
+    dialect: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="which adapter speaks this API (paths, field names, id formats)",
+    )
+    base_url: str = Field(pattern=r"^https?://", description="default base URL (the stand-in)")
+    base_url_env: EnvName = Field(description="env var that overrides base_url")
+    read_timeout_seconds: float = Field(default=10.0, gt=0, lt=35)
+
+    _check = field_validator("base_url_env")(_env_name)
+
+
+class DuffelConfig(_Strict):
+    token_env: EnvName
+    rate_limit: RateLimit = RateLimit(requests=60, window_seconds=60)
+
+    _check = field_validator("token_env")(_env_name)
+
+
+class TenantConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
+    name: str = Field(min_length=1)
+    member_id_pattern: str = Field(description="regular expression a member id must match")
+    currency: Currency
+    rules: BusinessRules = BusinessRules()
+    rate_limit: RateLimit
+    api: ApiConfig
+    auth: Auth
+    capabilities: Capabilities = Capabilities()
+    duffel: DuffelConfig
+
+    @field_validator("member_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(file)"
+        lines.append(f"field '{field}': {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_tenant_file(path: Path) -> TenantConfig:
+    """Load and validate one tenant file; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path.name}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{path.name}: expected a mapping of fields at the top level")
+    try:
+        tenant = TenantConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise RegistryError(f"{path.name}: {_describe(exc)}") from exc
+    if tenant.id != path.stem:
+        raise RegistryError(
+            f"{path.name}: field 'id' is {tenant.id!r} but the file is named {path.stem!r}"
+        )
+    return tenant
+
+
+def load_registry(directory: Path | None = None) -> dict[str, TenantConfig]:
+    """All tenants, keyed by id, in file-name order."""
+    folder = directory or REGISTRY_DIR
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise RegistryError(f"no tenant files (*.yaml) in {folder}")
+    return {tenant.id: tenant for tenant in map(load_tenant_file, files)}
+
+
+@cache
+def get_registry() -> dict[str, TenantConfig]:
+    """The registry of this deployment, loaded once per process."""
+    from tenants.settings import get_settings
+
+    return load_registry(get_settings().tenants_dir)
