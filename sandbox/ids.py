@@ -15,10 +15,14 @@ _MULT = 0x9E3779B97F4A7C15 & _MASK48 | 1  # odd, so multiplication mod 2**48 is 
 
 def scramble(counter: np.ndarray, salt: int) -> np.ndarray:
     """A bijection of 48-bit integers: distinct counters give distinct values."""
-    x = (counter.astype(np.uint64) ^ np.uint64(salt & _MASK48)) & np.uint64(_MASK48)
-    x = (x * np.uint64(_MULT)) & np.uint64(_MASK48)
+    # multiply by an odd constant, add, xor-shift: each step is invertible mod 2**48
+    mask = np.uint64(_MASK48)
+    x = (counter.astype(np.uint64) * np.uint64(_MULT)) & mask
+    x = (x + np.uint64((salt * 0x5851F42D4C95) & _MASK48)) & mask
     x ^= x >> np.uint64(21)
-    return (x * np.uint64(_MULT)) & np.uint64(_MASK48)
+    x = (x * np.uint64(_MULT)) & mask
+    x ^= x >> np.uint64(17)
+    return x
 
 
 def hex_ids(prefix: str, counter: np.ndarray, salt: int) -> list[str]:

@@ -1,0 +1,59 @@
+# One entry point for every job. Each target bootstraps what it needs on a fresh machine.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PY := .venv/bin/python
+SIZE ?= 20000
+SEED ?= 7
+HISTORY ?= data/sandbox/history
+export DAGSTER_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+
+.PHONY: help setup demo test sandbox generate pipeline dashboard bench lint browser
+
+help:
+	@echo "make demo       stand-ins + pipeline + dashboard (the main job)"
+	@echo "make test       the whole test suite"
+	@echo "make sandbox    generate history (SIZE=$(SIZE)) if missing, run the four stand-ins"
+	@echo "make generate   (re)generate the sandbox history: SIZE=, SEED="
+	@echo "make pipeline   one full pipeline run"
+	@echo "make dashboard  serve the dashboard"
+	@echo "make bench      run the benchmarks and print their figures"
+	@echo "make lint       ruff"
+
+# Python deps from the lock file; uv itself from PyPI when it is missing.
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+.env:
+	cp .env.example .env
+
+setup: .venv/.synced .env
+
+$(HISTORY)/manifest.json: | setup
+	$(PY) -m sandbox generate --size $(SIZE) --seed $(SEED) --out $(HISTORY)
+
+generate: setup
+	$(PY) -m sandbox generate --size $(SIZE) --seed $(SEED) --out $(HISTORY)
+
+sandbox: setup $(HISTORY)/manifest.json
+	$(PY) -m sandbox serve --history $(HISTORY)
+
+demo: setup $(HISTORY)/manifest.json
+	$(PY) -m sandbox serve --history $(HISTORY) --traffic 30
+
+pipeline: setup
+	@echo "the pipeline arrives with the ingestion and warehouse work; nothing to run yet" >&2; exit 2
+
+dashboard: setup
+	@echo "the dashboard arrives with the dashboard work; nothing to run yet" >&2; exit 2
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .

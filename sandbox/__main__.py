@@ -1,0 +1,158 @@
+"""Command line: ``python -m sandbox generate`` writes a history, ``python -m sandbox serve`` runs the stand-ins."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sandbox.config import DEFAULT_LIMITS, DEFAULT_PORTS, Limit, SandboxConfig
+
+DEFAULT_HISTORY = Path("data/sandbox/history")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from sandbox.generator import generate
+
+    anchor = dt.date.fromisoformat(args.anchor) if args.anchor else None
+    print(f"generating {args.size:,} bookings (seed {args.seed}) into {args.out} ...", flush=True)
+    result = generate(
+        args.size,
+        args.seed,
+        args.out,
+        anchor=anchor,
+        months=args.months,
+        anomaly_rate=args.anomaly_rate,
+    )
+    print(
+        f"done in {result.seconds:.1f} s; history {result.manifest['history_start'][:10]} .. "
+        f"{result.manifest['history_end'][:10]}"
+    )
+    for tenant, counts in result.manifest["counts"].items():
+        print(
+            f"  {tenant:12} {counts['bookings']:>9,} bookings  {counts['ledger_delivered']:>9,} ledger "
+            f"records  {counts['orders_delivered']:>9,} orders  {counts['members']:>7,} members"
+        )
+    print(
+        f"  {len(result.manifest['anomalies'])} planted anomalies listed in {args.out / 'manifest.json'}"
+    )
+    return 0
+
+
+def _limit(text: str) -> tuple[str, Limit]:
+    # SERVICE=REQUESTS[/WINDOW_SECONDS], e.g. duffel=1000000 or coffeechain=20/2
+    name, _, value = text.partition("=")
+    requests, _, window = value.partition("/")
+    if name not in DEFAULT_LIMITS or not requests.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected SERVICE=REQUESTS[/SECONDS] with SERVICE in {sorted(DEFAULT_LIMITS)}"
+        )
+    return name, Limit(int(requests), float(window or 60))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sandbox.runner import start_sandbox
+
+    history = args.history
+    if history is not None and not (history / "ledger.parquet").exists():
+        print(
+            f"no generated history in {history}; run `python -m sandbox generate` first "
+            "(or pass --no-history for the reference members only)",
+            file=sys.stderr,
+        )
+        return 2
+    limits = dict(DEFAULT_LIMITS)
+    if args.unlimited:
+        limits = {name: Limit(10**9) for name in limits}
+    limits.update(dict(args.limit or []))
+    config = SandboxConfig(
+        host=args.host,
+        history_dir=history,
+        limits=limits,
+        reset_interval_seconds=args.reset_interval,
+        traffic_per_minute=args.traffic,
+        telcocorp_token_ttl_seconds=args.token_ttl or 3600,
+        fintechapp_session_ttl_seconds=args.token_ttl or 86400,
+    )
+    config = dataclasses.replace(
+        config,
+        ports={
+            **DEFAULT_PORTS,
+            **(
+                {}
+                if args.port_offset == 0
+                else {k: v + args.port_offset for k, v in DEFAULT_PORTS.items()}
+            ),
+        },
+    )
+    print("starting stand-ins ...", flush=True)
+    sandbox = start_sandbox(config)
+    for name, url in sandbox.urls.items():
+        print(f"  {name:12} {url}")
+    print(
+        f"traffic: {args.traffic:g} bookings/min; reset: "
+        f"{'every %gs' % args.reset_interval if args.reset_interval else 'off'}; Ctrl-C stops",
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    print("stopping stand-ins ...", flush=True)
+    sandbox.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="write a deterministic booking history")
+    gen.add_argument(
+        "--size", type=int, default=20_000, help="bookings to generate (default 20,000)"
+    )
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--out", type=Path, default=DEFAULT_HISTORY)
+    gen.add_argument("--anchor", help="last day of history, YYYY-MM-DD (default: today, UTC)")
+    gen.add_argument("--months", type=int, default=12)
+    gen.add_argument(
+        "--anomaly-rate", type=float, default=0.001, help="share of bookings per anomaly kind"
+    )
+    gen.set_defaults(run=_generate)
+    serve = sub.add_parser("serve", help="run the four stand-ins until Ctrl-C")
+    serve.add_argument("--history", type=Path, default=DEFAULT_HISTORY)
+    serve.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_const",
+        const=None,
+        help="serve the reference members only",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--port-offset", type=int, default=0, help="add to the default ports 8001-8004"
+    )
+    serve.add_argument("--traffic", type=float, default=0.0, help="new bookings per minute")
+    serve.add_argument(
+        "--reset-interval", type=float, default=None, help="seconds between resets to the seed"
+    )
+    serve.add_argument(
+        "--token-ttl",
+        type=int,
+        default=None,
+        help="seconds a TelcoCorp token / FintechApp session lives",
+    )
+    serve.add_argument("--limit", type=_limit, action="append", help="SERVICE=REQUESTS[/SECONDS]")
+    serve.add_argument("--unlimited", action="store_true", help="lift every rate limit (load runs)")
+    serve.set_defaults(run=_serve)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

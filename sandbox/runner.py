@@ -1,0 +1,122 @@
+"""Start all four stand-ins in this process over one shared store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from sandbox.config import TENANT_SERVICES as ORGANISATIONS
+from sandbox.config import SandboxConfig
+from sandbox.schema import LEDGER, MEMBERS, ORDERS
+from sandbox.servers import RunningServers, serve_in_background
+
+log = logging.getLogger("sandbox")
+
+
+def load_history(history_dir: Path | None) -> dict[str, pl.DataFrame]:
+    """The generated tables, or empty ones when no history is given."""
+    if history_dir is None:
+        return {
+            name: schema.to_frame()
+            for name, schema in (("members", MEMBERS), ("ledger", LEDGER), ("orders", ORDERS))
+        }
+    missing = [
+        n for n in ("members", "ledger", "orders") if not (history_dir / f"{n}.parquet").exists()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"{history_dir} has no {', '.join(missing)}.parquet; run `python -m sandbox generate` first"
+        )
+    return {
+        n: pl.read_parquet(history_dir / f"{n}.parquet") for n in ("members", "ledger", "orders")
+    }
+
+
+@dataclass
+class Sandbox:
+    """A running set of stand-ins: their URLs, their stores, and what keeps them alive."""
+
+    config: SandboxConfig
+    urls: dict[str, str]
+    loyalty: object
+    duffel: object
+    servers: RunningServers
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """What the real services do every hour: forget everything since the seed."""
+        self.loyalty.reset()
+        self.duffel.reset()
+        log.info("sandbox reset to the generated history")
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that points the platform's tenant clients at these stand-ins."""
+        env = {
+            "COFFEECHAIN_API_URL": self.urls["coffeechain"],
+            "TELCOCORP_API_URL": self.urls["telcocorp"],
+            "FINTECHAPP_API_URL": self.urls["fintechapp"],
+            "DUFFEL_BASE_URL": self.urls["duffel"],
+            "COFFEECHAIN_API_KEY": "test_cc_api_key_12345",
+            "TELCOCORP_CLIENT_ID": "telcocorp_client_id",
+            "TELCOCORP_CLIENT_SECRET": "telcocorp_client_secret",
+            "FINTECHAPP_PARTNER_ID": self.config.fintechapp_partner_id,
+            "FINTECHAPP_PARTNER_SECRET": self.config.fintechapp_partner_secret,
+        }
+        for token, tenant in self.config.duffel_tokens(ORGANISATIONS).items():
+            env[f"{tenant.upper()}_DUFFEL_TOKEN"] = token
+        return env
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self.servers.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _every(self, seconds: float, action, name: str) -> None:
+        def loop() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    action()
+                except Exception:  # a background tick must not kill the servers; it is logged
+                    log.exception("%s failed", name)
+
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+
+def start_sandbox(config: SandboxConfig | None = None) -> Sandbox:
+    """Load the history, build the stores and serve all four apps; returns once they answer."""
+    from sandbox.duffel.app import create_app as create_duffel_app
+    from sandbox.duffel.store import DuffelStore
+    from sandbox.loyalty import create_apps as create_loyalty_apps
+    from sandbox.loyalty.store import LoyaltyStore
+
+    config = config or SandboxConfig()
+    tables = load_history(config.history_dir)
+    loyalty = LoyaltyStore(tables["members"], tables["ledger"], config)
+    duffel = DuffelStore(tables["orders"], ORGANISATIONS)
+    apps = {**create_loyalty_apps(loyalty, config), "duffel": create_duffel_app(duffel, config)}
+    servers = serve_in_background(apps, config.host, config.ports, access_log=False)
+    sandbox = Sandbox(
+        config=config, urls=servers.urls, loyalty=loyalty, duffel=duffel, servers=servers
+    )
+    if config.reset_interval_seconds:
+        sandbox._every(config.reset_interval_seconds, sandbox.reset, "sandbox-reset")
+    if config.traffic_per_minute > 0:
+        from sandbox.traffic import Traffic
+
+        traffic = Traffic(loyalty, duffel, config)
+        sandbox._every(60.0 / config.traffic_per_minute, traffic.book_one, "sandbox-traffic")
+    return sandbox

@@ -1,0 +1,325 @@
+"""Typed failures of tenant and Duffel calls, each naming who failed where, renderable as RFC 7807."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+from tenants.ratelimit import parse_retry_after
+from tenants.redact import redact
+
+PROBLEM_BASE = "urn:loyalty-flights:problem:"
+
+
+class UpstreamError(Exception):
+    """A call to a tenant's loyalty API or to Duffel did not give a usable answer."""
+
+    slug: ClassVar[str] = "upstream-error"
+    title: ClassVar[str] = "Upstream service error"
+    default_status: ClassVar[int] = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        endpoint: str,
+        status: int | None = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.service = service
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+        self.details = details or {}
+        self.request_id = request_id
+        self.message = redact(message)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = f"{self.service} {self.endpoint}"
+        status = f" -> {self.status}" if self.status is not None else ""
+        code = f" [{self.code}]" if self.code else ""
+        return f"{where}{status}{code}: {self.message}"
+
+    def to_problem(self) -> dict[str, Any]:
+        """RFC 7807 problem details; extensions carry the upstream's own status and code."""
+        problem: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.default_status,
+            "detail": self.message,
+            "instance": self.endpoint.split(" ", 1)[-1],
+            "service": self.service,
+            "endpoint": self.endpoint,
+            "upstream_status": self.status,
+            "upstream_code": self.code,
+        }
+        if self.request_id:
+            problem["request_id"] = self.request_id
+        if self.details:
+            problem["upstream_details"] = _jsonable(self.details)
+        return problem
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+class AuthError(UpstreamError):
+    """Our credentials were refused (after one refresh where the scheme allows one)."""
+
+    slug = "upstream-auth"
+    title = "Upstream rejected our credentials"
+    default_status = 502
+
+
+class Forbidden(UpstreamError):
+    """The upstream understood who we are but refused this operation (403)."""
+
+    slug = "upstream-forbidden"
+    title = "Upstream refused the operation"
+    default_status = 403
+
+
+class NotFound(UpstreamError):
+    """The member, transaction or resource does not exist upstream."""
+
+    slug = "not-found"
+    title = "Not found upstream"
+    default_status = 404
+
+
+class RateLimited(UpstreamError):
+    """The upstream kept answering 429 until the retry budget ran out."""
+
+    slug = "rate-limited"
+    title = "Upstream rate limit exceeded"
+    default_status = 429
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+    def to_problem(self) -> dict[str, Any]:
+        problem = super().to_problem()
+        problem["retry_after_seconds"] = self.retry_after
+        return problem
+
+
+class BusinessRuleError(UpstreamError):
+    """The upstream refused the request on its merits (400/422): retrying cannot help."""
+
+    slug = "business-rule"
+    title = "Upstream business rule violated"
+    default_status = 422
+
+
+class InsufficientFunds(BusinessRuleError):
+    """The member's loyalty balance does not cover the amount."""
+
+    slug = "insufficient-funds"
+    title = "Insufficient loyalty balance"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream failed (5xx, connection error) and the retry budget ran out."""
+
+    slug = "upstream-unavailable"
+    title = "Upstream unavailable"
+    default_status = 503
+
+
+class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
+    """The upstream did not answer within our read timeout, on every attempt allowed."""
+
+    slug = "upstream-timeout"
+    title = "Upstream timed out"
+    default_status = 504
+
+
+class NotSupported(UpstreamError):
+    """The tenant does not offer this capability (no call was made)."""
+
+    slug = "not-supported"
+    title = "Capability not offered by this tenant"
+    default_status = 501
+
+
+class DuffelError(UpstreamError):
+    """An error answered by Duffel (or its edge), with Duffel's error type and request id."""
+
+    slug = "duffel-error"
+    title = "Duffel error"
+
+    def __init__(self, message: str, *, error_type: str | None = None, **kwargs: Any) -> None:
+        self.type = error_type
+        super().__init__(message, **kwargs)
+
+    def to_problem(self) -> dict[str, Any]:
+        problem = super().to_problem()
+        problem["duffel_type"] = self.type
+        return problem
+
+
+class DuffelAuthError(DuffelError, AuthError):
+    """Duffel refused the tenant's Duffel token."""
+
+
+class DuffelNotFound(DuffelError, NotFound):
+    """Duffel has no such resource."""
+
+
+class DuffelRateLimited(DuffelError, RateLimited):
+    """Duffel kept answering 429."""
+
+
+class DuffelRejected(DuffelError, BusinessRuleError):
+    """Duffel refused the request (validation, expired offer, price change, ...)."""
+
+
+class DuffelUnavailable(DuffelError, UpstreamUnavailable):
+    """Duffel failed with 5xx (or a non-JSON edge page) until the budget ran out."""
+
+
+class OrderNotCreated(DuffelUnavailable):
+    """Duffel guarantees nothing was booked (502 order_not_created): safe to search again."""
+
+    slug = "duffel-order-not-created"
+    title = "Duffel order not created"
+
+
+class OrderOutcomeUnknown(DuffelUnavailable):
+    """Order creation failed with 500/502 or a timeout: it may or may not exist; never retried."""
+
+    slug = "duffel-order-outcome-unknown"
+    title = "Duffel order outcome unknown"
+
+
+def decode_body(response: httpx.Response) -> Any:
+    """The JSON body with numbers kept exact, or None when the body is not JSON (e.g. an HTML 502)."""
+    try:
+        return json.loads(response.text, parse_float=Decimal)
+    except ValueError:
+        return None
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    return text[:200] or response.reason_phrase or "empty body"
+
+
+_TENANT_BY_STATUS: dict[int, type[UpstreamError]] = {
+    400: BusinessRuleError,
+    401: AuthError,
+    403: Forbidden,
+    404: NotFound,
+    409: BusinessRuleError,
+    422: BusinessRuleError,
+    429: RateLimited,
+}
+_INSUFFICIENT = {"insufficient_balance", "insufficient_points", "insufficient_coins"}
+
+
+def tenant_error(response: httpx.Response, *, service: str, endpoint: str) -> UpstreamError:
+    """Map a FastAPI-style tenant error (``{"detail": {"error", "message", ...}}``) to a type."""
+    body = decode_body(response)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    code: str | None = None
+    extra: dict[str, Any] = {}
+    if isinstance(detail, dict):
+        code = detail.get("error")
+        message = str(detail.get("message") or code or response.reason_phrase)
+        extra = {k: v for k, v in detail.items() if k not in ("error", "message")}
+    elif isinstance(detail, str):
+        message = detail
+    else:
+        message = _snippet(response)
+    status = response.status_code
+    if code in _INSUFFICIENT:
+        cls: type[UpstreamError] = InsufficientFunds
+    elif status >= 500:
+        cls = UpstreamUnavailable
+    else:
+        cls = _TENANT_BY_STATUS.get(status, UpstreamError)
+    kwargs: dict[str, Any] = {
+        "service": service,
+        "endpoint": endpoint,
+        "status": status,
+        "code": code,
+        "details": extra,
+    }
+    if cls is RateLimited:
+        kwargs["retry_after"] = _retry_after(response)
+    return cls(message, **kwargs)
+
+
+_DUFFEL_BY_STATUS: dict[int, type[DuffelError]] = {
+    400: DuffelRejected,
+    401: DuffelAuthError,
+    403: DuffelAuthError,
+    404: DuffelNotFound,
+    409: DuffelRejected,
+    422: DuffelRejected,
+    429: DuffelRateLimited,
+}
+
+
+def duffel_error(
+    response: httpx.Response, *, service: str, endpoint: str, creates_order: bool = False
+) -> DuffelError:
+    """Map Duffel's ``{"errors": [...], "meta": {...}}`` envelope (or a non-JSON page) to a type."""
+    body = decode_body(response)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    meta = body.get("meta") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = first.get("code")
+    error_type = first.get("type")
+    if first:
+        message = "; ".join(
+            str(e.get("message") or e.get("title") or e.get("code"))
+            for e in errors
+            if isinstance(e, dict)
+        )
+    else:
+        message = f"non-JSON error body: {_snippet(response)}"
+    request_id = (meta or {}).get("request_id") if isinstance(meta, dict) else None
+    request_id = request_id or response.headers.get("x-request-id")
+    status = response.status_code
+    if creates_order and status == 502 and code == "order_not_created":
+        cls: type[DuffelError] = OrderNotCreated
+    elif creates_order and status in (500, 502):
+        cls = OrderOutcomeUnknown
+    elif status >= 500:
+        cls = DuffelUnavailable
+    else:
+        cls = _DUFFEL_BY_STATUS.get(status, DuffelError)
+    kwargs: dict[str, Any] = {
+        "service": service,
+        "endpoint": endpoint,
+        "status": status,
+        "code": code,
+        "error_type": error_type,
+        "request_id": request_id,
+        "details": {"errors": errors} if isinstance(errors, list) and len(errors) > 1 else {},
+    }
+    if issubclass(cls, RateLimited):
+        kwargs["retry_after"] = _retry_after(response)
+    return cls(message, **kwargs)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers)

@@ -1,0 +1,50 @@
+"""Shared fixtures: real stand-in servers on free loopback ports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sandbox.config import SERVICES, SandboxConfig
+from sandbox.runner import Sandbox, start_sandbox
+
+
+def _config(**overrides: object) -> SandboxConfig:
+    base = SandboxConfig(
+        ports=dict.fromkeys(SERVICES, 0), log_requests=False, timeout_stall_seconds=0.5
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., Sandbox]]:
+    """Start stand-ins with a custom configuration; all are stopped after the test."""
+    started: list[Sandbox] = []
+
+    def start(**overrides: object) -> Sandbox:
+        sandbox = start_sandbox(_config(**overrides))
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """Stand-ins with the reference members only and the real rate limits."""
+    running = start_sandbox(_config())
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point the platform's clients at the session's stand-ins for one test."""
+    env = sandbox.client_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
