@@ -29,7 +29,7 @@ import polars as pl
 from sandbox.ids import duffel_ids, hex_ids, pnrs
 from sandbox.reference import AIRLINE_REGIONS, HUBS, airports
 from sandbox.schema import LEDGER, MEMBERS, ORDERS
-from sandbox.seed import REFERENCE_MEMBERS
+from sandbox.seed import REFERENCE_MEMBERS, reference_members_frame
 from tenants.registry import TenantConfig, load_registry
 
 US = 1_000_000
@@ -346,24 +346,7 @@ def _members(
             schema=MEMBERS,
         )
         frames.append(frame)
-    seeded_frame = pl.DataFrame(
-        [
-            {
-                "tenant_id": m.tenant_id,
-                "member_id": m.member_id,
-                "given_name": m.given_name,
-                "family_name": m.family_name,
-                "email": m.email,
-                "tier": m.tier,
-                "status": m.status,
-                "balance": m.balance,
-                "total_cashback": m.total_cashback,
-                "joined_at": dt.datetime(2023, 1, 1, tzinfo=dt.UTC),
-            }
-            for m in seeded
-        ],
-        schema=MEMBERS,
-    )
+    seeded_frame = reference_members_frame(set(registry))
     # Reference members first so they are among the active bookers.
     return pl.concat([seeded_frame, *frames]).sort("tenant_id", maintain_order=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import polars as pl
 from sandbox.config import TENANT_SERVICES as ORGANISATIONS
 from sandbox.config import SandboxConfig
 from sandbox.schema import LEDGER, MEMBERS, ORDERS
+from sandbox.seed import reference_members_frame
 from sandbox.servers import RunningServers, serve_in_background
 
 log = logging.getLogger("sandbox")
@@ -36,6 +38,11 @@ def load_history(history_dir: Path | None) -> dict[str, pl.DataFrame]:
     }
 
 
+def _manifest(history_dir: Path | None) -> dict:
+    path = history_dir / "manifest.json" if history_dir else None
+    return json.loads(path.read_text()) if path and path.exists() else {}
+
+
 @dataclass
 class Sandbox:
     """A running set of stand-ins: their URLs, their stores, and what keeps them alive."""
@@ -45,6 +52,7 @@ class Sandbox:
     loyalty: object
     duffel: object
     servers: RunningServers
+    traffic: object | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -117,6 +125,16 @@ def start_sandbox(config: SandboxConfig | None = None) -> Sandbox:
     if config.traffic_per_minute > 0:
         from sandbox.traffic import Traffic
 
-        traffic = Traffic(loyalty, duffel, config)
+        manifest = _manifest(config.history_dir)
+        members = tables["members"] if tables["members"].height else reference_members_frame()
+        traffic = Traffic(
+            loyalty,
+            duffel,
+            config,
+            members,
+            first_counter=manifest.get("next_counter", 0),
+            seed=manifest.get("seed", 0),
+        )
+        sandbox.traffic = traffic
         sandbox._every(60.0 / config.traffic_per_minute, traffic.book_one, "sandbox-traffic")
     return sandbox

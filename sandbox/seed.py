@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import asdict, dataclass
 from decimal import Decimal
+
+import polars as pl
+
+from sandbox.schema import MEMBERS
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,14 @@ REFERENCE_MEMBERS: tuple[SeedMember, ...] = (
         Decimal("0.00"),
     ),
 )
+
+
+def reference_members_frame(tenant_ids: set[str] | None = None) -> pl.DataFrame:
+    """The reference members as rows of the generated members table."""
+    joined = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
+    rows = [
+        {**asdict(m), "joined_at": joined}
+        for m in REFERENCE_MEMBERS
+        if tenant_ids is None or m.tenant_id in tenant_ids
+    ]
+    return pl.DataFrame(rows, schema=MEMBERS)
