@@ -20,19 +20,20 @@ class UpstreamError(Exception):
     slug: ClassVar[str] = "upstream-error"
     title: ClassVar[str] = "Upstream service error"
     default_status: ClassVar[int] = 502
+    upstream: ClassVar[str] = "loyalty API"
 
     def __init__(
         self,
         message: str,
         *,
-        service: str,
+        tenant: str,
         endpoint: str,
         status: int | None = None,
         code: str | None = None,
         details: dict[str, Any] | None = None,
         request_id: str | None = None,
     ) -> None:
-        self.service = service
+        self.tenant = tenant
         self.endpoint = endpoint
         self.status = status
         self.code = code
@@ -42,7 +43,7 @@ class UpstreamError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = f"{self.service} {self.endpoint}"
+        where = f"{self.tenant} {self.upstream} {self.endpoint}"
         status = f" -> {self.status}" if self.status is not None else ""
         code = f" [{self.code}]" if self.code else ""
         return f"{where}{status}{code}: {self.message}"
@@ -55,7 +56,8 @@ class UpstreamError(Exception):
             "status": self.default_status,
             "detail": self.message,
             "instance": self.endpoint.split(" ", 1)[-1],
-            "service": self.service,
+            "tenant": self.tenant,
+            "upstream": self.upstream,
             "endpoint": self.endpoint,
             "upstream_status": self.status,
             "upstream_code": self.code,
@@ -164,6 +166,7 @@ class DuffelError(UpstreamError):
 
     slug = "duffel-error"
     title = "Duffel error"
+    upstream = "Duffel"
 
     def __init__(self, message: str, *, error_type: str | None = None, **kwargs: Any) -> None:
         self.type = error_type
@@ -234,7 +237,7 @@ _TENANT_BY_STATUS: dict[int, type[UpstreamError]] = {
 _INSUFFICIENT = {"insufficient_balance", "insufficient_points", "insufficient_coins"}
 
 
-def tenant_error(response: httpx.Response, *, service: str, endpoint: str) -> UpstreamError:
+def tenant_error(response: httpx.Response, *, tenant: str, endpoint: str) -> UpstreamError:
     """Map a FastAPI-style tenant error (``{"detail": {"error", "message", ...}}``) to a type."""
     body = decode_body(response)
     detail = body.get("detail") if isinstance(body, dict) else None
@@ -256,7 +259,7 @@ def tenant_error(response: httpx.Response, *, service: str, endpoint: str) -> Up
     else:
         cls = _TENANT_BY_STATUS.get(status, UpstreamError)
     kwargs: dict[str, Any] = {
-        "service": service,
+        "tenant": tenant,
         "endpoint": endpoint,
         "status": status,
         "code": code,
@@ -279,7 +282,7 @@ _DUFFEL_BY_STATUS: dict[int, type[DuffelError]] = {
 
 
 def duffel_error(
-    response: httpx.Response, *, service: str, endpoint: str, creates_order: bool = False
+    response: httpx.Response, *, tenant: str, endpoint: str, creates_order: bool = False
 ) -> DuffelError:
     """Map Duffel's ``{"errors": [...], "meta": {...}}`` envelope (or a non-JSON page) to a type."""
     body = decode_body(response)
@@ -308,7 +311,7 @@ def duffel_error(
     else:
         cls = _DUFFEL_BY_STATUS.get(status, DuffelError)
     kwargs: dict[str, Any] = {
-        "service": service,
+        "tenant": tenant,
         "endpoint": endpoint,
         "status": status,
         "code": code,

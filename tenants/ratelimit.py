@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from tenants.registry import RateLimit
 from tenants.redact import get_logger
+from tenants.registry import RateLimit
 
 log = get_logger("tenants.ratelimit")
 
@@ -187,12 +187,15 @@ _registry: dict[str, ClientRateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
-def quota_key(kind: str, base_url: str, credential: str | None = None) -> str:
-    """Registry key for one upstream quota; a credential is keyed by fingerprint, never by value."""
+def credential_fingerprint(value: str) -> str:
+    """A short, one-way name for a credential, safe to log and to use as a key."""
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def quota_key(kind: str, base_url: str, fingerprint: str | None = None) -> str:
+    """Registry key for one upstream quota: a service, and the credential it is counted by."""
     key = f"{kind}@{base_url.rstrip('/')}"
-    if credential:
-        key += "#" + hashlib.sha256(credential.encode()).hexdigest()[:12]
-    return key
+    return f"{key}#{fingerprint}" if fingerprint else key
 
 
 def limiter_for(key: str, limit: RateLimit) -> ClientRateLimiter:

@@ -8,6 +8,7 @@ that carry secrets, never a secret itself.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from decimal import Decimal
 from functools import cache
@@ -66,7 +67,7 @@ class Currency(_Strict):
         periods = self.rate_history
         if not periods:
             return self
-        for earlier, later in zip(periods, periods[1:], strict=False):
+        for earlier, later in itertools.pairwise(periods):
             if earlier.valid_to != later.valid_from:
                 raise ValueError(
                     f"rate_history: period from {earlier.valid_from} must end where the next "
@@ -158,6 +159,9 @@ class ApiConfig(_Strict):
 class DuffelConfig(_Strict):
     token_env: EnvName
     rate_limit: RateLimit = RateLimit(requests=60, window_seconds=60)
+    read_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="read timeout of Duffel calls other than order creation"
+    )
 
     _check = field_validator("token_env")(_env_name)
 

@@ -1,0 +1,319 @@
+"""The request loop every client shares: bounded retries with jittered backoff, typed errors, one log line per attempt.
+
+What is retried depends on what a repeat could do: a read is retried on any transient
+failure; a write that moves money (a deduction, a refund, a Duffel order or payment) only
+when the upstream certainly did not act on it (connection refused, 429, 503).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from tenants.errors import (
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    decode_body,
+)
+from tenants.ratelimit import (
+    DEADLINE_EXTENSION,
+    ClientRateLimiter,
+    RateLimitedTransport,
+    RateLimitWait,
+    parse_retry_after,
+)
+from tenants.redact import get_logger
+
+log = get_logger("tenants.http")
+
+# A request under this much remaining budget is not worth starting.
+_MIN_ATTEMPT_SECONDS = 0.05
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class Safety(enum.Enum):
+    """What repeating a request could do upstream, which decides what may be retried."""
+
+    READ = "read"  # no effect: retry every transient failure, 500/502 included
+    WRITE = "write"  # an effect without money (approval check, offer search): not on 500/502
+    MONEY = "money"  # moves money or books: only when the upstream surely did not act
+
+
+@dataclass(frozen=True)
+class Route:
+    """One upstream operation: method, path template (what we log) and its retry safety."""
+
+    method: str
+    template: str
+    safety: Safety
+
+    def path(self, params: Mapping[str, str] | None = None) -> str:
+        if not params:
+            return self.template
+        return self.template.format(**{k: quote(str(v), safe="") for k, v in params.items()})
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The budget of one logical call: attempts, total seconds, and the backoff curve."""
+
+    max_attempts: int = 4
+    max_elapsed_seconds: float = 30.0
+    base_delay_seconds: float = 0.25
+    max_delay_seconds: float = 8.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        return random.uniform(0.0, ceiling)
+
+
+ErrorMapper = Callable[..., UpstreamError]
+
+_RETRY_ALWAYS = {429, 503}
+_RETRY_UNLESS_MONEY = {504}
+_RETRY_READS_ONLY = {500, 502}
+# Failures before a byte of the request reached the upstream: always safe to repeat.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _retryable_status(status: int, safety: Safety) -> bool:
+    if status in _RETRY_ALWAYS:
+        return True
+    if status in _RETRY_UNLESS_MONEY:
+        return safety is not Safety.MONEY
+    if status in _RETRY_READS_ONLY:
+        return safety is Safety.READ
+    return False
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON with Decimals written as numbers from their exact text, never via float."""
+    return _encode(value).encode()
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a finite amount")
+        return format(value, "f")
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(map(_encode, value)) + "]"
+    return json.dumps(value)
+
+
+class RequestRunner:
+    """Sends one logical call through an ``httpx.Client`` within a retry budget."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        tenant: str,
+        upstream: str,
+        error_mapper: ErrorMapper,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        shape_error: type[UpstreamError] = UpstreamError,
+    ) -> None:
+        self.http = http
+        self.tenant = tenant
+        self.upstream = upstream
+        self.error_mapper = error_mapper
+        self.shape_error = shape_error
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    def send(
+        self,
+        route: Route,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        read_timeout: float | None = None,
+        error_mapper: ErrorMapper | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> httpx.Response:
+        """The first successful response, or a typed ``UpstreamError`` once the budget is spent."""
+        mapper = error_mapper or self.error_mapper
+        policy = policy or self.policy
+        started = time.monotonic()
+        deadline = started + policy.max_elapsed_seconds
+        path = route.path(path_params)
+        content = encode_json(json_body) if json_body is not None else None
+        send_headers = dict(headers or {})
+        if content is not None:
+            send_headers["Content-Type"] = "application/json"
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            request = self.http.build_request(
+                route.method,
+                path,
+                params=params,
+                content=content,
+                headers=send_headers,
+                timeout=self._timeout(read_timeout, remaining),
+                extensions={DEADLINE_EXTENSION: deadline},
+            )
+            t0 = time.monotonic()
+            failure: UpstreamError
+            retry_after: float | None = None
+            try:
+                response = self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
+            except RateLimitWait as exc:
+                self._log(route, "rate-limit-wait", t0, attempt)
+                raise RateLimited(
+                    f"client-side quota exhausted for longer than the budget ({exc})",
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                    retry_after=exc.wait_seconds,
+                ) from exc
+            except UpstreamError as exc:
+                # Raised by the auth flow (token/session endpoint); the call itself was not sent.
+                self._log(route, f"auth-{exc.status}", t0, attempt)
+                if exc.status is None or not _retryable_status(exc.status, Safety.READ):
+                    raise
+                failure = exc
+                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            except httpx.TimeoutException as exc:
+                self._log(route, type(exc).__name__, t0, attempt)
+                failure = UpstreamTimeout(
+                    self._transport_message(exc, route),
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                )
+                failure.__cause__ = exc  # kept when the budget runs out below
+                if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+                    raise failure from exc
+            except httpx.TransportError as exc:
+                self._log(route, type(exc).__name__, t0, attempt)
+                failure = UpstreamUnavailable(
+                    self._transport_message(exc, route),
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                )
+                failure.__cause__ = exc  # kept when the budget runs out below
+                if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+                    raise failure from exc
+            else:
+                self._log(route, response.status_code, t0, attempt)
+                if response.is_success:
+                    return response
+                failure = mapper(response, tenant=self.tenant, endpoint=route.label)
+                if not _retryable_status(response.status_code, route.safety):
+                    raise failure
+                retry_after = parse_retry_after(response.headers)
+            delay = max(policy.backoff(attempt), retry_after or 0.0)
+            if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
+                raise failure
+            self._sleep(delay)
+
+    def send_json(self, route: Route, **kwargs: Any) -> Any:
+        """Like ``send``, decoding the body with exact decimals."""
+        response = self.send(route, **kwargs)
+        body = decode_body(response)
+        if body is None:
+            raise self.shape_error(
+                f"expected a JSON body, got {response.headers.get('content-type', 'no type')}",
+                tenant=self.tenant,
+                endpoint=route.label,
+                status=response.status_code,
+            )
+        return body
+
+    @contextmanager
+    def reading(self, route: Route) -> Iterator[None]:
+        """Turn a success body of an unexpected shape into an ``UpstreamError`` naming the call."""
+        try:
+            yield
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise self.shape_error(
+                f"unexpected response body: {exc!r}",
+                tenant=self.tenant,
+                endpoint=route.label,
+                status=200,
+            ) from exc
+
+    def _timeout(self, read_timeout: float | None, remaining: float) -> httpx.Timeout:
+        # Never let one attempt outlive the whole call's budget.
+        base = self.http.timeout
+        read = read_timeout if read_timeout is not None else base.read
+        read = min(read if read is not None else remaining, remaining)
+        return httpx.Timeout(
+            connect=base.connect,
+            read=max(read, _MIN_ATTEMPT_SECONDS),
+            write=base.write,
+            pool=base.pool,
+        )
+
+    def _transport_message(self, exc: httpx.TransportError, route: Route) -> str:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+            text += " (the upstream may have acted on it; not retried)"
+        return text
+
+    def _log(self, route: Route, status: int | str, t0: float, attempt: int) -> None:
+        latency_ms = (time.monotonic() - t0) * 1000
+        log.info(
+            "%s %s %s %s -> %s in %.1f ms (attempt %d)",
+            self.tenant,
+            self.upstream,
+            route.method,
+            route.template,
+            status,
+            latency_ms,
+            attempt,
+            extra={
+                "tenant": self.tenant,
+                "upstream": self.upstream,
+                "method": route.method,
+                "path": route.template,
+                "status": status,
+                "latency_ms": round(latency_ms, 1),
+                "attempt": attempt,
+            },
+        )
+
+
+def build_http_client(
+    base_url: str,
+    *,
+    auth: httpx.Auth,
+    limiter: ClientRateLimiter,
+    read_timeout: float,
+    headers: dict[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    event_hooks: dict[str, list[Any]] | None = None,
+) -> httpx.Client:
+    """An ``httpx.Client`` whose every request (token requests too) passes ``limiter``."""
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        headers={"Accept": "application/json", **(headers or {})},
+        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_SECONDS),
+        transport=RateLimitedTransport(transport or httpx.HTTPTransport(), limiter),
+        event_hooks=event_hooks,
+    )
