@@ -1,0 +1,22 @@
+"""Run every benchmark in turn (``make bench``); each prints its table and saves it under benchmarks/results/."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import bench_generate, bench_standins
+from benchmarks.common import report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--size", type=int, default=1_000_000, help="bookings in the benchmark history"
+    )
+    args = parser.parse_args()
+    report("generate", bench_generate.run(args.size))
+    report("standins", bench_standins.run(args.size, max_pages=1_000))
+
+
+if __name__ == "__main__":
+    main()
