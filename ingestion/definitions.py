@@ -1,0 +1,92 @@
+"""Ingestion's jobs, schedules and resources, gathered into one Definitions object."""
+
+import os
+
+import dagster as dg
+
+from ingestion.duffel import assets as duffel
+from ingestion.loyalty import assets as loyalty
+from ingestion.partitions import tenant_partitions
+from ingestion.resources import LandingResource, TenantApisResource
+
+# Ingestion is I/O-bound and each tenant's rate limiter lives in the process: running a
+# run's assets in one process keeps the tenant's limit true across them.
+_in_process = dg.in_process_executor
+
+ingest_activity_job = dg.define_asset_job(
+    "ingest_activity_job",
+    selection=dg.AssetSelection.assets(loyalty.LEDGER_KEY, duffel.ORDERS_KEY, duffel.SEGMENTS_KEY),
+    executor_def=_in_process,
+    description="Ledger transactions and Duffel orders of one tenant (incremental).",
+)
+ingest_members_job = dg.define_asset_job(
+    "ingest_members_job",
+    selection=dg.AssetSelection.assets(loyalty.MEMBERS_KEY),
+    executor_def=_in_process,
+    description="A snapshot of one tenant's member balances.",
+)
+ingest_reference_job = dg.define_asset_job(
+    "ingest_reference_job",
+    selection=dg.AssetSelection.assets(duffel.AIRLINES_KEY, duffel.AIRPORTS_KEY),
+    executor_def=_in_process,
+    description="Duffel airlines and airports.",
+)
+
+
+def _per_tenant_schedule(name: str, job, cron: str) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Runs {job.name} for every tenant ({cron}).",
+    )
+    def per_tenant(context: dg.ScheduleEvaluationContext):
+        tick = context.scheduled_execution_time.isoformat()
+        for tenant_id in tenant_partitions.get_partition_keys():
+            yield dg.RunRequest(run_key=f"{tenant_id}:{tick}", partition_key=tenant_id)
+
+    return per_tenant
+
+
+ingest_activity_schedule = _per_tenant_schedule(
+    "ingest_activity_schedule",
+    ingest_activity_job,
+    os.environ.get("INGEST_ACTIVITY_CRON", "*/15 * * * *"),
+)
+ingest_members_schedule = _per_tenant_schedule(
+    "ingest_members_schedule",
+    ingest_members_job,
+    os.environ.get("INGEST_MEMBERS_CRON", "0 * * * *"),
+)
+ingest_reference_schedule = dg.ScheduleDefinition(
+    name="ingest_reference_schedule",
+    job=ingest_reference_job,
+    cron_schedule=os.environ.get("INGEST_REFERENCE_CRON", "30 2 * * *"),
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+defs = dg.Definitions(
+    assets=[
+        loyalty.ledger_transactions,
+        loyalty.members,
+        duffel.orders,
+        duffel.airlines,
+        duffel.airports,
+    ],
+    asset_checks=[
+        loyalty.ledger_no_duplicate_ids,
+        loyalty.ledger_quarantine_share,
+        loyalty.members_no_duplicate_ids,
+        duffel.orders_no_duplicate_ids,
+        duffel.orders_quarantine_share,
+    ],
+    jobs=[ingest_activity_job, ingest_members_job, ingest_reference_job],
+    schedules=[ingest_activity_schedule, ingest_members_schedule, ingest_reference_schedule],
+    resources={
+        "tenant_apis": TenantApisResource(),
+        "landing": LandingResource(data_dir=os.environ.get("DATA_DIR", "data")),
+    },
+)

@@ -1,0 +1,1 @@
+"""Assets that land Duffel orders (per tenant organisation) and Duffel reference data."""

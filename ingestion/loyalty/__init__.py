@@ -1,0 +1,1 @@
+"""Assets that land each tenant's loyalty ledger and member balances."""

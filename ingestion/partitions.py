@@ -1,0 +1,9 @@
+"""A tenant is a partition: one per file in the tenant registry."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from tenants.registry import get_registry
+
+tenant_partitions = dg.StaticPartitionsDefinition(sorted(get_registry()))

@@ -1,0 +1,43 @@
+"""Dagster resources: where landing lives, and each tenant's API clients.
+
+Tenant secrets are not resource fields: each tenant's YAML names the environment
+variables that hold them, and the clients read them when built at run time. So they
+never appear in run configuration or in the UI, and a new tenant needs no new field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ingestion.landing import LandingZone
+from ingestion.sync import RequestCounter
+from tenants.duffel.client import DuffelClient, build_duffel_client
+from tenants.loyalty import LoyaltyClient, build_loyalty_client
+from tenants.registry import TenantConfig, get_registry, load_registry
+
+
+class LandingResource(dg.ConfigurableResource):
+    """The landing zone and quarantine under the project's data folder."""
+
+    data_dir: str = "data"
+
+    def zone(self) -> LandingZone:
+        return LandingZone.under(Path(self.data_dir))
+
+
+class TenantApisResource(dg.ConfigurableResource):
+    """Builds a tenant's loyalty and Duffel clients with that tenant's own credentials."""
+
+    tenants_dir: str | None = None  # another registry folder (default: the deployment's)
+
+    def tenant(self, tenant_id: str) -> TenantConfig:
+        registry = load_registry(Path(self.tenants_dir)) if self.tenants_dir else get_registry()
+        return registry[tenant_id]
+
+    def loyalty(self, tenant_id: str, requests: RequestCounter) -> LoyaltyClient:
+        return build_loyalty_client(self.tenant(tenant_id), event_hooks={"response": [requests]})
+
+    def duffel(self, tenant_id: str, requests: RequestCounter) -> DuffelClient:
+        return build_duffel_client(self.tenant(tenant_id), event_hooks={"response": [requests]})
