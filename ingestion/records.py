@@ -11,13 +11,23 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from ingestion.landing import Rejected
-from tenants.duffel.models import Airline, Airport, DuffelOrder
+from tenants.duffel.models import Airline, Airport
 from tenants.models import LedgerTransaction, Member
 
 M = TypeVar("M", bound=BaseModel)
@@ -128,10 +138,85 @@ def local_to_utc(local: dt.datetime, time_zone: str | None) -> dt.datetime | Non
     return local.replace(tzinfo=_zone(time_zone)).astimezone(dt.UTC)
 
 
-def order_problem(tenant_id: str) -> Callable[[DuffelOrder], str | None]:
+# Duffel sends money as decimal strings; a number there is malformed, never read through float.
+DecimalText = Annotated[
+    str, StringConstraints(pattern=r"^-?[0-9]+(\.[0-9]+)?$"), AfterValidator(Decimal)
+]
+
+
+class _Slim(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _PlaceRef(_Slim):
+    iata_code: str
+    time_zone: str | None = None
+
+
+class _CarrierRef(_Slim):
+    iata_code: str | None = None
+    name: str | None = None
+
+
+class _SeatRef(_Slim):
+    cabin_class: str | None = None
+
+
+class _SegmentRef(_Slim):
+    id: str | None = None
+    origin: _PlaceRef
+    destination: _PlaceRef
+    departing_at: dt.datetime
+    arriving_at: dt.datetime
+    marketing_carrier: _CarrierRef | None = None
+    marketing_carrier_flight_number: str | None = None
+    passengers: list[_SeatRef] = Field(default_factory=list)
+
+
+class _SliceRef(_Slim):
+    origin: _PlaceRef
+    destination: _PlaceRef
+    segments: list[_SegmentRef]
+
+
+class _PaymentRef(_Slim):
+    awaiting_payment: bool = False
+    paid_at: AwareDatetime | None = None
+    payment_required_by: AwareDatetime | None = None
+
+
+class _CancellationRef(_Slim):
+    id: str
+    refund_amount: DecimalText | None = None
+    refund_currency: str | None = None
+    refund_to: str | None = None
+    confirmed_at: AwareDatetime | None = None
+
+
+class LandedOrder(_Slim):
+    """The part of a Duffel order the platform lands; validating only it keeps ingestion fast."""
+
+    id: str = Field(min_length=1)
+    type: str | None = None
+    created_at: AwareDatetime
+    booking_reference: str | None = None
+    total_amount: DecimalText
+    total_currency: str = Field(min_length=3, max_length=3)
+    base_amount: DecimalText | None = None
+    tax_amount: DecimalText | None = None
+    owner: _CarrierRef | None = None
+    passengers: list[dict[str, Any]] = Field(default_factory=list)
+    slices: list[_SliceRef]
+    payment_status: _PaymentRef | None = None
+    cancelled_at: AwareDatetime | None = None
+    cancellation: _CancellationRef | None = None
+    metadata: dict[str, str] | None = None
+
+
+def order_problem(tenant_id: str) -> Callable[[LandedOrder], str | None]:
     """Checks beyond the wire format: the order must belong to the tenant that listed it."""
 
-    def check(order: DuffelOrder) -> str | None:
+    def check(order: LandedOrder) -> str | None:
         if not order.slices or not order.slices[0].segments:
             return "field 'slices': an order without any flight segment"
         owner = (order.metadata or {}).get("tenant_id")
@@ -144,7 +229,7 @@ def order_problem(tenant_id: str) -> Callable[[DuffelOrder], str | None]:
     return check
 
 
-def order_version(order: DuffelOrder) -> dt.datetime:
+def order_version(order: LandedOrder) -> dt.datetime:
     """The latest change we can see on an order; a newer version replaces an older one."""
     moments = [order.created_at, order.cancelled_at]
     if order.payment_status is not None:
@@ -154,7 +239,7 @@ def order_version(order: DuffelOrder) -> dt.datetime:
     return max(_utc(m) for m in moments if m is not None)
 
 
-def order_rows(tenant_id: str, order: DuffelOrder) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def order_rows(tenant_id: str, order: LandedOrder) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One order row and its segment rows."""
     version = order_version(order)
     first = order.slices[0].segments[0]
@@ -171,7 +256,7 @@ def order_rows(tenant_id: str, order: DuffelOrder) -> tuple[dict[str, Any], list
         "owner_iata": order.owner.iata_code if order.owner else None,
         "owner_name": order.owner.name if order.owner else None,
         "cabin_class": cabin,
-        "passenger_count": order.passenger_count,
+        "passenger_count": len(order.passengers),
         "slice_count": len(order.slices),
         "segment_count": sum(len(s.segments) for s in order.slices),
         "origin": order.slices[0].origin.iata_code,
@@ -200,6 +285,8 @@ def order_rows(tenant_id: str, order: DuffelOrder) -> tuple[dict[str, Any], list
     for slice_index, journey in enumerate(order.slices):
         for segment_index, segment in enumerate(journey.segments):
             carrier = segment.marketing_carrier
+            departing = local_to_utc(segment.departing_at, segment.origin.time_zone)
+            arriving = local_to_utc(segment.arriving_at, segment.destination.time_zone)
             segments.append(
                 {
                     "tenant_id": tenant_id,
@@ -209,19 +296,21 @@ def order_rows(tenant_id: str, order: DuffelOrder) -> tuple[dict[str, Any], list
                     "segment_id": segment.id,
                     "origin": segment.origin.iata_code,
                     "destination": segment.destination.iata_code,
-                    "departing_at": local_to_utc(segment.departing_at, segment.origin.time_zone),
-                    "arriving_at": local_to_utc(segment.arriving_at, segment.destination.time_zone),
+                    "departing_at": departing,
+                    "arriving_at": arriving,
                     "departing_at_local": segment.departing_at.isoformat(),
                     "arriving_at_local": segment.arriving_at.isoformat(),
                     "marketing_carrier": carrier.iata_code if carrier else None,
                     "flight_number": segment.marketing_carrier_flight_number,
-                    "duration_minutes": int(segment.duration.total_seconds() // 60)
-                    if segment.duration
-                    else None,
+                    "duration_minutes": _minutes_between(departing, arriving),
                     "version_at": version,
                 }
             )
     return row, segments
+
+
+def _minutes_between(start: dt.datetime | None, end: dt.datetime | None) -> int | None:
+    return int((end - start).total_seconds() // 60) if start and end else None
 
 
 def airline_row(airline: Airline) -> dict[str, Any]:

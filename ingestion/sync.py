@@ -28,7 +28,7 @@ from ingestion.landing import (
 )
 from ingestion.schemas import ENTITIES
 from tenants.duffel.client import DuffelClient
-from tenants.duffel.models import Airline, Airport, DuffelOrder
+from tenants.duffel.models import Airline, Airport
 from tenants.loyalty import LoyaltyClient
 from tenants.models import LedgerTransaction, Member
 
@@ -309,7 +309,7 @@ def sync_orders(
         stats.fetched += len(page)
         fresh = [r for r in page if not (isinstance(r, dict) and r.get("id") in skip)]
         stats.already_landed += len(page) - len(fresh)
-        sorted_page = records.validate_page(DuffelOrder, fresh, "id", check)
+        sorted_page = records.validate_page(records.LandedOrder, fresh, "id", check)
         batcher.reject(sorted_page.rejected)
         for order, _raw in sorted_page.good:
             row, segments = records.order_rows(tenant_id, order)

@@ -1,0 +1,1 @@
+"""A wire-compatible stand-in for Duffel's flights API: store, rendering, offers and app."""
