@@ -1,0 +1,68 @@
+with
+
+source as (
+
+    select * from {{ landing_source('loyalty', 'ledger_transactions') }}
+
+),
+
+renamed as (
+
+    select
+        cast(tenant_id as {{ dbt.type_string() }}) as tenant_id,
+        cast(transaction_id as {{ dbt.type_string() }}) as transaction_id,
+        cast(member_id as {{ dbt.type_string() }}) as member_id,
+        cast(type as {{ dbt.type_string() }}) as transaction_type,
+        cast(amount as {{ money_type() }}) as amount,
+        cast(currency as {{ dbt.type_string() }}) as currency,
+        cast(status as {{ dbt.type_string() }}) as status,
+        cast(reference_id as {{ dbt.type_string() }}) as booking_id,
+        cast(related_transaction_id as {{ dbt.type_string() }}) as related_transaction_id,
+        cast(approval_id as {{ dbt.type_string() }}) as approval_id,
+        cast(description as {{ dbt.type_string() }}) as description,
+        cast(created_at as {{ utc_timestamp_type() }}) as created_at,
+        cast(updated_at as {{ utc_timestamp_type() }}) as updated_at,
+        cast(_loaded_at as {{ utc_timestamp_type() }}) as loaded_at,
+        cast(_batch_id as {{ dbt.type_string() }}) as batch_id
+
+    from source
+
+),
+
+versions as (
+
+    select
+        *,
+        row_number() over (
+            partition by tenant_id, transaction_id
+            order by updated_at desc, loaded_at desc, batch_id desc
+        ) as version_rank
+
+    from renamed
+
+),
+
+latest as (
+
+    select
+        tenant_id,
+        transaction_id,
+        member_id,
+        transaction_type,
+        amount,
+        currency,
+        status,
+        booking_id,
+        related_transaction_id,
+        approval_id,
+        description,
+        created_at,
+        updated_at,
+        loaded_at
+
+    from versions
+    where version_rank = 1
+
+)
+
+select * from latest

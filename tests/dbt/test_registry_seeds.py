@@ -1,0 +1,50 @@
+"""The registry seeds in dbt_project/seeds are exactly what the tenant YAML files say."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tenants.registry import load_registry
+from transforms.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
+
+
+def test_committed_seeds_equal_the_registry() -> None:
+    for name, text in seed_files(load_registry()).items():
+        assert (SEEDS_DIR / name).read_text(encoding="utf-8") == text, (
+            f"{name} is stale: run python -m transforms.registry_seeds"
+        )
+
+
+def test_rate_history_and_open_period() -> None:
+    rows = {(r["tenant_id"], r["valid_from"]): r for r in loyalty_rate_rows(load_registry())}
+    assert rows["coffeechain", "2024-01-01"]["usd_per_unit"] == "0.0125"
+    assert rows["coffeechain", "2024-01-01"]["valid_to"] == "2026-05-01"
+    assert rows["coffeechain", "2026-05-01"] == {
+        "tenant_id": "coffeechain",
+        "currency": "stars",
+        "usd_per_unit": "0.01",
+        "valid_from": "2026-05-01",
+        "valid_to": "",
+    }
+    # No history: one open period at today's rate.
+    assert rows["telcocorp", "2000-01-01"]["usd_per_unit"] == "0.01"
+    assert rows["fintechapp", "2000-01-01"]["valid_to"] == ""
+
+
+def test_a_new_tenant_yaml_reaches_the_seeds(tmp_path) -> None:
+    registry = load_registry()
+    extra = registry["telcocorp"].model_copy(update={"id": "airmiles", "name": "AirMiles"})
+    written = write_seeds(tmp_path, {**registry, "airmiles": extra})
+    tenants_csv = (tmp_path / "tenants.csv").read_text()
+    assert [p.name for p in written] == ["loyalty_rates.csv", "tenants.csv"]
+    assert "\nairmiles,AirMiles,points,0.01,0,,0,economy,true,true,true\n" in tenants_csv
+
+
+def test_a_rate_the_seed_type_cannot_hold_is_refused() -> None:
+    registry = load_registry()
+    tenant = registry["telcocorp"]
+    currency = tenant.currency.model_copy(update={"usd_per_unit": Decimal("0.000000001")})
+    with pytest.raises(ValueError, match="decimal places"):
+        loyalty_rate_rows({"telcocorp": tenant.model_copy(update={"currency": currency})})

@@ -1,0 +1,213 @@
+"""The warehouse built by dbt over a generated history: tests pass, money is exact, the
+reconciliation mart finds exactly the planted anomalies, and every row is tenant-scoped."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import duckdb
+import polars as pl
+import pytest
+
+from tenants.registry import load_registry
+from tests.dbt.build import DbtBuild, dbt_build
+
+CENT = Decimal("0.01")
+MONEY_COLUMN = re.compile(r"amount|usd|balance|volume|expected|actual|rate")
+ASSET_KEYS = {
+    ("loyalty", "ledger_transactions"): ["raw", "loyalty", "ledger_transactions"],
+    ("loyalty", "members"): ["raw", "loyalty", "members"],
+    ("duffel", "orders"): ["raw", "duffel", "orders"],
+    ("duffel", "order_segments"): ["raw", "duffel", "order_segments"],
+    ("duffel", "airlines"): ["raw", "duffel", "airlines"],
+    ("duffel", "airports"): ["raw", "duffel", "airports"],
+}
+
+
+def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> None:
+    assert built.returncode == 0, built.output[-5000:]
+    results = built.run_results()
+    statuses = Counter(r["status"] for r in results)
+    assert set(statuses) <= {"success", "pass"}, statuses
+    kinds = Counter(r["unique_id"].split(".")[0] for r in results)
+    assert kinds["model"] == 13
+    assert kinds["unit_test"] >= 9
+    assert kinds["test"] >= 100
+
+
+def test_sources_carry_the_ingestion_asset_keys(built: DbtBuild) -> None:
+    sources = json.loads((built.target / "manifest.json").read_text())["sources"].values()
+    keys = {
+        (s["source_name"], s["name"]): s["config"]["meta"]["dagster"]["asset_key"] for s in sources
+    }
+    assert keys == ASSET_KEYS
+
+
+def test_reconciliation_lists_exactly_the_planted_anomalies(
+    warehouse: duckdb.DuckDBPyConnection, manifest: dict
+) -> None:
+    planted = [a for a in manifest["anomalies"] if a["expected_in"] == "reconciliation"]
+    issues = warehouse.execute(
+        "select kind, tenant_id, booking_id, member_id, transaction_id, order_id, expected, actual"
+        " from marts.reconciliation_issues"
+    ).fetchall()
+    assert len(issues) == len(planted)
+    assert {(i[0], i[1], i[2], i[3], i[4]) for i in issues} == {
+        (a["kind"], a["tenant_id"], a["booking_id"], a["member_id"], a["transaction_id"])
+        for a in planted
+    }
+    by_booking = {i[2]: i for i in issues}
+    for anomaly in planted:
+        issue = by_booking[anomaly["booking_id"]]
+        if anomaly["kind"] == "cancelled_without_refund":
+            assert issue[5] == anomaly["order_id"]
+        if anomaly["kind"] == "amount_mismatch":
+            # The manifest speaks in signed ledger amounts; the mart in units charged.
+            assert (issue[6], issue[7]) == (
+                -Decimal(anomaly["expected_amount"]),
+                -Decimal(anomaly["actual_amount"]),
+            )
+
+
+def test_duplicate_deliveries_collapse_in_staging(
+    warehouse: duckdb.DuckDBPyConnection, manifest: dict, built: DbtBuild
+) -> None:
+    landed = warehouse.execute(
+        f"select count(*) from read_parquet('{built.landing_root}/loyalty/ledger_transactions/*/*.parquet')"
+    ).fetchone()[0]
+    staged = warehouse.execute(
+        "select count(*), count(distinct (tenant_id, transaction_id))"
+        " from staging.stg_loyalty__ledger_transactions"
+    ).fetchone()
+    assert staged[0] == staged[1] < landed
+    duplicated = [
+        a["transaction_id"] for a in manifest["anomalies"] if a["kind"] == "duplicate_delivery"
+    ]
+    assert duplicated
+    counts = warehouse.execute(
+        "select count(*) from staging.stg_loyalty__ledger_transactions"
+        " where list_contains(?, transaction_id)",
+        [duplicated],
+    ).fetchone()[0]
+    assert counts == len(duplicated)
+
+
+def test_booking_statuses_match_the_generator(
+    warehouse: duckdb.DuckDBPyConnection, manifest: dict
+) -> None:
+    rows = warehouse.execute(
+        "select tenant_id, status, count(*) from marts.bookings group by all"
+    ).fetchall()
+    derived = {(tenant, status): n for tenant, status, n in rows}
+    for tenant, counts in manifest["counts"].items():
+        for status, n in counts["bookings_by_status"].items():
+            assert derived.get((tenant, status), 0) == n, (tenant, status)
+
+
+def test_usd_amounts_equal_python_decimal_conversion(
+    warehouse: duckdb.DuckDBPyConnection, history
+) -> None:
+    """Each deduction converted at the registry rate in force when its booking was made."""
+    ledger = (
+        pl.read_parquet(history / "ledger.parquet")
+        .filter(pl.col("raw_override").is_null())
+        .unique(subset=["tenant_id", "transaction_id"])
+    )
+    orders = pl.read_parquet(history / "orders.parquet").filter(pl.col("raw_override").is_null())
+    booked_at = (
+        pl.concat(
+            [
+                ledger.select(
+                    "tenant_id", pl.col("reference_id").alias("booking_id"), "created_at"
+                ),
+                orders.select("tenant_id", "booking_id", "created_at"),
+            ]
+        )
+        .group_by("tenant_id", "booking_id")
+        .agg(pl.col("created_at").min())
+    )
+    deductions = ledger.filter(
+        (pl.col("type") == "deduction") & (pl.col("status") == "posted")
+    ).join(
+        booked_at,
+        left_on=["tenant_id", "reference_id"],
+        right_on=["tenant_id", "booking_id"],
+        suffix="_booked",
+    )
+    registry = load_registry()
+    expected: Counter[str] = Counter()
+    for tenant_id, amount, booked in deductions.select(
+        "tenant_id", "amount", "created_at_booked"
+    ).iter_rows():
+        rate = registry[tenant_id].currency.usd_per_unit_on(booked.date())
+        expected[tenant_id] += (-amount * rate).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    actual = dict(
+        warehouse.execute(
+            "select tenant_id, sum(usd_amount) from marts.bookings group by 1"
+        ).fetchall()
+    )
+    assert actual == dict(expected)
+    assert sum(actual.values()) == sum(expected.values())
+
+
+def test_no_money_passes_through_a_float(warehouse: duckdb.DuckDBPyConnection) -> None:
+    columns = warehouse.execute(
+        "select table_schema, table_name, column_name, data_type from information_schema.columns"
+        " where table_schema in ('staging', 'intermediate', 'marts', 'seeds')"
+    ).fetchall()
+    floats_in_marts = [
+        c for c in columns if c[0] == "marts" and c[3] in ("DOUBLE", "FLOAT", "REAL")
+    ]
+    assert floats_in_marts == []
+    money = [c for c in columns if MONEY_COLUMN.search(c[2]) and not c[2].startswith("is_")]
+    assert len(money) > 40
+    assert [c for c in money if not c[3].startswith("DECIMAL")] == []
+
+
+def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> None:
+    tables = [
+        name
+        for (name,) in warehouse.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts'"
+        ).fetchall()
+    ]
+    assert sorted(tables) == [
+        "bookings",
+        "daily_tenant_metrics",
+        "members",
+        "reconciliation_issues",
+        "tenants",
+    ]
+    for table in tables:
+        total, missing = warehouse.execute(
+            f"select count(*), count(*) - count(tenant_id) from marts.{table}"
+        ).fetchone()
+        assert total > 0 and missing == 0, table
+
+
+def test_unconvertible_fares_are_flagged_not_dropped(warehouse: duckdb.DuckDBPyConnection) -> None:
+    fares = warehouse.execute(
+        "select count(*) filter (where fare_amount is not null),"
+        " count(*) filter (where fare_usd is not null),"
+        " count(*) filter (where is_fare_unconvertible),"
+        " count(distinct fare_currency)"
+        " from marts.bookings"
+    ).fetchone()
+    # The generated fares are USD, GBP and EUR within the FX seed: all convert.
+    assert fares == (fares[0], fares[0], 0, 3)
+
+
+@pytest.fixture(scope="module")
+def built_on_empty_landing(tmp_path_factory: pytest.TempPathFactory) -> DbtBuild:
+    workdir = tmp_path_factory.mktemp("empty")
+    return dbt_build(workdir, workdir / "landing-never-written")
+
+
+def test_build_succeeds_before_anything_has_landed(built_on_empty_landing: DbtBuild) -> None:
+    assert built_on_empty_landing.returncode == 0, built_on_empty_landing.output[-5000:]
+    with built_on_empty_landing.connect() as con:
+        assert con.execute("select count(*) from marts.bookings").fetchone() == (0,)
+        assert con.execute("select count(*) from marts.tenants").fetchone() == (3,)
