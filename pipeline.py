@@ -54,7 +54,9 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
             metadata = event.materialization.metadata
             outcome = metadata.get("outcome")
             landed = metadata.get("landed")
-            if landed is not None:
+            if event.asset_key.to_user_string() == "serving/snapshot":
+                summary.append(f"serving snapshot {metadata['version'].value} published")
+            elif landed is not None:
                 key = event.asset_key.to_user_string()
                 note = "" if outcome is None or outcome.value == "ok" else f" ({outcome.value})"
                 summary.append(f"{key}: {landed.value:,} landed{note}")
@@ -69,6 +71,7 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
+    parser.add_argument("--skip-warehouse", action="store_true", help="ingest only")
     args = parser.parse_args(argv)
     ensure_dagster_home()
 
@@ -85,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     for tenant in tenants:
         results.append(_run_job(instance, defs, "ingest_activity_job", tenant))
         results.append(_run_job(instance, defs, "ingest_members_job", tenant))
+    if args.skip_warehouse:
+        print("pipeline: warehouse build and publish skipped (--skip-warehouse)", flush=True)
+    else:
+        print(
+            "pipeline: building the warehouse (dbt build) and publishing the serving snapshot",
+            flush=True,
+        )
+        results.append(_run_job(instance, defs, "warehouse_job", None))
     failed = [r for r in results if not r.ok]
     print(
         f"pipeline: {len(results) - len(failed)}/{len(results)} steps succeeded in "

@@ -1,0 +1,154 @@
+"""The whole pipeline on generated history: stand-ins -> Dagster ingestion -> dbt -> serving snapshot."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from definitions import defs
+from sandbox.config import SERVICES, Limit, SandboxConfig
+from sandbox.generator import generate
+from sandbox.runner import Sandbox, start_sandbox
+from tenants.settings import get_settings
+from tests.helpers.snapshot_reader import read_for
+from transforms.publish import SNAPSHOT, VERSION, publish_snapshot
+
+ANCHOR = dt.date(2026, 11, 1)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("history")
+    generate(4000, 21, out, anchor=ANCHOR, anomaly_rate=0.002)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One full run, exactly as `make pipeline` does it, into a temporary data folder."""
+    data_dir = tmp_path_factory.mktemp("data")
+    config = dataclasses.replace(
+        SandboxConfig(),
+        history_dir=history,
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        limits={name: Limit(100_000) for name in SERVICES},
+    )
+    saved = dict(os.environ)
+    sandbox: Sandbox = start_sandbox(config)
+    try:
+        os.environ.update(sandbox.client_env())
+        get_settings.cache_clear()
+        resources = {
+            "landing": {"config": {"data_dir": str(data_dir)}},
+            "warehouse": {"config": {"data_dir": str(data_dir)}},
+        }
+        with dg.instance_for_test() as instance:
+            for tenant in ("coffeechain", "fintechapp", "telcocorp"):
+                for job in ("ingest_activity_job", "ingest_members_job"):
+                    result = defs.get_job_def(job).execute_in_process(
+                        run_config={**QUIET, "resources": {"landing": resources["landing"]}},
+                        instance=instance,
+                        partition_key=tenant,
+                    )
+                    assert result.success, (job, tenant)
+            result = defs.get_job_def("warehouse_job").execute_in_process(
+                run_config={**QUIET, "resources": {"warehouse": resources["warehouse"]}},
+                instance=instance,
+            )
+            assert result.success
+        yield data_dir
+    finally:
+        sandbox.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+
+
+def _snapshot(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True)
+
+
+def test_reconciliation_lists_exactly_the_planted_anomalies(
+    pipeline_run: Path, history: Path
+) -> None:
+    manifest = json.loads((history / "manifest.json").read_text())
+    planted = {
+        (a["kind"], a["tenant_id"], a["booking_id"])
+        for a in manifest["anomalies"]
+        if a["expected_in"] == "reconciliation"
+    }
+    with _snapshot(pipeline_run) as con:
+        found = set(
+            con.execute("select kind, tenant_id, booking_id from reconciliation_issues").fetchall()
+        )
+    assert planted  # the generator did plant some
+    assert found == planted
+
+
+def test_bookings_match_the_generated_statuses(pipeline_run: Path, history: Path) -> None:
+    manifest = json.loads((history / "manifest.json").read_text())
+    with _snapshot(pipeline_run) as con:
+        rows = con.execute(
+            "select tenant_id, status, count(*) from bookings group by all"
+        ).fetchall()
+        assert (
+            con.execute("select count(*) from bookings where tenant_id is null").fetchone()[0] == 0
+        )
+    counts = {(t, s): n for t, s, n in rows}
+    for tenant, truth in manifest["counts"].items():
+        for status, expected in truth["bookings_by_status"].items():
+            assert counts.get((tenant, status), 0) == expected, (tenant, status)
+
+
+def test_serving_money_is_decimal_and_sums_to_the_cent(pipeline_run: Path) -> None:
+    with _snapshot(pipeline_run) as con:
+        types = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns where table_name = 'bookings'"
+            ).fetchall()
+        )
+        usd = con.execute("select sum(usd_amount) from bookings").fetchone()[0]
+        daily = con.execute("select sum(usd_volume) from daily_tenant_metrics").fetchone()[0]
+    assert types["usd_amount"].startswith("DECIMAL") and types["net_usd"].startswith("DECIMAL")
+    assert isinstance(usd, Decimal) and usd == daily
+
+
+def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
+    pipeline_run: Path,
+) -> None:
+    serving = pipeline_run / "serving"
+    spawn = multiprocessing.get_context("spawn")
+    queue, ready = spawn.Queue(), spawn.Event()
+    reader = spawn.Process(target=read_for, args=(str(serving / SNAPSHOT), 5.0, ready, queue))
+    reader.start()
+    assert ready.wait(60)
+    # Alternate two different but each self-consistent warehouses, so a read that mixed
+    # two publishes would see counts that disagree.
+    smaller = pipeline_run / "smaller.duckdb"
+    shutil.copyfile(pipeline_run / "warehouse.duckdb", smaller)
+    with duckdb.connect(str(smaller)) as con:
+        con.execute("delete from marts.bookings where tenant_id = 'telcocorp'")
+        con.execute("delete from marts.daily_tenant_metrics where tenant_id = 'telcocorp'")
+    versions = []
+    while reader.is_alive():
+        source = (pipeline_run / "warehouse.duckdb") if len(versions) % 2 else smaller
+        versions.append(publish_snapshot(source, serving).version)
+    reader.join()
+    reads, errors, torn = queue.get(timeout=5)
+    assert len(versions) >= 3 and reads > 10
+    assert (errors, torn) == (0, 0)
+    assert json.loads((serving / VERSION).read_text())["version"] == versions[-1]
+    assert sorted(p.name for p in serving.iterdir()) == [SNAPSHOT, VERSION]

@@ -1,0 +1,34 @@
+"""The warehouse's Dagster definitions: dbt assets, the publish step, the job that runs them."""
+
+import os
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from transforms.warehouse import (
+    DBT_EXECUTABLE,
+    DBT_PROJECT_DIR,
+    WarehouseResource,
+    dbt_project,
+    serving_snapshot,
+    warehouse_models,
+)
+
+warehouse_job = dg.define_asset_job(
+    "warehouse_job",
+    selection=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
+    description="dbt build (models and tests), then publish the serving snapshot if it passed.",
+)
+
+defs = dg.Definitions(
+    assets=[warehouse_models, serving_snapshot],
+    jobs=[warehouse_job],
+    resources={
+        "dbt": DbtCliResource(
+            project_dir=dbt_project,
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=DBT_EXECUTABLE,
+        ),
+        "warehouse": WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")),
+    },
+)

@@ -1,0 +1,123 @@
+"""dbt models as Dagster assets, and the publish step that follows a successful build."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from transforms.publish import publish_snapshot
+from transforms.registry_seeds import write_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = ROOT / "dbt_project"
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+# The warehouse has one writer at a time: every asset that writes it shares this pool (limit 1).
+WAREHOUSE_POOL = "warehouse"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
+if not dbt_project.manifest_path.exists():
+    # Outside `dagster dev` nothing else writes the manifest; dbt parse needs no database.
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "DO_NOT_TRACK": "1"},
+    )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where the landing zone, the warehouse and the serving snapshot live."""
+
+    data_dir: str = "data"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.root / "serving"
+
+    def dbt_env(self) -> dict[str, str]:
+        return {
+            "WAREHOUSE_PATH": str(self.warehouse),
+            "LANDING_ROOT": str(self.root / "landing"),
+            "DO_NOT_TRACK": "1",
+        }
+
+
+class LayerTranslator(DagsterDbtTranslator):
+    """Groups dbt assets by model folder (staging, intermediate, marts) and keeps them eager."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "model":
+            return dbt_resource_props["fqn"][1]
+        return "seeds" if dbt_resource_props["resource_type"] == "seed" else None
+
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
+        return dg.AutomationCondition.eager()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=LayerTranslator(),
+    pool=WAREHOUSE_POOL,
+)
+def warehouse_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+):
+    """Seeds, staging, intermediate and marts, with their data and unit tests (`dbt build`)."""
+    # Seeds derived from the registry are rewritten first, so a new tenant file reaches dbt.
+    write_seeds()
+    os.environ.update(warehouse.dbt_env())
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]
+
+
+@dg.asset(
+    key=dg.AssetKey(["serving", "snapshot"]),
+    deps=MART_KEYS,
+    group_name="serving",
+    pool=WAREHOUSE_POOL,
+    kinds={"duckdb"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="One read-only DuckDB file with the marts the dashboard reads, published by "
+    "building a new file and renaming it over the last one.",
+)
+def serving_snapshot(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
+    context.log.info(
+        f"published snapshot {published.version} in {published.seconds:.2f} s: {published.rows}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": str(published.version),
+            "seconds": round(published.seconds, 3),
+            **{f"rows_{name}": count for name, count in published.rows.items()},
+        }
+    )
