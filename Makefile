@@ -8,14 +8,15 @@ HISTORY ?= data/sandbox/history
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo test sandbox generate pipeline dashboard bench lint browser
+.PHONY: help setup demo test sandbox generate pipeline dagster dashboard bench lint
 
 help:
 	@echo "make demo       stand-ins + pipeline + dashboard (the main job)"
 	@echo "make test       the whole test suite"
 	@echo "make sandbox    generate history (SIZE=$(SIZE)) if missing, run the four stand-ins"
 	@echo "make generate   (re)generate the sandbox history: SIZE=, SEED="
-	@echo "make pipeline   one full pipeline run"
+	@echo "make pipeline   one full pipeline run (starts the stand-ins if none are running)"
+	@echo "make dagster    the Dagster UI and daemon (dagster dev -w workspace.yaml)"
 	@echo "make dashboard  serve the dashboard"
 	@echo "make bench      run the benchmarks and print their figures"
 	@echo "make lint       ruff"
@@ -41,10 +42,14 @@ sandbox: setup $(HISTORY)/manifest.json
 	$(PY) -m sandbox serve --history $(HISTORY)
 
 demo: setup $(HISTORY)/manifest.json
-	$(PY) -m sandbox serve --history $(HISTORY) --traffic 30
+	$(PY) demo.py --history $(HISTORY)
 
-pipeline: setup
-	@echo "the pipeline arrives with the ingestion and warehouse work; nothing to run yet" >&2; exit 2
+pipeline: setup $(HISTORY)/manifest.json
+	$(PY) pipeline.py --with-sandbox $(HISTORY)
+
+dagster: setup
+	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(PY) -c "import pipeline; pipeline.ensure_dagster_home()"
+	DAGSTER_HOME=$(CURDIR)/data/dagster_home .venv/bin/dagster dev -w workspace.yaml
 
 dashboard: setup
 	@echo "the dashboard arrives with the dashboard work; nothing to run yet" >&2; exit 2

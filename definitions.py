@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ingestion.definitions import defs as ingestion_defs
-from transforms.definitions import defs as transforms_defs
+import ingestion.definitions
+import transforms.definitions
 
-defs = dg.Definitions.merge(ingestion_defs, transforms_defs)
+defs = dg.Definitions.merge(ingestion.definitions.defs, transforms.definitions.defs)

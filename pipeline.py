@@ -45,7 +45,7 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
     started = time.perf_counter()
     job = defs.get_job_def(job_name)
     result = job.execute_in_process(
-        instance=instance, partition_key=partition_key, raise_on_error=False
+        run_config=QUIET, instance=instance, partition_key=partition_key, raise_on_error=False
     )
     seconds = time.perf_counter() - started
     if result.success:
@@ -72,9 +72,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     parser.add_argument("--skip-warehouse", action="store_true", help="ingest only")
+    parser.add_argument(
+        "--with-sandbox",
+        type=Path,
+        metavar="HISTORY",
+        help="serve this generated history on the default ports for the run "
+        "(unless stand-ins already answer there)",
+    )
     args = parser.parse_args(argv)
     ensure_dagster_home()
+    sandbox = _sandbox_for_run(args.with_sandbox) if args.with_sandbox else None
+    try:
+        return _run(args)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
 
+
+def _sandbox_for_run(history: Path):
+    import httpx
+
+    try:
+        httpx.get("http://127.0.0.1:8001/health", timeout=1)
+        print("pipeline: using the stand-ins already running on 127.0.0.1:8001-8004", flush=True)
+        return None
+    except httpx.HTTPError:
+        pass
+    from sandbox.config import SandboxConfig
+    from sandbox.runner import start_sandbox
+
+    print(f"pipeline: starting stand-ins over {history}", flush=True)
+    return start_sandbox(SandboxConfig(history_dir=history, log_requests=False))
+
+
+def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from definitions import defs

@@ -20,9 +20,19 @@ warehouse_job = dg.define_asset_job(
     description="dbt build (models and tests), then publish the serving snapshot if it passed.",
 )
 
+# Rebuilds the warehouse and republishes after ingestion lands new data (the dbt assets and
+# the snapshot are eager). Running by default: freshness must not depend on a UI toggle.
+warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "warehouse_automation_sensor",
+    target=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+)
+
 defs = dg.Definitions(
     assets=[warehouse_models, serving_snapshot],
     jobs=[warehouse_job],
+    sensors=[warehouse_automation_sensor],
     resources={
         "dbt": DbtCliResource(
             project_dir=dbt_project,

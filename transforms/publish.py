@@ -17,9 +17,20 @@ from pathlib import Path
 
 import duckdb
 
-SERVING_TABLES = ("bookings", "members", "daily_tenant_metrics", "reconciliation_issues", "tenants")
+SERVING_TABLES = (
+    "bookings",
+    "members",
+    "daily_tenant_metrics",
+    "reconciliation_issues",
+    "tenants",
+    "booking_segments",
+    "ledger_transactions",
+)
 SNAPSHOT = "serving.duckdb"
 VERSION = "serving.json"  # small file the dashboard polls to notice a new snapshot
+HEALTH_ENTITIES = (("loyalty", "ledger_transactions"), ("loyalty", "members"), ("duffel", "orders"))
+_PER_TENANT = "select tenant_id, count(*) as n, max(_loaded_at) as at from read_parquet(?, hive_partitioning = true) group by tenant_id"
+_NOTHING = "select null::varchar as tenant_id, 0 as n, null::timestamptz as at where false"
 
 
 @dataclass(frozen=True)
@@ -34,16 +45,50 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _health(
+    con: duckdb.DuckDBPyConnection, landing_root: Path | None, published_at: dt.datetime
+) -> None:
+    """Tables for the dashboard's data-health page: what landed when, what was quarantined."""
+    con.execute(
+        "create table landing_health (tenant_id varchar, source varchar, entity varchar, rows_landed bigint, "
+        "last_loaded_at timestamptz, quarantined bigint, last_quarantined_at timestamptz)"
+    )
+    con.execute("create table snapshot_info (published_at timestamptz)")
+    con.execute("insert into snapshot_info values (?)", [published_at])
+    if landing_root is None:
+        return
+    quarantine_root = landing_root.parent / "quarantine"
+    for source, entity in HEALTH_ENTITIES:
+        landed = [
+            str(p) for p in sorted((landing_root / source / entity).glob("tenant_id=*/*.parquet"))
+        ]
+        rejected = [
+            str(p)
+            for p in sorted((quarantine_root / source / entity).glob("tenant_id=*/*.parquet"))
+        ]
+        if not landed and not rejected:
+            continue
+        con.execute(
+            f"insert into landing_health select coalesce(l.tenant_id, q.tenant_id), ?, ?, coalesce(l.n, 0), "
+            f"l.at, coalesce(q.n, 0), q.at from ({_PER_TENANT if landed else _NOTHING}) l "
+            f"full outer join ({_PER_TENANT if rejected else _NOTHING}) q on l.tenant_id = q.tenant_id",
+            [source, entity, *(files for files in (landed, rejected) if files)],
+        )
+
+
 def publish_snapshot(
     warehouse: Path,
     serving_dir: Path,
+    *,
+    landing_root: Path | None = None,
     tables: tuple[str, ...] = SERVING_TABLES,
     schema: str = "marts",
 ) -> Published:
-    """Copy ``tables`` from the warehouse into a fresh file and swap it in as the serving snapshot."""
+    """Copy ``tables`` (and landing health) into a fresh file and swap it in as the serving snapshot."""
     started = time.perf_counter()
     serving_dir.mkdir(parents=True, exist_ok=True)
     version = time.time_ns()
+    published_at = dt.datetime.now(dt.UTC)
     building = serving_dir / f"serving-{version}.duckdb"
     rows = {}
     try:
@@ -55,6 +100,7 @@ def publish_snapshot(
                 )
                 rows[table] = con.execute(f'select count(*) from main."{table}"').fetchone()[0]
             con.execute("detach warehouse")
+            _health(con, landing_root, published_at)
             con.execute("checkpoint")
         wal = building.with_name(building.name + ".wal")
         if wal.exists():
@@ -64,7 +110,6 @@ def publish_snapshot(
         os.replace(building, serving_dir / SNAPSHOT)
     finally:
         building.unlink(missing_ok=True)
-    published_at = dt.datetime.now(dt.UTC)
     _write_json(
         serving_dir / VERSION,
         {"version": version, "published_at": published_at.isoformat(), "rows": rows},

@@ -20,12 +20,13 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 WAREHOUSE_POOL = "warehouse"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
-    # Outside `dagster dev` nothing else writes the manifest; dbt parse needs no database.
+if os.environ.get("DAGSTER_IS_DEV_CLI") or not dbt_project.manifest_path.exists():
+    # `dagster dev` re-parses so model edits show up; elsewhere only a missing manifest is
+    # written. dbt parse needs no database. (DbtProject.prepare_if_dev would look for `dbt`
+    # on PATH, which an unactivated virtual environment does not provide.)
     subprocess.run(
         [
-            str(Path(sys.executable).parent / "dbt"),
+            DBT_EXECUTABLE,
             "parse",
             "--quiet",
             "--project-dir",
@@ -110,7 +111,9 @@ MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]
 def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
+    published = publish_snapshot(
+        warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
+    )
     context.log.info(
         f"published snapshot {published.version} in {published.seconds:.2f} s: {published.rows}"
     )

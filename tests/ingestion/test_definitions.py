@@ -87,3 +87,22 @@ def test_workspace_loads_the_one_code_location() -> None:
     assert workspace["load_from"] == [
         {"python_module": {"module_name": "definitions", "working_directory": "."}}
     ]
+
+
+def test_dagster_itself_validates_the_workspace(tmp_path) -> None:
+    """What `dagster dev -w workspace.yaml` loads must load (one Definitions at module scope)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "All code locations passed validation" in done.stdout + done.stderr

@@ -1,0 +1,183 @@
+"""The demo (``make demo``): stand-ins with live traffic, one pipeline run, then the Dagster UI and daemon.
+
+Every process it starts runs in its own process group, so Ctrl-C (or SIGTERM) stops them
+all cleanly, and a process that dies early stops the demo with its name and exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from pipeline import ensure_dagster_home
+
+ROOT = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+def _start(
+    name: str, args: list[str], env: dict[str, str], log_dir: Path
+) -> tuple[str, subprocess.Popen]:
+    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
+    print(f"  starting {name} (log: {log.name})", flush=True)
+    # A new session per child: signals reach its whole tree, and it ignores our terminal's SIGINT.
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return name, process
+
+
+def _wait_healthy(url: str, seconds: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} did not come up: its process exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Dagster starts code servers in process groups of their own)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_tree(process: subprocess.Popen, signum: int) -> None:
+    for pid in _descendants(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _stop(children: list[tuple[str, subprocess.Popen]]) -> None:
+    for name, process in reversed(children):
+        if process.poll() is None:
+            print(f"  stopping {name}", flush=True)
+            _signal_tree(process, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for _name, process in children:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_tree(process, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--history", type=Path, default=Path("data/sandbox/history"))
+    parser.add_argument("--traffic", type=float, default=30.0, help="new bookings per minute")
+    parser.add_argument("--dagster-port", type=int, default=3000)
+    args = parser.parse_args(argv)
+
+    home = ensure_dagster_home()
+    log_dir = ROOT / "data" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "DO_NOT_TRACK": "1",
+        # The demo keeps data fresh every minute; production cadence is every 15 minutes.
+        "INGEST_ACTIVITY_CRON": os.environ.get("INGEST_ACTIVITY_CRON", "* * * * *"),
+    }
+    children: list[tuple[str, subprocess.Popen]] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print("demo: stand-ins", flush=True)
+        children.append(
+            _start(
+                "sandbox",
+                [
+                    PY,
+                    "-m",
+                    "sandbox",
+                    "serve",
+                    "--history",
+                    str(args.history),
+                    "--traffic",
+                    str(args.traffic),
+                ],
+                env,
+                log_dir,
+            )
+        )
+        for port in (8001, 8002, 8003, 8004):
+            _wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
+        print("demo: first pipeline run (ingest -> dbt build -> publish)", flush=True)
+        first = subprocess.run([PY, "pipeline.py"], cwd=ROOT, env=env)
+        if first.returncode != 0:
+            print(
+                "demo: the first pipeline run reported failures (see above); continuing", flush=True
+            )
+        print("demo: Dagster UI and daemon (schedules keep the data fresh)", flush=True)
+        children.append(
+            _start(
+                "dagster",
+                [
+                    str(Path(PY).parent / "dagster"),
+                    "dev",
+                    "-w",
+                    "workspace.yaml",
+                    "-p",
+                    str(args.dagster_port),
+                ],
+                env,
+                log_dir,
+            )
+        )
+        _wait_healthy(f"http://127.0.0.1:{args.dagster_port}/server_info", 120, children[-1][1])
+        print(
+            "\nThe demo is running:\n"
+            f"  Dagster UI     http://127.0.0.1:{args.dagster_port}\n"
+            "  CoffeeChain    http://127.0.0.1:8001   TelcoCorp http://127.0.0.1:8002\n"
+            "  FintechApp     http://127.0.0.1:8003   Duffel    http://127.0.0.1:8004\n"
+            f"  serving data   {ROOT / 'data' / 'serving' / 'serving.duckdb'}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while not stopping:
+            for name, process in children:
+                if process.poll() is not None:
+                    print(f"demo: {name} exited with {process.returncode}; stopping", flush=True)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop(children)
+        print("demo: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
