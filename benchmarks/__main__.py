@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_generate, bench_standins
+from benchmarks import bench_generate, bench_standins, bench_warehouse
 from benchmarks.common import report
 
 
@@ -16,6 +16,7 @@ def main() -> None:
     args = parser.parse_args()
     report("generate", bench_generate.run(args.size))
     report("standins", bench_standins.run(args.size, max_pages=1_000))
+    report("warehouse", bench_warehouse.run(args.size))
 
 
 if __name__ == "__main__":

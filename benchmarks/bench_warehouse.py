@@ -1,0 +1,95 @@
+"""The warehouse at 1,000,000 bookings: `dbt build` (models + tests), a 1% increment, and publish.
+
+Targets: full build <= 30 s, a 1% increment <= 10 s, publish <= 5 s. The landing zone is
+written straight from the generated history (the warehouse tests' shortcut), so this
+measures dbt and the publish step alone; ingestion has its own benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.bench_standins import ensure_history
+from benchmarks.common import Figure, report
+from sandbox.generator import generate
+from tests.dbt.build import dbt_build
+from tests.helpers.landing_from_history import write_landing
+from transforms.publish import publish_snapshot
+
+
+def _increment(workdir: Path, landing: Path, size: int, anchor: dt.date) -> None:
+    """Land ``size`` bookings more (another seed, later history) beside the existing batches."""
+    extra_history = workdir / "increment-history"
+    generate(size, 8, extra_history, anchor=anchor, months=1)
+    extra_landing = workdir / "increment-landing"
+    write_landing(extra_history, extra_landing)
+    for path in extra_landing.rglob("*.parquet"):
+        target = landing / path.relative_to(extra_landing)
+        target = target.with_name(f"increment-{target.name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def _timed_build(workdir: Path, landing: Path) -> float:
+    started = time.perf_counter()
+    build = dbt_build(workdir, landing)
+    seconds = time.perf_counter() - started
+    if build.returncode != 0:
+        raise RuntimeError(f"dbt build failed:\n{build.output[-3000:]}")
+    return seconds
+
+
+def run(size: int) -> list[Figure]:
+    history = ensure_history(size)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        landing = workdir / "landing"
+        write_landing(history, landing)
+        full = _timed_build(workdir, landing)
+        again = _timed_build(workdir, landing)
+        _increment(workdir, landing, size // 100, dt.date.today() + dt.timedelta(days=1))
+        increment = _timed_build(workdir, landing)
+        published = [
+            publish_snapshot(
+                workdir / "warehouse.duckdb", workdir / "serving", landing_root=landing
+            )
+            for _ in range(3)
+        ]
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return [
+        Figure("warehouse", f"dbt build, {size:,} bookings (first)", full, "s", "<= 30 s"),
+        Figure("warehouse", "dbt build, same data again", again, "s"),
+        Figure(
+            "warehouse",
+            f"dbt build after a 1% increment ({size // 100:,})",
+            increment,
+            "s",
+            "<= 10 s",
+        ),
+        Figure(
+            "warehouse",
+            "publish serving snapshot (best of 3)",
+            min(p.seconds for p in published),
+            "s",
+            "<= 5 s",
+        ),
+        Figure("warehouse", "bookings in the snapshot", published[-1].rows["bookings"], "rows"),
+        Figure("warehouse", "dbt peak RSS", peak_mb, "MB"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=1_000_000)
+    args = parser.parse_args()
+    report("warehouse", run(args.size))
+
+
+if __name__ == "__main__":
+    main()
