@@ -58,6 +58,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
+	$(UV) sync --frozen --quiet --group bench  # dlt, for the peer comparison only
 	$(PY) -m benchmarks
 
 lint: setup

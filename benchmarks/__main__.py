@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_generate, bench_standins, bench_warehouse
+from benchmarks import bench_dlt, bench_generate, bench_ingest, bench_standins, bench_warehouse
 from benchmarks.common import report
 
 
@@ -13,9 +13,14 @@ def main() -> None:
     parser.add_argument(
         "--size", type=int, default=1_000_000, help="bookings in the benchmark history"
     )
+    parser.add_argument(
+        "--dlt-size", type=int, default=100_000, help="bookings in the dlt comparison's history"
+    )
     args = parser.parse_args()
     report("generate", bench_generate.run(args.size))
     report("standins", bench_standins.run(args.size, max_pages=1_000))
+    report("ingest", bench_ingest.run(args.size))
+    report("dlt", bench_dlt.run(args.dlt_size, repeats=2))
     report("warehouse", bench_warehouse.run(args.size))
 
 

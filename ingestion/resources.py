@@ -14,8 +14,9 @@ import dagster as dg
 from ingestion.landing import LandingZone
 from ingestion.sync import RequestCounter
 from tenants.duffel.client import DuffelClient, build_duffel_client
+from tenants.http import RetryPolicy
 from tenants.loyalty import LoyaltyClient, build_loyalty_client
-from tenants.registry import TenantConfig, get_registry, load_registry
+from tenants.registry import RateLimit, TenantConfig, get_registry, load_registry
 
 
 class LandingResource(dg.ConfigurableResource):
@@ -37,7 +38,19 @@ class TenantApisResource(dg.ConfigurableResource):
         return registry[tenant_id]
 
     def loyalty(self, tenant_id: str, requests: RequestCounter) -> LoyaltyClient:
-        return build_loyalty_client(self.tenant(tenant_id), event_hooks={"response": [requests]})
+        tenant = self.tenant(tenant_id)
+        return build_loyalty_client(
+            tenant, retry=_patient(tenant.rate_limit), event_hooks={"response": [requests]}
+        )
 
     def duffel(self, tenant_id: str, requests: RequestCounter) -> DuffelClient:
-        return build_duffel_client(self.tenant(tenant_id), event_hooks={"response": [requests]})
+        tenant = self.tenant(tenant_id)
+        return build_duffel_client(
+            tenant, retry=_patient(tenant.duffel.rate_limit), event_hooks={"response": [requests]}
+        )
+
+
+def _patient(limit: RateLimit) -> RetryPolicy:
+    # A long pull at the real limit waits up to a whole window for its next slot; a call's
+    # budget must outlast that wait, or a backfill fails on its own limiter.
+    return RetryPolicy(max_elapsed_seconds=limit.window_seconds + 30)

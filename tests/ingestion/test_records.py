@@ -1,0 +1,391 @@
+"""The fast, columnar page decoders give exactly what the pydantic models give, record by record.
+
+``records.order_page`` / ``records.ledger_page`` take a fast path for records in canonical form
+and hand everything else to the models; these tests feed pages mixing both kinds and compare
+the outcome with the reference (``validate_page`` + the checks + ``order_rows``/``ledger_row``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from ingestion import records
+from ingestion.sync import _prefetched
+from tenants.duffel.client import DuffelClient
+from tenants.errors import DuffelError
+from tenants.models import LedgerTransaction
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "duffel" / "order.json"
+TENANT = "coffeechain"
+
+
+def base_order() -> dict[str, Any]:
+    order = json.loads(FIXTURE.read_text())["data"]
+    order["metadata"] = {
+        "tenant_id": TENANT,
+        "member_id": "CC1234567",
+        "booking_id": "bkg_000000000001",
+        "loyalty_transaction_id": "txn_000000000001",
+    }
+    return order
+
+
+def variant(order_id: str, change) -> dict[str, Any]:
+    order = base_order()
+    order["id"] = order_id
+    change(order)
+    return order
+
+
+def first_segment(order: dict[str, Any]) -> dict[str, Any]:
+    return order["slices"][0]["segments"][0]
+
+
+def _set(path: str, value: Any):
+    def change(order: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        target: Any = order
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[leaf] = value
+
+    return change
+
+
+def _drop(key: str):
+    return lambda order: order.pop(key)
+
+
+CANCELLATION = {
+    "id": "ore_0000001",
+    "refund_amount": "150.00",
+    "refund_currency": "EUR",
+    "refund_to": "balance",
+    "confirmed_at": "2022-07-03T10:00:00.5Z",
+}
+
+# (id, change): canonical ones take the fast path; the others must come out as the models say.
+VARIANTS = [
+    ("ord_plain", lambda o: None),
+    (
+        "ord_cancelled",
+        lambda o: o.update(cancelled_at="2022-07-03T10:00:00Z", cancellation=CANCELLATION),
+    ),
+    (
+        "ord_hold",
+        _set(
+            "payment_status",
+            {
+                "awaiting_payment": True,
+                "payment_required_by": "2022-07-02T00:00:00Z",
+                "paid_at": None,
+            },
+        ),
+    ),
+    (
+        "ord_paid_later",
+        _set(
+            "payment_status", {"awaiting_payment": False, "paid_at": "2022-07-09T08:07:06.123456Z"}
+        ),
+    ),
+    ("ord_no_zone", lambda o: first_segment(o)["origin"].pop("time_zone")),
+    ("ord_one_decimal", _set("total_amount", "193.1")),
+    ("ord_no_metadata", _drop("metadata")),
+    ("ord_no_passengers", _drop("passengers")),
+    ("ord_dst_gap", lambda o: first_segment(o).update(departing_at="2022-03-27T02:30:00")),
+    # valid, but not canonical: the slow path lands them
+    ("ord_offset_created", _set("created_at", "2022-07-01T16:59:40.165602+02:00")),
+    ("ord_space_created", _set("created_at", "2022-07-01 14:59:40Z")),
+    ("ord_fraction_local", lambda o: first_segment(o).update(departing_at="2022-07-15T23:00:00.5")),
+    ("ord_aware_local", lambda o: first_segment(o).update(departing_at="2022-07-15T21:00:00Z")),
+    ("ord_awaiting_text", _set("payment_status", {"awaiting_payment": "true"})),
+    # malformed: quarantined with the model's reason, naming the record and the field
+    ("ord_money_number", _set("total_amount", 193.06)),
+    ("ord_money_text", _set("total_amount", "N/A")),
+    ("ord_money_comma", _set("base_amount", "12,50")),
+    ("ord_money_3_places", _set("tax_amount", "1.005")),
+    ("ord_refund_number", lambda o: o.update(cancellation={**CANCELLATION, "refund_amount": 150})),
+    ("ord_no_slices", _set("slices", [])),
+    ("ord_null_slices", _set("slices", None)),
+    ("ord_no_segments", lambda o: o["slices"][0].update(segments=[])),
+    ("ord_bad_created", _set("created_at", "yesterday")),
+    ("ord_naive_created", _set("created_at", "2022-07-01T14:59:40")),
+    ("ord_leap_second", _set("created_at", "2022-06-30T23:59:60Z")),
+    ("ord_feb_30", _set("created_at", "2022-02-30T10:00:00Z")),
+    ("ord_other_tenant", lambda o: o["metadata"].update(tenant_id="telcocorp")),
+    ("ord_metadata_number", lambda o: o["metadata"].update(points=5)),
+    ("ord_null_passengers", _set("passengers", None)),
+    ("ord_passenger_not_object", _set("passengers", ["pas_1"])),
+    ("ord_currency_long", _set("total_currency", "EURO")),
+    ("ord_unknown_zone", lambda o: first_segment(o)["origin"].update(time_zone="Mars/Olympus")),
+    ("ord_iata_number", lambda o: first_segment(o)["origin"].update(iata_code=7)),
+    ("ord_bad_local", lambda o: first_segment(o).update(departing_at="tomorrow")),
+    ("", lambda o: None),  # an empty id
+]
+
+
+def page_body(items: list[Any], after: str | None = None) -> bytes:
+    return json.dumps({"data": items, "meta": {"limit": 200, "after": after}}).encode()
+
+
+def reference_orders(items: list[Any]) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple]]:
+    """What the pydantic models make of the same records (the platform's definition)."""
+    decoded = json.loads(page_body(items), parse_float=Decimal)["data"]
+    checked = records.validate_page(
+        records.LandedOrder, decoded, "id", records.order_problem(TENANT)
+    )
+    rows, segments = [], []
+    for order, _raw in checked.good:
+        row, children = records.order_rows(TENANT, order)
+        rows.append(row)
+        segments.extend(children)
+    return (
+        pl.DataFrame(rows, schema=_without_idx(records.ORDER_SCHEMA)),
+        pl.DataFrame(segments, schema=_without_idx(records.SEGMENT_SCHEMA)),
+        [(r.record_key, r.reason) for r in checked.rejected],
+    )
+
+
+def _without_idx(schema: dict) -> dict:
+    return {k: v for k, v in schema.items() if k != "_idx"}
+
+
+def fast_orders(body: bytes, skip: frozenset[str] = frozenset()) -> records.OrderPage:
+    return records.order_page(body, TENANT, skip)
+
+
+def test_order_page_matches_the_models_record_for_record() -> None:
+    items: list[Any] = [variant(order_id, change) for order_id, change in VARIANTS]
+    items += [5, "not an order", None]
+    page = fast_orders(page_body(items))
+    orders, segments, rejected = reference_orders(items)
+    assert records.orders_frame(page.orders).drop("_idx").equals(orders)
+    assert records.segments_frame(page.segments).drop("_idx").equals(segments)
+    assert [(r.record_key, r.reason) for r in page.rejected] == rejected
+    assert page.fetched == len(items)
+    # Canonical records stayed on the fast path; the unusual ones went to the models.
+    assert page.slow == len(items) - 9
+    landed = set(orders["order_id"])
+    assert {
+        "ord_offset_created",
+        "ord_fraction_local",
+        "ord_dst_gap",
+        "ord_awaiting_text",
+    } <= landed
+
+
+def test_a_page_of_canonical_orders_never_touches_the_models() -> None:
+    items = [variant(f"ord_{i}", lambda o: None) for i in range(20)]
+    page = fast_orders(page_body(items))
+    assert page.slow == 0 and not page.rejected
+    orders, segments, _ = reference_orders(items)
+    assert records.orders_frame(page.orders).drop("_idx").equals(orders)
+    assert records.segments_frame(page.segments).drop("_idx").equals(segments)
+
+
+def reasons(body: bytes) -> dict[str | None, str]:
+    return {r.record_key: r.reason for r in fast_orders(body).rejected}
+
+
+def test_money_as_a_json_number_is_malformed_never_read_through_float() -> None:
+    found = reasons(page_body([variant("ord_number", _set("total_amount", 193.06))]))
+    assert "field 'total_amount'" in found["ord_number"]
+    assert "ord_number" in found["ord_number"]
+    found = reasons(page_body([variant("ord_int", _set("total_amount", 193))]))
+    assert "field 'total_amount'" in found["ord_int"]
+
+
+def test_money_that_does_not_fit_exact_cents_is_quarantined_not_rounded() -> None:
+    found = reasons(page_body([variant("ord_mills", _set("total_amount", "193.065"))]))
+    assert "field 'total_amount'" in found["ord_mills"]
+    assert "more than 2 decimal places" in found["ord_mills"]
+    big = reasons(page_body([variant("ord_big", _set("total_amount", "1" + "0" * 16))]))
+    assert "field 'total_amount'" in big["ord_big"]
+
+
+def test_amounts_are_landed_as_exact_decimals() -> None:
+    items = [variant("ord_cents", _set("total_amount", "1234567890123456.78"))]
+    orders = records.orders_frame(fast_orders(page_body(items)).orders)
+    assert orders.schema["total_amount"] == pl.Decimal(18, 2)
+    assert orders["total_amount"].to_list() == [Decimal("1234567890123456.78")]
+
+
+def test_an_unknown_time_zone_is_quarantined_with_the_field() -> None:
+    bad = variant("ord_zone", lambda o: first_segment(o)["origin"].update(time_zone="Nowhere/X"))
+    found = reasons(page_body([bad]))
+    assert "field 'slices.0.segments.0.origin.time_zone'" in found["ord_zone"]
+
+
+@pytest.mark.parametrize(
+    ("local", "zone", "utc"),
+    [
+        ("2022-07-15T23:00:00", "Europe/Berlin", "2022-07-15T21:00:00+00:00"),
+        ("2022-01-15T23:00:00", "Europe/Berlin", "2022-01-15T22:00:00+00:00"),
+        # spring forward: 02:30 does not exist; fold=0 reads it with the offset before
+        ("2026-03-08T02:30:00", "America/New_York", "2026-03-08T07:30:00+00:00"),
+        # fall back: 01:30 happens twice; fold=0 is the first (still daylight time)
+        ("2026-11-01T01:30:00", "America/New_York", "2026-11-01T05:30:00+00:00"),
+        ("2026-04-05T01:45:00", "Australia/Lord_Howe", "2026-04-04T14:45:00+00:00"),
+        ("2026-09-27T02:50:00", "Pacific/Chatham", "2026-09-26T14:05:00+00:00"),
+        ("2026-06-01T12:00:00", "Asia/Kathmandu", "2026-06-01T06:15:00+00:00"),
+    ],
+)
+def test_local_times_convert_to_utc_like_the_model(local: str, zone: str, utc: str) -> None:
+    reference = records.local_to_utc(dt.datetime.fromisoformat(local), zone)
+    assert reference is not None and reference.isoformat() == utc
+    fast = records._local_us(local, zone)
+    assert fast == (reference - records._EPOCH) // records._US
+    # and through a whole page: the landed segment says the same
+    order = variant("ord_tz", lambda o: first_segment(o).update(departing_at=local))
+    first_segment(order)["origin"]["time_zone"] = zone
+    segments = records.segments_frame(fast_orders(page_body([order])).segments)
+    assert segments["departing_at"][0] == reference
+    assert segments["departing_at_local"][0] == local
+
+
+def test_local_times_agree_with_the_model_hour_by_hour_through_a_year() -> None:
+    zones = ["Europe/London", "America/Sao_Paulo", "Australia/Lord_Howe", "Pacific/Chatham"]
+    start = dt.datetime(2026, 1, 1)
+    for zone in zones:
+        for hours in range(0, 365 * 24, 7):
+            local = (start + dt.timedelta(hours=hours, minutes=hours % 60)).isoformat()
+            reference = records.local_to_utc(dt.datetime.fromisoformat(local), zone)
+            assert records._local_us(local, zone) == (reference - records._EPOCH) // records._US
+
+
+def test_previously_quarantined_orders_are_skipped_not_requarantined() -> None:
+    items = [variant("ord_bad", _set("total_amount", "N/A")), variant("ord_ok", lambda o: None)]
+    page = fast_orders(page_body(items), skip=frozenset({"ord_bad", "ord_ok"}))
+    assert page.skipped == 2 and not page.rejected and not page.orders
+
+
+# ---- ledger ---------------------------------------------------------------------------
+
+
+def txn(transaction_id: str, **change: Any) -> dict[str, Any]:
+    record = {
+        "transaction_id": transaction_id,
+        "member_id": "CC1234567",
+        "type": "deduction",
+        "amount": -41250,
+        "currency": "stars",
+        "status": "posted",
+        "reference_id": "bkg_00000000abcd",
+        "related_transaction_id": None,
+        "approval_id": None,
+        "description": "Flight booking LHR-JFK",
+        "created_at": "2026-03-01T10:15:02.123456Z",
+        "updated_at": "2026-03-01T10:15:02.123456Z",
+    }
+    record.update(change)
+    return record
+
+
+LEDGER_VARIANTS = [
+    txn("t_plain"),
+    txn("t_decimal", amount=Decimal("-412.50")),
+    txn("t_refund", type="refund", amount=41250, related_transaction_id="t_plain"),
+    txn("t_whole_seconds", created_at="2026-03-01T10:15:02Z"),
+    # valid but not canonical: the model lands them
+    txn("t_offset", updated_at="2026-03-01T11:15:02.123456+01:00"),
+    txn("t_text_amount", amount="-12.50"),
+    txn("t_exponent", amount=Decimal("1E+3")),
+    # malformed
+    txn("t_comma", amount="12,50 stars"),
+    txn("t_mills", amount=Decimal("-1.005")),
+    txn("t_yesterday", created_at="yesterday", updated_at="yesterday"),
+    txn("t_type", type="bonus"),
+    txn("t_currency", currency="points"),
+    txn("t_member_number", member_id=1234567),
+    txn("", member_id=""),
+    {k: v for k, v in txn("t_no_member").items() if k != "member_id"},
+    7,
+]
+
+
+def reference_ledger(items: list[Any]) -> tuple[pl.DataFrame, list[tuple]]:
+    checked = records.validate_page(
+        LedgerTransaction, items, "transaction_id", records.ledger_problem(TENANT, "stars")
+    )
+    rows = [records.ledger_row(TENANT, t) for t, _raw in checked.good]
+    return (
+        pl.DataFrame(rows, schema=_without_idx(records.LEDGER_SCHEMA)),
+        [(r.record_key, r.reason) for r in checked.rejected],
+    )
+
+
+def test_ledger_page_matches_the_model_record_for_record() -> None:
+    items = copy.deepcopy(LEDGER_VARIANTS)
+    page = records.ledger_page(items, TENANT, "stars")
+    rows, rejected = reference_ledger(copy.deepcopy(LEDGER_VARIANTS))
+    assert page.rows.drop("_idx").equals(rows)
+    assert [(r.record_key, r.reason) for r in page.rejected] == rejected
+    assert page.slow == len(items) - 4
+    reasons = dict(rejected)
+    assert "field 'amount'" in reasons["t_comma"]
+    assert "more than 2 decimal places" in reasons["t_mills"]
+    assert "field 'currency'" in reasons["t_currency"]
+
+
+def test_ledger_amounts_are_exact_decimals() -> None:
+    page = records.ledger_page(
+        [txn("a", amount=Decimal("-0.10")), txn("b", amount=-7)], TENANT, "stars"
+    )
+    assert page.rows.schema["amount"] == pl.Decimal(18, 2)
+    assert page.rows["amount"].to_list() == [Decimal("-0.10"), Decimal("-7.00")]
+
+
+# ---- the Duffel client's raw pages ------------------------------------------------------
+
+
+def raw_client(pages: dict[str | None, bytes]) -> DuffelClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=pages[request.url.params.get("after")])
+
+    return DuffelClient(
+        httpx.Client(base_url="https://duffel.test", transport=httpx.MockTransport(handler))
+    )
+
+
+def test_raw_order_pages_follow_meta_after_and_hand_back_the_bytes() -> None:
+    first = page_body([base_order()], after="c1")
+    second = page_body([], after=None)
+    client = raw_client({None: first, "c1": second})
+    pages = list(client.iter_order_pages_raw())
+    assert [p.body for p in pages] == [first, second]
+    assert [p.after for p in pages] == ["c1", None]
+
+
+def test_raw_pages_without_a_data_array_or_with_a_repeated_cursor_fail() -> None:
+    with pytest.raises(DuffelError, match="'data' array"):
+        list(raw_client({None: b'{"data": {}, "meta": {}}'}).iter_order_pages_raw())
+    with pytest.raises(DuffelError):
+        list(raw_client({None: b"<html>502</html>"}).iter_order_pages_raw())
+    loop = raw_client({None: page_body([], "c1"), "c1": page_body([], "c1")})
+    with pytest.raises(DuffelError, match="already returned"):
+        list(loop.iter_order_pages_raw())
+
+
+def test_prefetching_keeps_order_and_raises_the_source_error_in_place() -> None:
+    def pages():
+        yield 1
+        yield 2
+        raise RuntimeError("upstream broke")
+
+    got = []
+    with pytest.raises(RuntimeError, match="upstream broke"):
+        for page in _prefetched(pages()):
+            got.append(page)
+    assert got == [1, 2]
+    early = _prefetched(iter(range(1000)))
+    assert next(early) == 0
+    early.close()  # stops the background thread
