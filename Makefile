@@ -17,7 +17,7 @@ help:
 	@echo "make generate   (re)generate the sandbox history: SIZE=, SEED="
 	@echo "make pipeline   one full pipeline run (starts the stand-ins if none are running)"
 	@echo "make dagster    the Dagster UI and daemon (dagster dev -w workspace.yaml)"
-	@echo "make dashboard  serve the dashboard"
+	@echo "make dashboard  serve the dashboard (python -m dashboard create-demo-users makes users)"
 	@echo "make bench      run the benchmarks and print their figures"
 	@echo "make lint       ruff"
 
@@ -52,7 +52,7 @@ dagster: setup
 	DAGSTER_HOME=$(CURDIR)/data/dagster_home .venv/bin/dagster dev -w workspace.yaml
 
 dashboard: setup
-	@echo "the dashboard arrives with the dashboard work; nothing to run yet" >&2; exit 2
+	$(PY) -m dashboard
 
 test: setup
 	$(PY) -m pytest

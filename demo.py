@@ -1,4 +1,4 @@
-"""The demo (``make demo``): stand-ins with live traffic, one pipeline run, then the Dagster UI and daemon.
+"""The demo (``make demo``): stand-ins with live traffic, one pipeline run, the Dagster UI and daemon, the dashboard.
 
 Every process it starts runs in its own process group, so Ctrl-C (or SIGTERM) stops them
 all cleanly, and a process that dies early stops the demo with its name and exit code.
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=Path, default=Path("data/sandbox/history"))
     parser.add_argument("--traffic", type=float, default=30.0, help="new bookings per minute")
     parser.add_argument("--dagster-port", type=int, default=3000)
+    parser.add_argument("--dashboard-port", type=int, default=8050)
     args = parser.parse_args(argv)
 
     home = ensure_dagster_home()
@@ -158,8 +159,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         _wait_healthy(f"http://127.0.0.1:{args.dagster_port}/server_info", 120, children[-1][1])
+        print("demo: dashboard (demo users get fresh passwords every start)", flush=True)
+        subprocess.run([PY, "-m", "dashboard", "create-demo-users"], cwd=ROOT, env=env, check=True)
+        children.append(
+            _start(
+                "dashboard",
+                [PY, "-m", "dashboard", "--port", str(args.dashboard_port)],
+                env,
+                log_dir,
+            )
+        )
+        _wait_healthy(f"http://127.0.0.1:{args.dashboard_port}/login", 60, children[-1][1])
         print(
             "\nThe demo is running:\n"
+            f"  Dashboard      http://127.0.0.1:{args.dashboard_port}   (sign in with a user above)\n"
             f"  Dagster UI     http://127.0.0.1:{args.dagster_port}\n"
             "  CoffeeChain    http://127.0.0.1:8001   TelcoCorp http://127.0.0.1:8002\n"
             "  FintechApp     http://127.0.0.1:8003   Duffel    http://127.0.0.1:8004\n"

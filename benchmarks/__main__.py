@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_dlt, bench_generate, bench_ingest, bench_standins, bench_warehouse
+from benchmarks import (
+    bench_dashboard,
+    bench_dlt,
+    bench_generate,
+    bench_ingest,
+    bench_standins,
+    bench_warehouse,
+)
 from benchmarks.common import report
 
 
@@ -22,6 +29,7 @@ def main() -> None:
     report("ingest", bench_ingest.run(args.size))
     report("dlt", bench_dlt.run(args.dlt_size, repeats=2))
     report("warehouse", bench_warehouse.run(args.size))
+    report("dashboard", bench_dashboard.run(args.size))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 13
+    assert kinds["model"] == 15
     assert kinds["unit_test"] >= 9
     assert kinds["test"] >= 100
 
@@ -175,8 +175,10 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
         ).fetchall()
     ]
     assert sorted(tables) == [
+        "booking_segments",
         "bookings",
         "daily_tenant_metrics",
+        "ledger_transactions",
         "members",
         "reconciliation_issues",
         "tenants",

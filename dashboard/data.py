@@ -1,0 +1,797 @@
+"""The dashboard's only door to DuckDB: scoped, parameterised reads of the serving snapshot.
+
+The pipeline publishes by renaming a new file over ``serving.duckdb``. DuckDB caches one
+database instance per path inside a process, so opening the path again while an old
+connection lives would return the OLD snapshot. Each snapshot file is therefore attached to
+its own in-memory instance, cached under the file's identity (device, inode, mtime, size),
+and replaced as soon as that identity changes; the old instance closes once its last
+in-flight request is done. Readers never block a publish: the new file is a new inode.
+
+Every public query takes the caller's ``Scope``; tenant ids arriving from the browser are
+checked against it (``ScopeError``) before any SQL runs, and every SQL statement binds its
+values as parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from dashboard.scope import Scope
+
+SNAPSHOT_FILE = "serving.duckdb"
+VERSION_FILE = "serving.json"
+STATUSES = ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
+DateField = Literal["created_at", "departure_at"]
+SEARCH_MAX = 64
+# Grid blocks at or past this row are cut from a memoised sorted list of row ids: sorting a
+# million keys for every deep block would cost ~0.1 s each, slicing a list costs nothing.
+DEEP_ROWS = 2_000
+MEMO_ENTRIES = 4  # sorted id lists kept per snapshot: 8 MB each at a million bookings
+
+# Grid column -> SQL ordering expression; nothing from the browser reaches SQL text except
+# through this table.
+SORTABLE = {
+    "booking_id": "booking_id",
+    "tenant_id": "tenant_id",
+    "created_at": "created_at",
+    "departure_at": "departure_at",
+    "status": "status",
+    "route": "origin, destination",
+    "airline_name": "airline_name",
+    "cabin": "cabin",
+    "passenger_count": "passenger_count",
+    "loyalty_amount": "loyalty_amount",
+    "usd_amount": "usd_amount",
+    "member_id": "member_id",
+    "pnr": "pnr",
+}
+DEFAULT_SORT: tuple[tuple[str, bool], ...] = (("created_at", True),)
+
+GRID_COLUMNS = (
+    "booking_id",
+    "tenant_id",
+    "member_id",
+    "status",
+    "created_at",
+    "departure_at",
+    "origin",
+    "destination",
+    "airline_name",
+    "cabin",
+    "passenger_count",
+    "loyalty_amount",
+    "loyalty_currency",
+    "usd_amount",
+    "pnr",
+)
+EXPORT_COLUMNS = (
+    "booking_id",
+    "tenant_id",
+    "member_id",
+    "status",
+    "created_at",
+    "refunded_at",
+    "departure_at",
+    "origin",
+    "destination",
+    "airline_iata",
+    "airline_name",
+    "cabin",
+    "passenger_count",
+    "loyalty_amount",
+    "loyalty_currency",
+    "usd_per_unit",
+    "usd_amount",
+    "fare_amount",
+    "fare_currency",
+    "fare_usd",
+    "cashback_amount",
+    "cashback_usd",
+    "refund_amount",
+    "refund_usd",
+    "net_usd",
+    "duffel_order_id",
+    "pnr",
+)
+
+
+class SnapshotMissing(RuntimeError):
+    """No serving snapshot has been published into the data folder yet."""
+
+
+@dataclass(frozen=True)
+class SnapshotVersion:
+    """What ``serving.json`` says about the snapshot currently in place."""
+
+    version: int
+    published_at: dt.datetime
+    rows: dict[str, int]
+
+
+class Memo:
+    """Results worth keeping for one snapshot file (sorted row ids), least recently used out.
+
+    It lives and dies with the file's DuckDB instance, so it can never outlive the data.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._lock = threading.Lock()
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The value under ``key``, computed (outside the lock) if it is not there."""
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = compute()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._entries:
+                self._values.popitem(last=False)
+        return value
+
+
+@dataclass
+class _Instance:
+    """One attached snapshot file, what was memoised from it, and the requests still reading it."""
+
+    key: tuple[int, int, int, int]
+    con: duckdb.DuckDBPyConnection
+    memo: Memo
+    users: int = 0
+
+
+class Snapshot:
+    """The serving snapshot of one data folder, with a cached read-only DuckDB instance."""
+
+    def __init__(self, data_dir: Path, *, memory_limit: str = "160MB", threads: int = 2) -> None:
+        self.serving_dir = Path(data_dir) / "serving"
+        self.path = self.serving_dir / SNAPSHOT_FILE
+        # Bounded so the dashboard stays a small process; a query that needs more spills to
+        # the system temp folder (never next to the snapshot, where publishes swap files).
+        self._config = {
+            "memory_limit": memory_limit,
+            "threads": threads,
+            "temp_directory": str(Path(tempfile.gettempdir()) / "dashboard-duckdb-spill"),
+        }
+        self._lock = threading.Lock()
+        self._current: _Instance | None = None
+
+    def version(self) -> SnapshotVersion | None:
+        """The published version (cheap: one small JSON file), or None before the first publish."""
+        try:
+            payload = json.loads((self.serving_dir / VERSION_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        if not self.path.exists():
+            return None
+        return SnapshotVersion(
+            version=int(payload["version"]),
+            published_at=dt.datetime.fromisoformat(payload["published_at"]),
+            rows={str(k): int(v) for k, v in payload.get("rows", {}).items()},
+        )
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the snapshot file as it is now; the file stays consistent while held."""
+        with self.session() as (cursor, _):
+            yield cursor
+
+    @contextmanager
+    def session(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, Memo]]:
+        """A cursor plus the memo of the same snapshot file (memoised ids match the cursor's data)."""
+        instance, cursor = self._acquire()
+        try:
+            cursor.execute("use snap")
+            yield cursor, instance.memo
+        finally:
+            cursor.close()
+            self._release(instance)
+
+    def close(self) -> None:
+        """Close the cached instance (process shutdown, tests)."""
+        with self._lock:
+            current, self._current = self._current, None
+            if current is not None and current.users == 0:
+                current.con.close()
+
+    def _acquire(self) -> tuple[_Instance, duckdb.DuckDBPyConnection]:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError as missing:
+            raise SnapshotMissing(str(self.path)) from missing
+        key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        # Cursors are created under the lock: a DuckDB connection is not thread-safe, its
+        # cursors (one per request) are.
+        with self._lock:
+            if self._current is None or self._current.key != key:
+                old, self._current = self._current, _Instance(key, self._open(), Memo(MEMO_ENTRIES))
+                if old is not None and old.users == 0:
+                    old.con.close()
+            self._current.users += 1
+            return self._current, self._current.con.cursor()
+
+    def _release(self, instance: _Instance) -> None:
+        with self._lock:
+            instance.users -= 1
+            if instance is not self._current and instance.users == 0:
+                instance.con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:", config=self._config)
+        try:
+            con.execute("set TimeZone = 'UTC'")
+            quoted = str(self.path).replace("'", "''")
+            con.execute(f"attach '{quoted}' as snap (read_only)")
+        except duckdb.IOException as gone:
+            con.close()
+            raise SnapshotMissing(str(self.path)) from gone
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+
+# ---------------------------------------------------------------- scoping and filters
+
+
+def _tenant_clause(
+    scope: Scope, tenant_id: str | None = None, column: str = "tenant_id"
+) -> tuple[str, list[Any]]:
+    """SQL restricting ``column`` to the scope (and to ``tenant_id`` when one is asked for)."""
+    if tenant_id is not None:
+        return f"{column} = ?", [scope.check(tenant_id)]
+    if scope.is_operator:
+        return "true", []
+    return f"{column} = ?", [scope.tenant_id]
+
+
+@dataclass(frozen=True)
+class BookingFilters:
+    """The explorer's filters, validated: what the browser sends never reaches SQL text."""
+
+    tenant_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    date_field: DateField = "created_at"
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    search: str = ""
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        tenant_id: object = None,
+        statuses: object = None,
+        date_field: object = None,
+        date_from: object = None,
+        date_to: object = None,
+        search: object = None,
+    ) -> BookingFilters:
+        """Build filters from untrusted input, dropping values that are not what they claim."""
+        tenant = tenant_id if isinstance(tenant_id, str) and tenant_id else None
+        picked = statuses if isinstance(statuses, list | tuple) else [statuses]
+        return cls(
+            tenant_id=tenant,
+            statuses=tuple(s for s in STATUSES if s in picked),
+            date_field="departure_at" if date_field == "departure_at" else "created_at",
+            date_from=_date(date_from),
+            date_to=_date(date_to),
+            search=(search.strip()[:SEARCH_MAX] if isinstance(search, str) else ""),
+        )
+
+    def where(self, scope: Scope) -> tuple[str, list[Any]]:
+        """The WHERE clause and its parameters, scope first."""
+        clause, params = _tenant_clause(scope, self.tenant_id)
+        parts = [clause]
+        if self.statuses:
+            parts.append(f"status in ({', '.join('?' * len(self.statuses))})")
+            params.extend(self.statuses)
+        if self.date_from is not None:
+            parts.append(f"{self.date_field} >= ?")
+            params.append(_utc_midnight(self.date_from))
+        if self.date_to is not None:
+            parts.append(f"{self.date_field} < ?")
+            params.append(_utc_midnight(self.date_to + dt.timedelta(days=1)))
+        if self.search:
+            # The term takes each id's own case (booking ids lower, member ids and PNRs upper)
+            # so no per-row lower() is needed: a million-row scan stays one cheap pass.
+            parts.append(
+                "(starts_with(booking_id, ?) or starts_with(member_id, ?)"
+                " or starts_with(member_id, ?) or starts_with(pnr, ?))"
+            )
+            term = self.search
+            params.extend([term.lower(), term, term.upper(), term.upper()])
+        return " and ".join(parts), params
+
+
+def _date(value: object) -> dt.date | None:
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None  # a malformed date from the browser is no filter, not an error
+    return None
+
+
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def parse_sort(sort_model: object) -> tuple[tuple[str, bool], ...]:
+    """Grid sort model -> ((column, descending), ...), keeping only sortable columns."""
+    if not isinstance(sort_model, list):
+        return DEFAULT_SORT
+    parsed = tuple(
+        (item["colId"], item.get("sort") == "desc")
+        for item in sort_model
+        if isinstance(item, dict) and item.get("colId") in SORTABLE
+    )
+    return parsed or DEFAULT_SORT
+
+
+def _order_by(sort: Sequence[tuple[str, bool]], tiebreak: str) -> str:
+    terms = []
+    for column, descending in sort:
+        direction = "desc" if descending else "asc"
+        terms.extend(
+            f"{part.strip()} {direction} nulls last" for part in SORTABLE[column].split(",")
+        )
+    # The row id breaks ties: unique and stable within one snapshot file, and a grid never
+    # pages across two files (a new snapshot purges its cache).
+    return ", ".join([*terms, tiebreak])
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _has_table(cursor: duckdb.DuckDBPyConnection, table: str) -> bool:
+    # Snapshots published before a table was added to the serving set lack it.
+    return bool(
+        cursor.execute(
+            "select count(*) from information_schema.tables"
+            " where table_catalog = 'snap' and table_name = ?",
+            [table],
+        ).fetchone()[0]
+    )
+
+
+# ---------------------------------------------------------------- tenants and KPIs
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant as the snapshot describes it: name, loyalty currency and its precision."""
+
+    tenant_id: str
+    name: str
+    currency: str
+    decimals: int
+    usd_per_unit: Decimal
+
+
+@dataclass(frozen=True)
+class TenantKpis:
+    """The headline numbers of one tenant, in its loyalty currency and in USD."""
+
+    tenant: Tenant
+    bookings: int
+    cancelled: int
+    pending_approval: int
+    loyalty_volume: Decimal
+    usd_volume: Decimal
+    refunds: Decimal
+    refunds_usd: Decimal
+    cashback: Decimal
+    cashback_usd: Decimal
+    net_usd: Decimal
+    members: int
+    liability: Decimal
+    liability_usd: Decimal
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def tenants(snapshot: Snapshot, scope: Scope) -> list[Tenant]:
+    """The tenants in scope, for labels and currency formatting."""
+    clause, params = _tenant_clause(scope)
+    with snapshot.cursor() as cur:
+        cur.execute(
+            "select tenant_id, tenant_name, currency, currency_decimals, usd_per_unit"
+            f" from tenants where {clause} order by tenant_name",
+            params,
+        )
+        return [Tenant(*row) for row in cur.fetchall()]
+
+
+_KPIS = """
+with b as (
+    select
+        tenant_id,
+        count(*) as bookings,
+        count(*) filter (where status = 'confirmed') as confirmed,
+        count(*) filter (where status = 'pending_approval') as pending_approval,
+        count(*) filter (where status = 'rejected') as rejected,
+        count(*) filter (where status = 'cancelled') as cancelled,
+        count(*) filter (where status = 'failed') as failed,
+        sum(loyalty_amount) as loyalty_volume,
+        sum(usd_amount) as usd_volume,
+        sum(refund_amount) as refunds,
+        sum(refund_usd) as refunds_usd,
+        sum(cashback_amount) as cashback,
+        sum(cashback_usd) as cashback_usd,
+        sum(net_usd) as net_usd
+    from bookings where {clause} group by tenant_id
+),
+m as (
+    select tenant_id, count(*) as members, sum(balance) as liability,
+        sum(balance_usd) as liability_usd
+    from members where {clause} group by tenant_id
+)
+select
+    t.tenant_id, t.tenant_name, t.currency, t.currency_decimals, t.usd_per_unit,
+    coalesce(b.bookings, 0), coalesce(b.confirmed, 0), coalesce(b.pending_approval, 0),
+    coalesce(b.rejected, 0), coalesce(b.cancelled, 0), coalesce(b.failed, 0),
+    coalesce(b.loyalty_volume, 0), coalesce(b.usd_volume, 0), coalesce(b.refunds, 0),
+    coalesce(b.refunds_usd, 0), coalesce(b.cashback, 0), coalesce(b.cashback_usd, 0),
+    coalesce(b.net_usd, 0), coalesce(m.members, 0), coalesce(m.liability, 0),
+    coalesce(m.liability_usd, 0)
+from tenants t
+left join b on b.tenant_id = t.tenant_id
+left join m on m.tenant_id = t.tenant_id
+where {t_clause}
+order by t.tenant_name
+"""
+
+
+def tenant_kpis(snapshot: Snapshot, scope: Scope, tenant_id: str | None = None) -> list[TenantKpis]:
+    """Bookings, volume, cancellations, refunds, cashback, approvals and liability per tenant."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    t_clause, t_params = _tenant_clause(scope, tenant_id, column="t.tenant_id")
+    sql = _KPIS.format(clause=clause, t_clause=t_clause)
+    with snapshot.cursor() as cur:
+        rows = cur.execute(sql, [*params, *params, *t_params]).fetchall()
+    result = []
+    for row in rows:
+        tenant = Tenant(*row[:5])
+        counts = dict(zip(STATUSES, row[6:11], strict=True))
+        (volume, usd, refunds, refunds_usd, cashback, cashback_usd, net) = row[11:18]
+        result.append(
+            TenantKpis(
+                tenant=tenant,
+                bookings=row[5],
+                cancelled=counts["cancelled"],
+                pending_approval=counts["pending_approval"],
+                loyalty_volume=volume,
+                usd_volume=usd,
+                refunds=refunds,
+                refunds_usd=refunds_usd,
+                cashback=cashback,
+                cashback_usd=cashback_usd,
+                net_usd=net,
+                members=row[18],
+                liability=row[19],
+                liability_usd=row[20],
+                statuses=counts,
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class DailyPoint:
+    """One tenant's activity on one UTC day."""
+
+    tenant_id: str
+    day: dt.date
+    bookings: int
+    usd_volume: Decimal
+
+
+def daily_activity(
+    snapshot: Snapshot, scope: Scope, tenant_id: str | None = None
+) -> list[DailyPoint]:
+    """Bookings and USD volume per tenant and day (from the pre-aggregated daily mart)."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        cur.execute(
+            "select tenant_id, metric_date, bookings, usd_volume from daily_tenant_metrics"
+            f" where {clause} order by tenant_id, metric_date",
+            params,
+        )
+        return [DailyPoint(*row) for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """One slice of a tenant's bookings (a route, an airline, a cabin) with its USD volume."""
+
+    label: str
+    bookings: int
+    usd_volume: Decimal
+
+
+@dataclass(frozen=True)
+class Breakdowns:
+    """A tenant's bookings by route (top N), by airline (top N) and by cabin (all)."""
+
+    routes: list[Breakdown]
+    airlines: list[Breakdown]
+    cabins: list[Breakdown]
+
+
+def breakdowns(snapshot: Snapshot, scope: Scope, tenant_id: str, top: int = 10) -> Breakdowns:
+    """Routes, airlines and cabins of one tenant's bookings, from a single scan (grouping sets)."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    # Grouping on the raw columns and labelling the few groups afterwards is cheaper than
+    # building a label string for each of a million rows.
+    with snapshot.cursor() as cur:
+        cur.execute(
+            "select grouping(origin, destination), grouping(airline_name, airline_iata),"
+            " origin, destination, airline_name, airline_iata, cabin,"
+            " count(*) as n, sum(usd_amount) as usd"
+            f" from bookings where {clause}"
+            " group by grouping sets ((origin, destination), (airline_name, airline_iata), (cabin))",
+            params,
+        )
+        rows = cur.fetchall()
+    routes: dict[str, Breakdown] = {}
+    airlines: dict[str, Breakdown] = {}
+    cabins: dict[str, Breakdown] = {}
+    for by_route, by_airline, origin, destination, name, iata, cabin, n, usd in rows:
+        if by_route == 0:
+            label = (
+                "(no flight)"
+                if origin is None and destination is None
+                else f"{origin or '?'} → {destination or '?'}"
+            )
+            target = routes
+        elif by_airline == 0:
+            label, target = name or iata or "unknown", airlines
+        else:
+            label, target = cabin or "unknown", cabins
+        known = target.get(label)  # two raw groups can share a label (name known or not)
+        target[label] = (
+            Breakdown(label, n, usd)
+            if known is None
+            else Breakdown(label, known.bookings + n, known.usd_volume + usd)
+        )
+
+    def ranked(items: dict[str, Breakdown]) -> list[Breakdown]:
+        return sorted(items.values(), key=lambda b: (-b.bookings, b.label))
+
+    return Breakdowns(ranked(routes)[:top], ranked(airlines)[:top], ranked(cabins))
+
+
+@dataclass(frozen=True)
+class TierSummary:
+    """Members of one tier and the balance (liability) they hold."""
+
+    tier: str
+    members: int
+    balance: Decimal
+    balance_usd: Decimal
+
+
+def members_by_tier(snapshot: Snapshot, scope: Scope, tenant_id: str) -> list[TierSummary]:
+    """Members and balances per loyalty tier."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        cur.execute(
+            "select coalesce(tier, 'none') as tier, count(*), sum(balance), sum(balance_usd)"
+            f" from members where {clause} group by 1 order by 2 desc, 1",
+            params,
+        )
+        return [TierSummary(*row) for row in cur.fetchall()]
+
+
+# ---------------------------------------------------------------- bookings explorer
+
+
+@dataclass(frozen=True)
+class BookingsPage:
+    """One block of the explorer's rows and how many bookings match in all."""
+
+    rows: list[dict[str, Any]]
+    total: int
+
+
+def bookings_page(
+    snapshot: Snapshot,
+    scope: Scope,
+    filters: BookingFilters,
+    sort: Sequence[tuple[str, bool]] = DEFAULT_SORT,
+    start: int = 0,
+    end: int = 100,
+) -> BookingsPage:
+    """Rows ``start``..``end`` of the filtered, sorted bookings (the grid's infinite model)."""
+    start = max(0, int(start))
+    size = max(0, min(int(end) - start, 1000))
+    where, params = filters.where(scope)
+    with snapshot.session() as (cur, memo):
+        if start >= DEEP_ROWS:
+            return _deep_page(cur, memo, where, params, sort, start, size)
+        keys = sorted({part.strip() for column, _ in sort for part in SORTABLE[column].split(",")})
+        # One scan finds the matching rows (row id and sort keys only); the count and the page
+        # both come from it, and only the page's rows are read in full (late materialisation).
+        cur.execute(
+            f"with matched as materialized (select rowid as match_rowid, {', '.join(keys)}"
+            f" from bookings where {where}),"
+            f" page as (select match_rowid from matched order by {_order_by(sort, 'match_rowid')}"
+            " limit ? offset ?)"
+            f" select (select count(*) from matched) as matched_total, {', '.join(GRID_COLUMNS)}"
+            " from bookings semi join page on bookings.rowid = page.match_rowid"
+            f" order by {_order_by(sort, 'rowid')}",
+            [*params, size, start],
+        )
+        rows = _dicts(cur)
+        if rows or start == 0:
+            total = rows[0]["matched_total"] if rows else 0
+        else:  # a block past the end: the count alone
+            total = cur.execute(f"select count(*) from bookings where {where}", params).fetchone()[
+                0
+            ]
+    for row in rows:
+        del row["matched_total"]
+    return BookingsPage(rows, total)
+
+
+def _deep_page(
+    cur: duckdb.DuckDBPyConnection,
+    memo: Memo,
+    where: str,
+    params: list[Any],
+    sort: Sequence[tuple[str, bool]],
+    start: int,
+    size: int,
+) -> BookingsPage:
+    sql = f"select rowid as match_rowid from bookings where {where} order by {_order_by(sort, 'rowid')}"
+    ordered: np.ndarray = memo.get(
+        ("sorted_rowids", sql, tuple(params)),
+        lambda: cur.execute(sql, params).fetchnumpy()["match_rowid"],
+    )
+    wanted = ordered[start : start + size].tolist()
+    if not wanted:
+        return BookingsPage([], len(ordered))
+    cur.execute(
+        f"select rowid as match_rowid, {', '.join(GRID_COLUMNS)} from bookings"
+        " where rowid = any(?)",
+        [wanted],
+    )
+    position = {rowid: index for index, rowid in enumerate(wanted)}
+    rows = sorted(_dicts(cur), key=lambda row: position[row["match_rowid"]])
+    for row in rows:
+        del row["match_rowid"]
+    return BookingsPage(rows, len(ordered))
+
+
+def iter_bookings(
+    snapshot: Snapshot, scope: Scope, filters: BookingFilters, batch_rows: int = 10_000
+) -> Iterator[pa.RecordBatch]:
+    """Every filtered booking in export columns as Arrow batches: a download never sits in memory.
+
+    The scope is checked here, before the first batch is asked for, so a refusal can still be
+    an HTTP status rather than a broken stream. Rows come in the snapshot's own order: sorting a
+    million wide rows would hold them all in memory at once.
+    """
+    where, params = filters.where(scope)
+    sql = f"select {', '.join(EXPORT_COLUMNS)} from bookings where {where}"
+    return _stream(snapshot, sql, params, batch_rows)
+
+
+def _stream(
+    snapshot: Snapshot, sql: str, params: list[Any], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    with snapshot.cursor() as cur:
+        yield from cur.sql(sql, params=params).to_arrow_reader(batch_rows)
+
+
+# ---------------------------------------------------------------- booking detail
+
+
+@dataclass(frozen=True)
+class BookingDetail:
+    """A booking with its flight segments and its ledger transactions."""
+
+    booking: dict[str, Any]
+    segments: list[dict[str, Any]]
+    transactions: list[dict[str, Any]]
+
+
+def booking_detail(
+    snapshot: Snapshot, scope: Scope, tenant_id: str, booking_id: str
+) -> BookingDetail | None:
+    """Everything the detail page shows about one booking, or None if there is no such booking."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        cur.execute(
+            f"select * from bookings where {clause} and booking_id = ?", [*params, booking_id]
+        )
+        found = _dicts(cur)
+        if not found:
+            return None
+        segments: list[dict[str, Any]] = []
+        if _has_table(cur, "booking_segments"):
+            cur.execute(
+                "select slice_index, segment_index, origin, destination, departing_at,"
+                " arriving_at, marketing_carrier, flight_number, duration_minutes"
+                f" from booking_segments where {clause} and booking_id = ?"
+                " order by slice_index, segment_index",
+                [*params, booking_id],
+            )
+            segments = _dicts(cur)
+        transactions: list[dict[str, Any]] = []
+        if _has_table(cur, "ledger_transactions"):
+            cur.execute(
+                "select transaction_id, type, status, amount, currency, related_transaction_id,"
+                f" created_at, updated_at from ledger_transactions where {clause}"
+                " and booking_id = ? order by created_at, transaction_id",
+                [*params, booking_id],
+            )
+            transactions = _dicts(cur)
+    return BookingDetail(found[0], segments, transactions)
+
+
+# ---------------------------------------------------------------- data health
+
+
+@dataclass(frozen=True)
+class Health:
+    """Freshness of what landed and was published, quarantines and open reconciliation issues."""
+
+    published_at: dt.datetime | None
+    landing: list[dict[str, Any]] | None  # None: this snapshot predates landing health
+    issue_counts: list[dict[str, Any]]
+    issues: list[dict[str, Any]]
+
+
+def data_health(snapshot: Snapshot, scope: Scope, issue_limit: int = 200) -> Health:
+    """Per tenant and source: last landed, quarantined, last published; reconciliation issues."""
+    clause, params = _tenant_clause(scope)
+    with snapshot.cursor() as cur:
+        published_at = None
+        if _has_table(cur, "snapshot_info"):
+            published_at = cur.execute("select max(published_at) from snapshot_info").fetchone()[0]
+        landing = None
+        if _has_table(cur, "landing_health"):
+            cur.execute(
+                "select tenant_id, source, entity, rows_landed, last_loaded_at, quarantined,"
+                f" last_quarantined_at from landing_health where {clause}"
+                " order by tenant_id, source, entity",
+                params,
+            )
+            landing = _dicts(cur)
+        cur.execute(
+            "select tenant_id, kind, count(*) as issues from reconciliation_issues"
+            f" where {clause} group by all order by tenant_id, kind",
+            params,
+        )
+        counts = _dicts(cur)
+        cur.execute(
+            "select tenant_id, kind, booking_id, member_id, transaction_id, order_id, currency,"
+            f" expected, actual, explanation, booked_at from reconciliation_issues where {clause}"
+            " order by booked_at desc nulls last, issue_id limit ?",
+            [*params, issue_limit],
+        )
+        issues = _dicts(cur)
+    return Health(published_at, landing, counts, issues)

@@ -1,0 +1,51 @@
+"""One tenant's view: KPIs in its own currency and USD, routes, airlines, cabins, members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, callback
+
+from dashboard import data
+from dashboard.auth import current_scope
+from dashboard.components import states, views
+from dashboard.context import snapshot
+from dashboard.scope import ScopeError
+
+dash.register_page(
+    __name__, path_template="/t/<tenant_id>", name="Tenant", title="Tenant · Loyalty flights"
+)
+
+
+def layout(tenant_id: str | None = None, **_query: str) -> Any:
+    """The skeleton for an allowed tenant; a refusal (and no data) for any other."""
+    scope = current_scope()
+    if not tenant_id or not scope.allows(tenant_id):
+        return states.refused()
+    return views.tenant_skeleton(tenant_id)
+
+
+@callback(
+    Output("tenant-body", "children"),
+    Input("snapshot-version", "data"),
+    Input("tenant-id", "data"),
+)
+def render_tenant(version: str | None, tenant_id: object) -> Any:
+    """Checked against the session's scope before any query: a forged tenant id gets a 403."""
+    scope = current_scope()
+    if not isinstance(tenant_id, str):
+        raise ScopeError(f"{scope.username} sent no usable tenant id")
+    scope.check(tenant_id)
+    if version is None:
+        return states.no_snapshot()
+    snap = snapshot()
+    found = data.tenant_kpis(snap, scope, tenant_id)
+    if not found:
+        return states.not_found(f"The snapshot holds no tenant {tenant_id!r}.")
+    return views.tenant_body(
+        found[0],
+        data.daily_activity(snap, scope, tenant_id),
+        data.breakdowns(snap, scope, tenant_id),
+        data.members_by_tier(snap, scope, tenant_id),
+    )

@@ -1,0 +1,41 @@
+-- One row per flight segment of a booking's Duffel order (tenant_id, booking_id, slice_index,
+-- segment_index), for the dashboard's booking detail page.
+with
+
+segments as (
+
+    select * from {{ ref('stg_duffel__order_segments') }}
+
+),
+
+bookings as (
+
+    select * from {{ ref('bookings') }}
+    where duffel_order_id is not null
+
+),
+
+final as (
+
+    select
+        bookings.tenant_id,
+        bookings.booking_id,
+        segments.order_id,
+        segments.slice_index,
+        segments.segment_index,
+        segments.origin,
+        segments.destination,
+        segments.departing_at,
+        segments.arriving_at,
+        segments.marketing_carrier,
+        segments.flight_number,
+        segments.duration_minutes
+
+    from segments
+    inner join bookings
+        on segments.tenant_id = bookings.tenant_id
+        and segments.order_id = bookings.duffel_order_id
+
+)
+
+select * from final

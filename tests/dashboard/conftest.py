@@ -1,0 +1,252 @@
+"""One real pipeline run over a generated history, the dashboard serving it, and a browser.
+
+The snapshot comes from the same path ``make pipeline`` takes (stand-ins -> Dagster ingestion
+-> dbt -> publish), not from fixtures made for the dashboard. The dashboard runs as its own
+process (``python -m dashboard``), as in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from dashboard.auth import create_demo_users
+from definitions import defs
+from sandbox.config import SERVICES, Limit, SandboxConfig
+from sandbox.generator import generate
+from sandbox.runner import start_sandbox
+from tenants.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+ANCHOR = dt.date(2026, 11, 1)
+TENANTS = ("coffeechain", "fintechapp", "telcocorp")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+POLL_MS = 1000  # the tests wait for new snapshots; a short poll keeps that wait short
+WAIT_MS = 20_000  # upper bound for anything the page should show; not a timing assertion
+
+
+def run_pipeline(history: Path, data_dir: Path) -> None:
+    """Ingest every tenant from the stand-ins, build the warehouse and publish, as `make pipeline`."""
+    config = dataclasses.replace(
+        SandboxConfig(),
+        history_dir=history,
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        limits={name: Limit(100_000) for name in SERVICES},
+    )
+    saved = dict(os.environ)
+    sandbox = start_sandbox(config)
+    try:
+        os.environ.update(sandbox.client_env())
+        get_settings.cache_clear()
+        with dg.instance_for_test() as instance:
+            for tenant in TENANTS:
+                for job in ("ingest_activity_job", "ingest_members_job"):
+                    result = defs.get_job_def(job).execute_in_process(
+                        run_config={
+                            **QUIET,
+                            "resources": {"landing": {"config": {"data_dir": str(data_dir)}}},
+                        },
+                        instance=instance,
+                        partition_key=tenant,
+                    )
+                    assert result.success, (job, tenant)
+            result = defs.get_job_def("warehouse_job").execute_in_process(
+                run_config={
+                    **QUIET,
+                    "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
+                },
+                instance=instance,
+            )
+            assert result.success
+    finally:
+        sandbox.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding a real pipeline run over ~3,000 generated bookings."""
+    history = tmp_path_factory.mktemp("dashboard-history")
+    generate(3000, 11, history, anchor=ANCHOR, anomaly_rate=0.003)
+    folder = tmp_path_factory.mktemp("dashboard-data")
+    run_pipeline(history, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def serving(data_dir: Path) -> Path:
+    """The snapshot file the dashboard reads."""
+    return data_dir / "serving" / "serving.duckdb"
+
+
+@pytest.fixture
+def snap_sql(serving: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The snapshot opened directly, to compute what the pages must show."""
+    with duckdb.connect(str(serving), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        yield con
+
+
+@pytest.fixture(scope="session")
+def passwords(data_dir: Path) -> dict[str, str]:
+    """Demo users (an operator and one staff user per tenant) and their passwords."""
+    created = create_demo_users(data_dir / "dashboard_users.json", TENANTS)
+    return {user.username: password for user, password in created}
+
+
+@dataclass
+class Server:
+    """A running ``python -m dashboard`` process."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(data_dir: Path, log: Path) -> Server:
+    """Start the dashboard over ``data_dir`` and wait until it answers."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "DASHBOARD_USERS_FILE": str(data_dir / "dashboard_users.json"),
+        "DASHBOARD_POLL_MS": str(POLL_MS),
+    }
+    env.pop("DASHBOARD_SECRET_KEY", None)
+    out = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/login", timeout=2).status_code == 200:
+                return Server(url, process, log)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"dashboard did not start: {log.read_text()}")
+
+
+def stop_dashboard(server: Server) -> None:
+    """Stop the process this fixture started."""
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(
+    data_dir: Path, passwords: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The dashboard serving the pipeline's snapshot."""
+    running = start_dashboard(data_dir, tmp_path_factory.mktemp("logs") / "dashboard.log")
+    yield running
+    stop_dashboard(running)
+    assert "Traceback" not in running.log.read_text(), running.log.read_text()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless (never a downloaded browser)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def sign_in(page: Page, server: Server, username: str, password: str, path: str = "/") -> None:
+    """Fill the sign-in form and wait for the page behind it."""
+    page.goto(f"{server.url}/login?next={path}")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#sign-in")
+    page.wait_for_selector("#sign-out", timeout=WAIT_MS)
+
+
+@dataclass
+class Session:
+    """A signed-in browser page, plus the browser errors seen while it was open."""
+
+    page: Page
+    errors: list[str]
+
+
+def _session(browser: Browser, server: Server, username: str, password: str) -> Iterator[Session]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    sign_in(page, server, username, password)
+    yield Session(page, errors)
+    context.close()
+
+
+@pytest.fixture
+def operator(browser: Browser, server: Server, passwords: dict[str, str]) -> Iterator[Session]:
+    """A browser signed in as the operator."""
+    yield from _session(browser, server, "operator", passwords["operator"])
+
+
+@pytest.fixture
+def telco_staff(browser: Browser, server: Server, passwords: dict[str, str]) -> Iterator[Session]:
+    """A browser signed in as TelcoCorp's staff user."""
+    yield from _session(browser, server, "staff-telcocorp", passwords["staff-telcocorp"])
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save the page at 1280 and 768 px wide; at 768 the page must not scroll sideways."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 768):
+        page.set_viewport_size({"width": width, "height": 900})
+        # Plotly resizes its graphs after the window's resize event; wait until they fit.
+        page.wait_for_function(
+            f"window.innerWidth === {width} && [...document.querySelectorAll('.main-svg')]"
+            ".every(svg => svg.getBoundingClientRect().right <= window.innerWidth)"
+        )
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} overflows {width} px by {overflow} px"
+    page.set_viewport_size({"width": 1280, "height": 900})
