@@ -43,7 +43,7 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
     label = f"{job_name}[{partition_key}]" if partition_key else job_name
     print(f"  … {label}", flush=True)
     started = time.perf_counter()
-    job = defs.get_job_def(job_name)
+    job = defs.resolve_job_def(job_name)
     result = job.execute_in_process(
         run_config=QUIET, instance=instance, partition_key=partition_key, raise_on_error=False
     )

@@ -90,6 +90,25 @@ class RequestCounter:
         self.count += 1
 
 
+def _quarantine_rejected(
+    zone: LandingZone,
+    entity: tuple[str, str],
+    tenant_id: str | None,
+    rejected: list[Rejected],
+    loaded_at: dt.datetime,
+    stats: SyncStats,
+) -> None:
+    """Set a batch's rejected records aside, each with its reason, and say so in the log."""
+    if not rejected:
+        return
+    source, name = entity
+    batch = batch_id(f"{name}-rejected", sorted(f"{r.record_key}|{r.reason}" for r in rejected))
+    quarantine(zone, source, name, tenant_id, rejected, batch, loaded_at)
+    stats.quarantined += len(rejected)
+    for item in rejected:
+        log.warning("quarantined %s/%s record for %s: %s", source, name, tenant_id, item.reason)
+
+
 class _Batcher:
     """Collects landed rows and rejected records and writes them in bounded batches."""
 
@@ -121,7 +140,7 @@ class _Batcher:
         self.rejected.extend(rejected)
 
     def flush(self) -> None:
-        source, entity = self.entity
+        entity = self.entity[1]
         keys = sorted(self.key(row) for row in self.rows)
         if self.rows:
             name = batch_id(entity, keys)
@@ -130,22 +149,9 @@ class _Batcher:
                 self._land(self.children, self.child_rows, name)
             self.stats.landed += len(self.rows)
             self.stats.batches += 1
-        if self.rejected:
-            name = batch_id(
-                f"{entity}-rejected", sorted(f"{r.record_key}|{r.reason}" for r in self.rejected)
-            )
-            quarantine(
-                self.zone, source, entity, self.tenant_id, self.rejected, name, self.loaded_at
-            )
-            self.stats.quarantined += len(self.rejected)
-            for item in self.rejected:
-                log.warning(
-                    "quarantined %s/%s record for %s: %s",
-                    source,
-                    entity,
-                    self.tenant_id,
-                    item.reason,
-                )
+        _quarantine_rejected(
+            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
+        )
         self.rows, self.child_rows, self.rejected = [], [], []
 
     def _land(self, entity: tuple[str, str], rows: list[dict[str, Any]], name: str) -> None:
@@ -312,7 +318,7 @@ class _FrameBatcher:
         self.rejected.extend(rejected)
 
     def flush(self) -> None:
-        source, entity = self.entity
+        entity = self.entity[1]
         if self.rows:
             frame = self.to_frame(self.parts).drop("_idx")
             id_column, version_column = self.key
@@ -331,22 +337,9 @@ class _FrameBatcher:
                 self._land(self.children, children, name)
             self.stats.landed += frame.height
             self.stats.batches += 1
-        if self.rejected:
-            name = batch_id(
-                f"{entity}-rejected", sorted(f"{r.record_key}|{r.reason}" for r in self.rejected)
-            )
-            quarantine(
-                self.zone, source, entity, self.tenant_id, self.rejected, name, self.loaded_at
-            )
-            self.stats.quarantined += len(self.rejected)
-            for item in self.rejected:
-                log.warning(
-                    "quarantined %s/%s record for %s: %s",
-                    source,
-                    entity,
-                    self.tenant_id,
-                    item.reason,
-                )
+        _quarantine_rejected(
+            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
+        )
         self.parts, self.child_parts, self.rows, self.rejected = [], [], 0, []
 
     def _land(self, entity: tuple[str, str], frame: pl.DataFrame, name: str) -> None:

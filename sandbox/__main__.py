@@ -96,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  {name:12} {url}")
     print(
         f"traffic: {args.traffic:g} bookings/min; reset: "
-        f"{'every %gs' % args.reset_interval if args.reset_interval else 'off'}; Ctrl-C stops",
+        f"{f'every {args.reset_interval:g}s' if args.reset_interval else 'off'}; Ctrl-C stops",
         flush=True,
     )
     stop = threading.Event()

@@ -58,13 +58,13 @@ def pipeline_run(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         with dg.instance_for_test() as instance:
             for tenant in ("coffeechain", "fintechapp", "telcocorp"):
                 for job in ("ingest_activity_job", "ingest_members_job"):
-                    result = defs.get_job_def(job).execute_in_process(
+                    result = defs.resolve_job_def(job).execute_in_process(
                         run_config={**QUIET, "resources": {"landing": resources["landing"]}},
                         instance=instance,
                         partition_key=tenant,
                     )
                     assert result.success, (job, tenant)
-            result = defs.get_job_def("warehouse_job").execute_in_process(
+            result = defs.resolve_job_def("warehouse_job").execute_in_process(
                 run_config={**QUIET, "resources": {"warehouse": resources["warehouse"]}},
                 instance=instance,
             )

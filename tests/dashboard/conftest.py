@@ -68,7 +68,7 @@ def run_pipeline(history: Path, data_dir: Path) -> None:
         with dg.instance_for_test() as instance:
             for tenant in TENANTS:
                 for job in ("ingest_activity_job", "ingest_members_job"):
-                    result = defs.get_job_def(job).execute_in_process(
+                    result = defs.resolve_job_def(job).execute_in_process(
                         run_config={
                             **QUIET,
                             "resources": {"landing": {"config": {"data_dir": str(data_dir)}}},
@@ -77,7 +77,7 @@ def run_pipeline(history: Path, data_dir: Path) -> None:
                         partition_key=tenant,
                     )
                     assert result.success, (job, tenant)
-            result = defs.get_job_def("warehouse_job").execute_in_process(
+            result = defs.resolve_job_def("warehouse_job").execute_in_process(
                 run_config={
                     **QUIET,
                     "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
