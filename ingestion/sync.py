@@ -109,6 +109,25 @@ def _quarantine_rejected(
         log.warning("quarantined %s/%s record for %s: %s", source, name, tenant_id, item.reason)
 
 
+class _BatchStamps:
+    """Each batch's ``_loaded_at``: the sync's start plus the time elapsed, strictly increasing.
+
+    The warehouse absorbs a tenant's landing incrementally by this stamp (see
+    dbt_project/macros/incremental.sql): a batch file that appears later must never carry an
+    earlier stamp than one already landed, so batches are stamped as they are written, not
+    all with the sync's start.
+    """
+
+    def __init__(self, started: dt.datetime) -> None:
+        self.started, self.clock = started, time.monotonic()
+        self.last = started - dt.timedelta(microseconds=1)
+
+    def next(self) -> dt.datetime:
+        elapsed = dt.timedelta(seconds=time.monotonic() - self.clock)
+        self.last = max(self.started + elapsed, self.last + dt.timedelta(microseconds=1))
+        return self.last
+
+
 class _Batcher:
     """Collects landed rows and rejected records and writes them in bounded batches."""
 
@@ -125,6 +144,7 @@ class _Batcher:
     ) -> None:
         self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
         self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
+        self.stamps = _BatchStamps(loaded_at)
         self.children = children
         self.rows: list[dict[str, Any]] = []
         self.child_rows: list[dict[str, Any]] = []
@@ -143,10 +163,10 @@ class _Batcher:
         entity = self.entity[1]
         keys = sorted(self.key(row) for row in self.rows)
         if self.rows:
-            name = batch_id(entity, keys)
-            self._land(self.entity, self.rows, name)
+            name, stamp = batch_id(entity, keys), self.stamps.next()
+            self._land(self.entity, self.rows, name, stamp)
             if self.children:
-                self._land(self.children, self.child_rows, name)
+                self._land(self.children, self.child_rows, name, stamp)
             self.stats.landed += len(self.rows)
             self.stats.batches += 1
         _quarantine_rejected(
@@ -154,13 +174,15 @@ class _Batcher:
         )
         self.rows, self.child_rows, self.rejected = [], [], []
 
-    def _land(self, entity: tuple[str, str], rows: list[dict[str, Any]], name: str) -> None:
+    def _land(
+        self, entity: tuple[str, str], rows: list[dict[str, Any]], name: str, stamp: dt.datetime
+    ) -> None:
         schema = ENTITIES[entity]
         frame = pl.DataFrame(
             rows, schema={k: v for k, v in schema.items() if k not in ("_loaded_at", "_batch_id")}
         )
         frame = frame.with_columns(
-            pl.lit(self.loaded_at, dtype=schema["_loaded_at"]).alias("_loaded_at"),
+            pl.lit(stamp, dtype=schema["_loaded_at"]).alias("_loaded_at"),
             pl.lit(name).alias("_batch_id"),
         )
         path = land(self.zone, *entity, self.tenant_id, frame, name)
@@ -298,6 +320,7 @@ class _FrameBatcher:
     ) -> None:
         self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
         self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
+        self.stamps = _BatchStamps(loaded_at)
         self.to_frame, self.children, self.to_child_frame = to_frame, children, to_child_frame
         self.parts: list[Any] = []
         self.child_parts: list[Any] = []
@@ -330,11 +353,11 @@ class _FrameBatcher:
                 .sort()
                 .to_list()
             )
-            name = batch_id(entity, keys)
-            self._land(self.entity, frame, name)
+            name, stamp = batch_id(entity, keys), self.stamps.next()
+            self._land(self.entity, frame, name, stamp)
             if self.children:
                 children = self.to_child_frame(self.child_parts).drop("_idx")
-                self._land(self.children, children, name)
+                self._land(self.children, children, name, stamp)
             self.stats.landed += frame.height
             self.stats.batches += 1
         _quarantine_rejected(
@@ -342,10 +365,12 @@ class _FrameBatcher:
         )
         self.parts, self.child_parts, self.rows, self.rejected = [], [], 0, []
 
-    def _land(self, entity: tuple[str, str], frame: pl.DataFrame, name: str) -> None:
+    def _land(
+        self, entity: tuple[str, str], frame: pl.DataFrame, name: str, stamp: dt.datetime
+    ) -> None:
         schema = ENTITIES[entity]
         frame = frame.with_columns(
-            pl.lit(self.loaded_at, dtype=schema["_loaded_at"]).alias("_loaded_at"),
+            pl.lit(stamp, dtype=schema["_loaded_at"]).alias("_loaded_at"),
             pl.lit(name).alias("_batch_id"),
         )
         path = land(self.zone, *entity, self.tenant_id, frame, name)

@@ -1,5 +1,6 @@
 """dbt models as Dagster assets, and the publish step that follows a successful build."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -57,12 +58,43 @@ class WarehouseResource(dg.ConfigurableResource):
     def serving_dir(self) -> Path:
         return self.root / "serving"
 
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.root / "warehouse.fingerprint"
+
+    def dbt_build_args(self, fingerprint: str) -> list[str]:
+        """`dbt build`, in full when the models or seeds differ from the last complete build.
+
+        Incremental models only absorb new rows: a changed model, macro or rate seed must
+        rebuild everything it feeds, so the warehouse remembers what it was built from.
+        """
+        built_from = self.fingerprint_file.read_text() if self.fingerprint_file.exists() else ""
+        if self.warehouse.exists() and built_from != fingerprint:
+            return ["build", "--full-refresh"]
+        return ["build"]
+
     def dbt_env(self) -> dict[str, str]:
         return {
             "WAREHOUSE_PATH": str(self.warehouse),
             "LANDING_ROOT": str(self.root / "landing"),
             "DO_NOT_TRACK": "1",
         }
+
+
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """A digest of everything a build's result depends on besides the landed data."""
+    digest = hashlib.sha256()
+    sources = sorted(
+        path
+        for folder in ("models", "macros", "seeds")
+        for path in (project_dir / folder).rglob("*")
+        if path.is_file()
+    )
+    files = [project_dir / "dbt_project.yml", *sources]
+    for path in files:
+        digest.update(str(path.relative_to(project_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class LayerTranslator(DagsterDbtTranslator):
@@ -92,7 +124,14 @@ def warehouse_models(
     # Seeds derived from the registry are rewritten first, so a new tenant file reaches dbt.
     write_seeds()
     os.environ.update(warehouse.dbt_env())
-    yield from dbt.cli(["build"], context=context).stream()
+    fingerprint = project_fingerprint()
+    args = warehouse.dbt_build_args(fingerprint)
+    if "--full-refresh" in args:
+        context.log.info("models or seeds changed since the last build: rebuilding in full")
+    yield from dbt.cli(args, context=context).stream()
+    if not context.is_subset:
+        # Only a build of every model brings the whole warehouse up to this fingerprint.
+        warehouse.fingerprint_file.write_text(fingerprint)
 
 
 MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]

@@ -1,7 +1,55 @@
 -- One row per booking (tenant_id, booking_id): the ledger's side joined to the Duffel order
 -- whose metadata names the booking, priced at the rates in force when it was booked.
+-- Incremental: a build re-assembles only the bookings whose ledger side or order changed
+-- since the last one (macros/incremental.sql). Rates are seeds: when they change, the
+-- pipeline rebuilds in full (transforms/warehouse.py).
+{{
+    config(
+        materialized='incremental',
+        unique_key=['tenant_id', 'booking_id'],
+    )
+}}
+
 with
 
+{% if is_incremental() %}
+-- Each relation is read directly rather than through a shared CTE, which DuckDB would
+-- materialize in full; here the filters reach the table scans.
+changed_bookings as (
+
+    select tenant_id, booking_id
+    from {{ ref('int_ledger_transactions_pivoted_to_bookings') }}
+    where {{ built_since_last_build() }}
+
+    union
+
+    select tenant_id, booking_id
+    from {{ ref('stg_duffel__orders') }}
+    where booking_id is not null
+        and {{ built_since_last_build() }}
+
+),
+
+ledger_bookings as (
+
+    select pivoted.*
+    from {{ ref('int_ledger_transactions_pivoted_to_bookings') }} as pivoted
+    inner join changed_bookings
+        on pivoted.tenant_id = changed_bookings.tenant_id
+        and pivoted.booking_id = changed_bookings.booking_id
+
+),
+
+orders as (
+
+    select booking_orders.*
+    from {{ ref('stg_duffel__orders') }} as booking_orders
+    inner join changed_bookings
+        on booking_orders.tenant_id = changed_bookings.tenant_id
+        and booking_orders.booking_id = changed_bookings.booking_id
+
+),
+{% else %}
 ledger_bookings as (
 
     select * from {{ ref('int_ledger_transactions_pivoted_to_bookings') }}
@@ -14,6 +62,7 @@ orders as (
     where booking_id is not null
 
 ),
+{% endif %}
 
 tenants as (
 
@@ -93,7 +142,12 @@ joined as (
         booking_orders.refund_amount as order_refund_amount,
         coalesce(ledger_bookings.charged_amount, cast(0 as {{ money_type() }})) as loyalty_amount,
         coalesce(ledger_bookings.refunded_amount, cast(0 as {{ money_type() }})) as refund_amount,
-        coalesce(ledger_bookings.cashback_amount, cast(0 as {{ money_type() }})) as cashback_amount
+        coalesce(ledger_bookings.cashback_amount, cast(0 as {{ money_type() }})) as cashback_amount,
+        -- the newest landing among the records the booking is built from
+        greatest(
+            coalesce(ledger_bookings.loaded_at, booking_orders.loaded_at),
+            coalesce(booking_orders.loaded_at, ledger_bookings.loaded_at)
+        ) as loaded_at
 
     from ledger_bookings
     full outer join booking_orders
@@ -228,7 +282,9 @@ final as (
         order_refund_amount,
         net_usd,
         expected_loyalty_amount,
-        is_charge_consistent_with_fare
+        is_charge_consistent_with_fare,
+        loaded_at,
+        {{ build_started_at() }} as built_at
 
     from checked
 

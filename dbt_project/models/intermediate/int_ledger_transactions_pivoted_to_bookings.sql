@@ -1,12 +1,44 @@
 -- One row per booking the ledger knows (tenant_id, booking_id): its transactions side by side.
+-- Incremental: a build re-pivots only the bookings with a transaction landed since the last
+-- one, from all of their transactions (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        unique_key=['tenant_id', 'booking_id'],
+    )
+}}
+
 with
 
+{% if is_incremental() %}
+-- Each relation is read directly rather than through a shared CTE, which DuckDB would
+-- materialize in full; here the filters reach the table scans.
+changed_bookings as (
+
+    select distinct tenant_id, booking_id
+    from {{ ref('stg_loyalty__ledger_transactions') }}
+    where booking_id is not null
+        and {{ built_since_last_build() }}
+
+),
+
+ledger as (
+
+    select transactions.*
+    from {{ ref('stg_loyalty__ledger_transactions') }} as transactions
+    inner join changed_bookings
+        on transactions.tenant_id = changed_bookings.tenant_id
+        and transactions.booking_id = changed_bookings.booking_id
+
+),
+{% else %}
 ledger as (
 
     select * from {{ ref('stg_loyalty__ledger_transactions') }}
     where booking_id is not null
 
 ),
+{% endif %}
 
 classified as (
 
@@ -47,7 +79,9 @@ pivoted as (
         max(case when transaction_type = 'approval_decision' then status end)
             as approval_decision,
         min(case when transaction_type = 'approval_decision' then created_at end)
-            as approval_decided_at
+            as approval_decided_at,
+
+        max(loaded_at) as loaded_at
 
     from classified
     group by tenant_id, booking_id
@@ -73,7 +107,9 @@ typed as (
         approval_id,
         approval_requested_at,
         approval_decision,
-        approval_decided_at
+        approval_decided_at,
+        loaded_at,
+        {{ build_started_at() }} as built_at
 
     from pivoted
 

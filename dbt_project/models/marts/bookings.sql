@@ -1,8 +1,18 @@
+-- Incremental: a build replaces the bookings re-assembled since the last one
+-- (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        unique_key=['tenant_id', 'booking_id'],
+    )
+}}
+
 with
 
 bookings as (
 
     select * from {{ ref('int_bookings_assembled') }}
+    where {{ built_since_last_build() }}
 
 ),
 
@@ -46,7 +56,9 @@ final as (
         bookings.cashback_usd,
         bookings.refund_amount,
         bookings.refund_usd,
-        bookings.net_usd
+        bookings.net_usd,
+        bookings.loaded_at,
+        {{ build_started_at() }} as built_at
 
     from bookings
     left join airlines

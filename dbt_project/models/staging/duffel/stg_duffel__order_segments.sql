@@ -1,8 +1,19 @@
+-- Incremental, like the orders it belongs to. The unique key is the order: a build replaces
+-- all segments of every order that has a new version landed, so a segment an airline change
+-- removed goes with the version it belonged to (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        unique_key=['tenant_id', 'order_id'],
+    )
+}}
+
 with
 
 source as (
 
     select * from {{ landing_source('duffel', 'order_segments') }}
+    where {{ landed_since_last_build('_loaded_at') }}
 
 ),
 
@@ -29,6 +40,23 @@ renamed as (
 
 ),
 
+candidates as (
+
+    {% if is_incremental() %}
+    select *, cast(null as {{ utc_timestamp_type() }}) as built_at from renamed
+    union all
+    -- the segments already built for the same orders compete with the new ones
+    select built.*
+    from {{ this }} as built
+    inner join (select distinct tenant_id, order_id from renamed) as arrived
+        on built.tenant_id = arrived.tenant_id
+        and built.order_id = arrived.order_id
+    {% else %}
+    select * from renamed
+    {% endif %}
+
+),
+
 versions as (
 
     -- Segments belong to an order version: keep only the order's latest version, so a
@@ -41,7 +69,7 @@ versions as (
             order by loaded_at desc, batch_id desc
         ) as delivery_rank
 
-    from renamed
+    from candidates
 
 ),
 
@@ -61,7 +89,9 @@ latest as (
         flight_number,
         duration_minutes,
         version_at,
-        loaded_at
+        loaded_at,
+        batch_id,
+        {{ build_started_at() }} as built_at
 
     from versions
     where version_at = order_version_at

@@ -1,8 +1,19 @@
+-- Incremental, like the ledger's staging model: a build takes the order versions landed
+-- since the last one and keeps, per order, the latest of those and the one already built
+-- (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        unique_key=['tenant_id', 'order_id'],
+    )
+}}
+
 with
 
 source as (
 
     select * from {{ landing_source('duffel', 'orders') }}
+    where {{ landed_since_last_build('_loaded_at') }}
 
 ),
 
@@ -47,6 +58,23 @@ renamed as (
 
 ),
 
+candidates as (
+
+    {% if is_incremental() %}
+    select *, cast(null as {{ utc_timestamp_type() }}) as built_at from renamed
+    union all
+    -- the version already built of each order competes with the new ones
+    select built.*
+    from {{ this }} as built
+    inner join (select distinct tenant_id, order_id from renamed) as arrived
+        on built.tenant_id = arrived.tenant_id
+        and built.order_id = arrived.order_id
+    {% else %}
+    select * from renamed
+    {% endif %}
+
+),
+
 versions as (
 
     select
@@ -56,7 +84,7 @@ versions as (
             order by version_at desc, loaded_at desc, batch_id desc
         ) as version_rank
 
-    from renamed
+    from candidates
 
 ),
 
@@ -94,7 +122,9 @@ latest as (
         booking_id,
         loyalty_transaction_id,
         version_at,
-        loaded_at
+        loaded_at,
+        batch_id,
+        {{ build_started_at() }} as built_at
 
     from versions
     where version_rank = 1

@@ -1,8 +1,20 @@
+-- Incremental, unlike the other staging models: the ledger is the largest feed, and
+-- de-duplicating all of it on every build is most of a build's time. A build takes what
+-- landed since the last one and keeps, per transaction, the latest of that and what the
+-- table already holds (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        unique_key=['tenant_id', 'transaction_id'],
+    )
+}}
+
 with
 
 source as (
 
     select * from {{ landing_source('loyalty', 'ledger_transactions') }}
+    where {{ landed_since_last_build('_loaded_at') }}
 
 ),
 
@@ -29,6 +41,23 @@ renamed as (
 
 ),
 
+candidates as (
+
+    {% if is_incremental() %}
+    select *, cast(null as {{ utc_timestamp_type() }}) as built_at from renamed
+    union all
+    -- the versions already built for the same transactions compete with the new ones
+    select built.*
+    from {{ this }} as built
+    inner join (select distinct tenant_id, transaction_id from renamed) as arrived
+        on built.tenant_id = arrived.tenant_id
+        and built.transaction_id = arrived.transaction_id
+    {% else %}
+    select * from renamed
+    {% endif %}
+
+),
+
 versions as (
 
     select
@@ -38,7 +67,7 @@ versions as (
             order by updated_at desc, loaded_at desc, batch_id desc
         ) as version_rank
 
-    from renamed
+    from candidates
 
 ),
 
@@ -58,7 +87,9 @@ latest as (
         description,
         created_at,
         updated_at,
-        loaded_at
+        loaded_at,
+        batch_id,
+        {{ build_started_at() }} as built_at
 
     from versions
     where version_rank = 1
