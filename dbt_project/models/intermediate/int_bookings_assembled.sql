@@ -123,7 +123,7 @@ joined as (
         ledger_bookings.approval_decision,
         ledger_bookings.charged_at,
         ledger_bookings.refunded_at,
-        -- the moment the booking was made: its first ledger record or its order, whichever came first
+        -- when the booking was made: its first ledger record or its order, whichever came first
         least(
             coalesce(ledger_bookings.first_transaction_at, booking_orders.created_at),
             coalesce(booking_orders.created_at, ledger_bookings.first_transaction_at)
@@ -196,7 +196,7 @@ rated as (
 converted as (
 
     select
-        rated.*,
+        *,
         {{ booking_status(
             'deduction_transaction_id',
             'refund_transaction_id',
@@ -219,7 +219,7 @@ converted as (
 checked as (
 
     select
-        converted.*,
+        *,
         cast(usd_amount - refund_usd - cashback_usd as {{ money_type() }}) as net_usd,
         case
             when fare_usd is not null
@@ -227,7 +227,9 @@ checked as (
         end as expected_loyalty_amount,
         case
             when fare_usd is not null
-                then {{ is_rounded_up_charge('loyalty_amount', 'usd_per_unit', 'fare_usd', 'currency_decimals') }}
+                then {{ is_rounded_up_charge(
+                    'loyalty_amount', 'usd_per_unit', 'fare_usd', 'currency_decimals'
+                ) }}
         end as is_charge_consistent_with_fare
 
     from converted

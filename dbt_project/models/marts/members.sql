@@ -29,8 +29,9 @@ final as (
     left join loyalty_rates
         on members.tenant_id = loyalty_rates.tenant_id
         and cast(members.snapshot_at as date) >= loyalty_rates.valid_from
-        and cast(members.snapshot_at as date)
-            < coalesce(loyalty_rates.valid_to, cast('9999-12-31' as date))
+        and cast(members.snapshot_at as date) < coalesce(
+            loyalty_rates.valid_to, cast('9999-12-31' as date)
+        )
 
 )
 

@@ -32,7 +32,7 @@ versions as (
         *,
         row_number() over (
             partition by iata_code
-            order by loaded_at desc, batch_id desc, airport_id
+            order by loaded_at desc, batch_id desc, airport_id asc
         ) as version_rank
 
     from renamed
