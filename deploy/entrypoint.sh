@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The container's entry point: the first argument names the role, the rest go to that role's
+# program. Any other command runs as given (e.g. `bash`, `dbt --version`).
+#
+# Settings, all optional (defaults in brackets):
+#   SANDBOX_HOST [0.0.0.0]  SANDBOX_PORT_OFFSET [0]  SANDBOX_HISTORY [$DATA_DIR/sandbox/history]
+#   SANDBOX_SIZE [20000]    SANDBOX_SEED [7]
+#   DAGSTER_WEBSERVER_HOST [0.0.0.0]  DAGSTER_WEBSERVER_PORT [3000]
+#   DASHBOARD_HOST [0.0.0.0]          DASHBOARD_PORT [8050]
+# deploy/healthcheck.py reads the same variables.
+set -euo pipefail
+cd /app
+
+role="${1:-dashboard}"
+if [ "$#" -gt 0 ]; then
+  shift
+fi
+
+# The health check runs as a separate process: tell it which role this container plays.
+# (With a read-only root file system, mount a tmpfs on /tmp.)
+echo "$role" >/tmp/container-role
+
+# Dagster roles share one instance (run history, schedules, sensor state) in the data volume,
+# created with the project's instance settings on first use.
+ensure_dagster_home() {
+  python -c "import pipeline; pipeline.ensure_dagster_home()"
+}
+
+case "$role" in
+  sandbox)
+    # Stand-ins need a generated history; make one on first start (manifest.json is written last).
+    history="${SANDBOX_HISTORY:-${DATA_DIR:-/app/data}/sandbox/history}"
+    if [ ! -f "$history/manifest.json" ]; then
+      python -m sandbox generate --size "${SANDBOX_SIZE:-20000}" --seed "${SANDBOX_SEED:-7}" \
+        --out "$history"
+    fi
+    exec python -m sandbox serve --history "$history" \
+      --host "${SANDBOX_HOST:-0.0.0.0}" --port-offset "${SANDBOX_PORT_OFFSET:-0}" "$@"
+    ;;
+  pipeline)
+    ensure_dagster_home
+    exec python pipeline.py "$@"
+    ;;
+  webserver)
+    ensure_dagster_home
+    exec dagster-webserver -w workspace.yaml \
+      -h "${DAGSTER_WEBSERVER_HOST:-0.0.0.0}" -p "${DAGSTER_WEBSERVER_PORT:-3000}" "$@"
+    ;;
+  daemon)
+    ensure_dagster_home
+    exec dagster-daemon run -w workspace.yaml "$@"
+    ;;
+  dashboard)
+    exec python -m dashboard \
+      --host "${DASHBOARD_HOST:-0.0.0.0}" --port "${DASHBOARD_PORT:-8050}" "$@"
+    ;;
+  create-users)
+    exec python -m dashboard create-demo-users "$@"
+    ;;
+  help | --help | -h)
+    sed -n '2,10p' "$0"
+    echo "roles: sandbox pipeline webserver daemon dashboard create-users (or any command)"
+    ;;
+  *)
+    exec "$role" "$@"
+    ;;
+esac

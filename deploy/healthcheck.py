@@ -1,0 +1,64 @@
+"""The image's HEALTHCHECK: is this container's role doing its job? Exit 0 healthy, 1 not.
+
+deploy/entrypoint.sh records the role; the ports come from the same variables it reads.
+Standard library only, so a check costs a few milliseconds (the daemon's excepted).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROLE_FILE = Path("/tmp/container-role")
+STANDIN_PORTS = (8001, 8002, 8003, 8004)
+
+
+def _probe_host(variable: str) -> str:
+    # A server bound to every interface answers on loopback.
+    host = os.environ.get(variable, "0.0.0.0")
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _answers(url: str) -> bool:
+    # Never through a proxy: the target is this container.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=5) as response:
+            ok = response.status == 200
+    except (urllib.error.URLError, OSError) as error:
+        print(f"{url}: {error}")
+        return False
+    print(f"{url}: {'ok' if ok else response.status}")
+    return ok
+
+
+def main() -> int:
+    if not ROLE_FILE.exists():
+        print("starting: the entrypoint has not recorded a role yet")
+        return 1
+    role = ROLE_FILE.read_text().strip()
+    if role == "sandbox":
+        host = _probe_host("SANDBOX_HOST")
+        offset = int(os.environ.get("SANDBOX_PORT_OFFSET") or 0)
+        urls = [f"http://{host}:{port + offset}/health" for port in STANDIN_PORTS]
+    elif role == "webserver":
+        host = _probe_host("DAGSTER_WEBSERVER_HOST")
+        urls = [f"http://{host}:{os.environ.get('DAGSTER_WEBSERVER_PORT', '3000')}/server_info"]
+    elif role == "dashboard":
+        host = _probe_host("DASHBOARD_HOST")
+        urls = [f"http://{host}:{os.environ.get('DASHBOARD_PORT', '8050')}/login"]
+    elif role == "daemon":
+        # Every daemon (scheduler, sensors, run queue, ...) wrote a heartbeat recently.
+        return subprocess.run(["dagster-daemon", "liveness-check"], check=False).returncode
+    else:
+        # One-shot roles (pipeline, create-users) and custom commands: running is healthy.
+        return 0
+    return 0 if all([_answers(url) for url in urls]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
