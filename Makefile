@@ -8,7 +8,7 @@ HISTORY ?= data/sandbox/history
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo test sandbox generate pipeline dagster dashboard bench lint
+.PHONY: help setup demo test sandbox generate pipeline dagster dashboard bench lint docker-check
 
 help:
 	@echo "make demo       stand-ins + pipeline + dashboard (the main job)"
@@ -19,7 +19,8 @@ help:
 	@echo "make dagster    the Dagster UI and daemon (dagster dev -w workspace.yaml)"
 	@echo "make dashboard  serve the dashboard (python -m dashboard create-demo-users makes users)"
 	@echo "make bench      run the benchmarks and print their figures"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff, and sqlfluff over the dbt models"
+	@echo "make docker-check  build the container image with podman and check each role end to end"
 
 # Python deps from the lock file; uv itself from PyPI when it is missing.
 .venv/.synced: pyproject.toml uv.lock
@@ -63,3 +64,7 @@ bench: setup
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/sqlfluff lint dbt_project/models
+
+docker-check:
+	bash scripts/docker-check.sh
