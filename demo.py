@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 PY = sys.executable
 
 
-def _start(
+def start_child(
     name: str, args: list[str], env: dict[str, str], log_dir: Path
 ) -> tuple[str, subprocess.Popen]:
     log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process owns it
@@ -35,7 +35,7 @@ def _start(
     return name, process
 
 
-def _wait_healthy(url: str, seconds: float, process: subprocess.Popen) -> None:
+def wait_healthy(url: str, seconds: float, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -74,7 +74,7 @@ def _signal_tree(process: subprocess.Popen, signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def _stop(children: list[tuple[str, subprocess.Popen]]) -> None:
+def stop_children(children: list[tuple[str, subprocess.Popen]]) -> None:
     for name, process in reversed(children):
         if process.poll() is None:
             print(f"  stopping {name}", flush=True)
@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         "DAGSTER_HOME": str(home),
         "DAGSTER_DISABLE_TELEMETRY": "1",
         "DO_NOT_TRACK": "1",
-        # The demo keeps data fresh every minute; production cadence is every 15 minutes.
-        "INGEST_ACTIVITY_CRON": os.environ.get("INGEST_ACTIVITY_CRON", "* * * * *"),
+        # Live mode: each tenant's activity is ingested again as soon as its last run ends
+        # and the warehouse follows (ingestion/definitions.py). Production runs on the
+        # 15-minute schedule alone.
+        "INGEST_LIVE": os.environ.get("INGEST_LIVE", "1"),
     }
     children: list[tuple[str, subprocess.Popen]] = []
     stopping = False
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("demo: stand-ins", flush=True)
         children.append(
-            _start(
+            start_child(
                 "sandbox",
                 [
                     PY,
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         for port in (8001, 8002, 8003, 8004):
-            _wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
+            wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
         print("demo: first pipeline run (ingest -> dbt build -> publish)", flush=True)
         first = subprocess.run([PY, "pipeline.py"], cwd=ROOT, env=env)
         if first.returncode != 0:
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("demo: Dagster UI and daemon (schedules keep the data fresh)", flush=True)
         children.append(
-            _start(
+            start_child(
                 "dagster",
                 [
                     str(Path(PY).parent / "dagster"),
@@ -158,18 +160,18 @@ def main(argv: list[str] | None = None) -> int:
                 log_dir,
             )
         )
-        _wait_healthy(f"http://127.0.0.1:{args.dagster_port}/server_info", 120, children[-1][1])
+        wait_healthy(f"http://127.0.0.1:{args.dagster_port}/server_info", 120, children[-1][1])
         print("demo: dashboard (demo users get fresh passwords every start)", flush=True)
         subprocess.run([PY, "-m", "dashboard", "create-demo-users"], cwd=ROOT, env=env, check=True)
         children.append(
-            _start(
+            start_child(
                 "dashboard",
                 [PY, "-m", "dashboard", "--port", str(args.dashboard_port)],
                 env,
                 log_dir,
             )
         )
-        _wait_healthy(f"http://127.0.0.1:{args.dashboard_port}/login", 60, children[-1][1])
+        wait_healthy(f"http://127.0.0.1:{args.dashboard_port}/login", 60, children[-1][1])
         print(
             "\nThe demo is running:\n"
             f"  Dashboard      http://127.0.0.1:{args.dashboard_port}   (sign in with a user above)\n"
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         return 0
     finally:
-        _stop(children)
+        stop_children(children)
         print("demo: stopped", flush=True)
 
 

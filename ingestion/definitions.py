@@ -9,6 +9,10 @@ from ingestion.loyalty import assets as loyalty
 from ingestion.partitions import tenant_partitions
 from ingestion.resources import LandingResource, TenantApisResource
 
+# Live mode (the demo): live.py's job keeps every tenant's activity flowing in one run, so
+# the per-tenant activity schedule stands down and no tenant is synced twice at once.
+LIVE = os.environ.get("INGEST_LIVE") == "1"
+
 # Ingestion is I/O-bound and each tenant's rate limiter lives in the process: running a
 # run's assets in one process keeps the tenant's limit true across them.
 _in_process = dg.in_process_executor
@@ -33,13 +37,17 @@ ingest_reference_job = dg.define_asset_job(
 )
 
 
-def _per_tenant_schedule(name: str, job, cron: str) -> dg.ScheduleDefinition:
+def _per_tenant_schedule(
+    name: str, job, cron: str, *, running: bool = True
+) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=name,
         job=job,
         cron_schedule=cron,
         execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+        ),
         description=f"Runs {job.name} for every tenant ({cron}).",
     )
     def per_tenant(context: dg.ScheduleEvaluationContext):
@@ -54,6 +62,7 @@ ingest_activity_schedule = _per_tenant_schedule(
     "ingest_activity_schedule",
     ingest_activity_job,
     os.environ.get("INGEST_ACTIVITY_CRON", "*/15 * * * *"),
+    running=not LIVE,
 )
 ingest_members_schedule = _per_tenant_schedule(
     "ingest_members_schedule",

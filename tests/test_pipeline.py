@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
 from definitions import defs
@@ -152,3 +153,68 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
     assert (errors, torn) == (0, 0)
     assert json.loads((serving / VERSION).read_text())["version"] == versions[-1]
     assert sorted(p.name for p in serving.iterdir()) == [SNAPSHOT, VERSION]
+
+
+def test_live_job_brings_new_bookings_to_the_snapshot(history: Path, tmp_path: Path) -> None:
+    """Live mode's micro-batch: one cycle lands, builds and publishes; the next cycle takes
+    exactly the bookings made in between, and records its steps as asset materializations."""
+    from sandbox.traffic import Traffic
+
+    data_dir = tmp_path / "data"
+    config = dataclasses.replace(
+        SandboxConfig(),
+        history_dir=history,
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        limits={name: Limit(100_000) for name in SERVICES},
+    )
+    manifest = json.loads((history / "manifest.json").read_text())
+    saved = dict(os.environ)
+    sandbox = start_sandbox(config)
+    one_cycle = {
+        **QUIET,
+        "ops": {"live_cycles": {"config": {"minutes": 0.001}}},
+        "resources": {
+            "landing": {"config": {"data_dir": str(data_dir)}},
+            "warehouse": {"config": {"data_dir": str(data_dir)}},
+        },
+    }
+
+    def bookings() -> int:
+        with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
+            return con.execute("select count(*) from bookings").fetchone()[0]
+
+    try:
+        os.environ.update(sandbox.client_env())
+        get_settings.cache_clear()
+        with dg.instance_for_test() as instance:
+            live_job = defs.resolve_job_def("live_job")
+            assert live_job.execute_in_process(run_config=one_cycle, instance=instance).success
+            before = bookings()
+            traffic = Traffic(
+                sandbox.loyalty,
+                sandbox.duffel,
+                sandbox.config,
+                pl.read_parquet(history / "members.parquet"),
+                first_counter=manifest["next_counter"],
+                seed=manifest["seed"],
+            )
+            for _ in range(5):
+                traffic.book_one()
+            result = live_job.execute_in_process(run_config=one_cycle, instance=instance)
+            assert result.success
+            assert bookings() == before + 5
+            materialized = {
+                (event.asset_key.to_user_string(), event.partition)
+                for event in result.get_asset_materialization_events()
+                for event in [event.materialization]
+            }
+            for tenant in ("coffeechain", "fintechapp", "telcocorp"):
+                assert ("raw/duffel/orders", tenant) in materialized
+            assert ("marts/bookings", None) in materialized
+            assert ("serving/snapshot", None) in materialized
+    finally:
+        sandbox.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()

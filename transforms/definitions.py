@@ -18,6 +18,7 @@ warehouse_job = dg.define_asset_job(
     "warehouse_job",
     selection=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
     description="dbt build (models and tests), then publish the serving snapshot if it passed.",
+    executor_def=dg.in_process_executor,
 )
 
 # Rebuilds the warehouse and republishes after ingestion lands new data (the dbt assets and
@@ -25,12 +26,21 @@ warehouse_job = dg.define_asset_job(
 warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
     "warehouse_automation_sensor",
     target=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
+    # In live mode (INGEST_LIVE=1) the live job builds and publishes after every batch.
+    default_status=(
+        dg.DefaultSensorStatus.STOPPED
+        if os.environ.get("INGEST_LIVE") == "1"
+        else dg.DefaultSensorStatus.RUNNING
+    ),
+    minimum_interval_seconds=int(os.environ.get("WAREHOUSE_AUTOMATION_INTERVAL_SECONDS", "10")),
 )
 
 defs = dg.Definitions(
     assets=[warehouse_models, serving_snapshot],
+    # Runs the automation sensor launches execute in one process as well: a process per
+    # step would import Dagster and dbt again for every step (seconds each) for no gain,
+    # since the warehouse has a single writer anyway.
+    executor=dg.in_process_executor,
     jobs=[warehouse_job],
     sensors=[warehouse_automation_sensor],
     resources={
