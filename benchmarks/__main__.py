@@ -7,6 +7,7 @@ import argparse
 from benchmarks import (
     bench_dashboard,
     bench_dlt,
+    bench_freshness,
     bench_generate,
     bench_ingest,
     bench_standins,
@@ -30,6 +31,7 @@ def main() -> None:
     report("dlt", bench_dlt.run(args.dlt_size, repeats=2))
     report("warehouse", bench_warehouse.run(args.size))
     report("dashboard", bench_dashboard.run(args.size))
+    report("freshness", bench_freshness.run())
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ class DbtBuild:
         return duckdb.connect(str(self.warehouse), read_only=True)
 
 
-def dbt_build(workdir: Path, landing_root: Path) -> DbtBuild:
-    """Run `dbt build` (seeds, models, data and unit tests) in a subprocess, as Dagster would."""
+def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
+    """Run `dbt build` (seeds, models, data and unit tests) in a subprocess, as Dagster would.
+
+    ``args`` go to dbt after `build` (e.g. ``--full-refresh``).
+    """
     warehouse = workdir / "warehouse.duckdb"
     target = workdir / "target"
     env = {
@@ -47,6 +50,7 @@ def dbt_build(workdir: Path, landing_root: Path) -> DbtBuild:
         [
             str(DBT),
             "build",
+            *args,
             "--project-dir",
             str(PROJECT),
             "--profiles-dir",
