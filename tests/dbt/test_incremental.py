@@ -119,3 +119,25 @@ def test_a_changed_model_or_seed_rebuilds_in_full(tmp_path: Path) -> None:
     after = project_fingerprint(project)
     assert after != before
     assert resource.dbt_build_args(after) == ["build", "--full-refresh"]
+
+
+def test_data_tests_of_incremental_models_check_the_rows_the_build_rebuilt(
+    two_step: tuple[DbtBuild, DbtBuild],
+) -> None:
+    _, second = two_step
+    compiled = {
+        result["unique_id"]: result.get("compiled_code") or ""
+        for result in second.run_results()
+        if result["unique_id"].startswith("test.")
+    }
+
+    def code(fragment: str) -> str:
+        matches = [sql for unique_id, sql in compiled.items() if fragment in unique_id]
+        assert matches, fragment
+        return matches[0]
+
+    # incremental model: only this build's rows; a table rebuilt in full: every row
+    assert "built_at = cast(" in code("unique_combination_stg_loyalty__ledger_transactions")
+    assert "built_at = cast(" in code("tenant_relationship_booking_segments_booking_id")
+    assert "built_at" not in code("unique_combination_stg_loyalty__members")
+    assert "built_at" not in code("unique_combination_daily_tenant_metrics")
