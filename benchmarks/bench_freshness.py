@@ -1,8 +1,8 @@
 """End-to-end freshness: a booking made at a stand-in -> visible in the serving snapshot.
 
 Runs the demo's live set-up in a scratch folder, on ports of its own: the stand-ins with
-traffic, one pipeline run, then `dagster dev` (webserver and daemon) with live ingestion
-on (INGEST_LIVE=1) and the warehouse automation sensor. The stand-ins log each booking the
+traffic, one pipeline run, then `dagster dev` (webserver and daemon) in live mode
+(INGEST_LIVE=1: the live job's micro-batches, live.py). The stand-ins log each booking the
 traffic makes with its instant; the benchmark polls the serving snapshot and records when
 each booking first appears in `bookings`. Target: p95 <= 60 s over >= 20 bookings.
 
@@ -129,7 +129,7 @@ def run(
             subprocess.run(
                 [sys.executable, "pipeline.py"], cwd=ROOT, env=env, check=True, capture_output=True
             )
-            print("freshness: dagster dev (live ingestion + warehouse automation)", flush=True)
+            print("freshness: dagster dev in live mode (INGEST_LIVE=1)", flush=True)
             children.append(
                 demo.start_child(
                     "dagster",
