@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 "demo: the first pipeline run reported failures (see above); continuing", flush=True
             )
-        print("demo: Dagster UI and daemon, live mode (micro-batches every few seconds)", flush=True)
+        print(
+            "demo: Dagster UI and daemon, live mode (micro-batches every few seconds)", flush=True
+        )
         children.append(
             start_child(
                 "dagster",
