@@ -65,22 +65,28 @@ def _land_tenant(
 
 def _ingest(
     context: dg.OpExecutionContext, tenant_apis: TenantApisResource, landing: LandingResource
-) -> Iterator[dg.AssetMaterialization | int]:
-    """Land every tenant's new activity; yields its materializations, then the rows landed."""
-    landed = 0
+) -> tuple[list[dg.AssetMaterialization], int]:
+    """Land every tenant's new activity; returns its materializations and the rows landed."""
+    events, landed = [], 0
     for tenant_id in tenant_partitions.get_partition_keys():
         try:
             for key, stats in _land_tenant(tenant_apis, landing, tenant_id):
                 landed += stats.landed
-                yield dg.AssetMaterialization(key, partition=tenant_id, metadata=stats.metadata())
+                events.append(
+                    dg.AssetMaterialization(key, partition=tenant_id, metadata=stats.metadata())
+                )
                 if key == ORDERS_KEY:
-                    yield dg.AssetMaterialization(
-                        SEGMENTS_KEY, partition=tenant_id, metadata={"order_versions": stats.landed}
+                    events.append(
+                        dg.AssetMaterialization(
+                            SEGMENTS_KEY,
+                            partition=tenant_id,
+                            metadata={"order_versions": stats.landed},
+                        )
                     )
         except UpstreamError as error:
             # One tenant's outage must not stop the others' data: reported, retried next cycle.
             context.log.error(f"live: {tenant_id} not ingested this cycle: {error}")
-    yield landed
+    return events, landed
 
 
 @dg.op(
@@ -103,12 +109,8 @@ def live_cycles(
     while rounds == 0 or time.monotonic() < deadline:  # at least one round per run
         rounds += 1
         started = time.monotonic()
-        landed = 0
-        for event in _ingest(context, tenant_apis, landing):
-            if isinstance(event, int):
-                landed = event
-            else:
-                yield event
+        events, landed = _ingest(context, tenant_apis, landing)
+        yield from events
         if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
             time.sleep(config.idle_seconds)
             continue

@@ -104,3 +104,24 @@
     {%- endif -%}
     {%- do return(relation) -%}
 {%- endmacro %}
+
+{#- A staging model's new rows (the CTE `new_rows`) and, on an incremental build, the rows
+    already stored under the same keys, so the latest version wins among both. -#}
+{% macro with_stored_versions(new_rows, key_columns) -%}
+    {%- if is_incremental() %}
+    select
+        *,
+        cast(null as {{ utc_timestamp_type() }}) as built_at
+    from {{ new_rows }}
+    union all
+    select stored.*
+    from {{ this }} as stored
+    inner join (select distinct {{ key_columns | join(', ') }} from {{ new_rows }}) as arrived
+        on
+        {%- for column in key_columns %}
+            {% if not loop.first %}and {% endif %}stored.{{ column }} = arrived.{{ column }}
+        {%- endfor %}
+    {%- else %}
+    select * from {{ new_rows }}
+    {%- endif %}
+{%- endmacro %}

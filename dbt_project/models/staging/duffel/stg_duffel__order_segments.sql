@@ -42,18 +42,8 @@ renamed as (
 
 candidates as (
 
-    {% if is_incremental() %}
-    select *, cast(null as {{ utc_timestamp_type() }}) as built_at from renamed
-    union all
     -- the segments already built for the same orders compete with the new ones
-    select built.*
-    from {{ this }} as built
-    inner join (select distinct tenant_id, order_id from renamed) as arrived
-        on built.tenant_id = arrived.tenant_id
-        and built.order_id = arrived.order_id
-    {% else %}
-    select * from renamed
-    {% endif %}
+    {{ with_stored_versions('renamed', ['tenant_id', 'order_id']) }}
 
 ),
 

@@ -43,18 +43,8 @@ renamed as (
 
 candidates as (
 
-    {% if is_incremental() %}
-    select *, cast(null as {{ utc_timestamp_type() }}) as built_at from renamed
-    union all
     -- the versions already built for the same transactions compete with the new ones
-    select built.*
-    from {{ this }} as built
-    inner join (select distinct tenant_id, transaction_id from renamed) as arrived
-        on built.tenant_id = arrived.tenant_id
-        and built.transaction_id = arrived.transaction_id
-    {% else %}
-    select * from renamed
-    {% endif %}
+    {{ with_stored_versions('renamed', ['tenant_id', 'transaction_id']) }}
 
 ),
 
