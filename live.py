@@ -9,8 +9,8 @@ instead loops in one run, in micro-batches:
 
 using the same sync functions as the ingestion assets and the same dbt build and publish as
 the warehouse assets (dbt invoked in-process, so its start-up is paid once per run), and
-recording each step as a materialization of those assets (tenant
-partitions included), so the asset graph in the UI stays true. A run ends after
+recording each step as a materialization of those assets (tenant partitions included), so
+the asset graph in the UI stays true. A run ends after
 ``LIVE_RUN_MINUTES`` and the live sensor starts the next, so new code is picked up.
 
 Live mode is on when ``INGEST_LIVE=1`` (the demo sets it): the live sensor starts running
