@@ -25,8 +25,10 @@ def ensure_dagster_home() -> Path:
         os.environ.setdefault("DAGSTER_HOME", str(ROOT / "data" / "dagster_home"))
     ).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    settings, installed = ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml"
+    # The project's instance settings win: a home made by an older version is brought up to date.
+    if not installed.exists() or installed.read_bytes() != settings.read_bytes():
+        shutil.copyfile(settings, installed)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     return home
 
