@@ -22,24 +22,6 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 WAREHOUSE_POOL = "warehouse"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-if os.environ.get("DAGSTER_IS_DEV_CLI") or not dbt_project.manifest_path.exists():
-    # `dagster dev` re-parses so model edits show up; elsewhere only a missing manifest is
-    # written. dbt parse needs no database. (DbtProject.prepare_if_dev would look for `dbt`
-    # on PATH, which an unactivated virtual environment does not provide.)
-    subprocess.run(
-        [
-            DBT_EXECUTABLE,
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "DO_NOT_TRACK": "1"},
-    )
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -80,6 +62,30 @@ class WarehouseResource(dg.ConfigurableResource):
             "LANDING_ROOT": str(self.root / "landing"),
             "DO_NOT_TRACK": "1",
         }
+
+
+if os.environ.get("DAGSTER_IS_DEV_CLI") or not dbt_project.manifest_path.exists():
+    # `dagster dev` re-parses so model edits show up; elsewhere only a missing manifest is
+    # written. dbt parse needs no database. (DbtProject.prepare_if_dev would look for `dbt`
+    # on PATH, which an unactivated virtual environment does not provide.) It parses with
+    # the paths the runs use, so their builds can reuse this parse (partial parsing).
+    subprocess.run(
+        [
+            DBT_EXECUTABLE,
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")).dbt_env(),
+        },
+    )
 
 
 def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
