@@ -7,9 +7,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from sandbox import faults
 from sandbox.config import TENANT_SERVICES as ORGANISATIONS
 from sandbox.config import SandboxConfig
 from sandbox.schema import LEDGER, MEMBERS, ORDERS
@@ -61,6 +63,30 @@ class Sandbox:
         self.loyalty.reset()
         self.duffel.reset()
         log.info("sandbox reset to the generated history")
+
+    def inject_fault(
+        self,
+        service: str,
+        route: str,
+        fault: str,
+        times: int = 1,
+        *,
+        stall_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Fail the next ``times`` calls of ``service``'s ``route`` as ``X-Mock-Error: fault``
+        would (see ``sandbox.faults``); needs ``fault_control`` on."""
+        return faults.inject_fault(
+            self.urls[service], route, fault, times, stall_seconds=stall_seconds
+        )
+
+    def clear_faults(self, service: str | None = None) -> None:
+        """Disarm every fault on one service, or on all four."""
+        for name in [service] if service else list(self.urls):
+            faults.clear_faults(self.urls[name])
+
+    def armed_faults(self, service: str) -> list[dict[str, Any]]:
+        """Faults armed on ``service`` that calls have not used up yet."""
+        return faults.armed_faults(self.urls[service])
 
     def client_env(self) -> dict[str, str]:
         """Environment that points the platform's tenant clients at these stand-ins."""

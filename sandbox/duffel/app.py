@@ -18,7 +18,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.config import SandboxConfig
-from sandbox.duffel.errors import DuffelError, not_found, required, validation
+from sandbox.duffel.errors import DuffelError, invalid_state, not_found, required, validation
 from sandbox.duffel.paging import page_of, parse_page
 from sandbox.duffel.render import (
     AIRLINE_OBJECTS,
@@ -28,6 +28,14 @@ from sandbox.duffel.render import (
     to_us,
 )
 from sandbox.duffel.store import ORDER_CURSOR, DuffelStore, OrderQuery
+from sandbox.faults import (
+    DUFFEL_GENERIC,
+    DUFFEL_SPECIFIC,
+    FaultCatalogue,
+    FaultRoute,
+    install_fault_control,
+    stall_seconds,
+)
 from sandbox.ratelimit import FixedWindowLimiter
 from sandbox.reference import airports
 
@@ -38,6 +46,32 @@ GZIP_MINIMUM_BYTES = 1024
 _BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+# Routes the fault switches know by name (sandbox.faults).
+FAULT_CATALOGUE = FaultCatalogue(
+    tuple(
+        FaultRoute(name, method, path)
+        for name, method, path in (
+            ("offer_request", "POST", "/air/offer_requests"),
+            ("offer_request_get", "GET", "/air/offer_requests/{id}"),
+            ("offers", "GET", "/air/offers"),
+            ("offer", "GET", "/air/offers/{id}"),
+            ("order_create", "POST", "/air/orders"),
+            ("orders", "GET", "/air/orders"),
+            ("order", "GET", "/air/orders/{id}"),
+            ("cancellation_create", "POST", "/air/order_cancellations"),
+            ("cancellation_confirm", "POST", "/air/order_cancellations/{id}/actions/confirm"),
+            ("cancellation", "GET", "/air/order_cancellations/{id}"),
+            ("payment", "POST", "/air/payments"),
+            ("webhook_create", "POST", "/air/webhooks"),
+            ("airlines", "GET", "/air/airlines"),
+            ("airports", "GET", "/air/airports"),
+        )
+    ),
+    DUFFEL_GENERIC,
+    DUFFEL_SPECIFIC,
 )
 
 
@@ -131,7 +165,8 @@ class DuffelEdge:
             await _send(send_with_headers, 503, error.body(request_id))
             return
         if mock == "api-timeout":
-            await asyncio.sleep(self.stall_seconds)
+            await asyncio.sleep(stall_seconds(_State(state), self.stall_seconds))
+        state["mock_error"] = mock  # the order-creation modes act inside the route
         state["organisation"] = self.tokens[token]
         await self.app(scope, receive, send_with_headers)
 
@@ -179,8 +214,23 @@ class DuffelEdge:
         return None
 
 
+class _State:
+    """Attribute access to the scope's state dict (what ``request.state`` gives a route)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
 def _auth_error(code: str, title: str, message: str) -> DuffelError:
     return DuffelError(401, "authentication_error", code, title, message)
+
+
+def _offer_gone() -> DuffelError:
+    return invalid_state(
+        "offer_no_longer_available",
+        "Offer no longer available",
+        "The selected offer is no longer available; please search again.",
+    )
 
 
 def _internal_error() -> DuffelError:
@@ -313,8 +363,19 @@ def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
 
     @app.post("/air/orders")
     async def create_order(request: Request) -> Response:
-        row = store.create_order(_org(request), await _body_data(request))
-        return _json(b'{"data":' + order_bytes(row) + b"}", 201)
+        mock = getattr(request.state, "mock_error", "")
+        data = await _body_data(request)
+        if mock == "offer_no_longer_available":
+            # A definite failure: Duffel refuses the offer and books nothing.
+            raise _offer_gone()
+        row = store.create_order(_org(request), data)
+        body = b'{"data":' + order_bytes(row) + b"}"
+        if mock == "500_after_create":
+            # The order exists, but the answer is lost: the caller cannot know the outcome.
+            return _json(_internal_error().body(request.state.request_id), 500)
+        if mock == "timeout":
+            await asyncio.sleep(stall_seconds(request.state, config.order_timeout_stall_seconds))
+        return _json(body, 201)
 
     @app.post("/air/offer_requests")
     async def create_offer_request(request: Request) -> Response:
@@ -417,4 +478,6 @@ def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
         DuffelEdge, tokens=tokens, limiter=limiter, stall_seconds=config.timeout_stall_seconds
     )
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
+    if config.fault_control:
+        install_fault_control(app, FAULT_CATALOGUE)
     return app
