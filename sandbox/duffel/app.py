@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from sandbox.duffel.render import (
     to_us,
 )
 from sandbox.duffel.store import ORDER_CURSOR, DuffelStore, OrderQuery
+from sandbox.duffel.webhooks import WebhookHub
 from sandbox.faults import (
     DUFFEL_GENERIC,
     DUFFEL_SPECIFIC,
@@ -225,6 +227,24 @@ def _auth_error(code: str, title: str, message: str) -> DuffelError:
     return DuffelError(401, "authentication_error", code, title, message)
 
 
+def _creation_failed(hub: WebhookHub, org: str, data: dict[str, Any]) -> None:
+    """``order.creation_failed`` for an order that was refused, naming what was asked for.
+
+    Duffel does not document this event's object; it carries the selected offers, the
+    metadata (so a receiver can find its booking) and the error.
+    """
+    offers = data.get("selected_offers")
+    metadata = data.get("metadata")
+    error = _offer_gone()
+    obj = {
+        "selected_offers": offers if isinstance(offers, list) else [],
+        "metadata": metadata if isinstance(metadata, dict) else None,
+        "error": {"type": error.type, "code": error.code, "title": error.title},
+    }
+    key = base64.b64encode(f"failed-{_request_id()}".encode()).decode()
+    hub.publish(org, "order.creation_failed", obj, key)
+
+
 def _offer_gone() -> DuffelError:
     return invalid_state(
         "offer_no_longer_available",
@@ -328,9 +348,19 @@ def _gzipped_json(body: bytes) -> Response:
     return response
 
 
-def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
-    """The Duffel stand-in over ``store``, with ``config``'s tokens, limits and stall time."""
+def create_app(
+    store: DuffelStore, config: SandboxConfig, webhooks: WebhookHub | None = None
+) -> FastAPI:
+    """The Duffel stand-in over ``store``, with ``config``'s tokens, limits and stall time.
+
+    ``webhooks`` delivers the webhook events (one is made from ``config`` when not given;
+    whoever owns the app stops it: ``app.state.webhooks.stop()``).
+    """
     app = FastAPI(title="Duffel stand-in", docs_url=None, redoc_url=None, openapi_url=None)
+    hub = webhooks or WebhookHub(
+        max_attempts=config.webhook_max_attempts, backoff_seconds=config.webhook_backoff_seconds
+    )
+    app.state.webhooks = hub
     airlines = sorted(AIRLINE_OBJECTS.values(), key=lambda a: a["name"])
     airlines_by_id = {a["id"]: a for a in airlines}
     places = sorted((airport_object(code) for code in airports()), key=lambda a: a["name"])
@@ -364,18 +394,42 @@ def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
     @app.post("/air/orders")
     async def create_order(request: Request) -> Response:
         mock = getattr(request.state, "mock_error", "")
+        org = _org(request)
         data = await _body_data(request)
         if mock == "offer_no_longer_available":
             # A definite failure: Duffel refuses the offer and books nothing.
+            _creation_failed(hub, org, data)
             raise _offer_gone()
-        row = store.create_order(_org(request), data)
-        body = b'{"data":' + order_bytes(row) + b"}"
+        row = store.create_order(org, data)
+        order = order_bytes(row)
+        hub.publish(org, "order.created", order, row["order_id"])
+        body = b'{"data":' + order + b"}"
         if mock == "500_after_create":
             # The order exists, but the answer is lost: the caller cannot know the outcome.
             return _json(_internal_error().body(request.state.request_id), 500)
         if mock == "timeout":
             await asyncio.sleep(stall_seconds(request.state, config.order_timeout_stall_seconds))
         return _json(body, 201)
+
+    @app.post("/air/webhooks")
+    async def create_webhook(request: Request) -> Response:
+        return _data_envelope(hub.register(_org(request), await _body_data(request)), 201)
+
+    @app.get("/air/webhooks")
+    async def list_webhooks(request: Request) -> Response:
+        found = hub.list_endpoints(_org(request))
+        meta = {"limit": len(found), "after": None, "before": None}
+        return _json(orjson.dumps({"data": found, "meta": meta}))
+
+    @app.delete("/air/webhooks/{webhook_id}")
+    async def delete_webhook(request: Request, webhook_id: str) -> Response:
+        hub.delete(_org(request), webhook_id)
+        return Response(status_code=204)
+
+    @app.post("/air/webhooks/{webhook_id}/actions/ping")
+    async def ping_webhook(request: Request, webhook_id: str) -> Response:
+        hub.ping(_org(request), webhook_id)
+        return Response(status_code=204)
 
     @app.post("/air/offer_requests")
     async def create_offer_request(request: Request) -> Response:

@@ -18,6 +18,7 @@ from tenants.duffel.models import (
     Airline,
     Airport,
     DuffelOrder,
+    DuffelWebhook,
     Offer,
     OfferRequest,
     OrderCancellation,
@@ -49,6 +50,7 @@ _CONFIRM_CANCELLATION = Route(
     "POST", "/air/order_cancellations/{cancellation_id}/actions/confirm", Safety.MONEY
 )
 _PAYMENTS = Route("POST", "/air/payments", Safety.MONEY)
+_WEBHOOKS = Route("POST", "/air/webhooks", Safety.WRITE)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -355,6 +357,12 @@ class DuffelClient:
         payment = {"type": payment_type, "amount": _money(amount), "currency": currency}
         return self._resource(
             _PAYMENTS, Payment, json_body={"data": {"order_id": order_id, "payment": payment}}
+        )
+
+    def create_webhook(self, url: str, events: Sequence[str]) -> DuffelWebhook:
+        """Register ``url`` for ``events``; the answer's ``secret`` is shown only this once."""
+        return self._resource(
+            _WEBHOOKS, DuffelWebhook, json_body={"data": {"url": url, "events": list(events)}}
         )
 
 
