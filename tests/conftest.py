@@ -9,6 +9,10 @@ import pytest
 
 from sandbox.config import SERVICES, SandboxConfig
 from sandbox.runner import Sandbox, start_sandbox
+from tests.postgres import postgres_server, postgres_url
+
+# Fixtures defined in tests/postgres.py, made available to every test.
+__all__ = ["postgres_server", "postgres_url"]
 
 
 def _config(**overrides: object) -> SandboxConfig:
