@@ -22,6 +22,7 @@ from tenants.duffel import (
 )
 from tenants.duffel.webhooks import sign_webhook
 from tenants.errors import DuffelRejected
+from tests.sandbox.test_duffel_contract import assert_shape
 
 from .conftest import standin_config
 from .test_duffel_live import _passengers, _search
@@ -163,6 +164,8 @@ def test_order_created_event_arrives_signed_and_verifies(tenants, duffel, receiv
     assert event.api_version == "v2" and event.live_mode is False
     assert event.idempotency_key == order.id
     assert event.identity_organisation_id and event.identity_organisation_id.startswith("org_")
+    # The event's object is an order in Duffel's recorded wire shape.
+    assert_shape("order.json", {"data": event.object})
     delivered = DuffelOrder.model_validate(event.object)
     assert delivered.id == order.id and delivered.total_amount == order.total_amount
     assert delivered.metadata == {"booking_id": "bkg_webhook_1", "tenant_id": "fintechapp"}
