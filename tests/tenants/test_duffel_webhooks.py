@@ -4,6 +4,8 @@ real loopback receiver, and the signature check accepts them and refuses tamperi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from sandbox.duffel.webhooks import sign
 from sandbox.runner import Sandbox, start_sandbox
 from tenants.duffel import (
     DuffelClient,
@@ -286,3 +289,12 @@ def test_events_go_only_to_their_subscribers_and_organisation(tenants, duffel) -
     finally:
         other_org.close()
         other_event.close()
+
+
+def test_stand_in_and_client_sign_as_duffel_documents() -> None:
+    """Both sides follow Duffel's recipe, computed here independently of either."""
+    secret, body, timestamp = "QKfUULLQh+8SegYmIsF6kA==", b'{"id":"wev_1","data":{}}', 1700000000
+    digest = hmac.new(secret.encode("utf-8"), b"1700000000." + body, hashlib.sha256).hexdigest()
+    expected = f"t=1700000000,v1={digest}"
+    assert sign(secret, body, timestamp) == expected
+    assert sign_webhook(secret, body, timestamp) == expected
