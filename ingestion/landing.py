@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterable
@@ -62,12 +63,17 @@ def batch_id(prefix: str, keys: Iterable[str]) -> str:
     return f"{prefix}-{digest.hexdigest()[:20]}"
 
 
-def write_atomically(frame: pl.DataFrame, path: Path) -> Path:
-    """Write Parquet to a temporary name in the same folder, then rename over the target."""
+def write_atomically(
+    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write Parquet to a temporary name in the same folder, then rename over the target.
+
+    ``metadata`` goes into the file's footer, so it lands (or not) together with the rows.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -81,11 +87,52 @@ def land(
     tenant_id: str | None,
     frame: pl.DataFrame,
     batch: str,
+    cursor: dict[str, str] | None = None,
 ) -> Path:
-    """Land one validated batch with the entity's explicit schema."""
+    """Land one validated batch with the entity's explicit schema.
+
+    ``cursor`` is the pull's progress as of this batch (see ``landed_cursor``); it is written
+    into the same file's footer, so the cursor can never claim more than what has landed.
+    """
     schema = ENTITIES[(source, entity)]
     frame = frame.select(schema.names()).cast(dict(schema))  # type: ignore[arg-type]
-    return write_atomically(frame, zone.folder(source, entity, tenant_id) / f"{batch}.parquet")
+    metadata = {CURSOR_KEY: json.dumps(cursor, sort_keys=True)} if cursor else None
+    return write_atomically(
+        frame, zone.folder(source, entity, tenant_id) / f"{batch}.parquet", metadata
+    )
+
+
+CURSOR_KEY = "ingest.cursor"
+
+
+@dataclass(frozen=True)
+class LandedCursor:
+    """What the landed batches' footers say about a pull's progress.
+
+    ``complete_through``: every record created at or before it has landed (or been
+    quarantined). ``files`` is how many batch files there are; files without a cursor (from
+    before cursors were committed with the data) leave ``complete_through`` None.
+    """
+
+    complete_through: dt.datetime | None
+    files: int
+
+
+def landed_cursor(
+    zone: LandingZone, source: str, entity: str, tenant_id: str | None
+) -> LandedCursor:
+    """The furthest progress any landed batch of this entity committed with its rows."""
+    files = zone.files(source, entity, tenant_id)
+    best: dt.datetime | None = None
+    for path in files:
+        text = pl.read_parquet_metadata(path).get(CURSOR_KEY)
+        if not text:
+            continue
+        value = json.loads(text).get("complete_through")
+        if value:
+            moment = dt.datetime.fromisoformat(value)
+            best = moment if best is None or moment > best else best
+    return LandedCursor(best, len(files))
 
 
 @dataclass(frozen=True)

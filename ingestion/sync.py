@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import itertools
+import json
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ from ingestion.landing import (
     Rejected,
     batch_id,
     land,
+    landed_cursor,
     max_landed,
     quarantine,
 )
@@ -162,16 +164,17 @@ class _Batcher:
     def flush(self) -> None:
         entity = self.entity[1]
         keys = sorted(self.key(row) for row in self.rows)
-        if self.rows:
-            name, stamp = batch_id(entity, keys), self.stamps.next()
-            self._land(self.entity, self.rows, name, stamp)
-            if self.children:
-                self._land(self.children, self.child_rows, name, stamp)
-            self.stats.landed += len(self.rows)
-            self.stats.batches += 1
+        # Rejected records first: once the batch's rows land, a re-run will not fetch them again.
         _quarantine_rejected(
             self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
         )
+        if self.rows:
+            name, stamp = batch_id(entity, keys), self.stamps.next()
+            if self.children:
+                self._land(self.children, self.child_rows, name, stamp)
+            self._land(self.entity, self.rows, name, stamp)
+            self.stats.landed += len(self.rows)
+            self.stats.batches += 1
         self.rows, self.child_rows, self.rejected = [], [], []
 
     def _land(
@@ -253,15 +256,14 @@ def _landed_versions(
     since_column: str,
     since: dt.datetime | None,
 ) -> set[tuple[str, int]]:
-    """(id, version as epoch microseconds) of what landed at or after ``since``."""
-    frame = zone.scan(*entity, tenant_id) if since is not None else None
+    """(id, version as epoch microseconds) of what landed at or after ``since`` (all of it
+    when ``since`` is None)."""
+    frame = zone.scan(*entity, tenant_id)
     if frame is None:
         return set()
-    keys = (
-        frame.filter(pl.col(since_column) >= since)
-        .select(pl.col(id_column), pl.col(version_column).cast(pl.Int64))
-        .collect()
-    )
+    if since is not None:
+        frame = frame.filter(pl.col(since_column) >= since)
+    keys = frame.select(pl.col(id_column), pl.col(version_column).cast(pl.Int64)).collect()
     return set(keys.iter_rows())
 
 
@@ -317,8 +319,11 @@ class _FrameBatcher:
         to_frame: Callable[[list[Any]], pl.DataFrame] = pl.concat,
         children: tuple[str, str] | None = None,
         to_child_frame: Callable[[list[Any]], pl.DataFrame] = pl.concat,
+        cursor: Callable[[], dict[str, str] | None] | None = None,
     ) -> None:
         self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
+        self.cursor = cursor
+        self.committed = cursor() if cursor else None  # the progress already on disk
         self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
         self.stamps = _BatchStamps(loaded_at)
         self.to_frame, self.children, self.to_child_frame = to_frame, children, to_child_frame
@@ -342,6 +347,10 @@ class _FrameBatcher:
 
     def flush(self) -> None:
         entity = self.entity[1]
+        # Rejected records first: once the batch's rows land, a re-run will not fetch them again.
+        _quarantine_rejected(
+            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
+        )
         if self.rows:
             frame = self.to_frame(self.parts).drop("_idx")
             id_column, version_column = self.key
@@ -354,26 +363,39 @@ class _FrameBatcher:
                 .to_list()
             )
             name, stamp = batch_id(entity, keys), self.stamps.next()
-            self._land(self.entity, frame, name, stamp)
+            # Children before their parent: the parent's file (with the cursor in its footer)
+            # is the commit, so a parent never lands without its children.
             if self.children:
                 children = self.to_child_frame(self.child_parts).drop("_idx")
                 self._land(self.children, children, name, stamp)
+            cursor = self.cursor() if self.cursor else None
+            self._land(self.entity, frame, name, stamp, cursor)
+            self.committed = cursor or self.committed
             self.stats.landed += frame.height
             self.stats.batches += 1
-        _quarantine_rejected(
-            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
-        )
+        elif self.cursor and (cursor := self.cursor()) and cursor != self.committed:
+            # Nothing new to land, but the listing got further than any batch says (e.g. all
+            # of it had landed before): commit the progress in an empty batch of its own.
+            name = batch_id(f"{entity}-cursor", [json.dumps(cursor, sort_keys=True)])
+            empty = self.to_frame([]).drop("_idx")
+            self._land(self.entity, empty, name, self.stamps.next(), cursor)
+            self.committed = cursor
         self.parts, self.child_parts, self.rows, self.rejected = [], [], 0, []
 
     def _land(
-        self, entity: tuple[str, str], frame: pl.DataFrame, name: str, stamp: dt.datetime
+        self,
+        entity: tuple[str, str],
+        frame: pl.DataFrame,
+        name: str,
+        stamp: dt.datetime,
+        cursor: dict[str, str] | None = None,
     ) -> None:
         schema = ENTITIES[entity]
         frame = frame.with_columns(
             pl.lit(stamp, dtype=schema["_loaded_at"]).alias("_loaded_at"),
             pl.lit(name).alias("_batch_id"),
         )
-        path = land(self.zone, *entity, self.tenant_id, frame, name)
+        path = land(self.zone, *entity, self.tenant_id, frame, name, cursor=cursor)
         self.stats.files.append(str(path))
 
 
@@ -527,26 +549,78 @@ def _order_windows(
 
 
 def _order_pages(
-    client: DuffelClient, since: dt.datetime | None, until: dt.datetime, streams: int
-) -> Iterator[RawListPage]:
-    """Raw order pages of every window, each window fetched ahead in its own thread, taken
-    round-robin (a deterministic order for the same upstream data)."""
-    windows = _order_windows(client, since, until, streams)
-    sources = [
-        _prefetched(client.iter_order_pages_raw(created_after=low, created_before=high))
-        for low, high in windows
-    ]
+    client: DuffelClient,
+    windows: list[tuple[dt.datetime | None, dt.datetime | None]],
+) -> Iterator[tuple[int, RawListPage | None]]:
+    """Raw order pages of every window as ``(window, page)``, each window fetched ahead in its
+    own thread, taken round-robin (a deterministic order for the same upstream data).
+    ``(window, None)`` says that window's listing is complete: all its pages were yielded."""
+    sources = {
+        index: _prefetched(client.iter_order_pages_raw(created_after=low, created_before=high))
+        for index, (low, high) in enumerate(windows)
+    }
     try:
         while sources:
-            for source in list(sources):
+            for index, source in list(sources.items()):
                 page = next(source, None)
                 if page is None:
-                    sources.remove(source)
-                else:
-                    yield page
+                    del sources[index]
+                yield index, page
     finally:
-        for source in sources:
+        for source in sources.values():
             source.close()
+
+
+class _WindowProgress:
+    """Which creation-time range a pull has completely listed, to commit with each batch.
+
+    Windows are listed concurrently and their pages interleave in a batch, so the latest
+    ``created_at`` in a batch says nothing about the windows before it. The cursor moves
+    only over the leading windows whose listing is complete; once every window is, it is
+    the latest ``created_at`` listed (what the old single-stream cursor was).
+    """
+
+    def __init__(
+        self,
+        windows: list[tuple[dt.datetime | None, dt.datetime | None]],
+        previous: dt.datetime | None,
+    ) -> None:
+        self.windows, self.previous = windows, previous
+        self.done = [False] * len(windows)
+        self.latest_us: int | None = None
+
+    def listed(self, orders: list[tuple]) -> None:
+        """Note the orders of a page (landed now or before) for the final position."""
+        at = records.ORDER_COLUMNS.index("created_at")
+        if orders:
+            latest = max(row[at] for row in orders)
+            self.latest_us = latest if self.latest_us is None else max(self.latest_us, latest)
+
+    def complete_through(self) -> dt.datetime | None:
+        """Every order created at or before this has been listed (None: nothing yet)."""
+        through = self.previous
+        if all(self.done):
+            # The whole listing: as far as the latest order listed (not "now", which would
+            # make every idle re-run commit a new position).
+            if self.latest_us is not None:
+                through = _later(through, _EPOCH + dt.timedelta(microseconds=self.latest_us))
+            return through
+        for (_, high), done in zip(self.windows, self.done, strict=True):
+            if not done or high is None:
+                return through
+            through = _later(through, high - _MICROSECOND)  # windows are (low, high - 1us]
+        return through
+
+    def cursor(self) -> dict[str, str] | None:
+        through = self.complete_through()
+        return {"complete_through": through.isoformat()} if through else None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _later(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:
+    return b if a is None or b > a else a
 
 
 def sync_orders(
@@ -575,12 +649,17 @@ def sync_orders(
     started = time.perf_counter()
     stats = SyncStats()
     loaded_at = now or dt.datetime.now(dt.UTC)
-    latest = max_landed(zone, *ORDERS, tenant_id, "created_at")
-    if latest is not None:
-        stats.since = min(latest - overlap, loaded_at - refresh_window)
+    # The cursor is what the landed batches committed: a range of creation times that has
+    # completely landed. Batches without one (landed before cursors were committed) prove
+    # nothing about gaps, so the listing starts over; what landed is recognised, not re-landed.
+    committed = landed_cursor(zone, *ORDERS, tenant_id)
+    if committed.complete_through is not None:
+        stats.since = min(committed.complete_through - overlap, loaded_at - refresh_window)
     seen = _landed_versions(
         zone, ORDERS, tenant_id, "order_id", "version_at", "created_at", stats.since
     )
+    windows = _order_windows(client, stats.since, loaded_at, streams)
+    progress = _WindowProgress(windows, committed.complete_through)
     skip = _quarantined_keys(zone, ORDERS, tenant_id)
     batcher = _FrameBatcher(
         zone,
@@ -593,12 +672,17 @@ def sync_orders(
         to_frame=_chained_orders,
         children=SEGMENTS,
         to_child_frame=_chained_segments,
+        cursor=progress.cursor,
     )
-    for page in _order_pages(client, stats.since, loaded_at, streams):
+    for window, page in _order_pages(client, windows):
+        if page is None:
+            progress.done[window] = True
+            continue
         stats.pages += 1
         checked = records.order_page(page.body, tenant_id, skip)
         stats.fetched += checked.fetched
         stats.already_landed += checked.skipped
+        progress.listed(checked.orders)
         batcher.reject(checked.rejected)
         orders, segments = _unseen_orders(checked, seen, stats)
         batcher.add(orders, segments)
