@@ -16,10 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import polars as pl
 
-from ingestion.schemas import ENTITIES, QUARANTINE
+from ingestion.schemas import ENTITIES
 
 TENANT_LEVEL = "tenant_id="
 
@@ -142,36 +141,6 @@ class Rejected:
     record_key: str | None
     reason: str
     raw: object
-
-
-def quarantine(
-    zone: LandingZone,
-    source: str,
-    entity: str,
-    tenant_id: str | None,
-    rejected: list[Rejected],
-    batch: str,
-    loaded_at: dt.datetime,
-) -> Path | None:
-    """Keep rejected records, with why, beside (never inside) the landing zone."""
-    if not rejected:
-        return None
-    frame = pl.DataFrame(
-        {
-            "tenant_id": [tenant_id] * len(rejected),
-            "source": source,
-            "entity": entity,
-            "record_key": [r.record_key for r in rejected],
-            "reason": [r.reason for r in rejected],
-            "raw_payload": [orjson.dumps(r.raw, default=str).decode() for r in rejected],
-            "_loaded_at": [loaded_at] * len(rejected),
-            "_batch_id": batch,
-        },
-        schema=QUARANTINE,
-    )
-    return write_atomically(
-        frame, zone.quarantine_folder(source, entity, tenant_id) / f"{batch}.parquet"
-    )
 
 
 def max_landed(

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from ingestion import records
+from ingestion.quarantine import Known, digest, payload_text
 from ingestion.sync import _prefetched
 from tenants.duffel.client import DuffelClient
 from tenants.errors import DuffelError
@@ -159,7 +160,7 @@ def _without_idx(schema: dict) -> dict:
     return {k: v for k, v in schema.items() if k != "_idx"}
 
 
-def fast_orders(body: bytes, skip: frozenset[str] = frozenset()) -> records.OrderPage:
+def fast_orders(body: bytes, skip: records.Held = records.NOTHING_HELD) -> records.OrderPage:
     return records.order_page(body, TENANT, skip)
 
 
@@ -262,10 +263,17 @@ def test_local_times_agree_with_the_model_hour_by_hour_through_a_year() -> None:
             assert records._local_us(local, zone) == (reference - records._EPOCH) // records._US
 
 
-def test_previously_quarantined_orders_are_skipped_not_requarantined() -> None:
-    items = [variant("ord_bad", _set("total_amount", "N/A")), variant("ord_ok", lambda o: None)]
-    page = fast_orders(page_body(items), skip=frozenset({"ord_bad", "ord_ok"}))
-    assert page.skipped == 2 and not page.rejected and not page.orders
+def test_previously_quarantined_payloads_are_skipped_other_versions_are_validated() -> None:
+    bad = variant("ord_bad", _set("total_amount", "N/A"))
+    fixed = variant("ord_fixed", lambda o: None)
+    held = Known({}, {})
+    for item in (bad, variant("ord_fixed", _set("total_amount", "N/A"))):
+        record = json.loads(json.dumps(item), parse_float=Decimal)
+        held.payloads.setdefault(item["id"], set()).add(digest(payload_text(record)))
+    page = fast_orders(page_body([bad, fixed]), skip=held)
+    # the identical bad payload is not quarantined again; the corrected version lands
+    assert page.skipped == 1 and not page.rejected
+    assert [row[records.ORDER_KEY[0]] for row in page.orders] == ["ord_fixed"]
 
 
 # ---- ledger ---------------------------------------------------------------------------

@@ -1,0 +1,268 @@
+"""Poison records: each is quarantined with a reason naming the record and the field, the good
+records of the same page land, and the other tenants are untouched. Quarantine is a dead-letter
+store: a newer valid version supersedes a quarantined one, and a replay lands what now validates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from ingestion import quarantine as dead_letters
+from ingestion import records
+from ingestion.landing import LandingZone
+from ingestion.loyalty.assets import ledger_transactions
+from ingestion.resources import LandingResource, TenantApisResource
+from ingestion.sync import RequestCounter, snapshot_members
+from sandbox.runner import Sandbox
+from tenants.loyalty import build_loyalty_client
+from tenants.registry import load_registry
+from tests.ingestion.standins import (
+    MemberBalances,
+    ledger_json,
+    ledger_row,
+    lifted_registry,
+    serve_history,
+)
+
+TENANTS = ("coffeechain", "fintechapp", "telcocorp")
+CURRENCY = {"coffeechain": "stars", "telcocorp": "points", "fintechapp": "coins"}
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lifted_registry(tmp_path_factory.mktemp("tenants"))
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    yield from serve_history(tmp_path_factory.mktemp("history"), 300, 3, 0.0)
+
+
+@pytest.fixture
+def sandbox(stand_ins: Sandbox) -> Iterator[Sandbox]:
+    """The stand-ins as generated: what a test plants is gone afterwards."""
+    stand_ins.reset()
+    yield stand_ins
+    stand_ins.reset()
+
+
+def later(sandbox: Sandbox, tenant: str, seconds: int) -> dt.datetime:
+    """A moment after everything in the tenant's feed so far."""
+    return dt.datetime(2026, 11, 2, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+
+
+def plant(sandbox: Sandbox, tenant: str, raws: list[str]) -> None:
+    sandbox.loyalty.append_ledger(tenant, [ledger_row(raw) for raw in raws])
+
+
+def good(tenant: str, count: int, start: int) -> list[str]:
+    at = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    return [
+        ledger_json(
+            f"txn_good_{tenant}_{start + i:04d}",
+            "7",
+            at + dt.timedelta(seconds=start + i),
+            currency=CURRENCY[tenant],
+        )
+        for i in range(count)
+    ]
+
+
+def ingest_ledger(data_dir: Path, tenant: str, registry: Path) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [ledger_transactions],
+        partition_key=tenant,
+        resources={
+            "tenant_apis": TenantApisResource(tenants_dir=str(registry)),
+            "landing": LandingResource(data_dir=str(data_dir)),
+        },
+        raise_on_error=False,
+    )
+
+
+def landed_ids(data_dir: Path, entity: str, tenant: str, column: str) -> list[str]:
+    source = "duffel" if entity == "orders" else "loyalty"
+    frame = LandingZone.under(data_dir).scan(source, entity, tenant)
+    return frame.collect()[column].to_list() if frame is not None else []
+
+
+def quarantined(data_dir: Path, entity: str, tenant: str) -> pl.DataFrame:
+    return dead_letters.entries(LandingZone.under(data_dir), "loyalty", entity, tenant)
+
+
+def open_entries(data_dir: Path, entity: str, tenant: str) -> pl.DataFrame:
+    """Open quarantine entries of what the tests planted (the history has its own bad ones)."""
+    planted = ~pl.col("record_key").str.starts_with("bad_")
+    return quarantined(data_dir, entity, tenant).filter(pl.col("open"), planted)
+
+
+# ---- ledger amount beyond 64 bits ----------------------------------------------------
+
+
+def test_a_ledger_amount_beyond_64_bits_is_quarantined_and_the_page_lands(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    huge = str(2**70)
+    poison = ledger_json(
+        "txn_huge", huge, dt.datetime(2026, 11, 2, 0, 0, 25, tzinfo=dt.UTC), currency="stars"
+    )
+    goods = good("coffeechain", 50, 0)
+    plant(sandbox, "coffeechain", [*goods[:25], poison, *goods[25:]])
+    for attempt in range(2):  # a re-run neither fails nor quarantines it twice
+        results = {t: ingest_ledger(tmp_path, t, registry) for t in TENANTS}
+        assert all(r.success for r in results.values()), attempt
+    ids = landed_ids(tmp_path, "ledger_transactions", "coffeechain", "transaction_id")
+    assert {f"txn_good_coffeechain_{i:04d}" for i in range(50)} <= set(ids)
+    assert "txn_huge" not in ids
+    bad = open_entries(tmp_path, "ledger_transactions", "coffeechain")
+    assert bad["record_key"].to_list() == ["txn_huge"]
+    reason = bad["reason"][0]
+    assert "txn_huge" in reason and "field 'amount'" in reason
+    assert json.loads(bad["raw_payload"][0])["amount"] == 2**70  # kept exactly
+    for other in ("fintechapp", "telcocorp"):
+        assert landed_ids(tmp_path, "ledger_transactions", other, "transaction_id")
+
+
+# ---- money never rounded on the way in -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tenant", "amount"),
+    [("fintechapp", "12.345"), ("coffeechain", "-100.5"), ("telcocorp", "0.5")],
+)
+def test_a_ledger_amount_finer_than_the_currency_is_quarantined_not_rounded(
+    sandbox: Sandbox, registry: Path, tmp_path: Path, tenant: str, amount: str
+) -> None:
+    poison = ledger_json(
+        "txn_fine",
+        amount,
+        dt.datetime(2026, 11, 2, 0, 0, 5, tzinfo=dt.UTC),
+        currency=CURRENCY[tenant],
+    )
+    goods = good(tenant, 10, 0)
+    plant(sandbox, tenant, [*goods[:5], poison, *goods[5:]])
+    assert ingest_ledger(tmp_path, tenant, registry).success
+    ids = landed_ids(tmp_path, "ledger_transactions", tenant, "transaction_id")
+    assert "txn_fine" not in ids
+    assert {f"txn_good_{tenant}_{i:04d}" for i in range(10)} <= set(ids)
+    bad = open_entries(tmp_path, "ledger_transactions", tenant)
+    assert bad["record_key"].to_list() == ["txn_fine"]
+    assert "field 'amount'" in bad["reason"][0] and "txn_fine" in bad["reason"][0]
+    assert CURRENCY[tenant] in bad["reason"][0]
+
+
+# ---- member balances -----------------------------------------------------------------
+
+
+def snapshot(
+    data_dir: Path, tenant: str, registry: Path, balances: dict[str, str]
+) -> records.Sorted | object:
+    config = load_registry(registry)[tenant]
+    requests = RequestCounter()
+    client = build_loyalty_client(config, transport=MemberBalances(balances))
+    with client:
+        return snapshot_members(client, LandingZone.under(data_dir), tenant, requests=requests)
+
+
+def member_ids(stand_ins: Sandbox, tenant: str, count: int) -> list[str]:
+    history = pl.read_parquet(stand_ins.config.history_dir / "members.parquet")
+    return history.filter(pl.col("tenant_id") == tenant)["member_id"].head(count).to_list()
+
+
+@pytest.mark.parametrize(
+    ("tenant", "balance"),
+    [
+        ("coffeechain", "1e400"),
+        ("coffeechain", "1e17"),
+        ("coffeechain", "-100.5"),
+        ("fintechapp", "12.345"),
+    ],
+)
+def test_a_member_balance_that_cannot_land_exactly_is_quarantined(
+    sandbox: Sandbox, registry: Path, tmp_path: Path, tenant: str, balance: str
+) -> None:
+    poisoned = member_ids(sandbox, tenant, 3)[1]
+    stats = snapshot(tmp_path, tenant, registry, {poisoned: balance})
+    landed = LandingZone.under(tmp_path).scan("loyalty", "members", tenant).collect()
+    assert poisoned not in landed["member_id"].to_list()
+    assert landed["balance"].null_count() == 0
+    assert landed.height == stats.fetched - 1
+    bad = open_entries(tmp_path, "members", tenant)
+    assert bad["record_key"].to_list() == [poisoned]
+    assert poisoned in bad["reason"][0] and "field 'balance'" in bad["reason"][0]
+    assert json.loads(bad["raw_payload"][0], parse_float=Decimal)["balance"] == Decimal(balance)
+
+
+# ---- conflicting duplicates ------------------------------------------------------------
+
+
+def test_a_conflicting_duplicate_in_one_page_is_quarantined_as_a_conflict(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    at = dt.datetime(2026, 11, 2, 0, 1, tzinfo=dt.UTC)
+    first = ledger_json("txn_twice", "100", at, currency="points")
+    second = ledger_json("txn_twice", "200", at, currency="points")
+    plant(sandbox, "telcocorp", [first, second])
+    assert ingest_ledger(tmp_path, "telcocorp", registry).success
+    ledger = LandingZone.under(tmp_path).scan("loyalty", "ledger_transactions", "telcocorp")
+    twice = ledger.filter(pl.col("transaction_id") == "txn_twice").collect()
+    assert twice["amount"].to_list() == [Decimal("100.00")]
+    bad = open_entries(tmp_path, "ledger_transactions", "telcocorp")
+    assert bad["record_key"].to_list() == ["txn_twice"]
+    reason = bad["reason"][0]
+    assert "conflict" in reason and "field 'amount'" in reason and "txn_twice" in reason
+    assert json.loads(bad["raw_payload"][0])["amount"] == 200
+
+
+def test_a_conflicting_redelivery_of_a_landed_version_is_quarantined_as_a_conflict(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    at = dt.datetime(2026, 11, 2, 0, 1, tzinfo=dt.UTC)
+    plant(sandbox, "telcocorp", [ledger_json("txn_again", "100", at, currency="points")])
+    assert ingest_ledger(tmp_path, "telcocorp", registry).success
+    # The same version again (same id and updated_at), with another amount.
+    plant(sandbox, "telcocorp", [ledger_json("txn_again", "300", at, currency="points")])
+    result = ingest_ledger(tmp_path, "telcocorp", registry)
+    assert result.success
+    ids = landed_ids(tmp_path, "ledger_transactions", "telcocorp", "transaction_id")
+    assert ids.count("txn_again") == 1
+    bad = open_entries(tmp_path, "ledger_transactions", "telcocorp")
+    assert bad["record_key"].to_list() == ["txn_again"]
+    assert "conflict" in bad["reason"][0] and "field 'amount'" in bad["reason"][0]
+
+
+# ---- quarantine is a dead-letter store -------------------------------------------------
+
+
+def test_a_corrected_redelivery_supersedes_the_quarantined_version(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    base = dt.datetime(2026, 11, 2, 0, 2, tzinfo=dt.UTC)
+    broken = [
+        ledger_json(f"txn_fix_{i}", '"N/A"', base + dt.timedelta(seconds=i), currency="coins")
+        for i in range(5)
+    ]
+    plant(sandbox, "fintechapp", broken)
+    assert ingest_ledger(tmp_path, "fintechapp", registry).success
+    assert open_entries(tmp_path, "ledger_transactions", "fintechapp").height == 5
+    fixed = [
+        ledger_json(
+            f"txn_fix_{i}", "12.50", base + dt.timedelta(minutes=1, seconds=i), currency="coins"
+        )
+        for i in range(5)
+    ]
+    plant(sandbox, "fintechapp", fixed)
+    result = ingest_ledger(tmp_path, "fintechapp", registry)
+    assert result.success
+    ids = landed_ids(tmp_path, "ledger_transactions", "fintechapp", "transaction_id")
+    assert sorted(i for i in ids if i.startswith("txn_fix_")) == [f"txn_fix_{i}" for i in range(5)]
+    entries = quarantined(tmp_path, "ledger_transactions", "fintechapp")
+    assert entries.height == 5 and entries.filter(pl.col("open")).height == 0
+    assert set(entries["outcome"]) == {"superseded"}
