@@ -21,6 +21,9 @@ import polars as pl
 from ingestion.schemas import ENTITIES
 
 TENANT_LEVEL = "tenant_id="
+# Batches landed by a quarantine replay are named so: they are no evidence of how far a
+# pull got, so no cursor is derived from them.
+REPLAY_PREFIX = "replay-"
 
 
 @dataclass(frozen=True)
@@ -146,11 +149,13 @@ class Rejected:
 def max_landed(
     zone: LandingZone, source: str, entity: str, tenant_id: str | None, column: str
 ) -> dt.datetime | None:
-    """The latest value of ``column`` landed so far (the basis of incremental cursors)."""
+    """The latest value of ``column`` landed by a pull so far (the basis of incremental
+    cursors; replayed batches do not count)."""
     frame = zone.scan(source, entity, tenant_id)
     if frame is None:
         return None
-    return frame.select(pl.col(column).max()).collect().item()
+    pulled = frame.filter(~pl.col("_batch_id").str.starts_with(REPLAY_PREFIX))
+    return pulled.select(pl.col(column).max()).collect().item()
 
 
 def landed_keys(

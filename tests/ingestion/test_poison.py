@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +20,7 @@ from ingestion import quarantine as dead_letters
 from ingestion import records
 from ingestion.landing import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
+from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, snapshot_members
 from sandbox.runner import Sandbox
@@ -266,3 +269,155 @@ def test_a_corrected_redelivery_supersedes_the_quarantined_version(
     entries = quarantined(tmp_path, "ledger_transactions", "fintechapp")
     assert entries.height == 5 and entries.filter(pl.col("open")).height == 0
     assert set(entries["outcome"]) == {"superseded"}
+
+
+# ---- replaying quarantined records after a fix -----------------------------------------
+
+
+def plant_old_entries(
+    data_dir: Path, tenant: str, items: list[tuple[str, str, str]], at: dt.datetime
+) -> None:
+    """Quarantine entries as an earlier version of the checks wrote them: (key, reason, raw)."""
+    zone = LandingZone.under(data_dir)
+    rejected = [
+        dead_letters.Rejected(key, reason, dead_letters.parse_payload(raw))
+        for key, reason, raw in items
+    ]
+    dead_letters.write(zone, "loyalty", "ledger_transactions", tenant, rejected, at)
+
+
+def replay(data_dir: Path, registry: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ingestion",
+            "replay-quarantine",
+            "--data-dir",
+            str(data_dir),
+            "--tenants-dir",
+            str(registry),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+def test_the_replay_command_lands_what_now_validates_and_keeps_what_still_fails(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    base = dt.datetime(2026, 11, 2, 0, 3, tzinfo=dt.UTC)
+    landed_one = ledger_json("txn_landed", "5.25", base, currency="coins")
+    plant(sandbox, "fintechapp", [landed_one])
+    assert ingest_ledger(tmp_path, "fintechapp", registry).success
+    before = landed_ids(tmp_path, "ledger_transactions", "fintechapp", "transaction_id")
+    valid = [
+        ledger_json(f"txn_ok_{i}", "1.50", base + dt.timedelta(seconds=i + 1), currency="coins")
+        for i in range(3)
+    ]
+    broken = ledger_json("txn_broken", '"N/A"', base + dt.timedelta(seconds=9), currency="coins")
+    old_rule = "field 'amount': over the (mistaken) limit of 1.00 coins"
+    plant_old_entries(
+        tmp_path,
+        "fintechapp",
+        [(f"txn_ok_{i}", old_rule, raw) for i, raw in enumerate(valid)]
+        + [("txn_broken", old_rule, broken)],
+        dt.datetime(2026, 11, 2, 1, tzinfo=dt.UTC),
+    )
+    # An entry of a version that had landed just before (the same version, quarantined by the
+    # old rule on a later delivery): replayed, it is recognised, not landed twice.
+    plant_old_entries(
+        tmp_path,
+        "fintechapp",
+        [("txn_landed", old_rule, landed_one)],
+        dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+    )
+    assert open_entries(tmp_path, "ledger_transactions", "fintechapp").height == 5
+
+    done = replay(tmp_path, registry, "--tenant", "fintechapp", "--source", "loyalty")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "loyalty/ledger_transactions for fintechapp: 5 open; landed 3, already landed 1, "
+        "superseded 0, still failing 0, re-quarantined with a new reason 1; 1 open now"
+    ) in done.stdout
+    assert "loyalty/members for fintechapp: 0 open" in done.stdout
+    ledger = LandingZone.under(tmp_path).scan("loyalty", "ledger_transactions", "fintechapp")
+    after = ledger.collect()
+    replayed = after.filter(pl.col("transaction_id").str.starts_with("txn_ok_"))
+    assert sorted(replayed["transaction_id"]) == ["txn_ok_0", "txn_ok_1", "txn_ok_2"]
+    assert set(replayed["amount"]) == {Decimal("1.50")}
+    assert after.height == len(before) + 3  # txn_landed not landed twice
+    still = open_entries(tmp_path, "ledger_transactions", "fintechapp")
+    assert still["record_key"].to_list() == ["txn_broken"]
+    assert "field 'amount'" in still["reason"][0] and old_rule not in still["reason"][0]
+
+    again = replay(tmp_path, registry, "--tenant", "fintechapp")
+    assert again.returncode == 0, again.stderr
+    assert "1 open; landed 0, already landed 0, superseded 0, still failing 1" in again.stdout
+    assert ledger.collect().height == after.height
+    # The next pull neither re-lands nor re-quarantines anything.
+    result = ingest_ledger(tmp_path, "fintechapp", registry)
+    assert metadata_of(result)["landed"] == 0
+    assert ledger.collect().height == after.height
+
+
+def test_the_replay_command_names_an_unknown_tenant(registry: Path, tmp_path: Path) -> None:
+    done = replay(tmp_path, registry, "--tenant", "nosuchtenant")
+    assert done.returncode == 2 and "unknown tenant 'nosuchtenant'" in done.stderr
+
+
+def test_quarantine_replay_job_lands_a_replayed_member_and_records_it(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    ids = member_ids(sandbox, "coffeechain", 1)
+    snapshot(tmp_path, "coffeechain", registry, {ids[0]: "1e17"})
+    zone = LandingZone.under(tmp_path)
+    landed = zone.scan("loyalty", "members", "coffeechain").collect()
+    # A member a rule since fixed rejected from an earlier snapshot: its entry is replayable.
+    good_raw = {
+        "member_id": "CC9999999",
+        "tier": "gold",
+        "status": "active",
+        "balance": 250,
+        "currency": "stars",
+    }
+    earlier = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    dead_letters.write(
+        zone,
+        "loyalty",
+        "members",
+        "coffeechain",
+        [dead_letters.Rejected("CC9999999", "field 'tier': (a rule since fixed)", good_raw)],
+        earlier,
+    )
+    result = quarantine_replay_job.execute_in_process(
+        run_config={
+            "ops": {
+                "replay_quarantined": {"config": {"tenant": "coffeechain", "entity": "members"}}
+            }
+        },
+        resources={
+            "landing": LandingResource(data_dir=str(tmp_path)),
+            "tenant_apis": TenantApisResource(tenants_dir=str(registry)),
+        },
+    )
+    assert result.success
+    materialized = result.get_asset_materialization_events()
+    assert [e.asset_key.to_user_string() for e in materialized] == ["raw/loyalty/members"]
+    assert materialized[0].partition == "coffeechain"
+    after = zone.scan("loyalty", "members", "coffeechain").collect()
+    assert after.height == landed.height + 1
+    replayed = after.filter(pl.col("member_id") == "CC9999999")
+    assert replayed.select("balance", "snapshot_at").rows() == [(Decimal("250.00"), earlier)]
+    still = open_entries(tmp_path, "members", "coffeechain")
+    assert still["record_key"].to_list() == [ids[0]]
+    assert "field 'balance'" in still["reason"][0]
+
+
+def metadata_of(result: dg.ExecuteInProcessResult) -> dict:
+    event = result.get_asset_materialization_events()[0]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
