@@ -21,8 +21,10 @@ from ingestion import records
 from ingestion.landing import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
 from ingestion.quarantine_job import quarantine_replay_job
+from ingestion.replay import replay_quarantine
 from ingestion.resources import LandingResource, TenantApisResource
-from ingestion.sync import RequestCounter, snapshot_members
+from ingestion.sync import RequestCounter, SyncStats, snapshot_members, sync_orders
+from sandbox.duffel.render import order_bytes
 from sandbox.runner import Sandbox
 from tenants.loyalty import build_loyalty_client
 from tenants.registry import load_registry
@@ -35,6 +37,7 @@ from tests.ingestion.standins import (
 )
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "duffel"
 CURRENCY = {"coffeechain": "stars", "telcocorp": "points", "fintechapp": "coins"}
 
 
@@ -421,3 +424,79 @@ def test_quarantine_replay_job_lands_a_replayed_member_and_records_it(
 def metadata_of(result: dg.ExecuteInProcessResult) -> dict:
     event = result.get_asset_materialization_events()[0]
     return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+# ---- orders: conflicts and replay --------------------------------------------------------
+
+
+def pull_orders(data_dir: Path, registry: Path) -> SyncStats:
+    requests = RequestCounter()
+    with TenantApisResource(tenants_dir=str(registry)).duffel("coffeechain", requests) as client:
+        return sync_orders(client, LandingZone.under(data_dir), "coffeechain", requests=requests)
+
+
+def latest_order(sandbox: Sandbox) -> dict:
+    """The stand-in's latest coffeechain order as a wire row, and as its JSON body."""
+    history = pl.read_parquet(sandbox.config.history_dir / "orders.parquet")
+    order_id = history.filter(pl.col("tenant_id") == "coffeechain")["order_id"][-1]
+    return sandbox.duffel.get_order("coffeechain", order_id)
+
+
+def test_a_conflicting_duplicate_order_is_quarantined_as_a_conflict(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    wire = latest_order(sandbox)
+    body = json.loads(order_bytes(wire), parse_float=Decimal)
+    twin = {**body, "total_amount": str(Decimal(body["total_amount"]) + 1)}
+    # Listed right after the original: the same id and version, another total.
+    sandbox.duffel.add_order(
+        {
+            **wire,
+            "order_id": f"{wire['order_id']}z",
+            "raw_override": dead_letters.payload_text(twin),
+        }
+    )
+    stats = pull_orders(tmp_path, registry)
+    assert stats.conflicts == 1
+    orders = LandingZone.under(tmp_path).scan("duffel", "orders", "coffeechain").collect()
+    mine = orders.filter(pl.col("order_id") == body["id"])
+    assert mine["total_amount"].to_list() == [Decimal(body["total_amount"])]
+    entries = dead_letters.entries(LandingZone.under(tmp_path), "duffel", "orders", "coffeechain")
+    bad = entries.filter(pl.col("record_key") == body["id"])
+    assert bad.height == 1
+    reason = bad["reason"][0]
+    assert "conflict" in reason and "field 'total_amount'" in reason and body["id"] in reason
+    # The next pull recognises the quarantined payload: nothing new, nothing twice.
+    again = pull_orders(tmp_path, registry)
+    assert again.quarantined == 0 and again.landed == 0
+
+
+def test_replaying_a_quarantined_order_lands_it_and_its_segments_once(
+    sandbox: Sandbox, registry: Path, tmp_path: Path
+) -> None:
+    pull_orders(tmp_path, registry)
+    zone = LandingZone.under(tmp_path)
+    fresh = json.loads((FIXTURES / "order.json").read_text(), parse_float=Decimal)["data"]
+    fresh = {**fresh, "id": "ord_replayed_0001", "metadata": {"tenant_id": "coffeechain"}}
+    dead_letters.write(
+        zone,
+        "duffel",
+        "orders",
+        "coffeechain",
+        [dead_letters.Rejected(fresh["id"], "field 'owner': (a rule since fixed)", fresh)],
+        dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+    )
+    tenant = load_registry(registry)["coffeechain"]
+    for attempt in range(2):
+        results = replay_quarantine(zone, tenant, source="duffel")
+        assert [r.landed for r in results] == [1 - attempt], attempt
+    orders = zone.scan("duffel", "orders", "coffeechain").collect()
+    segments = zone.scan("duffel", "order_segments", "coffeechain").collect()
+    assert orders.filter(pl.col("order_id") == fresh["id"]).height == 1
+    expected = sum(len(s["segments"]) for s in fresh["slices"])
+    assert segments.filter(pl.col("order_id") == fresh["id"]).height == expected
+    entries = dead_letters.entries(zone, "duffel", "orders", "coffeechain")
+    replayed = entries.filter(pl.col("record_key") == fresh["id"])
+    assert replayed["outcome"].to_list() == ["replayed"]
+    # A later pull does not take the replayed batch for progress of its own.
+    assert pull_orders(tmp_path, registry).landed == 0
