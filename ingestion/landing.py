@@ -2,7 +2,9 @@
 
 A batch file is named by a hash of the records it holds, so fetching the same records
 again rewrites the same file instead of adding a copy. Cursors for incremental pulls
-are derived from what has landed, never from a separate state file.
+are derived from what has landed, never from a separate state file: from the landed rows,
+or from the progress a pull wrote into a batch file's footer (``landed_cursor``), which
+lands atomically with the rows it speaks for.
 """
 
 from __future__ import annotations
