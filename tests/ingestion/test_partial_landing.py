@@ -151,6 +151,37 @@ def test_a_kill_at_a_batch_boundary_then_a_rerun_lands_exactly_a_clean_runs_set(
     assert _lost(clean, after) == dict.fromkeys(_lost(clean, clean), 0)
 
 
+@pytest.mark.parametrize("after_batch", [1, 2])
+def test_a_kill_between_a_batchs_segments_and_its_orders_then_a_rerun_lands_a_clean_runs_set(
+    sandbox: Sandbox,
+    registry: Path,
+    clean: dict[str, set[tuple]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    after_batch: int,
+) -> None:
+    """The orders file is the batch's commit: segments landed without it are re-landed with
+    their orders by the next run, and no order is lost or landed twice."""
+    real_land = sync.land
+    seen = {"segments": 0}
+
+    def land(zone, source, entity, tenant_id, frame, batch, **kwargs):
+        path = real_land(zone, source, entity, tenant_id, frame, batch, **kwargs)
+        if entity == "order_segments":
+            seen["segments"] += 1
+            if seen["segments"] == after_batch + 1:
+                raise Killed
+        return path
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync, "land", land)
+        with pytest.raises(Killed):
+            pull(tmp_path, registry)
+    pull(tmp_path, registry)
+    after = landed_set(tmp_path)
+    assert _lost(clean, after) == dict.fromkeys(_lost(clean, clean), 0)
+
+
 @pytest.mark.parametrize("served", [2, 4, 6, 8])
 def test_an_upstream_outage_at_a_batch_boundary_then_a_rerun_lands_exactly_a_clean_runs_set(
     sandbox: Sandbox,

@@ -397,3 +397,40 @@ def test_prefetching_keeps_order_and_raises_the_source_error_in_place() -> None:
     early = _prefetched(iter(range(1000)))
     assert next(early) == 0
     early.close()  # stops the background thread
+
+
+# ---- money in the tenant's currency, and payloads kept exactly ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "places", "problem"),
+    [
+        (Decimal("-100"), 0, None),
+        (Decimal("-100.0"), 0, None),
+        (Decimal("-100.5"), 0, "is finer than stars allow (0 decimal places)"),
+        (Decimal("12.34"), 2, None),
+        (Decimal("12.345"), 2, "more than 2 decimal places; stars allow 2"),
+        (Decimal("1E+17"), 0, "outside the range of Decimal(18, 2)"),
+        (Decimal("1E+400"), 0, "outside the range of Decimal(18, 2)"),
+        (2**70, 0, "outside the range of Decimal(18, 2)"),
+    ],
+)
+def test_money_that_cannot_land_exactly_in_the_currency_is_named(
+    amount: Decimal | int, places: int, problem: str | None
+) -> None:
+    found = records.money_problem("amount", amount, places, "stars")
+    assert (found is None) if problem is None else (problem in found and "'amount'" in found)
+
+
+def test_the_fast_ledger_path_leaves_finer_amounts_to_the_model() -> None:
+    items = [txn("whole", amount=-100), txn("half", amount=Decimal("-100.5"))]
+    page = records.ledger_page(items, TENANT, "stars", places=0)
+    assert page.rows["transaction_id"].to_list() == ["whole"]
+    assert [r.record_key for r in page.rejected] == ["half"]
+
+
+def test_quarantined_payloads_keep_big_integers_and_decimals_exactly() -> None:
+    raw = {"id": "x", "amount": 2**70, "balance": Decimal("1E+400"), "fine": Decimal("12.345")}
+    text = payload_text(raw)
+    assert json.loads(text, parse_float=Decimal) == raw
+    assert payload_text(json.loads(text, parse_float=Decimal)) == text
