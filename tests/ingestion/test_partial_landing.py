@@ -3,30 +3,22 @@ run lands: the cursor only ever moves over creation-time ranges that have comple
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 from ingestion import sync
 from ingestion.landing import LandingZone
 from ingestion.resources import TenantApisResource
 from ingestion.sync import RequestCounter, sync_orders
-from sandbox.config import SERVICES, Limit, SandboxConfig
-from sandbox.generator import generate
-from sandbox.runner import Sandbox, start_sandbox
+from sandbox.runner import Sandbox
 from tenants.errors import UpstreamError
-from tenants.registry import REGISTRY_DIR
-from tenants.settings import get_settings
+from tests.ingestion.standins import lifted_registry, serve_history
 
 TENANT = "coffeechain"
-ANCHOR = dt.date(2026, 11, 1)
 BATCH = 400  # two Duffel pages: each batch mixes pages of several creation-time windows
 
 
@@ -35,36 +27,13 @@ class Killed(BaseException):
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, registry: Path) -> Iterator[Sandbox]:
-    history = tmp_path_factory.mktemp("history")
-    generate(4000, 7, history, anchor=ANCHOR, anomaly_rate=0.004)
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=history,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
-    running = start_sandbox(config)
-    saved = dict(os.environ)
-    os.environ.update(running.client_env())
-    get_settings.cache_clear()
-    yield running
-    running.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lifted_registry(tmp_path_factory.mktemp("tenants"))
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tenant registry with a Duffel limit the stand-in's own (lifted) limit matches."""
-    folder = tmp_path_factory.mktemp("tenants")
-    for path in REGISTRY_DIR.glob("*.yaml"):
-        data = yaml.safe_load(path.read_text())
-        data["duffel"]["rate_limit"] = {"requests": 100_000, "window_seconds": 60}
-        (folder / path.name).write_text(yaml.safe_dump(data))
-    return folder
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    yield from serve_history(tmp_path_factory.mktemp("history"), 4000, 7, 0.004)
 
 
 def pull(data_dir: Path, registry: Path) -> sync.SyncStats:
