@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from ingestion import quarantine as dead_letters
 from ingestion.landing import LandingZone
 
 QUARANTINE_SHARE_LIMIT = 0.01  # more than 1% rejected records means something upstream broke
@@ -27,10 +28,10 @@ def duplicate_ids(
 
 
 def quarantine_share(zone: LandingZone, source: str, entity: str) -> dg.AssetCheckResult:
-    """Rejected records stay a small share of what was delivered."""
+    """Open (unresolved) rejected records stay a small share of what was delivered."""
     landed = sum(_count(zone.folder(source, entity, t)) for t in _tenants(zone, source, entity))
     rejected = sum(
-        _count(zone.quarantine_folder(source, entity, t))
+        dead_letters.entries(zone, source, entity, t)["open"].sum()
         for t in _tenants(zone, source, entity, quarantine=True)
     )
     share = rejected / (landed + rejected) if landed + rejected else 0.0

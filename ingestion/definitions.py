@@ -7,6 +7,7 @@ import dagster as dg
 from ingestion.duffel import assets as duffel
 from ingestion.loyalty import assets as loyalty
 from ingestion.partitions import tenant_partitions
+from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.resources import LandingResource, TenantApisResource
 
 # Live mode (the demo): live.py's job keeps every tenant's activity flowing in one run, so
@@ -92,7 +93,12 @@ defs = dg.Definitions(
         duffel.orders_no_duplicate_ids,
         duffel.orders_quarantine_share,
     ],
-    jobs=[ingest_activity_job, ingest_members_job, ingest_reference_job],
+    jobs=[
+        ingest_activity_job,
+        ingest_members_job,
+        ingest_reference_job,
+        quarantine_replay_job,
+    ],
     schedules=[ingest_activity_schedule, ingest_members_schedule, ingest_reference_schedule],
     resources={
         "tenant_apis": TenantApisResource(),

@@ -2,25 +2,30 @@
 
 A batch file is named by a hash of the records it holds, so fetching the same records
 again rewrites the same file instead of adding a copy. Cursors for incremental pulls
-are derived from what has landed, never from a separate state file.
+are derived from what has landed, never from a separate state file: from the landed rows,
+or from the progress a pull wrote into a batch file's footer (``landed_cursor``), which
+lands atomically with the rows it speaks for.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import polars as pl
 
-from ingestion.schemas import ENTITIES, QUARANTINE
+from ingestion.schemas import ENTITIES
 
 TENANT_LEVEL = "tenant_id="
+# Batches landed by a quarantine replay are named so: they are no evidence of how far a
+# pull got, so no cursor is derived from them.
+REPLAY_PREFIX = "replay-"
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,17 @@ def batch_id(prefix: str, keys: Iterable[str]) -> str:
     return f"{prefix}-{digest.hexdigest()[:20]}"
 
 
-def write_atomically(frame: pl.DataFrame, path: Path) -> Path:
-    """Write Parquet to a temporary name in the same folder, then rename over the target."""
+def write_atomically(
+    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write Parquet to a temporary name in the same folder, then rename over the target.
+
+    ``metadata`` goes into the file's footer, so it lands (or not) together with the rows.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -81,11 +91,52 @@ def land(
     tenant_id: str | None,
     frame: pl.DataFrame,
     batch: str,
+    cursor: dict[str, str] | None = None,
 ) -> Path:
-    """Land one validated batch with the entity's explicit schema."""
+    """Land one validated batch with the entity's explicit schema.
+
+    ``cursor`` is the pull's progress as of this batch (see ``landed_cursor``); it is written
+    into the same file's footer, so the cursor can never claim more than what has landed.
+    """
     schema = ENTITIES[(source, entity)]
     frame = frame.select(schema.names()).cast(dict(schema))  # type: ignore[arg-type]
-    return write_atomically(frame, zone.folder(source, entity, tenant_id) / f"{batch}.parquet")
+    metadata = {CURSOR_KEY: json.dumps(cursor, sort_keys=True)} if cursor else None
+    return write_atomically(
+        frame, zone.folder(source, entity, tenant_id) / f"{batch}.parquet", metadata
+    )
+
+
+CURSOR_KEY = "ingest.cursor"
+
+
+@dataclass(frozen=True)
+class LandedCursor:
+    """What the landed batches' footers say about a pull's progress.
+
+    ``complete_through``: every record created at or before it has landed (or been
+    quarantined). ``files`` is how many batch files there are; files without a cursor (from
+    before cursors were committed with the data) leave ``complete_through`` None.
+    """
+
+    complete_through: dt.datetime | None
+    files: int
+
+
+def landed_cursor(
+    zone: LandingZone, source: str, entity: str, tenant_id: str | None
+) -> LandedCursor:
+    """The furthest progress any landed batch of this entity committed with its rows."""
+    files = zone.files(source, entity, tenant_id)
+    best: dt.datetime | None = None
+    for path in files:
+        text = pl.read_parquet_metadata(path).get(CURSOR_KEY)
+        if not text:
+            continue
+        value = json.loads(text).get("complete_through")
+        if value:
+            moment = dt.datetime.fromisoformat(value)
+            best = moment if best is None or moment > best else best
+    return LandedCursor(best, len(files))
 
 
 @dataclass(frozen=True)
@@ -97,44 +148,16 @@ class Rejected:
     raw: object
 
 
-def quarantine(
-    zone: LandingZone,
-    source: str,
-    entity: str,
-    tenant_id: str | None,
-    rejected: list[Rejected],
-    batch: str,
-    loaded_at: dt.datetime,
-) -> Path | None:
-    """Keep rejected records, with why, beside (never inside) the landing zone."""
-    if not rejected:
-        return None
-    frame = pl.DataFrame(
-        {
-            "tenant_id": [tenant_id] * len(rejected),
-            "source": source,
-            "entity": entity,
-            "record_key": [r.record_key for r in rejected],
-            "reason": [r.reason for r in rejected],
-            "raw_payload": [orjson.dumps(r.raw, default=str).decode() for r in rejected],
-            "_loaded_at": [loaded_at] * len(rejected),
-            "_batch_id": batch,
-        },
-        schema=QUARANTINE,
-    )
-    return write_atomically(
-        frame, zone.quarantine_folder(source, entity, tenant_id) / f"{batch}.parquet"
-    )
-
-
 def max_landed(
     zone: LandingZone, source: str, entity: str, tenant_id: str | None, column: str
 ) -> dt.datetime | None:
-    """The latest value of ``column`` landed so far (the basis of incremental cursors)."""
+    """The latest value of ``column`` landed by a pull so far (the basis of incremental
+    cursors; replayed batches do not count)."""
     frame = zone.scan(source, entity, tenant_id)
     if frame is None:
         return None
-    return frame.select(pl.col(column).max()).collect().item()
+    pulled = frame.filter(~pl.col("_batch_id").str.starts_with(REPLAY_PREFIX))
+    return pulled.select(pl.col(column).max()).collect().item()
 
 
 def landed_keys(

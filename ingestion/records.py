@@ -11,11 +11,11 @@ import datetime as dt
 import json
 import re
 import zoneinfo
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 import polars as pl
@@ -221,19 +221,28 @@ class LandedOrder(_Slim):
 CENT = Decimal("0.01")
 # The landing zone keeps money as Decimal(18, 2): 16 digits before the point, 2 after.
 MONEY_LIMIT = Decimal(10) ** 16
+MONEY_PLACES = 2
 
 
-def money_problem(name: str, value: Decimal | int | None) -> str | None:
-    """Why an amount cannot be landed exactly as Decimal(18, 2), or None when it can."""
+def money_problem(
+    name: str, value: Decimal | int | None, places: int = MONEY_PLACES, unit: str | None = None
+) -> str | None:
+    """Why an amount cannot be landed exactly (as Decimal(18, 2), in a currency with ``places``
+    decimal places), or None when it can. Money is never rounded on the way in."""
     if value is None:
         return None
     value = Decimal(value)
     if not value.is_finite() or abs(value) >= MONEY_LIMIT:
         return f"field '{name}': {value} is outside the range of Decimal(18, 2)"
-    if value.quantize(CENT) != value:
+    allowed = f"; {unit} allow {places}" if unit else ""
+    if value != value.quantize(CENT):
         return (
-            f"field '{name}': {value} has more than 2 decimal places (landed money is exact cents)"
+            f"field '{name}': {value} has more than 2 decimal places{allowed} "
+            "(money is never rounded on the way in)"
         )
+    if places < MONEY_PLACES and value != value.quantize(Decimal(1).scaleb(-places)):
+        what = unit or "the currency"
+        return f"field '{name}': {value} is finer than {what} allow ({places} decimal places)"
     return None
 
 
@@ -426,6 +435,24 @@ SEGMENT_SCHEMA = _landing_schema(("duffel", "order_segments"))
 LEDGER_SCHEMA = _landing_schema(("loyalty", "ledger_transactions"))
 
 
+class Held(Protocol):
+    """What quarantine already holds: an identical re-delivery is not quarantined again."""
+
+    payloads: dict[str, set[str]]
+
+    def holds(self, record_key: object, raw: object) -> bool: ...
+
+
+class _Nothing:
+    payloads: ClassVar[dict[str, set[str]]] = {}
+
+    def holds(self, record_key: object, raw: object) -> bool:
+        return False
+
+
+NOTHING_HELD: Held = _Nothing()
+
+
 class _SlowPath(Exception):
     """This record is outside the fast path's subset: validate it with the pydantic model."""
 
@@ -470,10 +497,12 @@ def _utc_column(name: str) -> tuple[pl.Expr, pl.Expr]:
     return parsed, ok
 
 
-def _money_column(name: str) -> tuple[pl.Expr, pl.Expr]:
-    """Vectorised ``_money_text``: (Decimal(18, 2), ok) for a column of optional money text."""
+def _money_column(name: str, places: int = 2) -> tuple[pl.Expr, pl.Expr]:
+    """Vectorised ``_money_text``: (Decimal(18, 2), ok) for a column of optional money text
+    with at most ``places`` decimals (anything else goes to the model, which says why)."""
     text = pl.col(name)
-    return text.cast(_MONEY, strict=False), text.is_null() | text.str.contains(f"^{_MONEY_TEXT}$")
+    pattern = _money_pattern(places)
+    return text.cast(_MONEY, strict=False), text.is_null() | text.str.contains(f"^{pattern}$")
 
 
 def _frame(
@@ -702,11 +731,12 @@ ORDER_KEY = (ORDER_COLUMNS.index("order_id"), ORDER_COLUMNS.index("version_at"))
 SEGMENT_KEY = (SEGMENT_COLUMNS.index("order_id"), SEGMENT_COLUMNS.index("version_at"))
 
 
-def order_page(body: bytes, tenant_id: str, skip: Collection[str] = frozenset()) -> OrderPage:
+def order_page(body: bytes, tenant_id: str, skip: Held = NOTHING_HELD) -> OrderPage:
     """Decode and validate one raw ``GET /air/orders`` page into order and segment rows.
 
     Same outcome as ``validate_page(LandedOrder, ...)`` + ``order_problem`` + ``order_rows``
-    on every record, at a fraction of the cost.
+    on every record, at a fraction of the cost. A record whose exact payload quarantine
+    already holds is skipped (``skip``); another version of it is validated as usual.
     """
     raw_records: list[msgspec.Raw] | None = None
     try:
@@ -728,8 +758,8 @@ def order_page(body: bytes, tenant_id: str, skip: Collection[str] = frozenset())
         if order is None:
             slow.append(i)
             continue
-        if order.id in skip:
-            skipped += 1
+        if order.id in skip.payloads:
+            slow.append(i)  # the slow path compares the payload with the quarantined ones
             continue
         try:
             row, segments = _order_wire_rows(i, order, tenant_id)
@@ -750,6 +780,11 @@ def order_page(body: bytes, tenant_id: str, skip: Collection[str] = frozenset())
             rows = sorted(rows + slow_orders, key=_last)
             segment_rows = sorted(segment_rows + slow_segments, key=_last)
     return OrderPage(rows, segment_rows, rejected, len(decoded), skipped, len(slow))
+
+
+def raw_order(body: bytes, index: int) -> object:
+    """The ``index``-th record of a raw orders page, as the client's generic decoding gives it."""
+    return json.loads(bytes(_RAW_PAGE.decode(body).data[index]), parse_float=Decimal)
 
 
 def _last(row: tuple) -> int:
@@ -781,7 +816,7 @@ def _wire_value(value: Any) -> Any:
 
 
 def _slow_orders(
-    tenant_id: str, indices: list[int], raw_records: list[msgspec.Raw], skip: Collection[str]
+    tenant_id: str, indices: list[int], raw_records: list[msgspec.Raw], skip: Held
 ) -> tuple[list[tuple], list[tuple], list[Rejected], int]:
     """The pydantic path for the records the fast path left: land them or say why not."""
     rejected: list[Rejected] = []
@@ -792,7 +827,7 @@ def _slow_orders(
     for i in indices:
         # Exactly what the client's generic decoding gives: numbers as Decimal, never float.
         record = json.loads(bytes(raw_records[i]), parse_float=Decimal)
-        if isinstance(record, dict) and _hashable(record.get("id")) in skip:
+        if isinstance(record, dict) and skip.holds(record.get("id"), record):
             skipped += 1
             continue
         one = validate_page(LandedOrder, [record], "id", check)
@@ -836,39 +871,73 @@ _LEDGER_FIELDS: dict[str, frozenset[type]] = {
 
 @dataclass
 class LedgerPage:
-    """One ledger feed page, validated: landing rows (with ``_idx``) and the rejected records."""
+    """One ledger feed page, validated: landing rows (with ``_idx``, a position in ``raw``)
+    and the rejected records."""
 
     rows: pl.DataFrame
     rejected: list[Rejected]
     skipped: int
     slow: int
+    raw: list[Any] = field(default_factory=list)
 
 
-def ledger_problem(tenant_id: str, currency: str) -> Callable[[LedgerTransaction], str | None]:
-    """Checks beyond the wire format: the tenant's own currency, and an exact amount."""
+def _money_pattern(places: int) -> str:
+    """Plain decimal text that fits Decimal(18, 2) with at most ``places`` decimals."""
+    places = min(places, MONEY_PLACES)
+    return r"-?[0-9]{1,16}" + (rf"(\.[0-9]{{1,{places}}})?" if places else "")
+
+
+def ledger_problem(
+    tenant_id: str, currency: str, places: int = MONEY_PLACES
+) -> Callable[[LedgerTransaction], str | None]:
+    """Checks beyond the wire format: the tenant's own currency, and an exact amount in it."""
 
     def check(txn: LedgerTransaction) -> str | None:
         if txn.currency != currency:
             return f"field 'currency': {txn.currency!r} is not {tenant_id}'s currency {currency!r}"
-        return money_problem("amount", txn.amount)
+        return money_problem("amount", txn.amount, places, currency)
+
+    return check
+
+
+def member_problem(
+    tenant_id: str, currency: str, places: int = MONEY_PLACES
+) -> Callable[[Member], str | None]:
+    """A member's balance must land exactly, in the tenant's currency."""
+
+    def check(member: Member) -> str | None:
+        if member.currency != currency:
+            return (
+                f"field 'currency': {member.currency!r} is not {tenant_id}'s currency {currency!r}"
+            )
+        return money_problem("balance", member.balance, places, currency)
 
     return check
 
 
 def ledger_page(
-    records: list[Any], tenant_id: str, currency: str, skip: Collection[str] = frozenset()
+    records: list[Any],
+    tenant_id: str,
+    currency: str,
+    skip: Held = NOTHING_HELD,
+    places: int = MONEY_PLACES,
 ) -> LedgerPage:
     """Validate one ledger feed page (records as the client decoded them) into typed rows.
 
     Same outcome as ``validate_page(LedgerTransaction, ...)`` + ``ledger_problem`` +
-    ``ledger_row`` on every record; column by column instead of record by record.
+    ``ledger_row`` on every record; column by column instead of record by record. A record
+    whose exact payload quarantine already holds is skipped (``skip``).
     """
     skipped = 0
-    if skip:
+    if skip.payloads:
         kept = [
             r
             for r in records
-            if not (isinstance(r, dict) and _hashable(r.get("transaction_id")) in skip)
+            if not (
+                isinstance(r, dict)
+                and _hashable(r.get("transaction_id")) in skip.payloads
+                and skip.holds(r.get("transaction_id"), r)
+            )
         ]
         skipped = len(records) - len(kept)
         records = kept
@@ -897,7 +966,7 @@ def ledger_page(
     )
     created, created_ok = _utc_column("created_at")
     updated, updated_ok = _utc_column("updated_at")
-    amount, amount_ok = _money_column("amount")
+    amount, amount_ok = _money_column("amount", places)
     typed = wire.filter(
         ~pl.col("_idx").is_in(sorted(slow)),
         created_ok,
@@ -924,7 +993,7 @@ def ledger_page(
             LedgerTransaction,
             [records[i] for i in order],
             "transaction_id",
-            ledger_problem(tenant_id, currency),
+            ledger_problem(tenant_id, currency, places),
         )
         rejected = checked.rejected
         # validate_page keeps input order; map the good ones back to their positions.
@@ -935,4 +1004,4 @@ def ledger_page(
             if id(records[i]) in good_ids
         ]
         rows = pl.concat([rows, _slow_frame(slow_rows, LEDGER_SCHEMA)]).sort("_idx")
-    return LedgerPage(rows, rejected, skipped, len(slow))
+    return LedgerPage(rows, rejected, skipped, len(slow), records)

@@ -10,25 +10,28 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import itertools
+import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
 import polars as pl
 
+from ingestion import quarantine as dead_letters
 from ingestion import records
 from ingestion.landing import (
     LandingZone,
     Rejected,
     batch_id,
     land,
+    landed_cursor,
     max_landed,
-    quarantine,
 )
 from ingestion.schemas import ENTITIES
 from tenants.duffel.client import DuffelClient, RawListPage
@@ -55,6 +58,8 @@ class SyncStats:
     landed: int = 0
     quarantined: int = 0
     already_landed: int = 0
+    conflicts: int = 0  # same id and version as one landed (or met) before, other content
+    superseded: int = 0  # quarantined records a newer valid version has now replaced
     pages: int = 0
     batches: int = 0
     requests: int = 0
@@ -71,6 +76,8 @@ class SyncStats:
             "landed": self.landed,
             "quarantined": self.quarantined,
             "already_landed": self.already_landed,
+            "conflicts": self.conflicts,
+            "superseded": self.superseded,
             "requests": self.requests,
             "pages": self.pages,
             "batches": self.batches,
@@ -97,16 +104,41 @@ def _quarantine_rejected(
     rejected: list[Rejected],
     loaded_at: dt.datetime,
     stats: SyncStats,
-) -> None:
+) -> str | None:
     """Set a batch's rejected records aside, each with its reason, and say so in the log."""
     if not rejected:
-        return
+        return None
     source, name = entity
-    batch = batch_id(f"{name}-rejected", sorted(f"{r.record_key}|{r.reason}" for r in rejected))
-    quarantine(zone, source, name, tenant_id, rejected, batch, loaded_at)
+    batch = dead_letters.write(zone, source, name, tenant_id, rejected, loaded_at)
     stats.quarantined += len(rejected)
     for item in rejected:
         log.warning("quarantined %s/%s record for %s: %s", source, name, tenant_id, item.reason)
+    return batch
+
+
+class _DeadLetters:
+    """A batcher's link to the quarantine: what it holds, and which landed column names the
+    record a quarantined entry is about (a newer valid version of it supersedes the entry)."""
+
+    def __init__(self, known: dead_letters.Known, key_column: str) -> None:
+        self.known, self.key_column = known, key_column
+
+    def after_flush(
+        self,
+        zone: LandingZone,
+        entity: tuple[str, str],
+        tenant_id: str | None,
+        landed: tuple[list[str], str, dt.datetime] | None,
+        quarantined: tuple[str | None, list[Rejected]],
+        stats: SyncStats,
+    ) -> None:
+        if landed is not None:
+            keys, batch, stamp = landed
+            stats.superseded += dead_letters.supersede(
+                zone, *entity, tenant_id, self.known, keys, batch, stamp
+            )
+        # Entries of this very batch are open from now on (a later batch may supersede them).
+        dead_letters.note(self.known, *quarantined)
 
 
 class _BatchStamps:
@@ -141,11 +173,12 @@ class _Batcher:
         stats: SyncStats,
         loaded_at: dt.datetime,
         children: tuple[str, str] | None = None,
+        dead: _DeadLetters | None = None,
     ) -> None:
         self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
         self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
         self.stamps = _BatchStamps(loaded_at)
-        self.children = children
+        self.children, self.dead = children, dead
         self.rows: list[dict[str, Any]] = []
         self.child_rows: list[dict[str, Any]] = []
         self.rejected: list[Rejected] = []
@@ -162,16 +195,29 @@ class _Batcher:
     def flush(self) -> None:
         entity = self.entity[1]
         keys = sorted(self.key(row) for row in self.rows)
-        if self.rows:
-            name, stamp = batch_id(entity, keys), self.stamps.next()
-            self._land(self.entity, self.rows, name, stamp)
-            if self.children:
-                self._land(self.children, self.child_rows, name, stamp)
-            self.stats.landed += len(self.rows)
-            self.stats.batches += 1
-        _quarantine_rejected(
+        # Rejected records first: once the batch's rows land, a re-run will not fetch them again.
+        quarantined = _quarantine_rejected(
             self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
         )
+        landed = None
+        if self.rows:
+            name, stamp = batch_id(entity, keys), self.stamps.next()
+            if self.children:
+                self._land(self.children, self.child_rows, name, stamp)
+            self._land(self.entity, self.rows, name, stamp)
+            self.stats.landed += len(self.rows)
+            self.stats.batches += 1
+            if self.dead:
+                landed = ([r[self.dead.key_column] for r in self.rows], name, stamp)
+        if self.dead:
+            self.dead.after_flush(
+                self.zone,
+                self.entity,
+                self.tenant_id,
+                landed,
+                (quarantined, self.rejected),
+                self.stats,
+            )
         self.rows, self.child_rows, self.rejected = [], [], []
 
     def _land(
@@ -187,16 +233,6 @@ class _Batcher:
         )
         path = land(self.zone, *entity, self.tenant_id, frame, name)
         self.stats.files.append(str(path))
-
-
-def _quarantined_keys(
-    zone: LandingZone, entity: tuple[str, str], tenant_id: str | None
-) -> set[str]:
-    folder = zone.quarantine_folder(*entity, tenant_id)
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        return set()
-    return set(pl.read_parquet(files, columns=["record_key"])["record_key"].drop_nulls())
 
 
 def _prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -244,6 +280,9 @@ def _prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
         worker.join(timeout=5)
 
 
+Versions = dict[tuple[str, int], tuple[tuple, str]]
+
+
 def _landed_versions(
     zone: LandingZone,
     entity: tuple[str, str],
@@ -252,43 +291,104 @@ def _landed_versions(
     version_column: str,
     since_column: str,
     since: dt.datetime | None,
-) -> set[tuple[str, int]]:
-    """(id, version as epoch microseconds) of what landed at or after ``since``."""
-    frame = zone.scan(*entity, tenant_id) if since is not None else None
+    same: tuple[str, ...],
+) -> Versions:
+    """(id, version as epoch microseconds) of what landed at or after ``since`` (all of it
+    when ``since`` is None) -> (its ``same`` columns, where it landed): a re-delivery of a
+    version must carry the same values, or it is a conflict."""
+    frame = zone.scan(*entity, tenant_id)
     if frame is None:
-        return set()
-    keys = (
-        frame.filter(pl.col(since_column) >= since)
-        .select(pl.col(id_column), pl.col(version_column).cast(pl.Int64))
-        .collect()
+        return {}
+    if since is not None:
+        frame = frame.filter(pl.col(since_column) >= since)
+    rows = frame.select(
+        pl.col(id_column), pl.col(version_column).cast(pl.Int64), "_batch_id", *same
+    ).collect()
+    return {(row[0], row[1]): (row[3:], f"landed in batch {row[2]}") for row in rows.iter_rows()}
+
+
+def _conflict(
+    id_column: str,
+    record_id: str,
+    version_column: str,
+    version_us: int,
+    same: tuple[str, ...],
+    before: tuple[tuple, str],
+    now: tuple,
+) -> str:
+    """Why a re-delivered version is quarantined: which fields differ from the first one."""
+    values, where = before
+    fields = "; ".join(
+        f"field '{name}' is {_show(old)} there, {_show(new)} here"
+        for name, old, new in zip(same, values, now, strict=True)
+        if old != new
     )
-    return set(keys.iter_rows())
+    moment = (_EPOCH + dt.timedelta(microseconds=version_us)).isoformat()
+    return (
+        f"{id_column} {record_id!r}: conflicts with the version with the same {version_column} "
+        f"({moment}) {where}: {fields}"
+    )
+
+
+def _show(value: object) -> str:
+    return "null" if value is None else str(value)
+
+
+LEDGER_SAME = (
+    "member_id",
+    "type",
+    "amount",
+    "currency",
+    "status",
+    "reference_id",
+    "related_transaction_id",
+    "approval_id",
+)
+ORDER_SAME = (
+    "total_amount",
+    "base_amount",
+    "tax_amount",
+    "total_currency",
+    "refund_amount",
+    "refund_currency",
+)
 
 
 def _unseen(
     rows: pl.DataFrame,
-    seen: set[tuple[str, int]],
+    seen: Versions,
     id_column: str,
     version_column: str,
     stats: SyncStats,
-) -> pl.DataFrame:
-    """Drop versions already landed (or already met in this run)."""
+    raw: list[Any],
+) -> tuple[pl.DataFrame, list[Rejected]]:
+    """Drop versions already landed (or already met in this pull); a version met again with
+    other values is a conflict, quarantined with the fields that differ."""
     keys = zip(
         rows[id_column].to_list(),
         rows[version_column].cast(pl.Int64).to_list(),
+        rows.select(LEDGER_SAME).iter_rows(),
+        rows["_idx"].to_list(),
         strict=True,
     )
     keep = []
-    for key in keys:
-        fresh = key not in seen
-        if fresh:
-            seen.add(key)
-        keep.append(fresh)
-    dropped = keep.count(False)
-    if not dropped:
-        return rows
-    stats.already_landed += dropped
-    return rows.filter(pl.Series(keep, dtype=pl.Boolean))
+    conflicts = []
+    for record_id, version, values, idx in keys:
+        before = seen.get((record_id, version))
+        if before is None:
+            seen[(record_id, version)] = (values, "met earlier in this pull")
+        elif before[0] != values:
+            reason = _conflict(
+                id_column, record_id, version_column, version, LEDGER_SAME, before, values
+            )
+            conflicts.append(Rejected(record_id, reason, raw[idx]))
+        else:
+            stats.already_landed += 1
+        keep.append(before is None)
+    stats.conflicts += len(conflicts)
+    if all(keep):
+        return rows, conflicts
+    return rows.filter(pl.Series(keep, dtype=pl.Boolean)), conflicts
 
 
 def _iso_utc(column: str) -> pl.Expr:
@@ -317,8 +417,12 @@ class _FrameBatcher:
         to_frame: Callable[[list[Any]], pl.DataFrame] = pl.concat,
         children: tuple[str, str] | None = None,
         to_child_frame: Callable[[list[Any]], pl.DataFrame] = pl.concat,
+        cursor: Callable[[], dict[str, str] | None] | None = None,
+        dead: _DeadLetters | None = None,
     ) -> None:
         self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
+        self.cursor, self.dead = cursor, dead
+        self.committed = cursor() if cursor else None  # the progress already on disk
         self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
         self.stamps = _BatchStamps(loaded_at)
         self.to_frame, self.children, self.to_child_frame = to_frame, children, to_child_frame
@@ -342,6 +446,11 @@ class _FrameBatcher:
 
     def flush(self) -> None:
         entity = self.entity[1]
+        # Rejected records first: once the batch's rows land, a re-run will not fetch them again.
+        quarantined = _quarantine_rejected(
+            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
+        )
+        landed = None
         if self.rows:
             frame = self.to_frame(self.parts).drop("_idx")
             id_column, version_column = self.key
@@ -354,47 +463,94 @@ class _FrameBatcher:
                 .to_list()
             )
             name, stamp = batch_id(entity, keys), self.stamps.next()
-            self._land(self.entity, frame, name, stamp)
+            # Children before their parent: the parent's file (with the cursor in its footer)
+            # is the commit, so a parent never lands without its children.
             if self.children:
                 children = self.to_child_frame(self.child_parts).drop("_idx")
                 self._land(self.children, children, name, stamp)
+            cursor = self.cursor() if self.cursor else None
+            self._land(self.entity, frame, name, stamp, cursor)
+            self.committed = cursor or self.committed
             self.stats.landed += frame.height
             self.stats.batches += 1
-        _quarantine_rejected(
-            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
-        )
+            if self.dead:
+                landed = (frame[self.dead.key_column].to_list(), name, stamp)
+        elif self.cursor and (cursor := self.cursor()) and cursor != self.committed:
+            # Nothing new to land, but the listing got further than any batch says (e.g. all
+            # of it had landed before): commit the progress in an empty batch of its own.
+            name = batch_id(f"{entity}-cursor", [json.dumps(cursor, sort_keys=True)])
+            empty = self.to_frame([]).drop("_idx")
+            self._land(self.entity, empty, name, self.stamps.next(), cursor)
+            self.committed = cursor
+        if self.dead:
+            self.dead.after_flush(
+                self.zone,
+                self.entity,
+                self.tenant_id,
+                landed,
+                (quarantined, self.rejected),
+                self.stats,
+            )
         self.parts, self.child_parts, self.rows, self.rejected = [], [], 0, []
 
     def _land(
-        self, entity: tuple[str, str], frame: pl.DataFrame, name: str, stamp: dt.datetime
+        self,
+        entity: tuple[str, str],
+        frame: pl.DataFrame,
+        name: str,
+        stamp: dt.datetime,
+        cursor: dict[str, str] | None = None,
     ) -> None:
         schema = ENTITIES[entity]
         frame = frame.with_columns(
             pl.lit(stamp, dtype=schema["_loaded_at"]).alias("_loaded_at"),
             pl.lit(name).alias("_batch_id"),
         )
-        path = land(self.zone, *entity, self.tenant_id, frame, name)
+        path = land(self.zone, *entity, self.tenant_id, frame, name, cursor=cursor)
         self.stats.files.append(str(path))
 
 
+_ORDER_SAME_AT = tuple(records.ORDER_COLUMNS.index(c) for c in ORDER_SAME)
+_ORDER_MONEY = frozenset(
+    i for i, c in zip(_ORDER_SAME_AT, ORDER_SAME, strict=True) if c.endswith("_amount")
+)
+
+
+def _order_values(row: tuple) -> tuple:
+    """An order row's ``ORDER_SAME`` values, money as Decimal (the landed rows' form)."""
+    return tuple(
+        Decimal(row[i]) if i in _ORDER_MONEY and row[i] is not None else row[i]
+        for i in _ORDER_SAME_AT
+    )
+
+
 def _unseen_orders(
-    page: records.OrderPage, seen: set[tuple[str, int]], stats: SyncStats
-) -> tuple[list[tuple], list[tuple]]:
-    """Drop order versions already landed (or already met in this run), and their segments."""
+    page: records.OrderPage, seen: Versions, stats: SyncStats, body: bytes
+) -> tuple[list[tuple], list[tuple], list[Rejected]]:
+    """Drop order versions already landed (or already met in this pull), and their segments;
+    a version met again with other amounts is a conflict, quarantined."""
     id_at, version_at = records.ORDER_KEY
     rows = []
     dropped: set[int] = set()
+    conflicts = []
     for row in page.orders:
         key = (row[id_at], row[version_at])
-        if key in seen:
-            dropped.add(row[-1])  # its position in the page (``_idx``)
+        values = _order_values(row)
+        before = seen.get(key)
+        if before is None:
+            seen[key] = (values, "met earlier in this pull")
+            rows.append(row)
             continue
-        seen.add(key)
-        rows.append(row)
+        dropped.add(row[-1])  # its position in the page (``_idx``)
+        if before[0] == values:
+            stats.already_landed += 1
+        else:
+            reason = _conflict("id", key[0], "version_at", key[1], ORDER_SAME, before, values)
+            conflicts.append(Rejected(key[0], reason, records.raw_order(body, row[-1])))
+    stats.conflicts += len(conflicts)
     if not dropped:
-        return rows, page.segments
-    stats.already_landed += len(dropped)
-    return rows, [s for s in page.segments if s[-1] not in dropped]
+        return rows, page.segments, conflicts
+    return rows, [s for s in page.segments if s[-1] not in dropped], conflicts
 
 
 def _chained_orders(parts: list[list[tuple]]) -> pl.DataFrame:
@@ -426,20 +582,37 @@ def sync_ledger(
     latest = max_landed(zone, *LEDGER, tenant_id, "updated_at")
     stats.since = latest - overlap if latest else None
     seen = _landed_versions(
-        zone, LEDGER, tenant_id, "transaction_id", "updated_at", "updated_at", stats.since
+        zone,
+        LEDGER,
+        tenant_id,
+        "transaction_id",
+        "updated_at",
+        "updated_at",
+        stats.since,
+        LEDGER_SAME,
     )
-    skip = _quarantined_keys(zone, LEDGER, tenant_id)
-    currency = client.currency
+    held = dead_letters.known(zone, *LEDGER, tenant_id)
+    currency, places = client.currency, client.tenant.currency.decimals
     batcher = _FrameBatcher(
-        zone, LEDGER, tenant_id, ("transaction_id", "updated_at"), batch_size, stats, loaded_at
+        zone,
+        LEDGER,
+        tenant_id,
+        ("transaction_id", "updated_at"),
+        batch_size,
+        stats,
+        loaded_at,
+        dead=_DeadLetters(held, "transaction_id"),
     )
     for page in _prefetched(client.iter_ledger_pages(updated_since=stats.since)):
         stats.pages += 1
         stats.fetched += len(page.records)
-        checked = records.ledger_page(page.records, tenant_id, currency, skip)
+        checked = records.ledger_page(page.records, tenant_id, currency, held, places)
         stats.already_landed += checked.skipped
         batcher.reject(checked.rejected)
-        rows = _unseen(checked.rows, seen, "transaction_id", "updated_at", stats)
+        rows, conflicts = _unseen(
+            checked.rows, seen, "transaction_id", "updated_at", stats, checked.raw
+        )
+        batcher.reject(conflicts)
         batcher.add(rows)
     batcher.flush()
     stats.requests = requests.count if requests else 0
@@ -460,6 +633,8 @@ def snapshot_members(
     started = time.perf_counter()
     stats = SyncStats()
     snapshot_at = now or dt.datetime.now(dt.UTC)
+    held = dead_letters.known(zone, *MEMBERS, tenant_id)
+    check = records.member_problem(tenant_id, client.currency, client.tenant.currency.decimals)
     batcher = _Batcher(
         zone,
         MEMBERS,
@@ -468,11 +643,18 @@ def snapshot_members(
         batch_size,
         stats,
         snapshot_at,
+        dead=_DeadLetters(held, "member_id"),
     )
     for page in client.iter_member_pages():
         stats.pages += 1
         stats.fetched += len(page.records)
-        sorted_page = records.validate_page(Member, page.records, "member_id")
+        fresh = [
+            r
+            for r in page.records
+            if not (isinstance(r, dict) and held.holds(r.get("member_id"), r))
+        ]
+        stats.already_landed += len(page.records) - len(fresh)  # quarantined before, unchanged
+        sorted_page = records.validate_page(Member, fresh, "member_id", check)
         batcher.reject(sorted_page.rejected)
         for member, _raw in sorted_page.good:
             batcher.add(records.member_row(tenant_id, member, snapshot_at))
@@ -527,26 +709,78 @@ def _order_windows(
 
 
 def _order_pages(
-    client: DuffelClient, since: dt.datetime | None, until: dt.datetime, streams: int
-) -> Iterator[RawListPage]:
-    """Raw order pages of every window, each window fetched ahead in its own thread, taken
-    round-robin (a deterministic order for the same upstream data)."""
-    windows = _order_windows(client, since, until, streams)
-    sources = [
-        _prefetched(client.iter_order_pages_raw(created_after=low, created_before=high))
-        for low, high in windows
-    ]
+    client: DuffelClient,
+    windows: list[tuple[dt.datetime | None, dt.datetime | None]],
+) -> Iterator[tuple[int, RawListPage | None]]:
+    """Raw order pages of every window as ``(window, page)``, each window fetched ahead in its
+    own thread, taken round-robin (a deterministic order for the same upstream data).
+    ``(window, None)`` says that window's listing is complete: all its pages were yielded."""
+    sources = {
+        index: _prefetched(client.iter_order_pages_raw(created_after=low, created_before=high))
+        for index, (low, high) in enumerate(windows)
+    }
     try:
         while sources:
-            for source in list(sources):
+            for index, source in list(sources.items()):
                 page = next(source, None)
                 if page is None:
-                    sources.remove(source)
-                else:
-                    yield page
+                    del sources[index]
+                yield index, page
     finally:
-        for source in sources:
+        for source in sources.values():
             source.close()
+
+
+class _WindowProgress:
+    """Which creation-time range a pull has completely listed, to commit with each batch.
+
+    Windows are listed concurrently and their pages interleave in a batch, so the latest
+    ``created_at`` in a batch says nothing about the windows before it. The cursor moves
+    only over the leading windows whose listing is complete; once every window is, it is
+    the latest ``created_at`` listed (what the old single-stream cursor was).
+    """
+
+    def __init__(
+        self,
+        windows: list[tuple[dt.datetime | None, dt.datetime | None]],
+        previous: dt.datetime | None,
+    ) -> None:
+        self.windows, self.previous = windows, previous
+        self.done = [False] * len(windows)
+        self.latest_us: int | None = None
+
+    def listed(self, orders: list[tuple]) -> None:
+        """Note the orders of a page (landed now or before) for the final position."""
+        at = records.ORDER_COLUMNS.index("created_at")
+        if orders:
+            latest = max(row[at] for row in orders)
+            self.latest_us = latest if self.latest_us is None else max(self.latest_us, latest)
+
+    def complete_through(self) -> dt.datetime | None:
+        """Every order created at or before this has been listed (None: nothing yet)."""
+        through = self.previous
+        if all(self.done):
+            # The whole listing: as far as the latest order listed (not "now", which would
+            # make every idle re-run commit a new position).
+            if self.latest_us is not None:
+                through = _later(through, _EPOCH + dt.timedelta(microseconds=self.latest_us))
+            return through
+        for (_, high), done in zip(self.windows, self.done, strict=True):
+            if not done or high is None:
+                return through
+            through = _later(through, high - _MICROSECOND)  # windows are (low, high - 1us]
+        return through
+
+    def cursor(self) -> dict[str, str] | None:
+        through = self.complete_through()
+        return {"complete_through": through.isoformat()} if through else None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _later(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:
+    return b if a is None or b > a else a
 
 
 def sync_orders(
@@ -575,13 +809,18 @@ def sync_orders(
     started = time.perf_counter()
     stats = SyncStats()
     loaded_at = now or dt.datetime.now(dt.UTC)
-    latest = max_landed(zone, *ORDERS, tenant_id, "created_at")
-    if latest is not None:
-        stats.since = min(latest - overlap, loaded_at - refresh_window)
+    # The cursor is what the landed batches committed: a range of creation times that has
+    # completely landed. Batches without one (landed before cursors were committed) prove
+    # nothing about gaps, so the listing starts over; what landed is recognised, not re-landed.
+    committed = landed_cursor(zone, *ORDERS, tenant_id)
+    if committed.complete_through is not None:
+        stats.since = min(committed.complete_through - overlap, loaded_at - refresh_window)
     seen = _landed_versions(
-        zone, ORDERS, tenant_id, "order_id", "version_at", "created_at", stats.since
+        zone, ORDERS, tenant_id, "order_id", "version_at", "created_at", stats.since, ORDER_SAME
     )
-    skip = _quarantined_keys(zone, ORDERS, tenant_id)
+    windows = _order_windows(client, stats.since, loaded_at, streams)
+    progress = _WindowProgress(windows, committed.complete_through)
+    held = dead_letters.known(zone, *ORDERS, tenant_id)
     batcher = _FrameBatcher(
         zone,
         ORDERS,
@@ -593,14 +832,21 @@ def sync_orders(
         to_frame=_chained_orders,
         children=SEGMENTS,
         to_child_frame=_chained_segments,
+        cursor=progress.cursor,
+        dead=_DeadLetters(held, "order_id"),
     )
-    for page in _order_pages(client, stats.since, loaded_at, streams):
+    for window, page in _order_pages(client, windows):
+        if page is None:
+            progress.done[window] = True
+            continue
         stats.pages += 1
-        checked = records.order_page(page.body, tenant_id, skip)
+        checked = records.order_page(page.body, tenant_id, held)
         stats.fetched += checked.fetched
         stats.already_landed += checked.skipped
+        progress.listed(checked.orders)
         batcher.reject(checked.rejected)
-        orders, segments = _unseen_orders(checked, seen, stats)
+        orders, segments, conflicts = _unseen_orders(checked, seen, stats, page.body)
+        batcher.reject(conflicts)
         batcher.add(orders, segments)
     batcher.flush()
     stats.requests = requests.count if requests else 0

@@ -47,7 +47,12 @@ def test_tenant_partitions_come_from_the_registry() -> None:
 def test_jobs_and_schedules_follow_the_naming_and_cadence() -> None:
     repo = _repo()
     jobs = {job.name for job in repo.get_all_jobs()}
-    assert {"ingest_activity_job", "ingest_members_job", "ingest_reference_job"} <= jobs
+    assert {
+        "ingest_activity_job",
+        "ingest_members_job",
+        "ingest_reference_job",
+        "quarantine_replay_job",
+    } <= jobs
     schedules = {s.name: s for s in repo.schedule_defs}
     assert schedules["ingest_activity_schedule"].cron_schedule == "*/15 * * * *"
     assert schedules["ingest_members_schedule"].cron_schedule == "0 * * * *"

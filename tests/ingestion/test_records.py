@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from ingestion import records
+from ingestion.quarantine import Known, digest, payload_text
 from ingestion.sync import _prefetched
 from tenants.duffel.client import DuffelClient
 from tenants.errors import DuffelError
@@ -159,7 +160,7 @@ def _without_idx(schema: dict) -> dict:
     return {k: v for k, v in schema.items() if k != "_idx"}
 
 
-def fast_orders(body: bytes, skip: frozenset[str] = frozenset()) -> records.OrderPage:
+def fast_orders(body: bytes, skip: records.Held = records.NOTHING_HELD) -> records.OrderPage:
     return records.order_page(body, TENANT, skip)
 
 
@@ -262,10 +263,17 @@ def test_local_times_agree_with_the_model_hour_by_hour_through_a_year() -> None:
             assert records._local_us(local, zone) == (reference - records._EPOCH) // records._US
 
 
-def test_previously_quarantined_orders_are_skipped_not_requarantined() -> None:
-    items = [variant("ord_bad", _set("total_amount", "N/A")), variant("ord_ok", lambda o: None)]
-    page = fast_orders(page_body(items), skip=frozenset({"ord_bad", "ord_ok"}))
-    assert page.skipped == 2 and not page.rejected and not page.orders
+def test_previously_quarantined_payloads_are_skipped_other_versions_are_validated() -> None:
+    bad = variant("ord_bad", _set("total_amount", "N/A"))
+    fixed = variant("ord_fixed", lambda o: None)
+    held = Known({}, {})
+    for item in (bad, variant("ord_fixed", _set("total_amount", "N/A"))):
+        record = json.loads(json.dumps(item), parse_float=Decimal)
+        held.payloads.setdefault(item["id"], set()).add(digest(payload_text(record)))
+    page = fast_orders(page_body([bad, fixed]), skip=held)
+    # the identical bad payload is not quarantined again; the corrected version lands
+    assert page.skipped == 1 and not page.rejected
+    assert [row[records.ORDER_KEY[0]] for row in page.orders] == ["ord_fixed"]
 
 
 # ---- ledger ---------------------------------------------------------------------------
@@ -389,3 +397,40 @@ def test_prefetching_keeps_order_and_raises_the_source_error_in_place() -> None:
     early = _prefetched(iter(range(1000)))
     assert next(early) == 0
     early.close()  # stops the background thread
+
+
+# ---- money in the tenant's currency, and payloads kept exactly ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "places", "problem"),
+    [
+        (Decimal("-100"), 0, None),
+        (Decimal("-100.0"), 0, None),
+        (Decimal("-100.5"), 0, "is finer than stars allow (0 decimal places)"),
+        (Decimal("12.34"), 2, None),
+        (Decimal("12.345"), 2, "more than 2 decimal places; stars allow 2"),
+        (Decimal("1E+17"), 0, "outside the range of Decimal(18, 2)"),
+        (Decimal("1E+400"), 0, "outside the range of Decimal(18, 2)"),
+        (2**70, 0, "outside the range of Decimal(18, 2)"),
+    ],
+)
+def test_money_that_cannot_land_exactly_in_the_currency_is_named(
+    amount: Decimal | int, places: int, problem: str | None
+) -> None:
+    found = records.money_problem("amount", amount, places, "stars")
+    assert (found is None) if problem is None else (problem in found and "'amount'" in found)
+
+
+def test_the_fast_ledger_path_leaves_finer_amounts_to_the_model() -> None:
+    items = [txn("whole", amount=-100), txn("half", amount=Decimal("-100.5"))]
+    page = records.ledger_page(items, TENANT, "stars", places=0)
+    assert page.rows["transaction_id"].to_list() == ["whole"]
+    assert [r.record_key for r in page.rejected] == ["half"]
+
+
+def test_quarantined_payloads_keep_big_integers_and_decimals_exactly() -> None:
+    raw = {"id": "x", "amount": 2**70, "balance": Decimal("1E+400"), "fine": Decimal("12.345")}
+    text = payload_text(raw)
+    assert json.loads(text, parse_float=Decimal) == raw
+    assert payload_text(json.loads(text, parse_float=Decimal)) == text

@@ -23,6 +23,17 @@ renamed as (
 
 ),
 
+-- A member row without a balance can only come from a landing written before ingestion
+-- quarantined balances it cannot land exactly. It must neither hide the member's last good
+-- snapshot nor fail the build (and so every tenant's publish); the warn-level test
+-- assert_landed_member_balances_are_present lists such rows.
+with_balance as (
+
+    select * from renamed
+    where balance is not null
+
+),
+
 snapshots as (
 
     select
@@ -32,7 +43,7 @@ snapshots as (
             order by snapshot_at desc, loaded_at desc, batch_id desc
         ) as snapshot_rank
 
-    from renamed
+    from with_balance
 
 ),
 
