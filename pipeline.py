@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     parser.add_argument("--skip-warehouse", action="store_true", help="ingest only")
     parser.add_argument(
+        "--skip-ingest",
+        action="store_true",
+        help="build the warehouse and publish from what has already landed",
+    )
+    parser.add_argument(
         "--with-sandbox",
         type=Path,
         metavar="HISTORY",
@@ -116,11 +121,15 @@ def _run(args: argparse.Namespace) -> int:
     tenants = args.tenant or tenant_partitions.get_partition_keys()
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    print(f"pipeline: ingesting {len(tenants)} tenants ({', '.join(tenants)})", flush=True)
-    results = [_run_job(instance, defs, "ingest_reference_job", None)]
-    for tenant in tenants:
-        results.append(_run_job(instance, defs, "ingest_activity_job", tenant))
-        results.append(_run_job(instance, defs, "ingest_members_job", tenant))
+    results = []
+    if args.skip_ingest:
+        print("pipeline: ingestion skipped (--skip-ingest)", flush=True)
+    else:
+        print(f"pipeline: ingesting {len(tenants)} tenants ({', '.join(tenants)})", flush=True)
+        results.append(_run_job(instance, defs, "ingest_reference_job", None))
+        for tenant in tenants:
+            results.append(_run_job(instance, defs, "ingest_activity_job", tenant))
+            results.append(_run_job(instance, defs, "ingest_members_job", tenant))
     if args.skip_warehouse:
         print("pipeline: warehouse build and publish skipped (--skip-warehouse)", flush=True)
     else:
