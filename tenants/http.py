@@ -93,6 +93,15 @@ _RETRY_READS_ONLY = {500, 502}
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def _failed_before(exc: httpx.TransportError, call: httpx.Request) -> httpx.Request | None:
+    """The token/session request that failed on the way to ``call``, if that is what failed."""
+    try:
+        failed = exc.request
+    except RuntimeError:  # httpx attaches the request only where it sent one
+        return None
+    return failed if failed is not call else None
+
+
 def _retryable_status(status: int, safety: Safety) -> bool:
     if status in _RETRY_ALWAYS:
         return True
@@ -198,25 +207,15 @@ class RequestRunner:
                     raise
                 failure = exc
                 retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            except httpx.TimeoutException as exc:
-                self._log(route, type(exc).__name__, t0, attempt)
-                failure = UpstreamTimeout(
-                    self._transport_message(exc, route),
-                    tenant=self.tenant,
-                    endpoint=route.label,
-                )
-                failure.__cause__ = exc  # kept when the budget runs out below
-                if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
-                    raise failure from exc
             except httpx.TransportError as exc:
+                before_call = _failed_before(exc, request)
                 self._log(route, type(exc).__name__, t0, attempt)
-                failure = UpstreamUnavailable(
-                    self._transport_message(exc, route),
-                    tenant=self.tenant,
-                    endpoint=route.label,
-                )
-                failure.__cause__ = exc  # kept when the budget runs out below
-                if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+                failure = self._transport_failure(exc, route, before_call)
+                if (
+                    route.safety is Safety.MONEY
+                    and before_call is None
+                    and not isinstance(exc, _NOT_SENT)
+                ):
                     raise failure from exc
             else:
                 self._log(route, response.status_code, t0, attempt)
@@ -269,11 +268,23 @@ class RequestRunner:
             pool=base.pool,
         )
 
-    def _transport_message(self, exc: httpx.TransportError, route: Route) -> str:
+    def _transport_failure(
+        self, exc: httpx.TransportError, route: Route, before_call: httpx.Request | None
+    ) -> UpstreamError:
+        """The typed error for a request that got no answer (timeout or transport error)."""
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+        if before_call is not None:
+            # The token/session request failed: the call itself never left this process.
+            text = (
+                f"{text} on {before_call.method} {before_call.url.path}, the request for the "
+                "credentials this call needs (the call itself was not sent)"
+            )
+        elif route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
             text += " (the upstream may have acted on it; not retried)"
-        return text
+        cls = UpstreamTimeout if isinstance(exc, httpx.TimeoutException) else UpstreamUnavailable
+        error = cls(text, tenant=self.tenant, endpoint=route.label)
+        error.__cause__ = exc  # kept when the budget runs out
+        return error
 
     def _log(self, route: Route, status: int | str, t0: float, attempt: int) -> None:
         latency_ms = (time.monotonic() - t0) * 1000

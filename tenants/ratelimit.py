@@ -209,8 +209,31 @@ def limiter_for(key: str, limit: RateLimit) -> ClientRateLimiter:
         return limiter
 
 
+def fit_to_deadline(request: httpx.Request) -> None:
+    """Cut every timeout of ``request`` to what is left of its call's deadline.
+
+    Token and session requests are made inside the auth flow, where httpx applies no
+    timeout of its own; they carry the deadline of the call that needed them, so no request
+    of a call (the first, a retry, a token fetch, a replay after a refresh) outlives it.
+    """
+    deadline = request.extensions.get(DEADLINE_EXTENSION)
+    if deadline is None:
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise httpx.PoolTimeout(
+            "the call's time budget was spent before this request could start", request=request
+        )
+    timeout = dict(request.extensions.get("timeout") or {})
+    for part in ("connect", "read", "write", "pool"):
+        value = timeout.get(part)
+        timeout[part] = remaining if value is None else min(value, remaining)
+    request.extensions["timeout"] = timeout
+
+
 class RateLimitedTransport(httpx.BaseTransport):
-    """Wraps a transport so every request, token requests included, passes the limiter."""
+    """Wraps a transport so every request, token requests included, passes the limiter
+    and ends by its call's deadline."""
 
     def __init__(self, inner: httpx.BaseTransport, limiter: ClientRateLimiter) -> None:
         self.inner = inner
@@ -219,6 +242,7 @@ class RateLimitedTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.limiter.acquire(request.extensions.get(DEADLINE_EXTENSION))
         try:
+            fit_to_deadline(request)
             response = self.inner.handle_request(request)
         except BaseException:
             self.limiter.release()
