@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -198,6 +199,13 @@ class DuffelUnavailable(DuffelError, UpstreamUnavailable):
     """Duffel failed with 5xx (or a non-JSON edge page) until the budget ran out."""
 
 
+class DuffelTimeout(DuffelUnavailable, UpstreamTimeout):
+    """Duffel did not answer within our read timeout, on every attempt allowed."""
+
+    slug = "duffel-timeout"
+    title = "Duffel timed out"
+
+
 class OrderNotCreated(DuffelUnavailable):
     """Duffel guarantees nothing was booked (502 order_not_created): safe to search again."""
 
@@ -210,6 +218,20 @@ class OrderOutcomeUnknown(DuffelUnavailable):
 
     slug = "duffel-order-outcome-unknown"
     title = "Duffel order outcome unknown"
+
+
+@dataclass(frozen=True)
+class ErrorFamily:
+    """The error types of one upstream, for failures that come with no answer to map."""
+
+    upstream: str
+    unavailable: type[UpstreamUnavailable]
+    timeout: type[UpstreamTimeout]
+    rate_limited: type[RateLimited]
+
+
+LOYALTY_ERRORS = ErrorFamily("loyalty API", UpstreamUnavailable, UpstreamTimeout, RateLimited)
+DUFFEL_ERRORS = ErrorFamily("Duffel", DuffelUnavailable, DuffelTimeout, DuffelRateLimited)
 
 
 def decode_body(response: httpx.Response) -> Any:

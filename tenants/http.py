@@ -21,10 +21,10 @@ from urllib.parse import quote
 import httpx
 
 from tenants.errors import (
+    LOYALTY_ERRORS,
+    ErrorFamily,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
     decode_body,
 )
 from tenants.ratelimit import (
@@ -142,8 +142,12 @@ class RequestRunner:
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         shape_error: type[UpstreamError] = UpstreamError,
+        errors: ErrorFamily = LOYALTY_ERRORS,
     ) -> None:
         self.http = http
+        # Failures with no answer to map (timeouts, refused connections, a spent quota) are
+        # typed by the upstream they concern, so a Duffel outage reads as Duffel's.
+        self.errors = errors
         self.tenant = tenant
         self.upstream = upstream
         self.error_mapper = error_mapper
@@ -175,6 +179,7 @@ class RequestRunner:
         if content is not None:
             send_headers["Content-Type"] = "application/json"
         attempt = 0
+        last_failure: UpstreamError | None = None
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
@@ -194,12 +199,10 @@ class RequestRunner:
                 response = self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
             except RateLimitWait as exc:
                 self._log(route, "rate-limit-wait", t0, attempt)
-                raise RateLimited(
-                    f"client-side quota exhausted for longer than the budget ({exc})",
-                    tenant=self.tenant,
-                    endpoint=route.label,
-                    retry_after=exc.wait_seconds,
-                ) from exc
+                if isinstance(last_failure, RateLimited):
+                    # This call's own 429 said it all (code, request id); it stands.
+                    raise last_failure from exc
+                raise self._quota_spent(exc, route) from exc
             except UpstreamError as exc:
                 # Raised by the auth flow (token/session endpoint); the call itself was not sent.
                 self._log(route, f"auth-{exc.status}", t0, attempt)
@@ -228,6 +231,7 @@ class RequestRunner:
             delay = max(policy.backoff(attempt), retry_after or 0.0)
             if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
                 raise failure
+            last_failure = failure
             self._sleep(delay)
 
     def send_json(self, route: Route, **kwargs: Any) -> Any:
@@ -281,10 +285,27 @@ class RequestRunner:
             )
         elif route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
             text += " (the upstream may have acted on it; not retried)"
-        cls = UpstreamTimeout if isinstance(exc, httpx.TimeoutException) else UpstreamUnavailable
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        cls = self.errors.timeout if timed_out else self.errors.unavailable
         error = cls(text, tenant=self.tenant, endpoint=route.label)
         error.__cause__ = exc  # kept when the budget runs out
         return error
+
+    def _quota_spent(self, wait: RateLimitWait, route: Route) -> RateLimited:
+        """No request sent: the quota frees up after the deadline (cites the 429 that said so)."""
+        refusal = wait.refusal
+        text = f"not sent: {wait}"
+        if refusal is not None:
+            text += f" (the upstream answered {refusal.status} to an earlier request)"
+        return self.errors.rate_limited(
+            text,
+            tenant=self.tenant,
+            endpoint=route.label,
+            retry_after=wait.wait_seconds,
+            status=refusal.status if refusal else None,
+            code=refusal.code if refusal else None,
+            request_id=refusal.request_id if refusal else None,
+        )
 
     def _log(self, route: Route, status: int | str, t0: float, attempt: int) -> None:
         latency_ms = (time.monotonic() - t0) * 1000

@@ -23,7 +23,13 @@ from tenants.duffel.models import (
     OrderCancellation,
     Payment,
 )
-from tenants.errors import DuffelError, OrderOutcomeUnknown, UpstreamTimeout, duffel_error
+from tenants.errors import (
+    DUFFEL_ERRORS,
+    DuffelError,
+    OrderOutcomeUnknown,
+    UpstreamTimeout,
+    duffel_error,
+)
 from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
 from tenants.models import utc_text
 from tenants.ratelimit import limiter_for, quota_key
@@ -96,6 +102,7 @@ class DuffelClient:
             error_mapper=duffel_error,
             policy=retry,
             shape_error=DuffelError,
+            errors=DUFFEL_ERRORS,
         )
 
     def __enter__(self) -> DuffelClient:
