@@ -79,9 +79,25 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
         detail = "; ".join(summary) or "done"
     else:
         failures = [e for e in result.all_events if e.is_step_failure]
-        detail = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+        detail = _cause(failures[0].step_failure_data.error) if failures else "run failed"
     print(f"  {'✓' if result.success else '✗'} {label} in {seconds:.1f} s — {detail}", flush=True)
     return StepResult(label, result.success, seconds, detail)
+
+
+def _cause(error) -> str:
+    """What a failed step raised, in one line (Dagster's wrapper names only the op).
+
+    Tenant and Duffel errors already read as "tenant, call, status: message — what it
+    means; what to do"; anything else is shown as its type and first line.
+    """
+    # Skip Dagster's wrappers down to what the step itself raised (not that error's own cause).
+    while error.cls_name and error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    text = error.message.strip().splitlines()[0] if error.message.strip() else ""
+    prefix = f"{error.cls_name}: "
+    # Dagster renders "module.Class: message"; the class name alone is enough.
+    _, found, rest = text.partition(prefix)
+    return f"{error.cls_name}: {rest if found else text}"
 
 
 def _reap(instance, exclude: list[str]) -> list[str]:

@@ -143,8 +143,11 @@ class RequestRunner:
         sleep: Callable[[float], None] = time.sleep,
         shape_error: type[UpstreamError] = UpstreamError,
         errors: ErrorFamily = LOYALTY_ERRORS,
+        facts: Mapping[str, str] | None = None,
     ) -> None:
         self.http = http
+        # Where calls go and which settings they use (names, never values), for advice.
+        self.facts = {"base_url": str(http.base_url).rstrip("/"), **(facts or {})}
         # Failures with no answer to map (timeouts, refused connections, a spent quota) are
         # typed by the upstream they concern, so a Duffel outage reads as Duffel's.
         self.errors = errors
@@ -155,7 +158,15 @@ class RequestRunner:
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
 
-    def send(
+    def send(self, route: Route, **kwargs: Any) -> httpx.Response:
+        """The first successful response, or a typed ``UpstreamError`` once the budget is spent."""
+        try:
+            return self._send(route, **kwargs)
+        except UpstreamError as error:
+            error.add_facts(**self.facts)
+            raise
+
+    def _send(
         self,
         route: Route,
         *,
@@ -168,7 +179,6 @@ class RequestRunner:
         error_mapper: ErrorMapper | None = None,
         policy: RetryPolicy | None = None,
     ) -> httpx.Response:
-        """The first successful response, or a typed ``UpstreamError`` once the budget is spent."""
         mapper = error_mapper or self.error_mapper
         policy = policy or self.policy
         started = time.monotonic()
@@ -239,11 +249,13 @@ class RequestRunner:
         response = self.send(route, **kwargs)
         body = decode_body(response)
         if body is None:
-            raise self.shape_error(
-                f"expected a JSON body, got {response.headers.get('content-type', 'no type')}",
-                tenant=self.tenant,
-                endpoint=route.label,
-                status=response.status_code,
+            raise self._with_facts(
+                self.shape_error(
+                    f"expected a JSON body, got {response.headers.get('content-type', 'no type')}",
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                    status=response.status_code,
+                )
             )
         return body
 
@@ -253,12 +265,18 @@ class RequestRunner:
         try:
             yield
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise self.shape_error(
-                f"unexpected response body: {exc!r}",
-                tenant=self.tenant,
-                endpoint=route.label,
-                status=200,
+            raise self._with_facts(
+                self.shape_error(
+                    f"unexpected response body: {exc!r}",
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                    status=200,
+                )
             ) from exc
+
+    def _with_facts(self, error: UpstreamError) -> UpstreamError:
+        error.add_facts(**self.facts)
+        return error
 
     def _timeout(self, read_timeout: float | None, remaining: float) -> httpx.Timeout:
         # Never let one attempt outlive the whole call's budget.

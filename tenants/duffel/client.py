@@ -91,7 +91,12 @@ class DuffelClient:
     """Searches, books, cancels and lists Duffel resources page by page."""
 
     def __init__(
-        self, http: httpx.Client, *, tenant_id: str = "duffel", retry: RetryPolicy | None = None
+        self,
+        http: httpx.Client,
+        *,
+        tenant_id: str = "duffel",
+        retry: RetryPolicy | None = None,
+        token_env: str | None = None,
     ) -> None:
         self.http = http
         self.tenant_id = tenant_id
@@ -103,6 +108,10 @@ class DuffelClient:
             policy=retry,
             shape_error=DuffelError,
             errors=DUFFEL_ERRORS,
+            facts={
+                "base_url_env": "DUFFEL_BASE_URL",
+                "credentials": token_env or "the Duffel token",
+            },
         )
 
     def __enter__(self) -> DuffelClient:
@@ -387,4 +396,4 @@ def build_duffel_client(
         transport=transport,
         event_hooks=event_hooks,
     )
-    return DuffelClient(http, tenant_id=tenant.id, retry=retry)
+    return DuffelClient(http, tenant_id=tenant.id, retry=retry, token_env=tenant.duffel.token_env)
