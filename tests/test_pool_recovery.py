@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,64 @@ def test_daemon_sensors_fail_a_killed_run_and_free_its_slot(sensor_name: str) ->
             WAREHOUSE_POOL, waiting.run_id, "build"
         )
         assert claim.is_claimed and seconds < 5
+
+
+def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
+    landed: Path, home: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    """The holder is alive: the build says which run it waits for and how to clear it; when
+    the holder is then killed, the build notices within seconds and builds."""
+    instance = _instance(home)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    processes.append(holder)
+    instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
+    run = instance.add_run(
+        DagsterRun(job_name="live_job", status=DagsterRunStatus.STARTED, tags=host_tags())
+    )
+    instance.report_engine_event(
+        f"Executing steps in process (pid: {holder.pid})",
+        run,
+        EngineEventData.in_process(holder.pid),
+    )
+    assert instance.event_log_storage.claim_concurrency_slot(
+        WAREHOUSE_POOL, run.run_id, "live_cycles"
+    ).is_claimed
+
+    build = _build(landed, home)
+    processes.append(build)
+    lines: list[str] = []
+    seen_at: list[float] = []
+
+    def read() -> None:
+        for line in build.stdout:
+            lines.append(line)
+            seen_at.append(time.monotonic())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any("waiting for the warehouse pool" in line for line in lines):
+        assert time.monotonic() < deadline and build.poll() is None, "".join(lines)
+        time.sleep(0.2)
+    waiting = next(line for line in lines if "waiting for the warehouse pool" in line)
+    assert run.run_id in waiting and f"pid {holder.pid}" in waiting, waiting
+    assert "terminate it" in waiting, waiting
+    assert build.poll() is None  # still waiting, as it should while the holder lives
+
+    holder.kill()  # SIGKILL
+    holder.wait()
+    killed = time.monotonic()
+    build.wait(timeout=NEXT_BUILD_BUDGET_SECONDS)
+    reader.join(5)
+    seconds = time.monotonic() - killed
+    freed = next(
+        i for i, line in enumerate(lines) if run.run_id in line and "no longer running" in line
+    )
+    noticed = seen_at[freed] - killed
+    print(
+        f"holder killed: noticed and freed after {noticed:.1f} s, build done after "
+        f"{seconds:.1f} s:\n{''.join(lines)}"
+    )
+    assert build.returncode == 0, "".join(lines)
+    assert noticed < 10
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
