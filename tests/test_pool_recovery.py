@@ -236,3 +236,42 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
     assert build.returncode == 0, "".join(lines)
     assert noticed < 10
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_live_run_whose_worker_started_after_the_run_was_created_is_left_alone() -> None:
+    """Daemon-launched runs are created first and get their process later: still running."""
+    from transforms.pool import judge, reap
+
+    with dg.instance_for_test() as instance:
+        run = instance.add_run(
+            DagsterRun(job_name="live_job", status=DagsterRunStatus.STARTED, tags=host_tags())
+        )
+        time.sleep(2.5)  # the run worker starts a little after the run record
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        try:
+            instance.report_engine_event(
+                f"Started process for run (pid: {worker.pid}).",
+                run,
+                EngineEventData.in_process(worker.pid),
+            )
+            assert judge(instance, run.run_id).verdict == "running"
+            assert reap(instance) == []
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+        finally:
+            worker.kill()
+            worker.wait()
+        assert judge(instance, run.run_id).verdict == "gone"
+
+
+def test_a_reused_pid_does_not_pass_for_the_runs_process() -> None:
+    from transforms.pool import process_alive
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        assert process_alive(worker.pid, since=time.time())
+        # Recorded long before this process began: the pid now belongs to another process.
+        assert not process_alive(worker.pid, since=time.time() - 60)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert not process_alive(worker.pid)

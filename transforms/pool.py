@@ -70,7 +70,7 @@ def _process_state(pid: int) -> tuple[str, float | None] | None:
 
 
 def process_alive(pid: int, since: float | None = None) -> bool:
-    """Whether process ``pid`` exists, is not a zombie, and (pid reuse) began before ``since``."""
+    """Whether process ``pid`` exists, is not a zombie, and (pid reuse) began by ``since``."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -87,18 +87,18 @@ def process_alive(pid: int, since: float | None = None) -> bool:
     return not (since is not None and started is not None and started > since + 2.0)
 
 
-def recorded_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid Dagster recorded for the run's process (the latest engine event naming one)."""
-    pid = None
+def recorded_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """The pid Dagster recorded for the run's process, and when (the latest engine event)."""
+    found = None
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
         data = entry.dagster_event.engine_event_data if entry.dagster_event else None
         value = data.metadata.get("pid") if data is not None and data.metadata else None
         if value is not None:
             try:
-                pid = int(value.value)
+                found = (int(value.value), entry.timestamp)
             except (TypeError, ValueError):
                 continue
-    return pid
+    return found
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,14 @@ def judge(instance: dg.DagsterInstance, run_id: str) -> RunState:
     created = record.create_timestamp.timestamp()
     if run.is_finished:
         return RunState(run_id, run.job_name, run.status.value, None, None, created, "ended")
-    pid, host = recorded_pid(instance, run_id), run.tags.get(HOST_TAG)
+    recorded, host = recorded_pid(instance, run_id), run.tags.get(HOST_TAG)
+    pid = recorded[0] if recorded else None
     here = host_identity()
-    if host is None or pid is None:
+    if host is None or recorded is None:
         verdict = "unknown"
     elif host == here:
-        verdict = "running" if process_alive(pid, since=created) else "gone"
+        # The process existed when Dagster recorded its pid; one started later is another.
+        verdict = "running" if process_alive(recorded[0], since=recorded[1]) else "gone"
     elif host.split("#")[0] == here.split("#")[0]:
         verdict = "gone"  # this machine has restarted since: every process of that boot is gone
     else:
