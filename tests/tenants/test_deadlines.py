@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tenants.errors import UpstreamError, UpstreamTimeout
+from tenants.errors import UpstreamTimeout
 from tenants.http import RetryPolicy
 from tenants.loyalty import build_loyalty_client
 from tenants.settings import get_settings
@@ -27,6 +27,11 @@ BUDGET = 2.0
 SLACK = 1.5
 MEMBERS = {"coffeechain": "CC1234567", "telcocorp": "TC-ABC123", "fintechapp": "FA_12345678"}
 AUTH_PATH = {"telcocorp": "/oauth/token", "fintechapp": "/api/v1/sessions/validate"}
+CALL_PATH = {
+    ("telcocorp", "balance"): "/points",
+    ("fintechapp", "balance"): "/coins",
+    ("fintechapp", "deduct"): "/coins/deduct",
+}
 POLICY = RetryPolicy(
     max_attempts=4, max_elapsed_seconds=BUDGET, base_delay_seconds=0.05, max_delay_seconds=0.2
 )
@@ -118,9 +123,12 @@ def test_call_against_a_silent_token_endpoint_ends_within_its_budget(
         client.close()
 
 
-@pytest.mark.parametrize("tenant_id", ["telcocorp", "fintechapp"])
+@pytest.mark.parametrize(
+    ("tenant_id", "operation"),
+    [("telcocorp", "balance"), ("fintechapp", "balance"), ("fintechapp", "deduct")],
+)
 def test_stalled_token_request_on_the_stand_in_ends_within_the_budget(
-    tenants, secrets_env, sandbox_factory, monkeypatch, tenant_id
+    tenants, secrets_env, sandbox_factory, monkeypatch, tenant_id, operation
 ) -> None:
     running = sandbox_factory(timeout_stall_seconds=BUDGET * 5)
     for name, value in running.client_env().items():
@@ -128,15 +136,26 @@ def test_stalled_token_request_on_the_stand_in_ends_within_the_budget(
     get_settings.cache_clear()
     wire = Wire("api-timeout", on_auth=True)
     client = build_loyalty_client(tenants[tenant_id], retry=POLICY, event_hooks=wire.hooks)
-    seconds, error, hung = timed(lambda: client.balance(MEMBERS[tenant_id]), BUDGET * 8)
+    member = MEMBERS[tenant_id]
+    if operation == "balance":
+        call = lambda: client.balance(member)  # noqa: E731
+    else:
+        call = lambda: client.deduct(member, Decimal("1.00"), "ref-deadline-2", "test")  # noqa: E731
+    seconds, error, hung = timed(call, BUDGET * 8)
     try:
         assert not hung, f"still blocked after {seconds:.1f} s"
-        print(f"{tenant_id} stalled token request: ended in {seconds:.2f} s (budget {BUDGET} s)")
+        print(
+            f"{tenant_id} {operation}, stalled token request: {seconds:.2f} s (budget {BUDGET} s)"
+        )
         assert seconds <= BUDGET + SLACK, (
             f"took {seconds:.2f} s with a {BUDGET} s budget: {error!r}"
         )
-        assert isinstance(error, UpstreamError) and AUTH_PATH[tenant_id] in str(error), repr(error)
+        assert isinstance(error, UpstreamTimeout) and AUTH_PATH[tenant_id] in str(error), repr(
+            error
+        )
+        assert "the call itself was not sent" in str(error)
         assert wire.sends(AUTH_PATH[tenant_id]) >= 1
+        assert wire.sends(CALL_PATH[tenant_id, operation]) == 0  # the call was never sent
     finally:
         client.close()
         get_settings.cache_clear()

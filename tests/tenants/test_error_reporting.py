@@ -68,7 +68,9 @@ def test_duffel_429_keeps_duffels_code_and_request_id(
     tenants, secrets_env, sandbox_factory, monkeypatch
 ) -> None:
     """Another process spent the token's quota: our calls get (or foresee) Duffel's 429."""
-    running = sandbox_factory(limits={**{s: Limit(100_000) for s in SERVICES}, "duffel": Limit(3)})
+    running = sandbox_factory(
+        limits={**{s: Limit(100_000) for s in SERVICES}, "duffel": Limit(3, 3600)}
+    )
     for name, value in running.client_env().items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
