@@ -24,8 +24,9 @@ from tests.helpers.landing_from_history import write_landing
 from transforms.pool import WAREHOUSE_POOL, host_tags
 
 ROOT = Path(__file__).resolve().parents[1]
-# The next build must be done well inside this (a small warehouse builds in ~10-20 s here).
-NEXT_BUILD_BUDGET_SECONDS = 90.0
+# The next build must be done inside this (a small warehouse builds in 20-45 s on a busy
+# machine, start-up included); before the fix it waited until killed.
+NEXT_BUILD_BUDGET_SECONDS = 180.0
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,33 @@ def _build(data_dir: Path, home: Path) -> subprocess.Popen[str]:
     )
 
 
+class Output:
+    """A process's output lines as they arrive, with when each arrived."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.times: list[float] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line)
+            self.times.append(time.monotonic())
+
+    def when(self, *parts: str) -> float | None:
+        """When the first line holding every part arrived."""
+        for line, at in zip(self.lines, self.times, strict=False):
+            if all(part in line for part in parts):
+                return at
+        return None
+
+    def text(self) -> str:
+        self._thread.join(5)
+        return "".join(self.lines)
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
@@ -88,7 +116,7 @@ def _wait_for_claim(instance: dg.DagsterInstance, process: subprocess.Popen[str]
     """The run id that holds the warehouse pool, once a build has claimed it."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert process.poll() is None, "the first build ended before claiming the pool"
         claimed = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
         if claimed:
             return claimed[0].run_id
@@ -101,6 +129,7 @@ def test_build_after_a_sigkilled_build_does_not_wait_for_the_dead_run(
 ) -> None:
     first = _build(landed, home)
     processes.append(first)
+    Output(first)  # keep its pipe drained
     instance = _instance(home)
     dead_run = _wait_for_claim(instance, first)
     time.sleep(2.0)  # dbt is mid-build by now
@@ -111,20 +140,27 @@ def test_build_after_a_sigkilled_build_does_not_wait_for_the_dead_run(
     started = time.monotonic()
     second = _build(landed, home)
     processes.append(second)
+    output = Output(second)
     try:
-        output, _ = second.communicate(timeout=NEXT_BUILD_BUDGET_SECONDS)
+        second.wait(timeout=NEXT_BUILD_BUDGET_SECONDS)
     except subprocess.TimeoutExpired:
         os.killpg(second.pid, signal.SIGKILL)
-        output, _ = second.communicate()
+        second.wait()
         pytest.fail(
             f"the next build was still waiting after {time.monotonic() - started:.0f} s; "
-            f"it printed: {output!r}"
+            f"it printed: {output.text()!r}"
         )
     seconds = time.monotonic() - started
-    print(f"next build after the SIGKILL finished in {seconds:.1f} s:\n{output}")
-    assert second.returncode == 0, output
+    text = output.text()
+    freed = output.when(dead_run, "no longer running")
+    assert freed is not None, text
+    print(
+        f"next build after the SIGKILL: pool freed {freed - started:.1f} s after it started "
+        f"(process start-up included), build done in {seconds:.1f} s:\n{text}"
+    )
+    assert second.returncode == 0, text
+    assert freed - started < 30, text
     # It said what it found and did about the dead run, and Dagster's records agree.
-    assert dead_run in output and "no longer running" in output, output
     assert instance.get_run_by_id(dead_run).status == dg.DagsterRunStatus.FAILURE
     pool = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
     assert [slot.run_id for slot in pool.claimed_slots] == []
@@ -200,21 +236,12 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
 
     build = _build(landed, home)
     processes.append(build)
-    lines: list[str] = []
-    seen_at: list[float] = []
-
-    def read() -> None:
-        for line in build.stdout:
-            lines.append(line)
-            seen_at.append(time.monotonic())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    output = Output(build)
     deadline = time.monotonic() + 120
-    while not any("waiting for the warehouse pool" in line for line in lines):
-        assert time.monotonic() < deadline and build.poll() is None, "".join(lines)
+    while output.when("waiting for the warehouse pool") is None:
+        assert time.monotonic() < deadline and build.poll() is None, output.text()
         time.sleep(0.2)
-    waiting = next(line for line in lines if "waiting for the warehouse pool" in line)
+    waiting = next(line for line in output.lines if "waiting for the warehouse pool" in line)
     assert run.run_id in waiting and f"pid {holder.pid}" in waiting, waiting
     assert "terminate it" in waiting, waiting
     assert build.poll() is None  # still waiting, as it should while the holder lives
@@ -223,18 +250,16 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
     holder.wait()
     killed = time.monotonic()
     build.wait(timeout=NEXT_BUILD_BUDGET_SECONDS)
-    reader.join(5)
     seconds = time.monotonic() - killed
-    freed = next(
-        i for i, line in enumerate(lines) if run.run_id in line and "no longer running" in line
-    )
-    noticed = seen_at[freed] - killed
+    text = output.text()
+    freed = output.when(run.run_id, "no longer running")
+    assert freed is not None, text
     print(
-        f"holder killed: noticed and freed after {noticed:.1f} s, build done after "
-        f"{seconds:.1f} s:\n{''.join(lines)}"
+        f"holder killed: noticed and freed after {freed - killed:.1f} s, build done after "
+        f"{seconds:.1f} s:\n{text}"
     )
-    assert build.returncode == 0, "".join(lines)
-    assert noticed < 10
+    assert build.returncode == 0, text
+    assert freed - killed < 10
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
 
 

@@ -39,7 +39,7 @@ warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
 
 @dg.sensor(
     name="warehouse_pool_sensor",
-    minimum_interval_seconds=int(os.environ.get("WAREHOUSE_POOL_SENSOR_INTERVAL_SECONDS", "30")),
+    minimum_interval_seconds=int(os.environ.get("WAREHOUSE_POOL_SENSOR_INTERVAL_SECONDS", "15")),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Fails runs whose process is gone (killed outright) and frees the warehouse "
     "pool slots they and other ended runs still hold, so scheduled builds do not wait forever.",

@@ -114,6 +114,8 @@ class RunState:
     verdict: str  # "ended", "gone", "running", "unknown" (another host, or no pid yet)
 
     def describe(self) -> str:
+        if self.status == "DELETED":
+            return f"run {self.run_id} (no longer in this instance)"
         since = (
             dt.datetime.fromtimestamp(self.created, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             if self.created
