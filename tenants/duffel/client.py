@@ -343,9 +343,11 @@ class DuffelClient:
                 ),
             )
         except UpstreamTimeout as exc:
-            raise OrderOutcomeUnknown(
+            unknown = OrderOutcomeUnknown(
                 exc.message, tenant=self.tenant_id, endpoint=_CREATE_ORDER.label
-            ) from exc
+            )
+            unknown.add_facts(**exc.facts)
+            raise unknown from exc
 
     def get_order(self, order_id: str) -> DuffelOrder:
         return self._resource(_ORDER, DuffelOrder, path_params={"order_id": order_id})
