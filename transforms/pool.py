@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 
 # The warehouse has one writer at a time: every asset that writes it shares this pool (limit 1).
 WAREHOUSE_POOL = "warehouse"
@@ -90,7 +89,7 @@ def process_alive(pid: int, since: float | None = None) -> bool:
 def recorded_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """The pid Dagster recorded for the run's process, and when (the latest engine event)."""
     found = None
-    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         data = entry.dagster_event.engine_event_data if entry.dagster_event else None
         value = data.metadata.get("pid") if data is not None and data.metadata else None
         if value is not None:
