@@ -31,6 +31,7 @@ from ingestion.partitions import tenant_partitions
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
 from tenants.errors import UpstreamError
+from transforms.pool import host_tags, reap
 from transforms.publish import publish_snapshot
 from transforms.registry_seeds import write_seeds
 from transforms.warehouse import (
@@ -40,6 +41,7 @@ from transforms.warehouse import (
     WarehouseResource,
     dbt_project,
     project_fingerprint,
+    tag_host,
 )
 
 SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
@@ -102,6 +104,7 @@ def live_cycles(
     landing: LandingResource,
     warehouse: WarehouseResource,
 ):
+    tag_host(context)
     os.environ.update(warehouse.dbt_env())
     # dbt runs in this process: its start-up is paid once per run, not once per cycle.
     dbt, translator, cycles, rounds = InProcessDbt(warehouse), LayerTranslator(), 0, 0
@@ -164,6 +167,9 @@ _UNFINISHED = [
     "as soon as the last one ends.",
 )
 def live_sensor(context: dg.SensorEvaluationContext):
+    # A run killed outright stays "started" forever; one whose process is gone is failed here.
+    for line in reap(context.instance):
+        context.log.warning(f"live: {line}")
     unfinished = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=_UNFINISHED), limit=50
     )
@@ -174,7 +180,7 @@ def live_sensor(context: dg.SensorEvaluationContext):
     ]
     if busy:
         return dg.SkipReason(f"waiting for {', '.join(sorted(set(busy)))} to finish")
-    return dg.RunRequest()
+    return dg.RunRequest(tags=host_tags())
 
 
 defs = dg.Definitions(jobs=[live_job], sensors=[live_sensor])

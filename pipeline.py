@@ -10,6 +10,7 @@ import argparse
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +43,26 @@ class StepResult:
 
 
 def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepResult:
+    from dagster._core.utils import make_new_run_id
+
+    from transforms.pool import host_tags
+
     label = f"{job_name}[{partition_key}]" if partition_key else job_name
     print(f"  … {label}", flush=True)
     started = time.perf_counter()
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(
-        run_config=QUIET, instance=instance, partition_key=partition_key, raise_on_error=False
-    )
+    run_id = make_new_run_id()
+    # A run killed outright earlier keeps its pool slot until someone notices it is gone.
+    _report(_reap(instance, exclude=[run_id]))
+    with _PoolWatch(instance, run_id):
+        result = job.execute_in_process(
+            run_config=QUIET,
+            instance=instance,
+            partition_key=partition_key,
+            raise_on_error=False,
+            run_id=run_id,
+            tags=host_tags(),
+        )
     seconds = time.perf_counter() - started
     if result.success:
         summary = []
@@ -65,15 +79,88 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
         detail = "; ".join(summary) or "done"
     else:
         failures = [e for e in result.all_events if e.is_step_failure]
-        detail = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+        detail = _cause(failures[0].step_failure_data.error) if failures else "run failed"
     print(f"  {'✓' if result.success else '✗'} {label} in {seconds:.1f} s — {detail}", flush=True)
     return StepResult(label, result.success, seconds, detail)
+
+
+def _cause(error) -> str:
+    """What a failed step raised, in one line (Dagster's wrapper names only the op).
+
+    Tenant and Duffel errors already read as "tenant, call, status: message — what it
+    means; what to do"; anything else is shown as its type and first line.
+    """
+    # Skip Dagster's wrappers down to what the step itself raised (not that error's own cause).
+    while error.cls_name and error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    text = error.message.strip().splitlines()[0] if error.message.strip() else ""
+    prefix = f"{error.cls_name}: "
+    # Dagster renders "module.Class: message"; the class name alone is enough.
+    _, found, rest = text.partition(prefix)
+    return f"{error.cls_name}: {rest if found else text}"
+
+
+def _reap(instance, exclude: list[str]) -> list[str]:
+    from transforms.pool import reap
+
+    return reap(instance, exclude=exclude)
+
+
+def _report(lines: list[str]) -> None:
+    for line in lines:
+        print(f"  ! {line}", flush=True)
+
+
+class _PoolWatch:
+    """While a run executes: if it waits for the warehouse pool, say for whom and how to clear
+    it, and free the pool as soon as its holder turns out to be gone."""
+
+    POLL_SECONDS = 1.0
+    REPEAT_SECONDS = 60.0
+
+    def __init__(self, instance, run_id: str) -> None:
+        self.instance = instance
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="pool-watch", daemon=True)
+
+    def __enter__(self) -> _PoolWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        from transforms.pool import pool_holders, waiting_in_pool, waiting_message
+
+        said, said_at = "", 0.0
+        while not self._stop.wait(self.POLL_SECONDS):
+            try:
+                if not waiting_in_pool(self.instance, self.run_id):
+                    continue
+                _report(_reap(self.instance, exclude=[self.run_id]))
+                holders = pool_holders(self.instance, exclude=[self.run_id])
+                message = waiting_message(holders) if holders else ""
+                now = time.monotonic()
+                if message and (message != said or now - said_at > self.REPEAT_SECONDS):
+                    print(f"  … {message}", flush=True)
+                    said, said_at = message, now
+            except Exception as error:  # a watcher must never break the run: say so, stop
+                print(f"  ! could not inspect the warehouse pool: {error}", flush=True)
+                return
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     parser.add_argument("--skip-warehouse", action="store_true", help="ingest only")
+    parser.add_argument(
+        "--skip-ingest",
+        action="store_true",
+        help="build the warehouse and publish from what has already landed",
+    )
     parser.add_argument(
         "--with-sandbox",
         type=Path,
@@ -116,11 +203,15 @@ def _run(args: argparse.Namespace) -> int:
     tenants = args.tenant or tenant_partitions.get_partition_keys()
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
-    print(f"pipeline: ingesting {len(tenants)} tenants ({', '.join(tenants)})", flush=True)
-    results = [_run_job(instance, defs, "ingest_reference_job", None)]
-    for tenant in tenants:
-        results.append(_run_job(instance, defs, "ingest_activity_job", tenant))
-        results.append(_run_job(instance, defs, "ingest_members_job", tenant))
+    results = []
+    if args.skip_ingest:
+        print("pipeline: ingestion skipped (--skip-ingest)", flush=True)
+    else:
+        print(f"pipeline: ingesting {len(tenants)} tenants ({', '.join(tenants)})", flush=True)
+        results.append(_run_job(instance, defs, "ingest_reference_job", None))
+        for tenant in tenants:
+            results.append(_run_job(instance, defs, "ingest_activity_job", tenant))
+            results.append(_run_job(instance, defs, "ingest_members_job", tenant))
     if args.skip_warehouse:
         print("pipeline: warehouse build and publish skipped (--skip-warehouse)", flush=True)
     else:

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from tenants import registry
 from tenants.errors import UpstreamError, decode_body, tenant_error
-from tenants.ratelimit import credential_fingerprint
+from tenants.ratelimit import DEADLINE_EXTENSION, credential_fingerprint
 from tenants.redact import get_logger, register_secret
 from tenants.settings import secret, tenant_base_url
 
@@ -98,13 +98,22 @@ class _IssuedTokenAuth(TenantAuth):
         token = self._token
         return token if token is not None and self._clock() < self._refresh_at else None
 
-    def _refresh(self, stale: str | None) -> Generator[httpx.Request, httpx.Response, str]:
-        """Fetch a token unless another thread already replaced ``stale`` meanwhile."""
-        with self._lock:
+    def _refresh(
+        self, stale: str | None, call: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, str]:
+        """Fetch a token unless another thread already replaced ``stale`` meanwhile.
+
+        The token request inherits the timeouts and deadline of ``call``, the request that
+        needs the token: httpx gives requests made inside an auth flow no timeout at all.
+        """
+        self._acquire(call)
+        try:
             current = self._fresh_token()
             if current is not None and current != stale:
                 return current
-            response = yield self._token_request()
+            token_request = self._token_request()
+            token_request.extensions = {**call.extensions, **token_request.extensions}
+            response = yield token_request
             path = httpx.URL(self.token_url).path
             if response.status_code != 200:
                 raise tenant_error(response, tenant=self.tenant_id, endpoint=f"POST {path}")
@@ -123,6 +132,18 @@ class _IssuedTokenAuth(TenantAuth):
             self.refresh_count += 1
             log.info("%s: obtained a token valid for %.0f s", self._describe(), ttl)
             return token
+        finally:
+            self._lock.release()
+
+    def _acquire(self, call: httpx.Request) -> None:
+        # Another thread may be fetching the token; wait for it no longer than this call may.
+        deadline = call.extensions.get(DEADLINE_EXTENSION)
+        wait = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not self._lock.acquire(timeout=wait):
+            raise httpx.PoolTimeout(
+                "the call's time budget ran out waiting for another thread's token request",
+                request=call,
+            )
 
     def _describe(self) -> str:
         return self.tenant_id
@@ -130,14 +151,14 @@ class _IssuedTokenAuth(TenantAuth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._fresh_token()
         if token is None:
-            token = yield from self._refresh(stale=None)
+            token = yield from self._refresh(stale=None, call=request)
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:
             # Expired, revoked, or forgotten by an upstream reset: refresh once and replay.
             code = _error_code(response)
             log.info("%s: 401 %s; refreshing the token once", self._describe(), code)
-            token = yield from self._refresh(stale=token)
+            token = yield from self._refresh(stale=token, call=request)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -21,6 +22,10 @@ class UpstreamError(Exception):
     title: ClassVar[str] = "Upstream service error"
     default_status: ClassVar[int] = 502
     upstream: ClassVar[str] = "loyalty API"
+    # What the failure means and what to do about it, for a one-line report. Templates
+    # filled from ``facts`` (tenant, upstream, credentials, base_url, base_url_env, ...).
+    meaning: ClassVar[str] = "{service} gave no usable answer"
+    action: ClassVar[str] = "see the message above; rerun once {service} is fixed"
 
     def __init__(
         self,
@@ -39,14 +44,40 @@ class UpstreamError(Exception):
         self.code = code
         self.details = details or {}
         self.request_id = request_id
-        self.message = redact(message)
+        self.message = " ".join(redact(message).split())  # one line, whatever the upstream sent
+        self.facts: dict[str, str] = {}
         super().__init__(self._render())
+
+    def add_facts(self, **facts: str | None) -> None:
+        """Where the call went and which settings it used, for the advice (never secrets)."""
+        self.facts.update({k: v for k, v in facts.items() if v})
+
+    def advice(self) -> str:
+        """What the failure means and what to do, in words for whoever runs the pipeline."""
+        facts = {
+            "tenant": self.tenant,
+            "upstream": self.upstream,
+            "service": "Duffel"
+            if self.upstream == "Duffel"
+            else f"the {self.tenant} {self.upstream}",
+            "credentials": "its credentials",
+            "base_url": "its base URL",
+            "base_url_env": "its base URL variable",
+            **self.facts,
+        }
+        retry_after = getattr(self, "retry_after", None)
+        facts["retry"] = f"{retry_after:.0f} s" if retry_after else "a minute"
+        return f"{self.meaning.format(**facts)}; {self.action.format(**facts)}"
 
     def _render(self) -> str:
         where = f"{self.tenant} {self.upstream} {self.endpoint}"
         status = f" -> {self.status}" if self.status is not None else ""
         code = f" [{self.code}]" if self.code else ""
-        return f"{where}{status}{code}: {self.message}"
+        request = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{where}{status}{code}: {self.message}{request} — {self.advice()}"
+
+    def __str__(self) -> str:
+        return self._render()
 
     def to_problem(self) -> dict[str, Any]:
         """RFC 7807 problem details; extensions carry the upstream's own status and code."""
@@ -84,6 +115,9 @@ def _jsonable(value: Any) -> Any:
 class AuthError(UpstreamError):
     """Our credentials were refused (after one refresh where the scheme allows one)."""
 
+    meaning = "our credentials were refused"
+    action = "check {credentials} (set in .env or the environment) and rerun"
+
     slug = "upstream-auth"
     title = "Upstream rejected our credentials"
     default_status = 502
@@ -91,6 +125,9 @@ class AuthError(UpstreamError):
 
 class Forbidden(UpstreamError):
     """The upstream understood who we are but refused this operation (403)."""
+
+    meaning = "{service} refused this operation to our credentials"
+    action = "ask {tenant} to grant it, or check the scope in tenants/{tenant}.yaml"
 
     slug = "upstream-forbidden"
     title = "Upstream refused the operation"
@@ -100,6 +137,9 @@ class Forbidden(UpstreamError):
 class NotFound(UpstreamError):
     """The member, transaction or resource does not exist upstream."""
 
+    meaning = "it does not exist at {service}"
+    action = "check the id; it may be another tenant's or deleted"
+
     slug = "not-found"
     title = "Not found upstream"
     default_status = 404
@@ -107,6 +147,9 @@ class NotFound(UpstreamError):
 
 class RateLimited(UpstreamError):
     """The upstream kept answering 429 until the retry budget ran out."""
+
+    meaning = "{service}'s rate limit held past the call's time budget"
+    action = "rerun in {retry}; if it recurs, stop other clients of the same quota or lower rate_limit in the tenant file"
 
     slug = "rate-limited"
     title = "Upstream rate limit exceeded"
@@ -125,6 +168,9 @@ class RateLimited(UpstreamError):
 class BusinessRuleError(UpstreamError):
     """The upstream refused the request on its merits (400/422): retrying cannot help."""
 
+    meaning = "{service} refused the request on its merits; a retry cannot help"
+    action = "correct the request as the message says"
+
     slug = "business-rule"
     title = "Upstream business rule violated"
     default_status = 422
@@ -133,12 +179,18 @@ class BusinessRuleError(UpstreamError):
 class InsufficientFunds(BusinessRuleError):
     """The member's loyalty balance does not cover the amount."""
 
+    meaning = "the member's balance does not cover the amount"
+    action = "book a cheaper offer or let the member top up"
+
     slug = "insufficient-funds"
     title = "Insufficient loyalty balance"
 
 
 class UpstreamUnavailable(UpstreamError):
     """The upstream failed (5xx, connection error) and the retry budget ran out."""
+
+    meaning = "{service} failed or could not be reached on every attempt"
+    action = "check that it is up at {base_url} (set by {base_url_env}) and rerun"
 
     slug = "upstream-unavailable"
     title = "Upstream unavailable"
@@ -148,6 +200,9 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
     """The upstream did not answer within our read timeout, on every attempt allowed."""
 
+    meaning = "{service} did not answer within the call's time budget"
+    action = "check that it responds at {base_url} (set by {base_url_env}); rerun later"
+
     slug = "upstream-timeout"
     title = "Upstream timed out"
     default_status = 504
@@ -155,6 +210,9 @@ class UpstreamTimeout(UpstreamUnavailable, TimeoutError):
 
 class NotSupported(UpstreamError):
     """The tenant does not offer this capability (no call was made)."""
+
+    meaning = "{tenant} does not offer this"
+    action = "nothing to retry; enable it in tenants/{tenant}.yaml once {tenant} offers it"
 
     slug = "not-supported"
     title = "Capability not offered by this tenant"
@@ -198,8 +256,18 @@ class DuffelUnavailable(DuffelError, UpstreamUnavailable):
     """Duffel failed with 5xx (or a non-JSON edge page) until the budget ran out."""
 
 
+class DuffelTimeout(DuffelUnavailable, UpstreamTimeout):
+    """Duffel did not answer within our read timeout, on every attempt allowed."""
+
+    slug = "duffel-timeout"
+    title = "Duffel timed out"
+
+
 class OrderNotCreated(DuffelUnavailable):
     """Duffel guarantees nothing was booked (502 order_not_created): safe to search again."""
+
+    meaning = "Duffel guarantees nothing was booked"
+    action = "search again and book a fresh offer"
 
     slug = "duffel-order-not-created"
     title = "Duffel order not created"
@@ -208,8 +276,25 @@ class OrderNotCreated(DuffelUnavailable):
 class OrderOutcomeUnknown(DuffelUnavailable):
     """Order creation failed with 500/502 or a timeout: it may or may not exist; never retried."""
 
+    meaning = "the order may or may not exist at Duffel"
+    action = "look it up (by its metadata) before booking again; never simply repeat it"
+
     slug = "duffel-order-outcome-unknown"
     title = "Duffel order outcome unknown"
+
+
+@dataclass(frozen=True)
+class ErrorFamily:
+    """The error types of one upstream, for failures that come with no answer to map."""
+
+    upstream: str
+    unavailable: type[UpstreamUnavailable]
+    timeout: type[UpstreamTimeout]
+    rate_limited: type[RateLimited]
+
+
+LOYALTY_ERRORS = ErrorFamily("loyalty API", UpstreamUnavailable, UpstreamTimeout, RateLimited)
+DUFFEL_ERRORS = ErrorFamily("Duffel", DuffelUnavailable, DuffelTimeout, DuffelRateLimited)
 
 
 def decode_body(response: httpx.Response) -> Any:

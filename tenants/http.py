@@ -21,10 +21,10 @@ from urllib.parse import quote
 import httpx
 
 from tenants.errors import (
+    LOYALTY_ERRORS,
+    ErrorFamily,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
     decode_body,
 )
 from tenants.ratelimit import (
@@ -93,6 +93,15 @@ _RETRY_READS_ONLY = {500, 502}
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def _failed_before(exc: httpx.TransportError, call: httpx.Request) -> httpx.Request | None:
+    """The token/session request that failed on the way to ``call``, if that is what failed."""
+    try:
+        failed = exc.request
+    except RuntimeError:  # httpx attaches the request only where it sent one
+        return None
+    return failed if failed is not call else None
+
+
 def _retryable_status(status: int, safety: Safety) -> bool:
     if status in _RETRY_ALWAYS:
         return True
@@ -133,8 +142,15 @@ class RequestRunner:
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         shape_error: type[UpstreamError] = UpstreamError,
+        errors: ErrorFamily = LOYALTY_ERRORS,
+        facts: Mapping[str, str] | None = None,
     ) -> None:
         self.http = http
+        # Where calls go and which settings they use (names, never values), for advice.
+        self.facts = {"base_url": str(http.base_url).rstrip("/"), **(facts or {})}
+        # Failures with no answer to map (timeouts, refused connections, a spent quota) are
+        # typed by the upstream they concern, so a Duffel outage reads as Duffel's.
+        self.errors = errors
         self.tenant = tenant
         self.upstream = upstream
         self.error_mapper = error_mapper
@@ -142,7 +158,15 @@ class RequestRunner:
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
 
-    def send(
+    def send(self, route: Route, **kwargs: Any) -> httpx.Response:
+        """The first successful response, or a typed ``UpstreamError`` once the budget is spent."""
+        try:
+            return self._send(route, **kwargs)
+        except UpstreamError as error:
+            error.add_facts(**self.facts)
+            raise
+
+    def _send(
         self,
         route: Route,
         *,
@@ -155,7 +179,6 @@ class RequestRunner:
         error_mapper: ErrorMapper | None = None,
         policy: RetryPolicy | None = None,
     ) -> httpx.Response:
-        """The first successful response, or a typed ``UpstreamError`` once the budget is spent."""
         mapper = error_mapper or self.error_mapper
         policy = policy or self.policy
         started = time.monotonic()
@@ -166,6 +189,7 @@ class RequestRunner:
         if content is not None:
             send_headers["Content-Type"] = "application/json"
         attempt = 0
+        last_failure: UpstreamError | None = None
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
@@ -185,12 +209,10 @@ class RequestRunner:
                 response = self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
             except RateLimitWait as exc:
                 self._log(route, "rate-limit-wait", t0, attempt)
-                raise RateLimited(
-                    f"client-side quota exhausted for longer than the budget ({exc})",
-                    tenant=self.tenant,
-                    endpoint=route.label,
-                    retry_after=exc.wait_seconds,
-                ) from exc
+                if isinstance(last_failure, RateLimited):
+                    # This call's own 429 said it all (code, request id); it stands.
+                    raise last_failure from exc
+                raise self._quota_spent(exc, route) from exc
             except UpstreamError as exc:
                 # Raised by the auth flow (token/session endpoint); the call itself was not sent.
                 self._log(route, f"auth-{exc.status}", t0, attempt)
@@ -198,25 +220,15 @@ class RequestRunner:
                     raise
                 failure = exc
                 retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            except httpx.TimeoutException as exc:
-                self._log(route, type(exc).__name__, t0, attempt)
-                failure = UpstreamTimeout(
-                    self._transport_message(exc, route),
-                    tenant=self.tenant,
-                    endpoint=route.label,
-                )
-                failure.__cause__ = exc  # kept when the budget runs out below
-                if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
-                    raise failure from exc
             except httpx.TransportError as exc:
+                before_call = _failed_before(exc, request)
                 self._log(route, type(exc).__name__, t0, attempt)
-                failure = UpstreamUnavailable(
-                    self._transport_message(exc, route),
-                    tenant=self.tenant,
-                    endpoint=route.label,
-                )
-                failure.__cause__ = exc  # kept when the budget runs out below
-                if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+                failure = self._transport_failure(exc, route, before_call)
+                if (
+                    route.safety is Safety.MONEY
+                    and before_call is None
+                    and not isinstance(exc, _NOT_SENT)
+                ):
                     raise failure from exc
             else:
                 self._log(route, response.status_code, t0, attempt)
@@ -229,6 +241,7 @@ class RequestRunner:
             delay = max(policy.backoff(attempt), retry_after or 0.0)
             if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
                 raise failure
+            last_failure = failure
             self._sleep(delay)
 
     def send_json(self, route: Route, **kwargs: Any) -> Any:
@@ -236,11 +249,13 @@ class RequestRunner:
         response = self.send(route, **kwargs)
         body = decode_body(response)
         if body is None:
-            raise self.shape_error(
-                f"expected a JSON body, got {response.headers.get('content-type', 'no type')}",
-                tenant=self.tenant,
-                endpoint=route.label,
-                status=response.status_code,
+            raise self._with_facts(
+                self.shape_error(
+                    f"expected a JSON body, got {response.headers.get('content-type', 'no type')}",
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                    status=response.status_code,
+                )
             )
         return body
 
@@ -250,12 +265,18 @@ class RequestRunner:
         try:
             yield
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise self.shape_error(
-                f"unexpected response body: {exc!r}",
-                tenant=self.tenant,
-                endpoint=route.label,
-                status=200,
+            raise self._with_facts(
+                self.shape_error(
+                    f"unexpected response body: {exc!r}",
+                    tenant=self.tenant,
+                    endpoint=route.label,
+                    status=200,
+                )
             ) from exc
+
+    def _with_facts(self, error: UpstreamError) -> UpstreamError:
+        error.add_facts(**self.facts)
+        return error
 
     def _timeout(self, read_timeout: float | None, remaining: float) -> httpx.Timeout:
         # Never let one attempt outlive the whole call's budget.
@@ -269,11 +290,40 @@ class RequestRunner:
             pool=base.pool,
         )
 
-    def _transport_message(self, exc: httpx.TransportError, route: Route) -> str:
+    def _transport_failure(
+        self, exc: httpx.TransportError, route: Route, before_call: httpx.Request | None
+    ) -> UpstreamError:
+        """The typed error for a request that got no answer (timeout or transport error)."""
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
+        if before_call is not None:
+            # The token/session request failed: the call itself never left this process.
+            text = (
+                f"{text} on {before_call.method} {before_call.url.path}, the request for the "
+                "credentials this call needs (the call itself was not sent)"
+            )
+        elif route.safety is Safety.MONEY and not isinstance(exc, _NOT_SENT):
             text += " (the upstream may have acted on it; not retried)"
-        return text
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        cls = self.errors.timeout if timed_out else self.errors.unavailable
+        error = cls(text, tenant=self.tenant, endpoint=route.label)
+        error.__cause__ = exc  # kept when the budget runs out
+        return error
+
+    def _quota_spent(self, wait: RateLimitWait, route: Route) -> RateLimited:
+        """No request sent: the quota frees up after the deadline (cites the 429 that said so)."""
+        refusal = wait.refusal
+        text = f"not sent: {wait}"
+        if refusal is not None:
+            text += f" (the upstream answered {refusal.status} to an earlier request)"
+        return self.errors.rate_limited(
+            text,
+            tenant=self.tenant,
+            endpoint=route.label,
+            retry_after=wait.wait_seconds,
+            status=refusal.status if refusal else None,
+            code=refusal.code if refusal else None,
+            request_id=refusal.request_id if refusal else None,
+        )
 
     def _log(self, route: Route, status: int | str, t0: float, attempt: int) -> None:
         latency_ms = (time.monotonic() - t0) * 1000

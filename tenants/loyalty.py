@@ -93,6 +93,23 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
+def credential_names(tenant: TenantConfig) -> str:
+    """The environment variables that hold the tenant's loyalty API credentials (names only)."""
+    auth = tenant.auth
+    names = [
+        getattr(auth, field)
+        for field in (
+            "key_env",
+            "client_id_env",
+            "client_secret_env",
+            "partner_id_env",
+            "partner_secret_env",
+        )
+        if getattr(auth, field, None)
+    ]
+    return " and ".join(names) or "its credentials"
+
+
 class RawPage(NamedTuple):
     """One page exactly as delivered, so ingestion can quarantine bad records itself."""
 
@@ -120,7 +137,15 @@ class LoyaltyClient:
         self.dialect = dialect
         self.http = http
         self._runner = RequestRunner(
-            http, tenant=tenant.id, upstream="loyalty API", error_mapper=tenant_error, policy=retry
+            http,
+            tenant=tenant.id,
+            upstream="loyalty API",
+            error_mapper=tenant_error,
+            policy=retry,
+            facts={
+                "base_url_env": tenant.api.base_url_env,
+                "credentials": credential_names(tenant),
+            },
         )
 
     def __enter__(self) -> LoyaltyClient:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import httpx
 
@@ -33,12 +35,41 @@ _EDGE_SECONDS = 0.02
 _LOW_WATER_FRACTION = 0.1
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """The upstream's last 429 for a quota: what it said, so a later wait can cite it."""
+
+    status: int
+    code: str | None
+    request_id: str | None
+
+
 class RateLimitWait(Exception):
     """Waiting for quota would overrun the caller's deadline."""
 
-    def __init__(self, wait_seconds: float) -> None:
+    def __init__(self, wait_seconds: float, refusal: Refusal | None = None) -> None:
         self.wait_seconds = wait_seconds
+        self.refusal = refusal
         super().__init__(f"rate limit quota frees up in {wait_seconds:.2f} s, after the deadline")
+
+
+def read_refusal(response: httpx.Response) -> Refusal:
+    """Code and request id of a 429, from Duffel's envelope or a tenant's ``detail`` body."""
+    try:
+        body = json.loads(response.read() or b"null")
+    except ValueError:
+        body = None
+    code = request_id = None
+    if isinstance(body, dict):
+        errors, detail, meta = body.get("errors"), body.get("detail"), body.get("meta")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            code = errors[0].get("code")
+        elif isinstance(detail, dict):
+            code = detail.get("error")
+        if isinstance(meta, dict):
+            request_id = meta.get("request_id")
+    request_id = request_id or response.headers.get("x-request-id")
+    return Refusal(response.status_code, code, request_id)
 
 
 def _header(headers: Mapping[str, str], *names: str) -> str | None:
@@ -114,6 +145,7 @@ class ClientRateLimiter:
         self._in_flight = 0
         self._blocked_until = 0.0  # server said stop (429, or no quota left) until then
         self._next_start = 0.0  # pacing while the server's remaining quota is low
+        self.refusal: Refusal | None = None  # the 429 behind the current block, if any
 
     def reconfigure(self, limit: RateLimit) -> None:
         with self._cond:
@@ -141,21 +173,29 @@ class ClientRateLimiter:
                 if wait == 0.0:
                     self._in_flight += 1
                     return
+                refusal = self.refusal if now < self._blocked_until else None
                 if deadline is not None and wait is not None and now + wait > deadline:
-                    raise RateLimitWait(wait)
+                    raise RateLimitWait(wait, refusal)
                 if deadline is not None and wait is None and now >= deadline:
-                    raise RateLimitWait(self.limit.window_seconds)
+                    raise RateLimitWait(self.limit.window_seconds, refusal)
                 timeout = wait if wait is not None else None
                 if deadline is not None:
                     timeout = min(timeout if timeout is not None else math.inf, deadline - now)
                 self._cond.wait(timeout)
 
-    def release(self, status: int | None = None, headers: Mapping[str, str] | None = None) -> None:
+    def release(
+        self,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        refusal: Refusal | None = None,
+    ) -> None:
         """Record that a request finished (answered or failed) and learn from the answer."""
         with self._cond:
             now = self._clock()
             self._in_flight -= 1
             self._finished.append(now)
+            if refusal is not None:
+                self.refusal = refusal
             if headers is not None:
                 self._observe(now, status, headers)
             self._cond.notify_all()
@@ -209,8 +249,31 @@ def limiter_for(key: str, limit: RateLimit) -> ClientRateLimiter:
         return limiter
 
 
+def fit_to_deadline(request: httpx.Request) -> None:
+    """Cut every timeout of ``request`` to what is left of its call's deadline.
+
+    Token and session requests are made inside the auth flow, where httpx applies no
+    timeout of its own; they carry the deadline of the call that needed them, so no request
+    of a call (the first, a retry, a token fetch, a replay after a refresh) outlives it.
+    """
+    deadline = request.extensions.get(DEADLINE_EXTENSION)
+    if deadline is None:
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise httpx.PoolTimeout(
+            "the call's time budget was spent before this request could start", request=request
+        )
+    timeout = dict(request.extensions.get("timeout") or {})
+    for part in ("connect", "read", "write", "pool"):
+        value = timeout.get(part)
+        timeout[part] = remaining if value is None else min(value, remaining)
+    request.extensions["timeout"] = timeout
+
+
 class RateLimitedTransport(httpx.BaseTransport):
-    """Wraps a transport so every request, token requests included, passes the limiter."""
+    """Wraps a transport so every request, token requests included, passes the limiter
+    and ends by its call's deadline."""
 
     def __init__(self, inner: httpx.BaseTransport, limiter: ClientRateLimiter) -> None:
         self.inner = inner
@@ -219,11 +282,14 @@ class RateLimitedTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.limiter.acquire(request.extensions.get(DEADLINE_EXTENSION))
         try:
+            fit_to_deadline(request)
             response = self.inner.handle_request(request)
         except BaseException:
             self.limiter.release()
             raise
-        self.limiter.release(response.status_code, response.headers)
+        # A 429's body is small; its code and request id explain every wait it causes.
+        refusal = read_refusal(response) if response.status_code == 429 else None
+        self.limiter.release(response.status_code, response.headers, refusal)
         return response
 
     def close(self) -> None:

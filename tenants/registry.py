@@ -33,7 +33,11 @@ class _Strict(BaseModel):
 
 def _env_name(value: str) -> str:
     if not ENV_NAME.match(value):
-        raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
+        # Never echo the value: a secret pasted here by mistake must not reach a log.
+        raise ValueError(
+            "must be the NAME of an environment variable (A-Z, 0-9, _), not a value; "
+            "if a secret was pasted here, remove it from the file and rotate it"
+        )
     return value
 
 
@@ -196,10 +200,59 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping that names one key twice (PyYAML would silently keep the last)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys instead of letting the last one win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                path = ".".join([*self._path_to(node), str(key)])
+                raise _DuplicateKey(
+                    problem=f"key '{path}' appears twice: on line {seen[key]} and on line {line}",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def _path_to(self, target: yaml.Node) -> list[str]:
+        """The keys leading from the document root to ``target``, for the error message."""
+
+        def walk(node: yaml.Node, trail: list[str]) -> list[str] | None:
+            if node is target:
+                return trail
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    found = walk(value_node, [*trail, str(key_node.value)])
+                    if found is not None:
+                        return found
+            elif isinstance(node, yaml.SequenceNode):
+                for index, item in enumerate(node.value):
+                    found = walk(item, [*trail, str(index)])
+                    if found is not None:
+                        return found
+            return None
+
+        root = getattr(self, "_root", None)
+        return (walk(root, []) or []) if root is not None else []
+
+    def construct_document(self, node: yaml.Node) -> object:
+        self._root = node
+        return super().construct_document(node)
+
+
 def load_tenant_file(path: Path) -> TenantConfig:
     """Load and validate one tenant file; errors name the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKey as exc:
+        raise RegistryError(f"{path.name}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path.name}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -207,7 +260,8 @@ def load_tenant_file(path: Path) -> TenantConfig:
     try:
         tenant = TenantConfig.model_validate(raw)
     except ValidationError as exc:
-        raise RegistryError(f"{path.name}: {_describe(exc)}") from exc
+        # Not chained: pydantic's error keeps the input values, which may be a pasted secret.
+        raise RegistryError(f"{path.name}: {_describe(exc)}") from None
     if tenant.id != path.stem:
         raise RegistryError(
             f"{path.name}: field 'id' is {tenant.id!r} but the file is named {path.stem!r}"

@@ -5,6 +5,7 @@ import os
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from transforms.pool import pool_holders, reap, waiting_message
 from transforms.warehouse import (
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
@@ -35,6 +36,24 @@ warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=int(os.environ.get("WAREHOUSE_AUTOMATION_INTERVAL_SECONDS", "10")),
 )
 
+
+@dg.sensor(
+    name="warehouse_pool_sensor",
+    minimum_interval_seconds=int(os.environ.get("WAREHOUSE_POOL_SENSOR_INTERVAL_SECONDS", "15")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Fails runs whose process is gone (killed outright) and frees the warehouse "
+    "pool slots they and other ended runs still hold, so scheduled builds do not wait forever.",
+)
+def warehouse_pool_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    done = reap(context.instance)
+    for line in done:
+        context.log.warning(line)
+    holders = [h for h in pool_holders(context.instance) if h.verdict != "running"]
+    if holders:
+        return dg.SkipReason(waiting_message(holders))
+    return dg.SkipReason("; ".join(done) or "no run holds the warehouse pool without running")
+
+
 defs = dg.Definitions(
     assets=[warehouse_models, serving_snapshot],
     # Runs the automation sensor launches execute in one process as well: a process per
@@ -42,7 +61,7 @@ defs = dg.Definitions(
     # since the warehouse has a single writer anyway.
     executor=dg.in_process_executor,
     jobs=[warehouse_job],
-    sensors=[warehouse_automation_sensor],
+    sensors=[warehouse_automation_sensor, warehouse_pool_sensor],
     resources={
         "dbt": DbtCliResource(
             project_dir=dbt_project,

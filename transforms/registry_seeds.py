@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tenants.registry import RatePeriod, TenantConfig, load_registry
+from tenants.settings import get_settings
 
 SEEDS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 OPEN_PERIOD_START = dt.date(2000, 1, 1)
@@ -123,9 +124,13 @@ def seed_files(registry: dict[str, TenantConfig]) -> dict[str, str]:
 def write_seeds(
     seeds_dir: Path = SEEDS_DIR, registry: dict[str, TenantConfig] | None = None
 ) -> list[Path]:
-    """Write the registry seeds atomically (temp file + rename); returns the paths written."""
+    """Write the registry seeds atomically (temp file + rename); returns the paths written.
+
+    Without ``registry``, the deployment's registry is read afresh (``TENANTS_DIR`` when
+    set), so a new tenant file reaches the next build without a restart.
+    """
     written = []
-    for name, text in seed_files(registry or load_registry()).items():
+    for name, text in seed_files(registry or load_registry(get_settings().tenants_dir)).items():
         target = seeds_dir / name
         tmp = target.with_name(f".{name}.tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -12,14 +12,13 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from transforms.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
 from transforms.publish import publish_snapshot
 from transforms.registry_seeds import write_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = ROOT / "dbt_project"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
-# The warehouse has one writer at a time: every asset that writes it shares this pool (limit 1).
-WAREHOUSE_POOL = "warehouse"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -169,6 +168,16 @@ class InProcessDbt:
                 Manager._ENV = None
 
 
+def tag_host(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
+    """Record this run's host, so a later build can tell whether a run that holds the pool lives.
+
+    Runs started by ``make pipeline`` carry it from the start; runs launched by the daemon or
+    the UI get it here, as soon as their first warehouse step runs.
+    """
+    if context.run.tags.get(HOST_TAG) is None:
+        context.instance.add_run_tags(context.run_id, host_tags())
+
+
 class LayerTranslator(DagsterDbtTranslator):
     """Groups dbt assets by model folder (staging, intermediate, marts) and keeps them eager."""
 
@@ -193,6 +202,7 @@ def warehouse_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ):
     """Seeds, staging, intermediate and marts, with their data and unit tests (`dbt build`)."""
+    tag_host(context)
     # Seeds derived from the registry are rewritten first, so a new tenant file reaches dbt.
     write_seeds()
     os.environ.update(warehouse.dbt_env())
@@ -225,6 +235,7 @@ MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]
 def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
+    tag_host(context)
     published = publish_snapshot(
         warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
     )

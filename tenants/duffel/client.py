@@ -24,7 +24,13 @@ from tenants.duffel.models import (
     OrderCancellation,
     Payment,
 )
-from tenants.errors import DuffelError, OrderOutcomeUnknown, UpstreamTimeout, duffel_error
+from tenants.errors import (
+    DUFFEL_ERRORS,
+    DuffelError,
+    OrderOutcomeUnknown,
+    UpstreamTimeout,
+    duffel_error,
+)
 from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
 from tenants.models import utc_text
 from tenants.ratelimit import limiter_for, quota_key
@@ -87,7 +93,12 @@ class DuffelClient:
     """Searches, books, cancels and lists Duffel resources page by page."""
 
     def __init__(
-        self, http: httpx.Client, *, tenant_id: str = "duffel", retry: RetryPolicy | None = None
+        self,
+        http: httpx.Client,
+        *,
+        tenant_id: str = "duffel",
+        retry: RetryPolicy | None = None,
+        token_env: str | None = None,
     ) -> None:
         self.http = http
         self.tenant_id = tenant_id
@@ -98,6 +109,11 @@ class DuffelClient:
             error_mapper=duffel_error,
             policy=retry,
             shape_error=DuffelError,
+            errors=DUFFEL_ERRORS,
+            facts={
+                "base_url_env": "DUFFEL_BASE_URL",
+                "credentials": token_env or "the Duffel token",
+            },
         )
 
     def __enter__(self) -> DuffelClient:
@@ -329,9 +345,11 @@ class DuffelClient:
                 ),
             )
         except UpstreamTimeout as exc:
-            raise OrderOutcomeUnknown(
+            unknown = OrderOutcomeUnknown(
                 exc.message, tenant=self.tenant_id, endpoint=_CREATE_ORDER.label
-            ) from exc
+            )
+            unknown.add_facts(**exc.facts)
+            raise unknown from exc
 
     def get_order(self, order_id: str) -> DuffelOrder:
         return self._resource(_ORDER, DuffelOrder, path_params={"order_id": order_id})
@@ -416,4 +434,4 @@ def build_duffel_client(
         transport=transport,
         event_hooks=event_hooks,
     )
-    return DuffelClient(http, tenant_id=tenant.id, retry=retry)
+    return DuffelClient(http, tenant_id=tenant.id, retry=retry, token_env=tenant.duffel.token_env)

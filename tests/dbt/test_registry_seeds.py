@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -48,3 +49,28 @@ def test_a_rate_the_seed_type_cannot_hold_is_refused() -> None:
     currency = tenant.currency.model_copy(update={"usd_per_unit": Decimal("0.000000001")})
     with pytest.raises(ValueError, match="decimal places"):
         loyalty_rate_rows({"telcocorp": tenant.model_copy(update={"currency": currency})})
+
+
+def test_seeds_come_from_the_deployments_tenants_dir(tmp_path, monkeypatch) -> None:
+    """With TENANTS_DIR set, the seeds describe that registry, not the repository's."""
+    from tenants.registry import REGISTRY_DIR
+    from tenants.settings import get_settings
+
+    tenants_dir = tmp_path / "tenants"
+    tenants_dir.mkdir()
+    for name in ("coffeechain", "telcocorp"):
+        shutil.copyfile(REGISTRY_DIR / f"{name}.yaml", tenants_dir / f"{name}.yaml")
+    text = (REGISTRY_DIR / "telcocorp.yaml").read_text(encoding="utf-8")
+    (tenants_dir / "airmiles.yaml").write_text(
+        text.replace("id: telcocorp", "id: airmiles").replace("name: TelcoCorp", "name: AirMiles"),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TENANTS_DIR", str(tenants_dir))
+    get_settings.cache_clear()
+    try:
+        write_seeds(tmp_path)
+    finally:
+        get_settings.cache_clear()
+    tenants_csv = (tmp_path / "tenants.csv").read_text()
+    ids = [line.split(",")[0] for line in tenants_csv.splitlines()[1:]]
+    assert ids == ["airmiles", "coffeechain", "telcocorp"], tenants_csv
