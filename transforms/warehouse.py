@@ -63,10 +63,39 @@ class WarehouseResource(dg.ConfigurableResource):
         }
 
 
-if os.environ.get("DAGSTER_IS_DEV_CLI") or not dbt_project.manifest_path.exists():
-    # `dagster dev` re-parses so model edits show up; elsewhere only a missing manifest is
-    # written. dbt parse needs no database. (DbtProject.prepare_if_dev would look for `dbt`
-    # on PATH, which an unactivated virtual environment does not provide.) It parses with
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """A digest of everything a build's result depends on besides the landed data."""
+    digest = hashlib.sha256()
+    sources = sorted(
+        path
+        for folder in ("models", "macros", "seeds", "tests")
+        for path in (project_dir / folder).rglob("*")
+        if path.is_file()
+    )
+    files = [project_dir / "dbt_project.yml", *sources]
+    for path in files:
+        digest.update(str(path.relative_to(project_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+MANIFEST_FINGERPRINT = dbt_project.manifest_path.with_suffix(".fingerprint")
+
+
+def _manifest_is_current() -> bool:
+    """The manifest was parsed from the project as it is now (a stale one breaks the runs)."""
+    return (
+        dbt_project.manifest_path.exists()
+        and MANIFEST_FINGERPRINT.exists()
+        and MANIFEST_FINGERPRINT.read_text() == project_fingerprint()
+    )
+
+
+if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
+    # `dagster dev` re-parses so model edits show up; elsewhere a missing manifest, or one
+    # parsed from other models, tests or seeds, is written anew. dbt parse needs no database.
+    # (DbtProject.prepare_if_dev would look for `dbt` on PATH, which an unactivated virtual
+    # environment does not provide.) It parses with
     # the paths the runs use, so their builds can reuse this parse (partial parsing).
     subprocess.run(
         [
@@ -85,22 +114,7 @@ if os.environ.get("DAGSTER_IS_DEV_CLI") or not dbt_project.manifest_path.exists(
             **WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")).dbt_env(),
         },
     )
-
-
-def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
-    """A digest of everything a build's result depends on besides the landed data."""
-    digest = hashlib.sha256()
-    sources = sorted(
-        path
-        for folder in ("models", "macros", "seeds")
-        for path in (project_dir / folder).rglob("*")
-        if path.is_file()
-    )
-    files = [project_dir / "dbt_project.yml", *sources]
-    for path in files:
-        digest.update(str(path.relative_to(project_dir)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    MANIFEST_FINGERPRINT.write_text(project_fingerprint())
 
 
 # Rebuild after any upstream update, like eager(), but without waiting for upstream runs
