@@ -52,8 +52,8 @@ def serve(host: str, port: int) -> None:
     """Serve the dashboard with gunicorn (debug off: no stack trace ever reaches a browser).
 
     One process with threads: the snapshot's DuckDB cache, the sign-in throttling counts and
-    the CSRF/session state are then shared by every request. ``DASHBOARD_THREADS`` (8) sets
-    how many requests run at once.
+    the CSRF/session state are then shared by every request. ``DASHBOARD_THREADS`` (16) sets
+    how many requests run at once (throttled sign-ins wait in a thread, not on a core).
     """
     print(f"Dashboard: http://{host}:{port}/", flush=True)
     _Gunicorn(
@@ -61,7 +61,7 @@ def serve(host: str, port: int) -> None:
             "bind": f"{host}:{port}",
             "workers": 1,
             "worker_class": "gthread",
-            "threads": int(os.environ.get("DASHBOARD_THREADS", "8")),
+            "threads": int(os.environ.get("DASHBOARD_THREADS", "16")),
             "timeout": 120,  # a CSV export of a million bookings takes a few seconds
             "graceful_timeout": 10,
             # Forwarded headers are trusted only as DASHBOARD_PROXIES says (the app's ProxyFix).

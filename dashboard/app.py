@@ -15,10 +15,12 @@ throttling counts by).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from urllib.parse import urlencode
 
 import dash
 import flask
+import jinja2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from cachelib.file import FileSystemCache
@@ -61,6 +64,9 @@ SESSIONS_DIR = "dashboard_sessions"
 # Failed sign-ins: per account (ASVS: well under 100 an hour) and per client address.
 ACCOUNT_LIMIT = "10 per 15 minutes"
 ADDRESS_LIMIT = "30 per 10 minutes"
+# A refused sign-in is answered after this pause: a flooding client then gets one answer per
+# connection per pause instead of as many as the CPU can give, and signed-in users keep it.
+THROTTLE_PAUSE_S = 0.5
 CSV_IN_MEMORY = 8 << 20  # an export larger than this is put together on disk
 LOG = logging.getLogger(__name__)
 
@@ -138,12 +144,21 @@ def create_app(
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1_000_000,
     )
+    # The limiter first: a throttled sign-in is refused before any other work is done for it.
+    limiter = Limiter(get_remote_address, app=server, storage_uri="memory://")
     ServerSessions(server)
     CSRFProtect(server)
     logins = LoginManager(server)
     store = auth.UserStore(users_path)
     logins.user_loader(store.load)
-    limiter = Limiter(get_remote_address, app=server, storage_uri="memory://")
+    script_src = ["'self'"]
+
+    @server.before_request
+    def hash_dash_inline_scripts() -> None:
+        """Allow Dash's inline scripts by their hashes (its pages add one at the first request)."""
+        if len(script_src) == 1:
+            script_src.extend(app.csp_hashes())
+
     Talisman(
         server,
         force_https=False,  # the TLS proxy redirects; the app must also answer plain HTTP locally
@@ -153,8 +168,8 @@ def create_app(
         referrer_policy="same-origin",
         content_security_policy={
             "default-src": "'self'",
-            # Dash's one inline start-up script, by its hash; nothing evaluated from strings.
-            "script-src": ["'self'", *app.csp_hashes()],
+            # Dash's inline scripts by their hashes; nothing evaluated from strings.
+            "script-src": script_src,
             # Plotly and the grid set styles at run time.
             "style-src": ["'self'", "'unsafe-inline'"],
             "img-src": ["'self'", "data:"],
@@ -260,9 +275,17 @@ def _account() -> str:
     return "account:" + flask.request.form.get("username", "").strip().lower()[:64]
 
 
+@functools.cache
+def _login_template(app: flask.Flask) -> jinja2.Template:
+    return app.jinja_env.from_string(_LOGIN_PAGE)  # compiled once: refusals must be cheap
+
+
 def _login_page(error: str | None, next_path: str, status: int = 200) -> tuple[str, int]:
-    page = flask.render_template_string(
-        _LOGIN_PAGE, error=error, next=next_path, no_users=not runtime().users.users()
+    page = flask.render_template(
+        _login_template(flask.current_app._get_current_object()),  # type: ignore[attr-defined]
+        error=error,
+        next=next_path,
+        no_users=not runtime().users.users(),
     )
     return page, status
 
@@ -385,6 +408,7 @@ def _register_error_handlers(server: flask.Flask) -> None:
     @server.errorhandler(RateLimitExceeded)
     def throttled(error: RateLimitExceeded) -> Any:
         """Too many failed sign-ins: say so, and when to try again."""
+        time.sleep(THROTTLE_PAUSE_S)  # holds a thread, not a core
         retry = max(1, int(error.limit.limit.get_expiry()))
         minutes = -(-retry // 60)
         message = f"{error.description} Try again in {minutes} minute{'s' * (minutes > 1)}."

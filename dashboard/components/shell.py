@@ -43,7 +43,7 @@ def navbar(scope: Scope | None, tenant_names: dict[str, str], csrf_token: str = 
             ),
             html.Form(
                 [
-                    html.Input(type="hidden", name="csrf_token", value=csrf_token),
+                    dcc.Input(type="hidden", name="csrf_token", value=csrf_token),
                     html.Button(
                         "Sign out",
                         type="submit",
