@@ -277,15 +277,28 @@ def telco_staff(browser: Browser, server: Server, passwords: dict[str, str]) -> 
     yield from _session(browser, server, "staff-telcocorp", passwords["staff-telcocorp"])
 
 
+def wait_until(page: Page, predicate: str) -> None:
+    """Poll a JS function until it returns true.
+
+    Playwright's wait_for_function compiles its predicate inside the page, which the
+    dashboard's Content-Security-Policy (no eval) rightly forbids; evaluate does not.
+    """
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.05)
+
+
 def screenshot(page: Page, name: str) -> None:
     """Save the page at 1280 and 768 px wide; at 768 the page must not scroll sideways."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width in (1280, 768):
         page.set_viewport_size({"width": width, "height": 900})
         # Plotly resizes its graphs after the window's resize event; wait until they fit.
-        page.wait_for_function(
-            f"window.innerWidth === {width} && [...document.querySelectorAll('.main-svg')]"
-            ".every(svg => svg.getBoundingClientRect().right <= window.innerWidth)"
+        wait_until(
+            page,
+            f"() => window.innerWidth === {width} && [...document.querySelectorAll('.main-svg')]"
+            ".every(svg => svg.getBoundingClientRect().right <= window.innerWidth)",
         )
         page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
