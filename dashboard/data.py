@@ -198,7 +198,7 @@ class Snapshot:
             "temp_directory": str(Path(tempfile.gettempdir()) / "dashboard-duckdb-spill"),
         }
         self._lock = threading.Lock()
-        self._opening = threading.Lock()  # one request reads a new file back; the others wait
+        self._opening = threading.Lock()  # held while a new file is read back
         self._current: _Instance | None = None
         self._latest: tuple[int, int, int, int] | None = None  # the file now in place
         self._refused: tuple[int, int, int, int] | None = None  # a file that did not read back
@@ -303,7 +303,11 @@ class Snapshot:
 
         if settled():
             return
-        with self._opening:
+        # One request reads the new file back; meanwhile the others keep the current one (or,
+        # before there is one, wait for it).
+        if not self._opening.acquire(blocking=self._current is None):
+            return
+        try:
             if settled():
                 return
             try:
@@ -319,6 +323,8 @@ class Snapshot:
                 self._problems.pop(SNAPSHOT_FILE, None)
                 if old is not None and old.users == 0:
                     old.con.close()
+        finally:
+            self._opening.release()
 
     def _acquire(self) -> tuple[_Instance, duckdb.DuckDBPyConnection]:
         self._refresh()

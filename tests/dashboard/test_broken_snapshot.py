@@ -27,6 +27,7 @@ from tests.dashboard.conftest import (
     WAIT_MS,
     Server,
     http_sign_in,
+    screenshot,
     sign_in,
     start_dashboard,
     stop_dashboard,
@@ -172,6 +173,7 @@ def test_a_corrupt_snapshot_with_nothing_good_says_data_unavailable(
         sign_in(page, server, "operator", passwords["operator"])
         expect(page.locator("#data-unavailable")).to_contain_text("Data unavailable")
         expect(page.locator("#freshness")).to_have_text("data unavailable")
+        screenshot(page, "data-unavailable")
         page.goto(f"{server.url}/bookings")
         expect(page.locator("#data-unavailable")).to_be_visible()
 
