@@ -61,6 +61,7 @@ HERE = Path(__file__).resolve().parent
 POLL_MS = 3000
 SESSION_HOURS = 8
 SESSIONS_DIR = "dashboard_sessions"
+SESSIONS_KEPT = 10_000
 # Failed sign-ins: per account (ASVS: well under 100 an hour) and per client address.
 ACCOUNT_LIMIT = "10 per 15 minutes"
 ADDRESS_LIMIT = "30 per 10 minutes"
@@ -130,8 +131,12 @@ def create_app(
     server.config.update(
         SECRET_KEY=auth.secret_key(data_dir),
         SESSION_TYPE="cachelib",
+        # One file per session (the sign-in form's CSRF token needs one too). Past the
+        # threshold the expired go first, then the oldest: the folder cannot grow unbounded.
         SESSION_CACHELIB=FileSystemCache(
-            str(data_dir / SESSIONS_DIR), threshold=0, default_timeout=int(lifetime.total_seconds())
+            str(data_dir / SESSIONS_DIR),
+            threshold=SESSIONS_KEPT,
+            default_timeout=int(lifetime.total_seconds()),
         ),
         SESSION_PERMANENT=True,
         PERMANENT_SESSION_LIFETIME=lifetime,
