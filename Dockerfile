@@ -4,7 +4,7 @@
 #   pipeline      one full run: ingest -> dbt build -> publish the serving snapshot, then exit
 #   webserver     the Dagster UI on port 3000
 #   daemon        the Dagster daemon (schedules, sensors, run queue)
-#   dashboard     the Dash app on port 8050
+#   dashboard     the Dash app on port 8050 (gunicorn)
 #   create-users  write demo dashboard users (passwords printed once)
 #
 # compose.yaml wires them together over one data volume. Secrets are never part of the image:

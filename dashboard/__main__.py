@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from gunicorn.app.base import BaseApplication
+
 from dashboard import auth
 
 
@@ -26,17 +28,49 @@ def create_demo_users(users_file: Path) -> None:
         print(f"  {user.username:<20} {password:<20} {user.role} ({reach})")
 
 
-def serve(host: str, port: int) -> None:
-    """Run the dashboard's web server (debug off, so no stack trace ever reaches a browser)."""
-    from dashboard.app import create_app
+class _Gunicorn(BaseApplication):
+    """gunicorn, configured here rather than by a config file, serving ``create_app()``."""
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
-    app = create_app()
+    def __init__(self, options: dict[str, object]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> object:
+        from dashboard.app import create_app
+
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return create_app().server
+
+
+def serve(host: str, port: int) -> None:
+    """Serve the dashboard with gunicorn (debug off: no stack trace ever reaches a browser).
+
+    One process with threads: the snapshot's DuckDB cache, the sign-in throttling counts and
+    the CSRF/session state are then shared by every request. ``DASHBOARD_THREADS`` (16) sets
+    how many requests run at once (throttled sign-ins wait in a thread, not on a core).
+    """
     print(f"Dashboard: http://{host}:{port}/", flush=True)
-    app.run(host=host, port=port, debug=False)
+    _Gunicorn(
+        {
+            "bind": f"{host}:{port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": int(os.environ.get("DASHBOARD_THREADS", "16")),
+            "timeout": 120,  # a CSV export of a million bookings takes a few seconds
+            "graceful_timeout": 10,
+            # Forwarded headers are trusted only as DASHBOARD_PROXIES says (the app's ProxyFix).
+            "forwarded_allow_ips": "",
+            "accesslog": None,  # one line per request (every poll) is noise
+            "errorlog": "-",
+            "loglevel": "warning",
+        }
+    ).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,11 +1,26 @@
-"""The Dash app factory: pages, the sign-in gate, the CSV export route and the error pages."""
+"""The Dash app factory: pages, the sign-in gate, the CSV export route and the error pages.
+
+Security comes from the Flask extensions made for it: Flask-Login (who is signed in),
+Flask-Session (sessions kept on the server, in the data folder, so a sign-out is final and
+survives restarts), Flask-WTF (CSRF tokens on every POST, Dash callbacks included),
+Flask-Limiter (sign-in throttling per account and per client address) and Flask-Talisman
+(CSP, frame and HSTS headers, secure cookies).
+
+Settings: ``DASHBOARD_HTTPS=1`` when users reach the dashboard over HTTPS (a TLS-terminating
+proxy in front): cookies are marked Secure and HSTS is sent. ``DASHBOARD_PROXIES=N``: trust
+the ``X-Forwarded-For``/``-Proto`` headers of the N proxies in front (the client address the
+throttling counts by).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 import os
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +28,19 @@ from urllib.parse import urlencode
 
 import dash
 import flask
+import jinja2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+from cachelib.file import FileSystemCache
 from dash import ClientsideFunction, Input, Output, State, no_update
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user, login_user, logout_user
+from flask_session import Session as ServerSessions
+from flask_talisman import Talisman
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from dashboard import auth
@@ -28,6 +52,7 @@ from dashboard.data import (
     BookingFilters,
     Snapshot,
     SnapshotMissing,
+    SnapshotUnavailable,
     iter_bookings,
 )
 from dashboard.scope import ScopeError
@@ -35,6 +60,15 @@ from dashboard.scope import ScopeError
 HERE = Path(__file__).resolve().parent
 POLL_MS = 3000
 SESSION_HOURS = 8
+SESSIONS_DIR = "dashboard_sessions"
+SESSIONS_KEPT = 10_000
+# Failed sign-ins: per account (ASVS: well under 100 an hour) and per client address.
+ACCOUNT_LIMIT = "10 per 15 minutes"
+ADDRESS_LIMIT = "30 per 10 minutes"
+# A refused sign-in is answered after this pause: a flooding client then gets one answer per
+# connection per pause instead of as many as the CPU can give, and signed-in users keep it.
+THROTTLE_PAUSE_S = 0.5
+CSV_IN_MEMORY = 8 << 20  # an export larger than this is put together on disk
 LOG = logging.getLogger(__name__)
 
 _LOGIN_PAGE = """<!doctype html>
@@ -49,6 +83,7 @@ _LOGIN_PAGE = """<!doctype html>
 Create demo users with <code>python -m dashboard create-demo-users</code>.</div>{% endif %}
 {% if error %}<div class="alert alert-danger" id="login-error">{{ error }}</div>{% endif %}
 <form method="post" action="/login" class="card card-body">
+<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <input type="hidden" name="next" value="{{ next }}">
 <label class="form-label" for="username">Username</label>
 <input class="form-control mb-3" id="username" name="username" autocomplete="username" required autofocus>
@@ -88,26 +123,72 @@ def create_app(
         update_title=None,
     )
     server = app.server
-    server.secret_key = auth.secret_key(data_dir)
+    https = os.environ.get("DASHBOARD_HTTPS") == "1"
+    proxies = int(os.environ.get("DASHBOARD_PROXIES", "0"))
+    if proxies:
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     lifetime = dt.timedelta(hours=SESSION_HOURS)
     server.config.update(
+        SECRET_KEY=auth.secret_key(data_dir),
+        SESSION_TYPE="cachelib",
+        # One file per session (the sign-in form's CSRF token needs one too). Past the
+        # threshold the expired go first, then the oldest: the folder cannot grow unbounded.
+        SESSION_CACHELIB=FileSystemCache(
+            str(data_dir / SESSIONS_DIR),
+            threshold=SESSIONS_KEPT,
+            default_timeout=int(lifetime.total_seconds()),
+        ),
+        SESSION_PERMANENT=True,
+        PERMANENT_SESSION_LIFETIME=lifetime,
+        # Only sign-in and sign-out write the session: a poll still in flight when the user
+        # signs out must not store the old session again. The lifetime is absolute.
+        SESSION_REFRESH_EACH_REQUEST=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=lifetime,
-        # Only sign-in and sign-out set the cookie: a poll still in flight when the user signs
-        # out must not hand the old session back to the browser.
-        SESSION_REFRESH_EACH_REQUEST=False,
+        # The CSRF token lives as long as the session (the page polls for hours).
+        WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=1_000_000,
     )
-    server.extensions[EXTENSION] = Runtime(
-        data_dir,
-        Snapshot(data_dir),
-        auth.UserStore(users_path),
-        auth.SignedOut(lifetime),
-        poll_ms,
+    # The limiter first: a throttled sign-in is refused before any other work is done for it.
+    limiter = Limiter(get_remote_address, app=server, storage_uri="memory://")
+    ServerSessions(server)
+    CSRFProtect(server)
+    logins = LoginManager(server)
+    store = auth.UserStore(users_path)
+    logins.user_loader(store.load)
+    script_src = ["'self'"]
+
+    @server.before_request
+    def hash_dash_inline_scripts() -> None:
+        """Allow Dash's inline scripts by their hashes (its pages add one at the first request)."""
+        if len(script_src) == 1:
+            script_src.extend(app.csp_hashes())
+
+    Talisman(
+        server,
+        force_https=False,  # the TLS proxy redirects; the app must also answer plain HTTP locally
+        strict_transport_security=https,
+        session_cookie_secure=https,
+        frame_options="DENY",
+        referrer_policy="same-origin",
+        content_security_policy={
+            "default-src": "'self'",
+            # Dash's inline scripts by their hashes; nothing evaluated from strings.
+            "script-src": script_src,
+            # Plotly and the grid set styles at run time.
+            "style-src": ["'self'", "'unsafe-inline'"],
+            "img-src": ["'self'", "data:"],
+            "font-src": ["'self'", "data:"],
+            "connect-src": "'self'",
+            "object-src": "'none'",
+            "base-uri": "'self'",
+            "form-action": "'self'",
+            "frame-ancestors": "'none'",
+        },
     )
-    _register_gate(server, app.config.assets_url_path)
-    _register_routes(server)
+    server.extensions[EXTENSION] = Runtime(data_dir, Snapshot(data_dir), store, poll_ms)
+    _register_gate(server, app.config.assets_url_path, https)
+    _register_routes(server, limiter)
     _register_error_handlers(server)
     app.layout = _layout
     _register_frame_callbacks(app)
@@ -123,6 +204,7 @@ def _layout() -> Any:
         str(version.version) if version else None,
         runtime().poll_ms,
         dash.page_container,
+        generate_csrf() if scope is not None else "",
     )
 
 
@@ -136,7 +218,7 @@ def _wants_json() -> bool:
     )
 
 
-def _register_gate(server: flask.Flask, assets_path: str) -> None:
+def _register_gate(server: flask.Flask, assets_path: str, https: bool) -> None:
     public_prefix = "/" + assets_path.strip("/") + "/"
 
     @server.before_request
@@ -145,8 +227,8 @@ def _register_gate(server: flask.Flask, assets_path: str) -> None:
         path = flask.request.path
         if path == "/login" or path.startswith(public_prefix):
             return None
-        user = auth.session_user(runtime().users, runtime().signed_out)
-        if user is None:
+        user = current_user
+        if not user.is_authenticated:
             if _wants_json():
                 return flask.jsonify(error="sign in first"), 401
             return flask.redirect(
@@ -162,14 +244,27 @@ def _register_gate(server: flask.Flask, assets_path: str) -> None:
         """Pages and callback answers are per-user: keep them out of shared caches."""
         if not flask.request.path.startswith(public_prefix):
             response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.mimetype == "text/html":
+            # Dash's front end sends this cookie back as the X-CSRFToken header of each
+            # callback; another site can neither read it nor set the header.
+            response.set_cookie(
+                "_csrf_token", generate_csrf(), secure=https, samesite="Strict", httponly=False
+            )
         return response
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site paths: "//host" or "/\\host" would send the user elsewhere.
+    """Where to go after sign-in: a path on this site, or "/"."""
     target = (target or "/").rstrip("?")
-    if not target.startswith("/") or target.startswith(("//", "/\\")) or target == "/login":
+    # Printable ASCII only (browsers drop tabs and newlines, so "/\t/host" becomes "//host"),
+    # one leading slash, no backslash (read as a slash): nothing that can name another host.
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or not all(" " < ch < "\x7f" for ch in target)
+        or target == "/login"
+    ):
         return "/"
     return target
 
@@ -177,39 +272,69 @@ def _safe_next(target: str | None) -> str:
 # ---------------------------------------------------------------- routes
 
 
-def _register_routes(server: flask.Flask) -> None:
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _account() -> str:
+    return "account:" + flask.request.form.get("username", "").strip().lower()[:64]
+
+
+@functools.cache
+def _login_template(app: flask.Flask) -> jinja2.Template:
+    return app.jinja_env.from_string(_LOGIN_PAGE)  # compiled once: refusals must be cheap
+
+
+def _login_page(error: str | None, next_path: str, status: int = 200) -> tuple[str, int]:
+    page = flask.render_template(
+        _login_template(flask.current_app._get_current_object()),  # type: ignore[attr-defined]
+        error=error,
+        next=next_path,
+        no_users=not runtime().users.users(),
+    )
+    return page, status
+
+
+def _register_routes(server: flask.Flask, limiter: Limiter) -> None:
     @server.route("/login", methods=["GET", "POST"])
+    @limiter.limit(
+        ACCOUNT_LIMIT,
+        key_func=_account,
+        methods=["POST"],
+        deduct_when=_failed,
+        error_message="Too many sign-in attempts for this account.",
+    )
+    @limiter.limit(
+        ADDRESS_LIMIT,
+        methods=["POST"],
+        deduct_when=_failed,
+        error_message="Too many sign-in attempts from your address.",
+    )
     def login() -> Any:
-        """Username and password against the users file's scrypt hashes."""
-        store = runtime().users
+        """Username and password against the users file's hashes; failures are throttled."""
         next_path = _safe_next(flask.request.values.get("next"))
         if flask.request.method == "POST":
-            user = store.authenticate(
+            user = runtime().users.authenticate(
                 flask.request.form.get("username", ""), flask.request.form.get("password", "")
             )
             if user is not None:
-                auth.sign_in(user)
+                flask.current_app.session_interface.regenerate(flask.session)  # no fixation
+                login_user(user)
                 return flask.redirect(next_path)
             LOG.warning("failed sign-in for %r", flask.request.form.get("username", "")[:64])
-            return flask.render_template_string(
-                _LOGIN_PAGE,
-                error="Wrong username or password.",
-                next=next_path,
-                no_users=not store.users(),
-            ), 401
-        return flask.render_template_string(
-            _LOGIN_PAGE, error=None, next=next_path, no_users=not store.users()
-        )
+            return _login_page("Wrong username or password.", next_path, 401)
+        return _login_page(None, next_path)
 
     @server.route("/logout", methods=["POST"])
     def logout() -> Response:
-        """Forget the session (POST only, so another site cannot sign a user out with a link)."""
-        auth.sign_out(runtime().signed_out)
+        """End the session on the server (POST with a CSRF token: no other site can sign out)."""
+        logout_user()
+        flask.session.clear()
         return flask.redirect("/login")
 
     @server.route("/export/bookings.csv")
     def export_bookings() -> Response:
-        """The explorer's filtered bookings as CSV, streamed row by row, scoped by the session."""
+        """The explorer's filtered bookings as CSV, scoped by the session, sent only when whole."""
         scope = auth.current_scope()
         args = flask.request.args
         filters = BookingFilters.parse(
@@ -220,15 +345,29 @@ def _register_routes(server: flask.Flask) -> None:
             date_to=args.get("to"),
             search=args.get("q"),
         )
-        if snapshot().version() is None:
-            raise SnapshotMissing(str(snapshot().path))
         batches = iter_bookings(snapshot(), scope, filters)  # refuses out-of-scope tenants now
+        # Written out in full before the status line goes: a snapshot that fails to read
+        # half-way is a 503, never a 200 with a cut-off file.
+        spool = tempfile.SpooledTemporaryFile(max_size=CSV_IN_MEMORY)  # noqa: SIM115
+        try:
+            for chunk in _csv_chunks(batches):
+                spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        size = spool.tell()
+        spool.seek(0)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        return Response(
-            flask.stream_with_context(_csv_chunks(batches)),
+        response = Response(
+            iter(lambda: spool.read(1 << 16), b""),
             mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="bookings-{stamp}.csv"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="bookings-{stamp}.csv"',
+                "Content-Length": str(size),
+            },
         )
+        response.call_on_close(spool.close)
+        return response
 
 
 def _csv_chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:
@@ -262,6 +401,33 @@ def _register_error_handlers(server: flask.Flask) -> None:
         """Before the first publish: say how to get data."""
         return _error(503, "No data yet", "No serving snapshot yet: run `make pipeline`.")
 
+    @server.errorhandler(SnapshotUnavailable)
+    def unavailable(_: SnapshotUnavailable) -> tuple[Any, int]:
+        """A snapshot that cannot be read, and no good one to show instead."""
+        return _error(
+            503,
+            "Data unavailable",
+            "The serving snapshot cannot be read; the data returns with the next good publish.",
+        )
+
+    @server.errorhandler(RateLimitExceeded)
+    def throttled(error: RateLimitExceeded) -> Any:
+        """Too many failed sign-ins: say so, and when to try again."""
+        time.sleep(THROTTLE_PAUSE_S)  # holds a thread, not a core
+        retry = max(1, int(error.limit.limit.get_expiry()))
+        minutes = -(-retry // 60)
+        message = f"{error.description} Try again in {minutes} minute{'s' * (minutes > 1)}."
+        page, _ = _login_page(message, _safe_next(flask.request.values.get("next")))
+        return page, 429, {"Retry-After": str(retry)}
+
+    @server.errorhandler(CSRFError)
+    def forged(error: CSRFError) -> Any:
+        """A POST without this site's CSRF token: refused, whoever sent it."""
+        LOG.warning("CSRF check failed on %s: %s", flask.request.path, error.description)
+        if flask.request.path == "/login":
+            return _login_page("The sign-in form expired; please sign in again.", "/", 400)
+        return _error(400, "Request refused", "Reload the page and try again.")
+
     @server.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:
         """Log the trace on the server; the browser gets a plain message, never a stack trace."""
@@ -285,12 +451,15 @@ def _register_frame_callbacks(app: dash.Dash) -> None:
     def poll_version(_: int | None, known: str | None) -> tuple[Any, str, str]:
         """Cheap check of serving.json; a new version re-renders every view that listens."""
         auth.current_scope()
-        version = snapshot().version()
+        version, problem = snapshot().version(), snapshot().problem
         if version is None:
-            return (None if known is not None else no_update), "no data yet", ""
+            label = "data unavailable" if problem else "no data yet"
+            return (None if known is not None else no_update), label, problem or ""
         current = str(version.version)  # a string: JS numbers cannot hold a nanosecond stamp
         label = f"updated {fmt.age(version.published_at, dt.datetime.now(dt.UTC))}"
         title = f"snapshot published {fmt.utc_seconds(version.published_at)}"
+        if problem:
+            label, title = f"{label} · newest data unreadable", f"{title}. {problem}"
         return (current if current != known else no_update), label, title
 
     app.clientside_callback(

@@ -1,14 +1,15 @@
-"""Dashboard users: salted scrypt password hashes in a JSON file, sign-in, and the session's scope.
+"""Dashboard users: argon2id password hashes in a JSON file, and the signed-in user's scope.
 
 The file (``DASHBOARD_USERS_FILE``, default ``<DATA_DIR>/dashboard_users.json``) lists each
 user's role and, for tenant staff, their tenant. There is no built-in user or default
 password: ``python -m dashboard create-demo-users`` writes demo users with random passwords.
+Sessions, CSRF, throttling and headers are Flask extensions, wired in ``dashboard.app``.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -20,42 +21,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import flask
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
+from flask_login import UserMixin
 
 from dashboard.scope import Role, Scope, ScopeError
 
 USERS_FILE = "dashboard_users.json"
 SECRET_FILE = "dashboard_secret_key"
-# scrypt cost: ~50 ms per check on this hardware, so guessing is slow and sign-in is not.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-_SESSION_USER = "user"
-_SESSION_FINGERPRINT = "auth"
-_SESSION_ID = "sid"
+# OWASP's minimum for argon2id (19 MiB, 2 passes, 1 lane): ~20 ms a check, one core.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """Encode ``password`` as ``scrypt$n$r$p$salt$hash`` with a fresh per-user salt."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    encode = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${encode(salt).decode()}${encode(digest).decode()}"
+def hash_password(password: str) -> str:
+    """Encode ``password`` as an argon2id hash with a fresh salt."""
+    return _HASHER.hash(password)
 
 
 def verify_password(password: str, encoded: str) -> bool:
-    """Check ``password`` against an encoded hash in constant time."""
-    scheme, n, r, p, salt, digest = encoded.split("$")
-    if scheme != "scrypt":
-        raise ValueError(f"unknown password hash scheme {scheme!r}")
-    candidate = hashlib.scrypt(
-        password.encode(),
-        salt=base64.b64decode(salt),
-        n=int(n),
-        r=int(r),
-        p=int(p),
-        dklen=len(base64.b64decode(digest)),
-    )
-    return hmac.compare_digest(candidate, base64.b64decode(digest))
+    """Check ``password`` against an encoded hash (argon2id, or the scrypt of earlier versions)."""
+    if encoded.startswith("scrypt$"):
+        _, n, r, p, salt, digest = encoded.split("$")
+        expected = base64.b64decode(digest)
+        candidate = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
+        return hmac.compare_digest(candidate, expected)
+    try:
+        return _HASHER.verify(encoded, password)
+    except VerifyMismatchError:
+        return False
+
+
+def needs_rehash(encoded: str) -> bool:
+    """Whether a hash is weaker than what ``hash_password`` writes now."""
+    return encoded.startswith("scrypt$") or _HASHER.check_needs_rehash(encoded)
 
 
 # Checked when the username is unknown, so a miss costs as long as a wrong password.
@@ -63,7 +68,7 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
-class User:
+class User(UserMixin):
     """One dashboard account as the users file holds it."""
 
     username: str
@@ -75,10 +80,10 @@ class User:
         """What this user may see."""
         return Scope(self.username, self.role, self.tenant_id)
 
-    @property
-    def fingerprint(self) -> str:
-        """Ties a session to the current password: changing it (or deleting the user) signs out."""
-        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+    def get_id(self) -> str:
+        """The session's key: a new password (or a deleted user) ends every session of the old."""
+        fingerprint = hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+        return f"{fingerprint}:{self.username}"
 
 
 class UserStore:
@@ -87,6 +92,7 @@ class UserStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._loaded: tuple[int, dict[str, User]] | None = None
 
     def users(self) -> dict[str, User]:
@@ -101,12 +107,23 @@ class UserStore:
             return self._loaded[1]
 
     def authenticate(self, username: str, password: str) -> User | None:
-        """The user if the password matches, else None."""
+        """The user if the password matches, else None; a weak old hash is rewritten now."""
         user = self.users().get(username)
         if user is None:
             verify_password(password, _DUMMY_HASH)
             return None
-        return user if verify_password(password, user.password_hash) else None
+        if not verify_password(password, user.password_hash):
+            return None
+        if needs_rehash(user.password_hash):
+            user = dataclasses.replace(user, password_hash=hash_password(password))
+            with self._write_lock:
+                write_users(self.path, {**self.users(), username: user}.values())
+        return user
+
+    def load(self, user_id: str) -> User | None:
+        """The user a session names, if its password is still the one it signed in with."""
+        user = self.users().get(user_id.partition(":")[2])
+        return user if user is not None and hmac.compare_digest(user.get_id(), user_id) else None
 
 
 def _parse_users(payload: dict) -> dict[str, User]:
@@ -123,25 +140,21 @@ def _parse_users(payload: dict) -> dict[str, User]:
     return users
 
 
-def write_users(path: Path, users: Iterable[User]) -> None:
-    """Write the users file atomically, readable by its owner only."""
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "users": [
-            {
-                "username": u.username,
-                "role": u.role,
-                "tenant_id": u.tenant_id,
-                "password_hash": u.password_hash,
-            }
-            for u in users
-        ]
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(json.dumps(payload, indent=2) + "\n")
+        out.write(text)
     os.replace(tmp, path)
+
+
+def write_users(path: Path, users: Iterable[User]) -> None:
+    """Write the users file atomically, readable by its owner only."""
+    fields = ("username", "role", "tenant_id", "password_hash")
+    payload = {"users": [{name: getattr(u, name) for name in fields} for u in users]}
+    _write_private(path, json.dumps(payload, indent=2) + "\n")
 
 
 def create_demo_users(path: Path, tenant_ids: Iterable[str]) -> list[tuple[User, str]]:
@@ -158,73 +171,14 @@ def create_demo_users(path: Path, tenant_ids: Iterable[str]) -> list[tuple[User,
 
 
 def secret_key(data_dir: Path) -> str:
-    """The session signing key: ``DASHBOARD_SECRET_KEY``, else one generated once and kept."""
+    """The signing key (CSRF tokens): ``DASHBOARD_SECRET_KEY``, else one generated once and kept."""
     configured = os.environ.get("DASHBOARD_SECRET_KEY")
     if configured:
         return configured
     path = data_dir / SECRET_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-        os.replace(tmp, path)
+        _write_private(path, secrets.token_hex(32))
     return path.read_text().strip()
-
-
-class SignedOut:
-    """Session ids signed out in this process, until the cookie would have expired anyway.
-
-    Sessions live in signed cookies; without this, a copy of the cookie taken before sign-out
-    would keep working until it expired.
-    """
-
-    def __init__(self, lifetime: dt.timedelta) -> None:
-        self._lifetime = lifetime
-        self._lock = threading.Lock()
-        self._until: dict[str, dt.datetime] = {}
-
-    def add(self, session_id: str) -> None:
-        """Refuse ``session_id`` from now on."""
-        now = dt.datetime.now(dt.UTC)
-        with self._lock:
-            self._until = {sid: until for sid, until in self._until.items() if until > now}
-            self._until[session_id] = now + self._lifetime
-
-    def __contains__(self, session_id: object) -> bool:
-        with self._lock:
-            return session_id in self._until
-
-
-def sign_in(user: User) -> None:
-    """Start a fresh session for ``user``."""
-    flask.session.clear()
-    flask.session[_SESSION_USER] = user.username
-    flask.session[_SESSION_FINGERPRINT] = user.fingerprint
-    flask.session[_SESSION_ID] = secrets.token_urlsafe(16)
-    flask.session.permanent = True
-
-
-def sign_out(signed_out: SignedOut) -> None:
-    """Forget the session, and refuse its cookie should it come back."""
-    session_id = flask.session.get(_SESSION_ID)
-    if isinstance(session_id, str):
-        signed_out.add(session_id)
-    flask.session.clear()
-
-
-def session_user(store: UserStore, signed_out: SignedOut) -> User | None:
-    """The signed-in user, if the session is live and its password has not changed since."""
-    username = flask.session.get(_SESSION_USER)
-    if not isinstance(username, str) or flask.session.get(_SESSION_ID) in signed_out:
-        return None
-    user = store.users().get(username)
-    if user is None or not hmac.compare_digest(
-        user.fingerprint, str(flask.session.get(_SESSION_FINGERPRINT, ""))
-    ):
-        return None
-    return user
 
 
 def current_scope() -> Scope:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import flask
 
-from dashboard.auth import SignedOut, UserStore
+from dashboard.auth import UserStore
 from dashboard.data import Snapshot
 from tenants.registry import get_registry
 
@@ -21,7 +21,6 @@ class Runtime:
     data_dir: Path
     snapshot: Snapshot
     users: UserStore
-    signed_out: SignedOut
     poll_ms: int
 
 

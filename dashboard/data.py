@@ -7,6 +7,10 @@ its own in-memory instance, cached under the file's identity (device, inode, mti
 and replaced as soon as that identity changes; the old instance closes once its last
 in-flight request is done. Readers never block a publish: the new file is a new inode.
 
+A new file is read back in full before it replaces the one being served: a corrupt publish
+leaves the last good snapshot in service (``Snapshot.problem`` says why), and a file that
+breaks while served makes reads fail as a whole (``SnapshotUnavailable``), never half-way.
+
 Every public query takes the caller's ``Scope``; tenant ids arriving from the browser are
 checked against it (``ScopeError``) before any SQL runs, and every SQL statement binds its
 values as parameters.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -33,6 +38,7 @@ import pyarrow as pa
 
 from dashboard.scope import Scope
 
+LOG = logging.getLogger(__name__)
 SNAPSHOT_FILE = "serving.duckdb"
 VERSION_FILE = "serving.json"
 STATUSES = ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
@@ -114,6 +120,25 @@ class SnapshotMissing(RuntimeError):
     """No serving snapshot has been published into the data folder yet."""
 
 
+class SnapshotUnavailable(RuntimeError):
+    """The serving snapshot cannot be read, and there is no good one to serve in its place."""
+
+
+# Table the dashboard cannot do without: a snapshot lacking one is not a snapshot.
+_REQUIRED_TABLES = frozenset({"bookings", "members", "tenants", "daily_tenant_metrics"})
+
+
+def _is_damage(error: Exception) -> bool:
+    """Whether a DuckDB error means the file is unreadable (rather than a mistake in our SQL)."""
+    damage = (
+        duckdb.IOException,
+        duckdb.InternalException,
+        duckdb.SerializationException,
+        duckdb.FatalException,
+    )
+    return isinstance(error, damage) or type(error) is duckdb.Error  # checksum mismatches
+
+
 @dataclass(frozen=True)
 class SnapshotVersion:
     """What ``serving.json`` says about the snapshot currently in place."""
@@ -156,6 +181,7 @@ class _Instance:
     con: duckdb.DuckDBPyConnection
     memo: Memo
     users: int = 0
+    version: SnapshotVersion | None = None  # the last serving.json read while this file was new
 
 
 class Snapshot:
@@ -172,21 +198,59 @@ class Snapshot:
             "temp_directory": str(Path(tempfile.gettempdir()) / "dashboard-duckdb-spill"),
         }
         self._lock = threading.Lock()
+        self._opening = threading.Lock()  # held while a new file is read back
         self._current: _Instance | None = None
+        self._latest: tuple[int, int, int, int] | None = None  # the file now in place
+        self._refused: tuple[int, int, int, int] | None = None  # a file that did not read back
+        self._problems: dict[str, str] = {}
+
+    @property
+    def problem(self) -> str | None:
+        """Why the newest published data cannot be shown, if it cannot."""
+        with self._lock:
+            return " ".join(self._problems.values()) or None
+
+    def _note(self, part: str, problem: str | None) -> None:
+        with self._lock:
+            if problem is None:
+                self._problems.pop(part, None)
+            else:
+                self._problems[part] = problem
 
     def version(self) -> SnapshotVersion | None:
-        """The published version (cheap: one small JSON file), or None before the first publish."""
+        """The version being served (cheap), or None when there is nothing to serve.
+
+        While the newest file or ``serving.json`` cannot be read, that is the last good one.
+        """
+        try:
+            self._refresh()
+        except (SnapshotMissing, SnapshotUnavailable):
+            return None
+        with self._lock:
+            instance, latest = (
+                self._current,
+                self._current is not None and (self._current.key == self._latest),
+            )
+        if instance is None:
+            return None
+        if not latest:
+            return instance.version or _file_version(instance.key)
         try:
             payload = json.loads((self.serving_dir / VERSION_FILE).read_text())
+            version = SnapshotVersion(
+                version=int(payload["version"]),
+                published_at=dt.datetime.fromisoformat(payload["published_at"]),
+                rows={str(k): int(v) for k, v in payload.get("rows", {}).items()},
+            )
         except FileNotFoundError:
             return None
-        if not self.path.exists():
-            return None
-        return SnapshotVersion(
-            version=int(payload["version"]),
-            published_at=dt.datetime.fromisoformat(payload["published_at"]),
-            rows={str(k): int(v) for k, v in payload.get("rows", {}).items()},
-        )
+        except (ValueError, KeyError, TypeError, AttributeError) as bad:
+            LOG.warning("%s is unreadable: %s", VERSION_FILE, type(bad).__name__)
+            self._note(VERSION_FILE, f"{VERSION_FILE} is unreadable.")
+            return instance.version or _file_version(instance.key)
+        self._note(VERSION_FILE, None)
+        instance.version = version
+        return version
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -201,6 +265,16 @@ class Snapshot:
         try:
             cursor.execute("use snap")
             yield cursor, instance.memo
+        except duckdb.Error as error:
+            if not _is_damage(error):
+                raise
+            # The file broke while served (overwritten where it lies): stop serving it.
+            LOG.warning("serving snapshot unreadable, taken out of service: %s", error)
+            with self._lock:
+                if self._current is instance:
+                    self._current, self._refused = None, instance.key
+                self._problems[SNAPSHOT_FILE] = "The serving snapshot is damaged."
+            raise SnapshotUnavailable(str(self.path)) from error
         finally:
             cursor.close()
             self._release(instance)
@@ -212,19 +286,53 @@ class Snapshot:
             if current is not None and current.users == 0:
                 current.con.close()
 
-    def _acquire(self) -> tuple[_Instance, duckdb.DuckDBPyConnection]:
+    def _refresh(self) -> None:
+        """Serve the file in place if it is new and reads back whole; else keep the current one."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError as missing:
             raise SnapshotMissing(str(self.path)) from missing
         key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+        def settled() -> bool:
+            with self._lock:
+                self._latest = key
+                return key == self._refused or (
+                    self._current is not None and self._current.key == key
+                )
+
+        if settled():
+            return
+        # One request reads the new file back; meanwhile the others keep the current one (or,
+        # before there is one, wait for it).
+        if not self._opening.acquire(blocking=self._current is None):
+            return
+        try:
+            if settled():
+                return
+            try:
+                con = self._open()
+            except duckdb.Error as bad:
+                LOG.warning("new serving snapshot refused, it does not read back: %s", bad)
+                with self._lock:
+                    self._refused = key
+                    self._problems[SNAPSHOT_FILE] = "The newest serving snapshot is unreadable."
+                return
+            with self._lock:
+                old, self._current = self._current, _Instance(key, con, Memo(MEMO_ENTRIES))
+                self._problems.pop(SNAPSHOT_FILE, None)
+                if old is not None and old.users == 0:
+                    old.con.close()
+        finally:
+            self._opening.release()
+
+    def _acquire(self) -> tuple[_Instance, duckdb.DuckDBPyConnection]:
+        self._refresh()
         # Cursors are created under the lock: a DuckDB connection is not thread-safe, its
         # cursors (one per request) are.
         with self._lock:
-            if self._current is None or self._current.key != key:
-                old, self._current = self._current, _Instance(key, self._open(), Memo(MEMO_ENTRIES))
-                if old is not None and old.users == 0:
-                    old.con.close()
+            if self._current is None:
+                raise SnapshotUnavailable(str(self.path))
             self._current.users += 1
             return self._current, self._current.con.cursor()
 
@@ -240,13 +348,32 @@ class Snapshot:
             con.execute("set TimeZone = 'UTC'")
             quoted = str(self.path).replace("'", "''")
             con.execute(f"attach '{quoted}' as snap (read_only)")
+            tables = {
+                row[0]
+                for row in con.execute(
+                    "select table_name from information_schema.tables where table_catalog = 'snap'"
+                ).fetchall()
+            }
+            if not tables >= _REQUIRED_TABLES:
+                raise duckdb.CatalogException(f"missing {sorted(_REQUIRED_TABLES - tables)}")
+            # Every block read once (checksums verified): ~0.1 s per million bookings.
+            for table in sorted(tables):
+                con.execute(f'select max(hash(columns(*))) from snap."{table}"').fetchall()
         except duckdb.IOException as gone:
             con.close()
-            raise SnapshotMissing(str(self.path)) from gone
+            if not self.path.exists():
+                raise SnapshotMissing(str(self.path)) from gone
+            raise
         except BaseException:
             con.close()
             raise
         return con
+
+
+def _file_version(key: tuple[int, int, int, int]) -> SnapshotVersion:
+    """A stand-in label when ``serving.json`` never read back for this file: its mtime."""
+    mtime_ns = key[2]
+    return SnapshotVersion(mtime_ns, dt.datetime.fromtimestamp(mtime_ns / 1e9, dt.UTC), {})
 
 
 # ---------------------------------------------------------------- scoping and filters

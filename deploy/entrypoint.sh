@@ -6,7 +6,8 @@
 #   SANDBOX_HOST [0.0.0.0]  SANDBOX_PORT_OFFSET [0]  SANDBOX_HISTORY [$DATA_DIR/sandbox/history]
 #   SANDBOX_SIZE [20000]    SANDBOX_SEED [7]
 #   DAGSTER_WEBSERVER_HOST [0.0.0.0]  DAGSTER_WEBSERVER_PORT [3000]
-#   DASHBOARD_HOST [0.0.0.0]          DASHBOARD_PORT [8050]
+#   DASHBOARD_HOST [0.0.0.0]          DASHBOARD_PORT [8050]       DASHBOARD_THREADS [16]
+#   DASHBOARD_HTTPS [0]  DASHBOARD_PROXIES [0]  (behind a TLS-terminating proxy: 1 and 1)
 # deploy/healthcheck.py reads the same variables.
 set -euo pipefail
 cd /app
@@ -51,6 +52,7 @@ case "$role" in
     exec dagster-daemon run -w workspace.yaml "$@"
     ;;
   dashboard)
+    # gunicorn (one process, threads), started by the dashboard's own entry point.
     exec python -m dashboard \
       --host "${DASHBOARD_HOST:-0.0.0.0}" --port "${DASHBOARD_PORT:-8050}" "$@"
     ;;
@@ -58,7 +60,7 @@ case "$role" in
     exec python -m dashboard create-demo-users "$@"
     ;;
   help | --help | -h)
-    sed -n '2,10p' "$0"
+    sed -n '2,11p' "$0"
     echo "roles: sandbox pipeline webserver daemon dashboard create-users (or any command)"
     ;;
   *)

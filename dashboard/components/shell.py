@@ -8,7 +8,7 @@ from dash import dcc, html
 from dashboard.scope import Scope
 
 
-def navbar(scope: Scope | None, tenant_names: dict[str, str]) -> dbc.Navbar:
+def navbar(scope: Scope | None, tenant_names: dict[str, str], csrf_token: str = "") -> dbc.Navbar:
     """Links the signed-in user may follow; operators get every tenant, staff only theirs."""
     links: list = []
     if scope is not None and scope.is_operator:
@@ -42,12 +42,15 @@ def navbar(scope: Scope | None, tenant_names: dict[str, str]) -> dbc.Navbar:
                 f"{scope.username} ({role})", className="navbar-text small me-3", id="whoami"
             ),
             html.Form(
-                html.Button(
-                    "Sign out",
-                    type="submit",
-                    className="btn btn-sm btn-outline-light",
-                    id="sign-out",
-                ),
+                [
+                    dcc.Input(type="hidden", name="csrf_token", value=csrf_token),
+                    html.Button(
+                        "Sign out",
+                        type="submit",
+                        className="btn btn-sm btn-outline-light",
+                        id="sign-out",
+                    ),
+                ],
                 action="/logout",
                 method="POST",
                 className="d-inline",
@@ -90,13 +93,14 @@ def shell(
     version: str | None,
     poll_ms: int,
     page: object,
+    csrf_token: str = "",
 ) -> html.Div:
     """The page frame: the version poll, the known snapshot version, the navbar and the page."""
     return html.Div(
         [
             dcc.Interval(id="version-poll", interval=poll_ms),
             dcc.Store(id="snapshot-version", data=version),
-            navbar(scope, tenant_names),
+            navbar(scope, tenant_names, csrf_token),
             dbc.Container(page, fluid=True, className="pb-4"),
         ]
     )

@@ -26,6 +26,27 @@ def no_snapshot() -> dbc.Alert:
     )
 
 
+def data_unavailable(problem: str) -> dbc.Alert:
+    """Shown while the published data cannot be read and there is no good snapshot to show."""
+    return dbc.Alert(
+        [
+            html.H4("Data unavailable", className="alert-heading"),
+            html.P(problem),
+            html.P(
+                "This page shows the data again by itself after the next good publish.",
+                className="mb-0",
+            ),
+        ],
+        color="warning",
+        id="data-unavailable",
+    )
+
+
+def no_data(problem: str | None) -> dbc.Alert:
+    """The state for "no version to show": unreadable data if there is a problem, else none yet."""
+    return data_unavailable(problem) if problem else no_snapshot()
+
+
 def refused(message: str = "Your account does not give access to this tenant.") -> dbc.Alert:
     """Shown instead of data the signed-in user may not see."""
     return dbc.Alert(

@@ -49,7 +49,7 @@ def render_booking(version: str | None, key: object) -> Any:
         raise ScopeError(f"{scope.username} sent no usable booking key")
     tenant_id = scope.check(key["tenant_id"])
     if version is None:
-        return states.no_snapshot()
+        return states.no_data(snapshot().problem)
     snap = snapshot()
     found = data.booking_detail(snap, scope, tenant_id, key["booking_id"])
     tenant = next(iter(t for t in data.tenants(snap, scope) if t.tenant_id == tenant_id), None)

@@ -176,7 +176,7 @@ def load_rows(request: dict | None, version: str | None, *values: object) -> tup
     filters = _filters(*values)
     filters.where(scope)  # refuse an out-of-scope tenant before anything else
     if version is None:
-        return {"rowData": [], "rowCount": 0}, "", states.no_snapshot()
+        return {"rowData": [], "rowCount": 0}, "", states.no_data(snapshot().problem)
     snap = snapshot()
     page = data.bookings_page(
         snap,

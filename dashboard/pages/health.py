@@ -30,7 +30,7 @@ def render_health(version: str | None) -> Any:
     """Scoped like every view: staff see their own tenant's rows only."""
     scope = current_scope()
     if version is None:
-        return states.no_snapshot()
+        return states.no_data(snapshot().problem)
     snap = snapshot()
     health = data.data_health(snap, scope)
     known = data.tenants(snap, scope)

@@ -29,6 +29,6 @@ def render_overview(version: str | None) -> Any:
     scope = current_scope()
     scope.require_operator()
     if version is None:
-        return states.no_snapshot()
+        return states.no_data(snapshot().problem)
     all_kpis = data.tenant_kpis(snapshot(), scope)
     return views.overview_body(all_kpis, data.daily_activity(snapshot(), scope))

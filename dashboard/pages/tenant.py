@@ -38,7 +38,7 @@ def render_tenant(version: str | None, tenant_id: object) -> Any:
         raise ScopeError(f"{scope.username} sent no usable tenant id")
     scope.check(tenant_id)
     if version is None:
-        return states.no_snapshot()
+        return states.no_data(snapshot().problem)
     snap = snapshot()
     found = data.tenant_kpis(snap, scope, tenant_id)
     if not found:

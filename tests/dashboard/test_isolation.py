@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Server, Session
+from tests.dashboard.conftest import Server, Session, http_sign_in
 
 OTHER_TENANT_MARKERS = ("CoffeeChain", "stars", "coffeechain:")
 
@@ -19,9 +19,7 @@ OTHER_TENANT_MARKERS = ("CoffeeChain", "stars", "coffeechain:")
 def staff_client(server: Server, passwords: dict[str, str]) -> httpx.Client:
     """TelcoCorp staff signed in over plain HTTP (the session cookie only)."""
     client = httpx.Client(base_url=server.url, timeout=30)
-    signed = client.post(
-        "/login", data={"username": "staff-telcocorp", "password": passwords["staff-telcocorp"]}
-    )
+    signed = http_sign_in(client, "staff-telcocorp", passwords["staff-telcocorp"])
     assert signed.status_code == 302 and "session" in client.cookies
     yield client
     client.close()

@@ -16,6 +16,7 @@ from tests.dashboard.conftest import (
     TENANTS,
     Server,
     Session,
+    http_sign_in,
     screenshot,
     sign_in,
     start_dashboard,
@@ -91,7 +92,7 @@ def test_before_the_first_publish_pages_say_how_to_get_data(
         assert errors == []
         context.close()
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            client.post("/login", data={"username": "operator", "password": password["operator"]})
+            http_sign_in(client, "operator", password["operator"])
             broken = client.post("/_dash-update-component", json={"output": "no-such.children"})
         assert broken.status_code == 500
         assert "Traceback" not in broken.text and "File " not in broken.text

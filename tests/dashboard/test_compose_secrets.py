@@ -1,0 +1,55 @@
+"""Each container role gets only the secrets it reads (compose.yaml against the code's needs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from dotenv import dotenv_values
+
+from tests.dashboard.conftest import REPO, tenant_secret_names
+
+# What each role's program reads of the tenants' secrets. The stand-ins check fixed sandbox
+# credentials of their own; the Dagster UI only queues runs (the daemon launches them, see
+# deploy/dagster.yaml); the dashboard reads the serving snapshot and its users file.
+ALL = frozenset(tenant_secret_names())
+READS = {
+    "sandbox": frozenset(),
+    "pipeline": ALL,
+    "webserver": frozenset(),
+    "daemon": ALL,
+    "dashboard": frozenset(),
+}
+
+
+def _environment(service: dict) -> set[str]:
+    """Every variable name a service's container is given: env files and ``environment``."""
+    names: set[str] = set()
+    env_files = service.get("env_file", [])
+    for entry in [env_files] if isinstance(env_files, str | dict) else env_files:
+        path = entry["path"] if isinstance(entry, dict) else entry
+        # The real .env is local; its names are those of the example it is copied from.
+        source = REPO / (".env.example" if path == ".env" else path)
+        names |= set(dotenv_values(source))
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        names |= {item.split("=", 1)[0] for item in environment}
+    else:
+        names |= set(environment)
+    return names
+
+
+def test_each_service_gets_only_the_secrets_its_role_reads() -> None:
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == set(READS)
+    for name, service in services.items():
+        given = _environment(service) & ALL
+        print(f"{name}: {len(given)} tenant secrets {sorted(given)}")
+        assert given == READS[name], (name, sorted(given ^ READS[name]))
+
+
+def test_secret_names_in_compose_match_the_example_env_file() -> None:
+    # A secret compose passes on must be one the example documents, and the other way round.
+    example = set(dotenv_values(Path(REPO / ".env.example")))
+    assert example >= ALL
