@@ -111,7 +111,7 @@ def usd_for_units(units: Decimal, usd_per_unit: Decimal) -> Decimal:
 
 
 def cashback_for(units: Decimal, cashback_rate: Decimal) -> Decimal:
-    """Cashback on a charge: rate × units, half-even to the cent."""
+    """Cashback on a charge: rate x units, half-even to the cent."""
     _exact(units)
     return round_cents(units * cashback_rate)
 
