@@ -76,6 +76,7 @@ class BookingRow(Base):
     refunded_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
+    failure_details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     # What an unknown outcome is about ("charge" or "order") and when silence means "never".
     reconcile_phase: Mapped[str | None] = mapped_column(sa.String(16))
     reconcile_deadline: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

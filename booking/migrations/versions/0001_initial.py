@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("refunded_at", sa.DateTime(), nullable=True),
         sa.Column("failure_code", sa.String(length=64), nullable=True),
         sa.Column("failure_reason", sa.Text(), nullable=True),
+        sa.Column("failure_details", sa.JSON(), nullable=True),
         sa.Column("reconcile_phase", sa.String(length=16), nullable=True),
         sa.Column("reconcile_deadline", sa.DateTime(), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
