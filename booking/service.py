@@ -727,8 +727,19 @@ class BookingService:
 
     def _refund(self, row: BookingRow, tenant: TenantConfig) -> bool:
         """Give the charge back where the tenant can; otherwise it waits for an operator."""
-        if row.loyalty_transaction_id is None or not tenant.capabilities.refunds:
+        outcome = self._call_refund(row, tenant)
+        if outcome is None:
             return False
+        detail, changes = outcome
+        self._step(row.id, after_refund(row.cancel_requested), detail, **changes)
+        return True
+
+    def _call_refund(
+        self, row: BookingRow, tenant: TenantConfig
+    ) -> tuple[str, dict[str, Any]] | None:
+        """(event detail, booking changes) once the tenant confirmed the refund, else None."""
+        if row.loyalty_transaction_id is None or not tenant.capabilities.refunds:
+            return None
         now = self.clock()
         reason = (
             f"Booking {row.id} cancelled" if row.cancel_requested else f"Booking {row.id} failed"
@@ -738,32 +749,24 @@ class BookingService:
                 row.member_id, row.loyalty_transaction_id, reason
             )
         except NotSupported:
-            return False
+            return None
         except BusinessRuleError as exc:
             if exc.code != "already_refunded":
                 log.warning("refund of %s refused: %s", row.id, exc)
-                return False
+                return None
             # An earlier attempt's answer was lost; the tenant says it was paid.
-            self._step(
-                row.id,
-                after_refund(row.cancel_requested),
-                "refund already made at the tenant",
-                refund_minor=row.loyalty_minor,
-                refunded_at=now,
-            )
-            return True
+            return "refund already made at the tenant", {
+                "refund_minor": row.loyalty_minor,
+                "refunded_at": now,
+            }
         except UpstreamError as exc:
             log.warning("refund of %s not made now: %s", row.id, exc)
-            return False
-        self._step(
-            row.id,
-            after_refund(row.cancel_requested),
-            "refunded",
-            refund_transaction_id=refund.refund_id,
-            refund_minor=to_minor(refund.amount, row.loyalty_decimals),
-            refunded_at=refund.timestamp or now,
-        )
-        return True
+            return None
+        return "refunded", {
+            "refund_transaction_id": refund.refund_id,
+            "refund_minor": to_minor(refund.amount, row.loyalty_decimals),
+            "refunded_at": refund.timestamp or now,
+        }
 
     # --- cancel ----------------------------------------------------------------------------
 
@@ -879,8 +882,13 @@ class BookingService:
         if not row.refund_requested or row.loyalty_transaction_id is None:
             self._step(row.id, Status.CANCELLED, "cancelled at Duffel; no refund requested")
             return False
-        self._step(row.id, Status.REFUND_PENDING, "cancelled at Duffel; refund owed")
-        return True
+        outcome = self._call_refund(row, tenant)
+        if outcome is None:
+            self._step(row.id, Status.REFUND_PENDING, "cancelled at Duffel; refund owed")
+            return False
+        detail, changes = outcome
+        self._step(row.id, Status.CANCELLED, f"cancelled at Duffel; {detail}", **changes)
+        return False
 
     # --- approvals (operators) -----------------------------------------------------------
 

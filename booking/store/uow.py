@@ -34,7 +34,7 @@ class UnitOfWork:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.session.rollback()
+        # Closing rolls back whatever was not committed, and leaves loaded rows readable.
         self.session.close()
 
     def commit(self) -> None:

@@ -92,3 +92,30 @@ def store(store_url: str) -> Iterator[Store]:
     running = Store(store_url)
     yield running
     running.dispose()
+
+
+# --- the service layer over real stand-ins --------------------------------------------------
+
+MEMBERS = {"coffeechain": "CC1234567", "telcocorp": "TC-DEF456", "fintechapp": "FA_87654321"}
+
+
+@pytest.fixture(scope="module")
+def stand_ins() -> Iterator[object]:
+    """Stand-ins for this module with room in their limits (the tests book a lot)."""
+    import dataclasses
+
+    from sandbox.config import SERVICES, Limit, SandboxConfig
+    from sandbox.runner import start_sandbox
+
+    config = SandboxConfig(
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        timeout_stall_seconds=0.5,
+        limits=dict.fromkeys(SERVICES, Limit(100_000)),
+    )
+    running = start_sandbox(dataclasses.replace(config))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in running.client_env().items():
+            patch.setenv(name, value)
+        yield running
+    running.stop()
