@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         traffic_per_minute=args.traffic,
         telcocorp_token_ttl_seconds=args.token_ttl or 3600,
         fintechapp_session_ttl_seconds=args.token_ttl or 86400,
+        fault_control=args.fault_control,
     )
     config = dataclasses.replace(
         config,
@@ -148,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--limit", type=_limit, action="append", help="SERVICE=REQUESTS[/SECONDS]")
     serve.add_argument("--unlimited", action="store_true", help="lift every rate limit (load runs)")
+    serve.add_argument(
+        "--fault-control",
+        action="store_true",
+        help="serve /_sandbox/faults on each stand-in (tests and demos; not in the reference)",
+    )
     serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -38,6 +38,11 @@ class SandboxConfig:
     reset_interval_seconds: float | None = None  # the real services reset hourly
     traffic_per_minute: float = 0.0  # new bookings per minute while running
     timeout_stall_seconds: float = 35.0  # X-Mock-Error: api-timeout
+    # Duffel order creation with the `timeout` fault: past the Duffel client's 130 s.
+    order_timeout_stall_seconds: float = 135.0
+    webhook_max_attempts: int = 6  # Duffel webhook deliveries, first try included
+    webhook_backoff_seconds: float = 0.5  # before the first retry; doubles, at most 30 s
+    fault_control: bool = False  # serve /_sandbox/faults (tests, demo); never the reference
     fintechapp_jwt_secret: str = "fintechapp-sandbox-hs256-signing-key-0001"
     fintechapp_partner_id: str = "partner_analytics"
     fintechapp_partner_secret: str = "fintechapp_partner_secret"

@@ -7,14 +7,19 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from sandbox import faults
 from sandbox.config import TENANT_SERVICES as ORGANISATIONS
 from sandbox.config import SandboxConfig
 from sandbox.schema import LEDGER, MEMBERS, ORDERS
 from sandbox.seed import reference_members_frame
 from sandbox.servers import RunningServers, serve_in_background
+
+if TYPE_CHECKING:
+    from sandbox.duffel.webhooks import WebhookHub
 
 log = logging.getLogger("sandbox")
 
@@ -53,6 +58,7 @@ class Sandbox:
     duffel: object
     servers: RunningServers
     traffic: object | None = None
+    duffel_webhooks: WebhookHub | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -61,6 +67,30 @@ class Sandbox:
         self.loyalty.reset()
         self.duffel.reset()
         log.info("sandbox reset to the generated history")
+
+    def inject_fault(
+        self,
+        service: str,
+        route: str,
+        fault: str,
+        times: int = 1,
+        *,
+        stall_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """Fail the next ``times`` calls of ``service``'s ``route`` as ``X-Mock-Error: fault``
+        would (see ``sandbox.faults``); needs ``fault_control`` on."""
+        return faults.inject_fault(
+            self.urls[service], route, fault, times, stall_seconds=stall_seconds
+        )
+
+    def clear_faults(self, service: str | None = None) -> None:
+        """Disarm every fault on one service, or on all four."""
+        for name in [service] if service else list(self.urls):
+            faults.clear_faults(self.urls[name])
+
+    def armed_faults(self, service: str) -> list[dict[str, Any]]:
+        """Faults armed on ``service`` that calls have not used up yet."""
+        return faults.armed_faults(self.urls[service])
 
     def client_env(self) -> dict[str, str]:
         """Environment that points the platform's tenant clients at these stand-ins."""
@@ -84,6 +114,8 @@ class Sandbox:
         for thread in self._threads:
             thread.join(5)
         self.servers.stop()
+        if self.duffel_webhooks is not None:
+            self.duffel_webhooks.stop()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -108,6 +140,7 @@ def start_sandbox(config: SandboxConfig | None = None) -> Sandbox:
     """Load the history, build the stores and serve all four apps; returns once they answer."""
     from sandbox.duffel.app import create_app as create_duffel_app
     from sandbox.duffel.store import DuffelStore
+    from sandbox.duffel.webhooks import WebhookHub
     from sandbox.loyalty import create_apps as create_loyalty_apps
     from sandbox.loyalty.store import LoyaltyStore
 
@@ -115,10 +148,19 @@ def start_sandbox(config: SandboxConfig | None = None) -> Sandbox:
     tables = load_history(config.history_dir)
     loyalty = LoyaltyStore(tables["members"], tables["ledger"], config)
     duffel = DuffelStore(tables["orders"], ORGANISATIONS)
-    apps = {**create_loyalty_apps(loyalty, config), "duffel": create_duffel_app(duffel, config)}
+    webhooks = WebhookHub(
+        max_attempts=config.webhook_max_attempts, backoff_seconds=config.webhook_backoff_seconds
+    )
+    duffel_app = create_duffel_app(duffel, config, webhooks)
+    apps = {**create_loyalty_apps(loyalty, config), "duffel": duffel_app}
     servers = serve_in_background(apps, config.host, config.ports, access_log=False)
     sandbox = Sandbox(
-        config=config, urls=servers.urls, loyalty=loyalty, duffel=duffel, servers=servers
+        config=config,
+        urls=servers.urls,
+        loyalty=loyalty,
+        duffel=duffel,
+        servers=servers,
+        duffel_webhooks=webhooks,
     )
     if config.reset_interval_seconds:
         sandbox._every(config.reset_interval_seconds, sandbox.reset, "sandbox-reset")

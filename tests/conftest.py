@@ -9,11 +9,18 @@ import pytest
 
 from sandbox.config import SERVICES, SandboxConfig
 from sandbox.runner import Sandbox, start_sandbox
+from tests.postgres import postgres_server, postgres_url
+
+# Fixtures defined in tests/postgres.py, made available to every test.
+__all__ = ["postgres_server", "postgres_url"]
 
 
 def _config(**overrides: object) -> SandboxConfig:
     base = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0), log_requests=False, timeout_stall_seconds=0.5
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        timeout_stall_seconds=0.5,
+        fault_control=True,
     )
     return dataclasses.replace(base, **overrides)
 
@@ -48,3 +55,15 @@ def sandbox_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def sandbox_faults(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The session's stand-ins with no fault armed before or after the test.
+
+    ``sandbox_faults.inject_fault("coffeechain", "deduct", "insufficient-balance")``
+    makes the next deduction fail as ``X-Mock-Error: insufficient-balance`` would.
+    """
+    sandbox.clear_faults()
+    yield sandbox
+    sandbox.clear_faults()

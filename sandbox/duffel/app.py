@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.config import SandboxConfig
-from sandbox.duffel.errors import DuffelError, not_found, required, validation
+from sandbox.duffel.errors import DuffelError, invalid_state, not_found, required, validation
 from sandbox.duffel.paging import page_of, parse_page
 from sandbox.duffel.render import (
     AIRLINE_OBJECTS,
@@ -28,6 +29,15 @@ from sandbox.duffel.render import (
     to_us,
 )
 from sandbox.duffel.store import ORDER_CURSOR, DuffelStore, OrderQuery
+from sandbox.duffel.webhooks import WebhookHub
+from sandbox.faults import (
+    DUFFEL_GENERIC,
+    DUFFEL_SPECIFIC,
+    FaultCatalogue,
+    FaultRoute,
+    install_fault_control,
+    stall_seconds,
+)
 from sandbox.ratelimit import FixedWindowLimiter
 from sandbox.reference import airports
 
@@ -38,6 +48,32 @@ GZIP_MINIMUM_BYTES = 1024
 _BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+# Routes the fault switches know by name (sandbox.faults).
+FAULT_CATALOGUE = FaultCatalogue(
+    tuple(
+        FaultRoute(name, method, path)
+        for name, method, path in (
+            ("offer_request", "POST", "/air/offer_requests"),
+            ("offer_request_get", "GET", "/air/offer_requests/{id}"),
+            ("offers", "GET", "/air/offers"),
+            ("offer", "GET", "/air/offers/{id}"),
+            ("order_create", "POST", "/air/orders"),
+            ("orders", "GET", "/air/orders"),
+            ("order", "GET", "/air/orders/{id}"),
+            ("cancellation_create", "POST", "/air/order_cancellations"),
+            ("cancellation_confirm", "POST", "/air/order_cancellations/{id}/actions/confirm"),
+            ("cancellation", "GET", "/air/order_cancellations/{id}"),
+            ("payment", "POST", "/air/payments"),
+            ("webhook_create", "POST", "/air/webhooks"),
+            ("airlines", "GET", "/air/airlines"),
+            ("airports", "GET", "/air/airports"),
+        )
+    ),
+    DUFFEL_GENERIC,
+    DUFFEL_SPECIFIC,
 )
 
 
@@ -131,7 +167,8 @@ class DuffelEdge:
             await _send(send_with_headers, 503, error.body(request_id))
             return
         if mock == "api-timeout":
-            await asyncio.sleep(self.stall_seconds)
+            await asyncio.sleep(stall_seconds(_State(state), self.stall_seconds))
+        state["mock_error"] = mock  # the order-creation modes act inside the route
         state["organisation"] = self.tokens[token]
         await self.app(scope, receive, send_with_headers)
 
@@ -179,8 +216,41 @@ class DuffelEdge:
         return None
 
 
+class _State:
+    """Attribute access to the scope's state dict (what ``request.state`` gives a route)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
 def _auth_error(code: str, title: str, message: str) -> DuffelError:
     return DuffelError(401, "authentication_error", code, title, message)
+
+
+def _creation_failed(hub: WebhookHub, org: str, data: dict[str, Any]) -> None:
+    """``order.creation_failed`` for an order that was refused, naming what was asked for.
+
+    Duffel does not document this event's object; it carries the selected offers, the
+    metadata (so a receiver can find its booking) and the error.
+    """
+    offers = data.get("selected_offers")
+    metadata = data.get("metadata")
+    error = _offer_gone()
+    obj = {
+        "selected_offers": offers if isinstance(offers, list) else [],
+        "metadata": metadata if isinstance(metadata, dict) else None,
+        "error": {"type": error.type, "code": error.code, "title": error.title},
+    }
+    key = base64.b64encode(f"failed-{_request_id()}".encode()).decode()
+    hub.publish(org, "order.creation_failed", obj, key)
+
+
+def _offer_gone() -> DuffelError:
+    return invalid_state(
+        "offer_no_longer_available",
+        "Offer no longer available",
+        "The selected offer is no longer available; please search again.",
+    )
 
 
 def _internal_error() -> DuffelError:
@@ -278,9 +348,19 @@ def _gzipped_json(body: bytes) -> Response:
     return response
 
 
-def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
-    """The Duffel stand-in over ``store``, with ``config``'s tokens, limits and stall time."""
+def create_app(
+    store: DuffelStore, config: SandboxConfig, webhooks: WebhookHub | None = None
+) -> FastAPI:
+    """The Duffel stand-in over ``store``, with ``config``'s tokens, limits and stall time.
+
+    ``webhooks`` delivers the webhook events (one is made from ``config`` when not given;
+    whoever owns the app stops it: ``app.state.webhooks.stop()``).
+    """
     app = FastAPI(title="Duffel stand-in", docs_url=None, redoc_url=None, openapi_url=None)
+    hub = webhooks or WebhookHub(
+        max_attempts=config.webhook_max_attempts, backoff_seconds=config.webhook_backoff_seconds
+    )
+    app.state.webhooks = hub
     airlines = sorted(AIRLINE_OBJECTS.values(), key=lambda a: a["name"])
     airlines_by_id = {a["id"]: a for a in airlines}
     places = sorted((airport_object(code) for code in airports()), key=lambda a: a["name"])
@@ -313,8 +393,43 @@ def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
 
     @app.post("/air/orders")
     async def create_order(request: Request) -> Response:
-        row = store.create_order(_org(request), await _body_data(request))
-        return _json(b'{"data":' + order_bytes(row) + b"}", 201)
+        mock = getattr(request.state, "mock_error", "")
+        org = _org(request)
+        data = await _body_data(request)
+        if mock == "offer_no_longer_available":
+            # A definite failure: Duffel refuses the offer and books nothing.
+            _creation_failed(hub, org, data)
+            raise _offer_gone()
+        row = store.create_order(org, data)
+        order = order_bytes(row)
+        hub.publish(org, "order.created", order, row["order_id"])
+        body = b'{"data":' + order + b"}"
+        if mock == "500_after_create":
+            # The order exists, but the answer is lost: the caller cannot know the outcome.
+            return _json(_internal_error().body(request.state.request_id), 500)
+        if mock == "timeout":
+            await asyncio.sleep(stall_seconds(request.state, config.order_timeout_stall_seconds))
+        return _json(body, 201)
+
+    @app.post("/air/webhooks")
+    async def create_webhook(request: Request) -> Response:
+        return _data_envelope(hub.register(_org(request), await _body_data(request)), 201)
+
+    @app.get("/air/webhooks")
+    async def list_webhooks(request: Request) -> Response:
+        found = hub.list_endpoints(_org(request))
+        meta = {"limit": len(found), "after": None, "before": None}
+        return _json(orjson.dumps({"data": found, "meta": meta}))
+
+    @app.delete("/air/webhooks/{webhook_id}")
+    async def delete_webhook(request: Request, webhook_id: str) -> Response:
+        hub.delete(_org(request), webhook_id)
+        return Response(status_code=204)
+
+    @app.post("/air/webhooks/{webhook_id}/actions/ping")
+    async def ping_webhook(request: Request, webhook_id: str) -> Response:
+        hub.ping(_org(request), webhook_id)
+        return Response(status_code=204)
 
     @app.post("/air/offer_requests")
     async def create_offer_request(request: Request) -> Response:
@@ -417,4 +532,6 @@ def create_app(store: DuffelStore, config: SandboxConfig) -> FastAPI:
         DuffelEdge, tokens=tokens, limiter=limiter, stall_seconds=config.timeout_stall_seconds
     )
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
+    if config.fault_control:
+        install_fault_control(app, FAULT_CATALOGUE)
     return app

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
     TenantSpec,
+    add_fault_control,
     add_listings,
     create_service_app,
     debit,
@@ -28,6 +29,16 @@ from sandbox.loyalty.store import LoyaltyStore
 
 API_KEY = "test_cc_api_key_12345"
 APPROVAL_THRESHOLD = 50_000  # stars; a booking above it needs manual approval
+
+# Routes the fault switches know by name (sandbox.faults); paths as in the routes below.
+FAULT_ROUTES = {
+    "balance": ("GET", "/api/v1/members/{member_id}/balance"),
+    "deduct": ("POST", "/api/v1/members/{member_id}/deduct"),
+    "refund": ("POST", "/api/v1/members/{member_id}/refund"),
+    "approval_check": ("POST", "/api/v1/approvals/check"),
+    "ledger": ("GET", "/api/v1/ledger/transactions"),
+    "members": ("GET", "/api/v1/members"),
+}
 
 SPEC = TenantSpec(
     service="coffeechain",
@@ -151,4 +162,5 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         members_path="/api/v1/members",
         caller=caller,
     )
+    add_fault_control(app, config, FAULT_ROUTES)
     return app

@@ -26,6 +26,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.config import SandboxConfig
+from sandbox.faults import (
+    LOYALTY_GENERIC,
+    LOYALTY_SPECIFIC,
+    FaultCatalogue,
+    FaultRoute,
+    install_fault_control,
+    stall_seconds,
+)
 from sandbox.loyalty.render import CURRENCIES, Currency, InvalidCursor
 from sandbox.loyalty.store import (
     InsufficientFunds,
@@ -155,7 +163,7 @@ async def simulate_failures(request: Request, config: SandboxConfig) -> None:
     if mode == "auth-failed":
         raise error(401, "unauthorized", "Authentication failed")
     if mode == "api-timeout":
-        await asyncio.sleep(config.timeout_stall_seconds)
+        await asyncio.sleep(stall_seconds(request.state, config.timeout_stall_seconds))
 
 
 def guarded(auth: Auth, config: SandboxConfig) -> Auth:
@@ -323,6 +331,20 @@ class ServiceMiddleware:
 
 async def _api_error(_: Request, exc: ApiError) -> Response:
     return json_response({"detail": exc.detail}, exc.status)
+
+
+def add_fault_control(
+    app: FastAPI, config: SandboxConfig, routes: dict[str, tuple[str, str]]
+) -> None:
+    """The fault switches (``sandbox.faults``) over ``routes`` (name -> method, path), if enabled."""
+    if not config.fault_control:
+        return
+    catalogue = FaultCatalogue(
+        tuple(FaultRoute(name, method, path) for name, (method, path) in routes.items()),
+        LOYALTY_GENERIC,
+        {fault: route for fault, route in LOYALTY_SPECIFIC.items() if route in routes},
+    )
+    install_fault_control(app, catalogue)
 
 
 def create_service_app(spec: TenantSpec, config: SandboxConfig) -> FastAPI:

@@ -14,6 +14,7 @@ from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
     ApiError,
     TenantSpec,
+    add_fault_control,
     add_listings,
     bearer_token,
     create_service_app,
@@ -34,6 +35,17 @@ from sandbox.loyalty.store import Credential, LoyaltyStore
 
 CASHBACK_RATE = Decimal("0.02")
 JWT_ALGORITHM = "HS256"
+
+# Routes the fault switches know by name (sandbox.faults); paths as in the routes below.
+FAULT_ROUTES = {
+    "session": ("POST", "/api/v1/sessions/validate"),
+    "balance": ("GET", "/api/v1/users/{user_id}/coins"),
+    "deduct": ("POST", "/api/v1/users/{user_id}/coins/deduct"),
+    "refund": ("POST", "/api/v1/users/{user_id}/coins/refund"),
+    "webhook_validate": ("POST", "/api/v1/webhooks/validate"),
+    "ledger": ("GET", "/api/v1/ledger/transactions"),
+    "members": ("GET", "/api/v1/users"),
+}
 
 SPEC = TenantSpec(
     service="fintechapp",
@@ -216,4 +228,5 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         members_path="/api/v1/users",
         caller=guarded(partner_session, config),
     )
+    add_fault_control(app, config, FAULT_ROUTES)
     return app

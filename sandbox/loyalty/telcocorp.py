@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
     TenantSpec,
+    add_fault_control,
     add_listings,
     bearer_token,
     create_service_app,
@@ -35,6 +36,17 @@ CLIENT_SECRET = "telcocorp_client_secret"
 DEFAULT_SCOPE = "points:read points:use"
 ALLOWED_CLASSES = ["economy"]
 RESTRICTIONS = ["Economy class only", "No upgrades available"]
+
+# Routes the fault switches know by name (sandbox.faults); paths as in the routes below.
+FAULT_ROUTES = {
+    "token": ("POST", "/oauth/token"),
+    "balance": ("GET", "/api/v2/customers/{customer_id}/points"),
+    "deduct": ("POST", "/api/v2/customers/{customer_id}/points/use"),
+    "refund": ("POST", "/api/v2/customers/{customer_id}/points/refund"),
+    "eligibility": ("GET", "/api/v2/customers/{customer_id}/travel/eligibility"),
+    "ledger": ("GET", "/api/v2/ledger/transactions"),
+    "members": ("GET", "/api/v2/customers"),
+}
 
 SPEC = TenantSpec(
     service="telcocorp",
@@ -173,4 +185,5 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         members_path="/api/v2/customers",
         caller=caller,
     )
+    add_fault_control(app, config, FAULT_ROUTES)
     return app

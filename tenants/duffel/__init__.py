@@ -11,16 +11,28 @@ from tenants.duffel.models import (
     Payment,
     parse_duration,
 )
+from tenants.duffel.webhooks import (
+    DuffelWebhook,
+    DuffelWebhookEvent,
+    WebhookSignatureError,
+    parse_webhook_event,
+    verify_webhook_signature,
+)
 
 __all__ = [
     "Airline",
     "Airport",
     "DuffelClient",
     "DuffelOrder",
+    "DuffelWebhook",
+    "DuffelWebhookEvent",
     "Offer",
     "OfferRequest",
     "OrderCancellation",
     "Payment",
+    "WebhookSignatureError",
     "build_duffel_client",
     "parse_duration",
+    "parse_webhook_event",
+    "verify_webhook_signature",
 ]

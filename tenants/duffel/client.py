@@ -18,6 +18,7 @@ from tenants.duffel.models import (
     Airline,
     Airport,
     DuffelOrder,
+    DuffelWebhook,
     Offer,
     OfferRequest,
     OrderCancellation,
@@ -49,6 +50,7 @@ _CONFIRM_CANCELLATION = Route(
     "POST", "/air/order_cancellations/{cancellation_id}/actions/confirm", Safety.MONEY
 )
 _PAYMENTS = Route("POST", "/air/payments", Safety.MONEY)
+_WEBHOOKS = Route("POST", "/air/webhooks", Safety.WRITE)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -355,6 +357,40 @@ class DuffelClient:
         payment = {"type": payment_type, "amount": _money(amount), "currency": currency}
         return self._resource(
             _PAYMENTS, Payment, json_body={"data": {"order_id": order_id, "payment": payment}}
+        )
+
+    def find_orders(
+        self,
+        created_after: dt.datetime,
+        metadata: Mapping[str, str],
+        *,
+        created_before: dt.datetime | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> list[DuffelOrder]:
+        """Orders created in the window whose ``metadata`` holds every pair of ``metadata``.
+
+        Duffel cannot filter by metadata, so this pages through the window's orders (oldest
+        first) and keeps the matches: how a reconciler finds the order of a booking whose
+        creation answer was lost (e.g. ``{"booking_id": ...}``). Keep the window tight (from
+        just before the booking's order attempt). Only matches are validated, so another
+        order that is malformed cannot stop the search.
+        """
+        if not metadata:
+            raise ValueError("metadata: give at least one key to match")
+        wanted = dict(metadata)
+        found = []
+        for page in self.iter_order_pages(created_after, created_before, limit):
+            for raw in page:
+                held = raw.get("metadata") if isinstance(raw, dict) else None
+                if isinstance(held, dict) and all(held.get(k) == v for k, v in wanted.items()):
+                    with self._runner.reading(_ORDERS):
+                        found.append(DuffelOrder.model_validate(raw))
+        return found
+
+    def create_webhook(self, url: str, events: Sequence[str]) -> DuffelWebhook:
+        """Register ``url`` for ``events``; the answer's ``secret`` is shown only this once."""
+        return self._resource(
+            _WEBHOOKS, DuffelWebhook, json_body={"data": {"url": url, "events": list(events)}}
         )
 
 

@@ -13,7 +13,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from tenants.models import UtcDatetime
 
@@ -324,3 +324,17 @@ class Payment(_Lenient):
     currency: str
     created_at: UtcDatetime | None = None
     live_mode: bool | None = None
+
+
+class DuffelWebhook(_Lenient):
+    """A registered webhook endpoint; ``secret`` is present only in the creation answer
+    (a ``SecretStr``, so it never shows in a repr or a log line)."""
+
+    id: str
+    url: str
+    events: list[str]
+    active: bool = True
+    live_mode: bool | None = None
+    secret: SecretStr | None = None
+    created_at: UtcDatetime | None = None
+    updated_at: UtcDatetime | None = None
