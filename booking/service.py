@@ -661,12 +661,10 @@ class BookingService:
 
     def _find_order(self, row: BookingRow, tenant: TenantConfig) -> DuffelOrder | None:
         """The Duffel order made for this booking, matched by ``metadata.booking_id``."""
-        client = self.upstreams.duffel(tenant)
-        for page in client.list_orders(created_after=row.created_at - LOOKBACK):
-            for order in page:
-                if (order.metadata or {}).get("booking_id") == row.id:
-                    return order
-        return None
+        found = self.upstreams.duffel(tenant).find_orders(
+            row.created_at - LOOKBACK, {"booking_id": row.id}
+        )
+        return found[0] if found else None
 
     def _find_charge(self, row: BookingRow, tenant: TenantConfig) -> str | None:
         """The tenant's deduction for this booking (reference = booking id), from its ledger."""

@@ -1,72 +1,13 @@
-"""Booking fixtures: a store on each backend, and a throwaway PostgreSQL."""
+"""Booking fixtures: a fresh store on each backend, and stand-ins with room in their limits."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from booking.store.uow import Store
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root; run its tools as the postgres user then.
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port, for this test session."""
-    if shutil.which("initdb") is None:
-        pytest.fail("PostgreSQL (initdb, pg_ctl) is not installed: apt-get install postgresql")
-    folder = Path(tempfile.mkdtemp(prefix="booking-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    data = folder / "data"
-    port = _free_port()
-    subprocess.run(
-        _as_postgres(["initdb", "-D", str(data), "-U", "booking", "--auth=trust", "-E", "UTF8"]),
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        _as_postgres(
-            [
-                "pg_ctl",
-                "-D",
-                str(data),
-                "-o",
-                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-                "-l",
-                str(folder / "log"),
-                "-w",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://booking@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
 
 _PG_DATABASES = iter(range(1, 10_000))
 
@@ -112,6 +53,7 @@ def stand_ins() -> Iterator[object]:
         log_requests=False,
         timeout_stall_seconds=0.5,
         limits=dict.fromkeys(SERVICES, Limit(100_000)),
+        fault_control=True,
     )
     running = start_sandbox(dataclasses.replace(config))
     with pytest.MonkeyPatch.context() as patch:

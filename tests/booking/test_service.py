@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-import httpx
 import pytest
 
 from booking.errors import Problem
@@ -326,52 +325,100 @@ def test_tenant_without_refunds_leaves_refund_pending_for_operators(store, stand
     assert service.get(who, booked.data["booking_id"])["status"] == "refund_pending"
 
 
-class _LoseOrderResponse(httpx.BaseTransport):
-    """Forwards order creation to the real stand-in, then loses the answer (a read timeout)."""
-
-    def __init__(self, forward: bool) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.forward = forward
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/air/orders":
-            if self.forward:
-                self.inner.handle_request(request).close()
-            raise httpx.ReadTimeout("lost", request=request)
-        return self.inner.handle_request(request)
-
-
-def test_lost_order_answer_is_reconciled_from_duffel(store, stand_ins):
-    service = make_service(store, stand_ins, duffel_transport=_LoseOrderResponse(forward=True))
+def test_order_refused_by_duffel_refunds_the_charge(store, stand_ins):
+    service = make_service(store, stand_ins)
     who = member("coffeechain")
     flight = search(service, who)[0]
+    before = balance(who.tenant, who.member_id)
+    stand_ins.inject_fault("duffel", "order_create", "offer_no_longer_available")
+    with pytest.raises(Problem) as gone:
+        service.book(who, booking_request(flight), "k-gone", "h")
+    assert (gone.value.status, gone.value.slug) == (410, "offer-expired")
+    assert gone.value.extensions["refund"]["status"] == "completed"
+    assert balance(who.tenant, who.member_id) == before
+    assert orders_for(stand_ins, who.tenant, gone.value.extensions["booking_id"]) == []
+
+
+def test_order_made_but_answer_lost_is_reconciled_from_duffel(store, stand_ins):
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    flight = search(service, who)[0]
+    stand_ins.inject_fault("duffel", "order_create", "500_after_create")
     answer = service.book(who, booking_request(flight), "k-lost", "h")
     assert answer.status == 202 and answer.data["status"] == "needs_reconciliation"
     booking_id = answer.data["booking_id"]
     assert service.reconcile_once() >= 1
     resolved = service.get(who, booking_id)
     assert resolved["status"] == "confirmed"
-    assert len(orders_for(stand_ins, who.tenant, booking_id)) == 1
+    [order] = orders_for(stand_ins, who.tenant, booking_id)
+    assert resolved["duffel_order_id"] == order.id
     assert len(deductions("coffeechain", booking_id)) == 1
 
 
+def test_order_timeout_is_reconciled_not_retried(store, stand_ins, monkeypatch):
+    monkeypatch.setattr("tenants.duffel.client.ORDER_TIMEOUT_SECONDS", 1.0)
+    service = make_service(store, stand_ins)
+    who = member("fintechapp")
+    flight = search(service, who)[0]
+    stand_ins.inject_fault("duffel", "order_create", "timeout", stall_seconds=3)
+    answer = service.book(who, booking_request(flight), "k-slow", "h")
+    assert answer.data["status"] == "needs_reconciliation"
+    booking_id = answer.data["booking_id"]
+    service.reconcile_once()
+    assert service.get(who, booking_id)["status"] == "confirmed"
+    assert len(orders_for(stand_ins, who.tenant, booking_id)) == 1
+
+
 def test_order_never_made_is_refunded_after_the_deadline(store, stand_ins):
-    service = make_service(
-        store,
-        stand_ins,
-        duffel_transport=_LoseOrderResponse(forward=False),
-        reconcile_deadline_seconds=0,
-    )
+    service = make_service(store, stand_ins, reconcile_deadline_seconds=0)
     who = member("coffeechain")
     flight = search(service, who)[0]
     before = balance(who.tenant, who.member_id)
+    stand_ins.inject_fault("duffel", "order_create", "true")  # 500 before anything is made
     answer = service.book(who, booking_request(flight), "k-never", "h")
     assert answer.data["status"] == "needs_reconciliation"
     booking_id = answer.data["booking_id"]
     service.reconcile_once()
-    assert service.get(who, booking_id)["status"] == "failed"
+    resolved = service.get(who, booking_id)
+    assert resolved["status"] == "failed"
+    assert resolved["refund"]["status"] == "completed"
     assert orders_for(stand_ins, who.tenant, booking_id) == []
     assert balance(who.tenant, who.member_id) == before
+
+
+def test_charge_with_unknown_outcome_is_settled_from_the_ledger(store, stand_ins):
+    service = make_service(store, stand_ins, reconcile_deadline_seconds=0)
+    who = member("coffeechain")
+    flight = search(service, who)[0]
+    before = balance(who.tenant, who.member_id)
+    stand_ins.inject_fault("coffeechain", "deduct", "true")
+    answer = service.book(who, booking_request(flight), "k-charge", "h")
+    assert answer.data["status"] == "needs_reconciliation"
+    service.reconcile_once()
+    resolved = service.get(who, answer.data["booking_id"])
+    assert resolved["status"] == "failed"  # the ledger shows no charge: nothing to refund
+    assert resolved["failure"]["code"] == "charge_not_made"
+    assert balance(who.tenant, who.member_id) == before
+    assert orders_for(stand_ins, who.tenant, answer.data["booking_id"]) == []
+
+
+def test_refund_that_fails_is_retried_by_the_reconciler(store, stand_ins):
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    booked = service.book(who, booking_request(search(service, who)[0]), "k-rf", "h")
+    before = balance(who.tenant, who.member_id)
+    stand_ins.inject_fault("coffeechain", "refund", "true", times=3)
+    cancelled = service.cancel(who, booked.data["booking_id"], CancelRequest(), "c-rf", "h")
+    assert cancelled.data["status"] == "refund_pending"
+    assert cancelled.data["refund"]["status"] == "pending"
+    assert balance(who.tenant, who.member_id) == before
+    stand_ins.clear_faults("coffeechain")
+    service.reconcile_once()
+    done = service.get(who, booked.data["booking_id"])
+    assert done["status"] == "cancelled" and done["refund"]["status"] == "completed"
+    assert balance(who.tenant, who.member_id) == before + Decimal(
+        booked.data["payment"]["loyalty_amount"]
+    )
 
 
 def test_member_sees_only_their_bookings(store, stand_ins):
