@@ -3,9 +3,10 @@
 A middleware gives every request a trace id, counts it against its tenant's inbound rate
 limit (in the store, so every worker process shares the count), adds the rate-limit
 headers and logs one structured line. No credential is ever logged or echoed.
-"""
 
-from __future__ import annotations
+Annotations here are evaluated eagerly (no ``from __future__ import annotations``): FastAPI
+must see the dependency aliases defined inside ``create_app``.
+"""
 
 import contextlib
 import datetime as dt

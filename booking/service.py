@@ -428,6 +428,7 @@ class BookingService:
             usd=price.usd,
         )
         first = offer.slices[0]
+        driver = self._driver()
         row = BookingRow(
             id=booking_id,
             tenant_id=tenant.id,
@@ -448,7 +449,7 @@ class BookingService:
             cancel_requested=False,
             refund_requested=True,
             # The creating request drives the saga: nobody else may until this lapses.
-            lease_owner=self.owner if status is Status.CHARGING else None,
+            lease_owner=driver if status is Status.CHARGING else None,
             lease_until=now + self._lease() if status is Status.CHARGING else None,
             created_at=now,
             updated_at=now,
@@ -458,15 +459,23 @@ class BookingService:
             uow.bookings.add(row, detail="approval required" if approval else None)
             uow.commit()
         if status is Status.CHARGING:
-            self.drive(booking_id)
+            self.drive(booking_id, driver)
 
     # --- the saga driver -----------------------------------------------------------------
 
-    def drive(self, booking_id: str) -> None:
-        """Push the saga as far as it can go now, holding the booking's lease."""
+    def _driver(self) -> str:
+        """A lease holder's name: one per drive, so two threads of a process never share one."""
+        return f"{self.owner}:{uuid.uuid4().hex[:8]}"
+
+    def drive(self, booking_id: str, driver: str | None = None) -> None:
+        """Push the saga as far as it can go now, holding the booking's lease.
+
+        ``driver`` is the lease holder when the caller took the lease in its own commit.
+        """
+        driver = driver or self._driver()
         now = self.clock()
         with self.store.uow() as uow:
-            if not uow.bookings.claim(booking_id, self.owner, now + self._lease(), now):
+            if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
                 return  # another live driver has it
             uow.commit()
         try:
@@ -477,7 +486,7 @@ class BookingService:
                     return
         finally:
             with self.store.uow() as uow:
-                uow.bookings.release(booking_id, self.owner)
+                uow.bookings.release(booking_id, driver)
                 uow.commit()
 
     def _advance(self, row: BookingRow) -> bool:
@@ -813,7 +822,9 @@ class BookingService:
                 )
                 uow.commit()
                 return Answer(200, cancel_view(row))
+            driver = self._driver()
             if status is Status.CONFIRMED:
+                # The lease is taken with the state change, so no other driver starts first.
                 uow.bookings.transition(
                     row,
                     Status.CANCELLING,
@@ -823,6 +834,8 @@ class BookingService:
                     refund_requested=request.refund_requested,
                     failure_code=None,
                     failure_reason=None,
+                    lease_owner=driver,
+                    lease_until=self.clock() + self._lease(),
                 )
                 uow.commit()
             elif not (row.cancel_requested and status in UNFINISHED):
@@ -832,7 +845,7 @@ class BookingService:
                     f"A booking that is {row.status} cannot be cancelled.",
                     booking_status=row.status,
                 )
-        self.drive(booking_id)
+        self.drive(booking_id, driver)
         with self.store.uow() as uow:
             row = uow.bookings.get(booking_id)
         if row.status == Status.CONFIRMED.value and row.failure_code == "cancel_refused":
@@ -926,6 +939,7 @@ class BookingService:
             return self.view(booking_id)
         now = self.clock()
         price = self.price(tenant, offer, now.date())
+        driver = self._driver()
         self._step(
             booking_id,
             Status.CHARGING,
@@ -938,9 +952,11 @@ class BookingService:
                 loyalty_currency=tenant.currency.code,
                 usd=price.usd,
             ),
+            lease_owner=driver,
+            lease_until=now + self._lease(),
             **_price_columns(tenant, price),
         )
-        self.drive(booking_id)
+        self.drive(booking_id, driver)
         return self.view(booking_id)
 
     # --- reads ---------------------------------------------------------------------------
