@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -478,6 +479,11 @@ class BookingService:
             if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
                 return  # another live driver has it
             uow.commit()
+        done = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._keep_lease, args=(booking_id, driver, done), daemon=True
+        )
+        heartbeat.start()
         try:
             for _ in range(12):  # every step moves forward; this only bounds a surprise
                 with self.store.uow() as uow:
@@ -485,9 +491,23 @@ class BookingService:
                 if row is None or not self._advance(row):
                     return
         finally:
+            done.set()
+            heartbeat.join()
             with self.store.uow() as uow:
                 uow.bookings.release(booking_id, driver)
                 uow.commit()
+
+    def _keep_lease(self, booking_id: str, driver: str, done: threading.Event) -> None:
+        # A short lease renewed while the driver lives: a crashed driver's saga is picked up
+        # within one lease, however long the upstream call it died in could have taken.
+        while not done.wait(self.settings.saga_lease_seconds / 3):
+            now = self.clock()
+            try:
+                with self.store.uow() as uow:
+                    uow.bookings.claim(booking_id, driver, now + self._lease(), now)
+                    uow.commit()
+            except Exception:  # a missed renewal only risks a second driver later; logged
+                log.exception("renewing the lease of %s failed", booking_id)
 
     def _advance(self, row: BookingRow) -> bool:
         """One step from the booking's state; False when nothing more can happen now."""

@@ -315,7 +315,7 @@ def test_coffeechain_approval_then_operator_decisions(client: httpx.Client) -> N
 
     second = search(client, headers, cabin="business", days=36)
     other = book(
-        client, headers, [f for f in second if Decimal(f["price"]["loyalty_amount"]) > 50_000][0]
+        client, headers, next(f for f in second if Decimal(f["price"]["loyalty_amount"]) > 50_000)
     )
     rejected = client.post(
         f"/api/v1/admin/approvals/{other.json()['data']['booking_id']}",
@@ -485,7 +485,7 @@ def test_rate_limit_holds_across_two_workers(stand_ins: Any, tmp_path: Path) -> 
     try:
         if time.time() % 60 > 45:  # keep all requests inside one fixed window
             time.sleep(61 - time.time() % 60)
-        statuses, pids = [], set()
+        statuses = []
         with httpx.Client(base_url=server.url, timeout=30) as http:
             for _ in range(55):
                 response = http.get("/api/v1/bookings", headers={"X-Tenant-ID": "telcocorp"})
@@ -496,6 +496,5 @@ def test_rate_limit_holds_across_two_workers(stand_ins: Any, tmp_path: Path) -> 
                     assert int(response.headers["Retry-After"]) >= 1
                     assert body["retry_after"] >= 1
         assert statuses.count(401) == 50 and statuses.count(429) == 5
-        del pids
     finally:
         server.stop()
