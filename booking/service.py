@@ -39,7 +39,7 @@ from booking.domain import (
 from booking.errors import Problem, from_upstream, not_found, validation
 from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
 from booking.store.repository import utcnow
-from booking.store.tables import BookingRow, IdempotencyRow, OfferRow
+from booking.store.tables import BookingRow, DuffelEventRow, IdempotencyRow, OfferRow
 from booking.store.uow import Store
 from booking.upstream import Upstreams
 from booking.views import (
@@ -55,6 +55,7 @@ from booking.views import (
     refund_view,
 )
 from tenants.duffel.models import DuffelOrder, Offer
+from tenants.duffel.webhooks import DuffelWebhookEvent
 from tenants.errors import (
     BusinessRuleError,
     DuffelError,
@@ -1041,6 +1042,75 @@ class BookingService:
         with self.store.uow() as uow:
             rows = uow.bookings.list_by_status([status], limit)
             return {"bookings": [booking_view(r) for r in rows]}
+
+    # --- Duffel's webhooks -------------------------------------------------------------------
+
+    def duffel_event(self, tenant: TenantConfig, event: DuffelWebhookEvent) -> dict[str, Any]:
+        """Act once on a verified Duffel event; a redelivery is acknowledged and ignored."""
+        metadata = event.object.get("metadata") if isinstance(event.object, dict) else None
+        booking_id = metadata.get("booking_id") if isinstance(metadata, dict) else None
+        with self.store.uow() as uow:
+            uow.session.add(
+                DuffelEventRow(
+                    id=event.id,
+                    tenant_id=tenant.id,
+                    type=event.type,
+                    booking_id=booking_id,
+                    received_at=self.clock(),
+                )
+            )
+            try:
+                uow.commit()
+            except sa.exc.IntegrityError:
+                return {"event_id": event.id, "duplicate": True, "booking_id": booking_id}
+        try:
+            self._on_duffel_event(tenant, event, booking_id)
+        except Exception:
+            # Not acted on: forget the event so Duffel's retry is handled afresh.
+            with self.store.uow() as uow:
+                uow.session.execute(sa.delete(DuffelEventRow).where(DuffelEventRow.id == event.id))
+                uow.commit()
+            raise
+        return {"event_id": event.id, "duplicate": False, "booking_id": booking_id}
+
+    def _on_duffel_event(
+        self, tenant: TenantConfig, event: DuffelWebhookEvent, booking_id: str | None
+    ) -> None:
+        if booking_id is None:
+            return
+        with self.store.uow() as uow:
+            row = uow.bookings.get(booking_id)
+        if row is None or row.tenant_id != tenant.id:
+            return
+        if event.type not in ("order.created", "order.creation_failed"):
+            log.info("Duffel %s for booking %s", event.type, booking_id)
+            return
+        driver = self._driver()
+        now = self.clock()
+        with self.store.uow() as uow:
+            if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
+                return  # a live driver is on it and will learn the outcome itself
+            uow.commit()
+        with self.store.uow() as uow:
+            row = uow.bookings.get(booking_id)
+        unresolved = row.status == Status.NEEDS_RECONCILIATION.value and (
+            row.reconcile_phase == "order"
+        )
+        if unresolved and event.type == "order.created":
+            self._confirm(
+                row, DuffelOrder.model_validate(event.object), "order.created from Duffel"
+            )
+        elif unresolved:
+            self._step(
+                booking_id,
+                Status.REFUND_PENDING,
+                "order.creation_failed from Duffel",
+                reconcile_phase=None,
+                reconcile_deadline=None,
+                failure_code="order_failed",
+                failure_reason="Duffel reports that the order was not created",
+            )
+        self.drive(booking_id, driver)
 
     # --- the reconciler ------------------------------------------------------------------
 
