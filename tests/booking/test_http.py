@@ -508,6 +508,7 @@ def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_pa
     from tenants.registry import get_registry
     from tenants.settings import Settings
 
+    stand_ins.reset()  # the seeded balances: earlier tests spent this member's stars
     tenant = get_registry()["coffeechain"]
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}/api/v1/webhooks/duffel/coffeechain"
