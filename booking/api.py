@@ -30,7 +30,21 @@ from booking.config import BookingSettings, get_booking_settings
 from booking.errors import Problem, validation
 from booking.health import HealthChecker
 from booking.logs import configure_logging
-from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
+from booking.schemas import (
+    ApprovalDecision,
+    BookingList,
+    BookingRequest,
+    BookingView,
+    CancelRequest,
+    CancelResult,
+    Data,
+    EventPage,
+    Health,
+    OperatorBookings,
+    SearchRequest,
+    SearchResult,
+    WebhookAck,
+)
 from booking.service import BookingService, Member, request_hash
 from booking.store.uow import Store
 from booking.upstream import Upstreams
@@ -274,7 +288,10 @@ def create_app(
     ]
     member_errors = _errors(400, 401, 404, 409, 410, 422, 429, 500, 502, 503)
 
-    @app.post("/api/v1/flights/search", responses=member_errors)
+    @app.post(
+        "/api/v1/flights/search",
+        responses={200: {"model": Data[SearchResult]}, **member_errors},
+    )
     def search(body: SearchRequest, who: MemberDep) -> dict[str, Any]:
         """Offers from Duffel, priced in the tenant's loyalty currency."""
         return {"data": service.search(who, body)}
@@ -283,7 +300,11 @@ def create_app(
         "/api/v1/bookings",
         status_code=201,
         responses={
-            202: {"description": "pending approval or still settling"},
+            201: {"model": Data[BookingView], "description": "booked and confirmed"},
+            202: {
+                "model": Data[BookingView],
+                "description": "pending_approval, or accepted while its outcome settles",
+            },
             **member_errors,
             402: PROBLEM_SCHEMA,
         },
@@ -296,12 +317,15 @@ def create_app(
         answer = service.book(who, body, idempotency_key or "", fingerprint)
         return JSONResponse({"data": answer.data}, status_code=answer.status)
 
-    @app.get("/api/v1/bookings/{booking_id}", responses=member_errors)
+    @app.get(
+        "/api/v1/bookings/{booking_id}",
+        responses={200: {"model": Data[BookingView]}, **member_errors},
+    )
     def get_booking(booking_id: str, who: MemberDep) -> dict[str, Any]:
         """One of the member's bookings, with its status history."""
         return {"data": service.get(who, booking_id)}
 
-    @app.get("/api/v1/bookings", responses=member_errors)
+    @app.get("/api/v1/bookings", responses={200: {"model": Data[BookingList]}, **member_errors})
     def list_bookings(
         who: MemberDep,
         status: Annotated[str | None, Query()] = None,
@@ -317,7 +341,10 @@ def create_app(
             )
         }
 
-    @app.post("/api/v1/bookings/{booking_id}/cancel", responses=member_errors)
+    @app.post(
+        "/api/v1/bookings/{booking_id}/cancel",
+        responses={200: {"model": Data[CancelResult]}, **member_errors},
+    )
     def cancel(
         booking_id: str,
         body: CancelRequest,
@@ -330,7 +357,10 @@ def create_app(
         answer = service.cancel(who, booking_id, body, idempotency_key or "", fingerprint)
         return JSONResponse({"data": answer.data}, status_code=answer.status)
 
-    @app.get("/api/v1/health", responses=_errors(503))
+    @app.get(
+        "/api/v1/health",
+        responses={200: {"model": Data[Health]}, 503: {"model": Data[Health]}},
+    )
     def get_health() -> JSONResponse:
         """Store, Duffel and each tenant API; 503 when bookings cannot be taken."""
         report = health.check()
@@ -338,7 +368,7 @@ def create_app(
 
     @app.post(
         "/api/v1/webhooks/duffel/{tenant_id}",
-        responses=_errors(400, 401, 404, 500, 503),
+        responses={200: {"model": Data[WebhookAck]}, **_errors(401, 404, 422, 429, 500, 503)},
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}},
     )
     async def duffel_webhook(tenant_id: str, request: Request) -> dict[str, Any]:
@@ -366,13 +396,17 @@ def create_app(
     @app.post(
         "/api/v1/admin/approvals/{booking_id}",
         dependencies=[Depends(operator)],
-        responses=admin_errors,
+        responses={200: {"model": Data[BookingView]}, **admin_errors},
     )
     def decide(booking_id: str, body: ApprovalDecision) -> dict[str, Any]:
         """An operator approves (re-priced, then charged and ordered) or rejects a booking."""
         return {"data": service.decide(booking_id, body)}
 
-    @app.get("/api/v1/admin/events", dependencies=[Depends(operator)], responses=admin_errors)
+    @app.get(
+        "/api/v1/admin/events",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[EventPage]}, **admin_errors},
+    )
     def events(
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -391,7 +425,11 @@ def create_app(
             after = int(cursor)
         return {"data": service.events(after, limit, tenant_id)}
 
-    @app.get("/api/v1/admin/bookings", dependencies=[Depends(operator)], responses=admin_errors)
+    @app.get(
+        "/api/v1/admin/bookings",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[OperatorBookings]}, **admin_errors},
+    )
     def operator_bookings(
         status: Annotated[str, Query()] = "refund_pending",
         limit: Annotated[int, Query(ge=1, le=500)] = 100,

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from booking.schemas import BookingList, BookingView, CancelResult, EventPage, SearchResult
+
 from .helpers import departure
 
 OPERATOR_TOKEN = "operator-secret-for-tests"
@@ -166,6 +168,7 @@ def search(
     )
     assert response.status_code == 200, response.text
     data = response.json()["data"]
+    SearchResult.model_validate(data)  # the answer is what the OpenAPI document says
     assert data["search_id"] and data["metadata"]["total_results"] == len(data["flights"])
     return sorted(data["flights"], key=lambda f: Decimal(f["price"]["loyalty_amount"]))
 
@@ -206,6 +209,7 @@ def full_flow(client: httpx.Client, headers: dict[str, str], flight: dict[str, A
     booked = book(client, headers, flight, key=key)
     assert booked.status_code == 201, booked.text
     booking = booked.json()["data"]
+    BookingView.model_validate(booking)
     assert booking["status"] == "confirmed"
     assert booking["payment"]["loyalty_amount"] == flight["price"]["loyalty_amount"]
     assert booking["passengers"][0]["name"] == "Grace Hopper"
@@ -217,10 +221,12 @@ def full_flow(client: httpx.Client, headers: dict[str, str], flight: dict[str, A
     got = client.get(f"/api/v1/bookings/{booking_id}", headers=headers)
     assert got.status_code == 200
     detail = got.json()["data"]
+    BookingView.model_validate(detail)
     assert detail["updated_at"] and "seats" in detail
     assert [h["status"] for h in detail["status_history"]] == ["charging", "ordering", "confirmed"]
 
     listed = client.get("/api/v1/bookings", headers=headers, params={"limit": 100}).json()["data"]
+    BookingList.model_validate(listed)
     assert booking_id in [b["booking_id"] for b in listed["bookings"]]
     summary = next(b for b in listed["bookings"] if b["booking_id"] == booking_id)
     assert set(summary) >= {
@@ -241,6 +247,7 @@ def full_flow(client: httpx.Client, headers: dict[str, str], flight: dict[str, A
     )
     assert cancelled.status_code == 200, cancelled.text
     result = cancelled.json()["data"]
+    CancelResult.model_validate(result)
     assert result["status"] == "cancelled"
     refund = result["refund"]
     assert refund["status"] == "completed" and refund["processed_at"]
@@ -419,6 +426,7 @@ def test_event_feed_reads_every_event_once_in_order(client: httpx.Client) -> Non
         cursor = data["next_cursor"]
         if not data["has_more"]:
             break
+    EventPage.model_validate({"events": seen, "next_cursor": cursor, "has_more": False})
     ids = [int(e["id"]) for e in seen]
     assert ids == list(range(1, len(ids) + 1))
     again = client.get(
