@@ -44,10 +44,14 @@ from booking.schemas import (
     SearchRequest,
     SearchResult,
     WebhookAck,
+    WebhookDeliveries,
+    WebhookRegistration,
+    WebhookSubscription,
 )
 from booking.service import BookingService, Member, request_hash
 from booking.store.uow import Store
 from booking.upstream import Upstreams
+from booking.webhooks import WebhookDispatcher
 from tenants.duffel.webhooks import (
     SIGNATURE_HEADER,
     WebhookSignatureError,
@@ -154,6 +158,7 @@ def create_app(
     service = BookingService(store, upstreams, registry, settings)
     authenticator = MemberAuthenticator(settings.credential_cache_seconds)
     health = HealthChecker(store, upstreams, registry)
+    dispatcher = WebhookDispatcher(store, backoff_seconds=settings.webhook_backoff_seconds)
     stop = threading.Event()
 
     def reconciler() -> None:
@@ -163,6 +168,10 @@ def create_app(
                 service.reconcile_once()
             except Exception:  # the loop must survive a store or upstream outage; it is logged
                 log.exception("reconciler pass failed")
+            try:
+                dispatcher.run_once()
+            except Exception:  # likewise for webhook deliveries: they stay owed, and retried
+                log.exception("webhook pass failed")
             if stop.wait(settings.reconcile_interval_seconds):
                 return
 
@@ -177,6 +186,7 @@ def create_app(
         if thread is not None:
             thread.join(10)
         upstreams.close()
+        dispatcher.close()
 
     app = FastAPI(
         title="Loyalty flights booking API",
@@ -436,5 +446,28 @@ def create_app(
     ) -> dict[str, Any]:
         """Bookings in one state (e.g. refunds owed, unresolved reconciliations) for operators."""
         return {"data": service.operator_bookings(status, limit)}
+
+    @app.put(
+        "/api/v1/admin/webhooks/{tenant_id}",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[WebhookSubscription]}, **admin_errors},
+    )
+    def register_webhook(tenant_id: str, body: WebhookRegistration) -> dict[str, Any]:
+        """Register the URL a tenant receives booking.confirmed/cancelled/failed at."""
+        if tenant_id not in registry:
+            raise Problem(404, "not-found", "No such tenant.")
+        return {"data": dispatcher.register(tenant_id, body.url)}
+
+    @app.get(
+        "/api/v1/admin/webhooks/deliveries",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[WebhookDeliveries]}, **admin_errors},
+    )
+    def webhook_deliveries(
+        status: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Webhook deliveries (e.g. ``failed`` ones) for operators."""
+        return {"data": {"deliveries": dispatcher.deliveries(status, limit)}}
 
     return app

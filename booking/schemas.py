@@ -76,6 +76,10 @@ class CancelRequest(_Body):
     refund_requested: bool = True
 
 
+class WebhookRegistration(_Body):
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+
+
 class ApprovalDecision(_Body):
     decision: Literal["approve", "reject"]
     note: str | None = Field(default=None, max_length=1000)
@@ -285,3 +289,26 @@ class WebhookAck(_Doc):
     event_id: str
     duplicate: bool
     booking_id: str | None
+
+
+class WebhookSubscription(_Doc):
+    tenant_id: str
+    url: str
+    secret: str = Field(description="shown only in this answer; signs every delivery")
+    events: list[str]
+    signature_header: str
+
+
+class WebhookDelivery(_Doc):
+    event_id: str
+    tenant_id: str
+    type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    delivered_at: str | None
+
+
+class WebhookDeliveries(_Doc):
+    deliveries: list[WebhookDelivery]

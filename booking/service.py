@@ -1085,11 +1085,20 @@ class BookingService:
         if event.type not in ("order.created", "order.creation_failed"):
             log.info("Duffel %s for booking %s", event.type, booking_id)
             return
+        if row.status not in (Status.ORDERING.value, Status.NEEDS_RECONCILIATION.value):
+            return  # the saga already knows the order's outcome
         driver = self._driver()
         now = self.clock()
         with self.store.uow() as uow:
             if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
-                return  # a live driver is on it and will learn the outcome itself
+                # A driver is still waiting on this very order: let Duffel redeliver later,
+                # when the saga may need the news (its answer may have been lost).
+                raise Problem(
+                    503,
+                    "request-in-progress",
+                    "The booking's order is still being processed; deliver again later.",
+                    retry_after=2,
+                )
             uow.commit()
         with self.store.uow() as uow:
             row = uow.bookings.get(booking_id)

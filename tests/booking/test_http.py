@@ -566,3 +566,21 @@ def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_pa
     finally:
         stand_ins.clear_faults()
         server.stop()
+
+
+def test_operators_register_a_tenants_webhook(client: httpx.Client) -> None:
+    body = {"url": "https://hooks.example/bookings"}
+    assert_problem(client.put("/api/v1/admin/webhooks/coffeechain", json=body), 401, "unauthorized")
+    assert_problem(
+        client.put("/api/v1/admin/webhooks/nobody", json=body, headers=operator()), 404, "not-found"
+    )
+    registered = client.put("/api/v1/admin/webhooks/telcocorp", json=body, headers=operator())
+    assert registered.status_code == 200, registered.text
+    data = registered.json()["data"]
+    assert data["secret"] and data["events"] == [
+        "booking.cancelled",
+        "booking.confirmed",
+        "booking.failed",
+    ]
+    listed = client.get("/api/v1/admin/webhooks/deliveries", headers=operator())
+    assert listed.status_code == 200 and "deliveries" in listed.json()["data"]
