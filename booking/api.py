@@ -67,6 +67,9 @@ PROBLEM_JSON = "application/problem+json"
 # Requests that name no tenant (health, operators) share one generous limit.
 OPERATOR_LIMIT = 600
 SKIP_MIGRATIONS_ENV = "BOOKING_SKIP_MIGRATIONS"
+# Bounds that keep query values inside the store's 64-bit integers.
+MAX_OFFSET = 1_000_000_000
+MAX_EVENT_ID = 2**63 - 1
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -342,7 +345,7 @@ def create_app(
         from_date: Annotated[dt.date | None, Query()] = None,
         to_date: Annotated[dt.date | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         """The member's bookings, newest first."""
         return {
@@ -425,7 +428,7 @@ def create_app(
         """Booking events after ``cursor``, in order (ids follow commit order)."""
         after = 0
         if cursor:
-            if not cursor.isdigit():
+            if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
                 raise Problem(
                     422,
                     "validation-error",

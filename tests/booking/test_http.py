@@ -584,3 +584,18 @@ def test_operators_register_a_tenants_webhook(client: httpx.Client) -> None:
     ]
     listed = client.get("/api/v1/admin/webhooks/deliveries", headers=operator())
     assert listed.status_code == 200 and "deliveries" in listed.json()["data"]
+
+
+def test_out_of_range_paging_is_a_validation_error_not_a_500(client: httpx.Client) -> None:
+    headers = coffeechain()
+    huge = str(22200650126482057723904)
+    assert_problem(
+        client.get("/api/v1/bookings", headers=headers, params={"offset": huge}),
+        422,
+        "validation-error",
+    )
+    assert_problem(
+        client.get("/api/v1/admin/events", headers=operator(), params={"cursor": huge}),
+        422,
+        "validation-error",
+    )
