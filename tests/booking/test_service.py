@@ -437,3 +437,35 @@ def test_member_sees_only_their_bookings(store, stand_ins):
         who, status="confirmed", from_date=None, to_date=None, limit=100, offset=0
     )
     assert booking_id in [b["booking_id"] for b in listing["bookings"]]
+
+
+def test_the_answer_is_kept_with_the_state_change_that_settles_it(store, stand_ins, monkeypatch):
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    flight = search(service, who)[0]
+    before = balance(who.tenant, who.member_id)
+
+    def die(*args, **kwargs):
+        raise RuntimeError("the process died before answering")
+
+    monkeypatch.setattr(type(service), "_finish", die)
+    with pytest.raises(RuntimeError):
+        service.book(who, booking_request(flight), "k-atomic", "h")
+    monkeypatch.undo()
+    with store.uow() as uow:
+        kept = uow.idempotency.find("coffeechain", who.member_id, "k-atomic")
+        booking = uow.bookings.get(kept.booking_id)
+        assert (kept.response_status, booking.status) == (201, "confirmed")
+    # Until the dead request's lock lapses, a retry is told to wait; then it gets the answer.
+    with pytest.raises(Problem) as waiting:
+        service.book(who, booking_request(flight), "k-atomic", "h")
+    assert waiting.value.slug == "request-in-progress"
+    later = make_service(
+        store, stand_ins, clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    )
+    replay = later.book(who, booking_request(flight), "k-atomic", "h")
+    assert replay.status == 201 and replay.data["status"] == "confirmed"
+    assert len(deductions("coffeechain", replay.data["booking_id"])) == 1
+    assert balance(who.tenant, who.member_id) == before - Decimal(
+        replay.data["payment"]["loyalty_amount"]
+    )
