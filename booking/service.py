@@ -1280,7 +1280,8 @@ def _cancel_answer(row: BookingRow) -> Answer | Problem:
             f"Duffel refused to cancel the order: {row.failure_reason}",
             booking_status=row.status,
         )
-    return Answer(200, cancel_view(row))
+    # Still cancelling (an upstream is down): accepted, the reconciler finishes it.
+    return Answer(202 if row.status in _IN_PROGRESS else 200, cancel_view(row))
 
 
 def _settled_cancel_answer(row: BookingRow) -> Answer | Problem | None:

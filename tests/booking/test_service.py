@@ -469,3 +469,18 @@ def test_the_answer_is_kept_with_the_state_change_that_settles_it(store, stand_i
     assert balance(who.tenant, who.member_id) == before - Decimal(
         replay.data["payment"]["loyalty_amount"]
     )
+
+
+def test_cancellation_with_duffel_down_is_finished_by_the_reconciler(store, stand_ins):
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    booked = service.book(who, booking_request(search(service, who)[0]), "k-cd", "h")
+    stand_ins.inject_fault("duffel", "cancellation_create", "unavailable", times=10)
+    accepted = service.cancel(who, booked.data["booking_id"], CancelRequest(), "c-cd", "h")
+    assert (accepted.status, accepted.data["status"]) == (202, "cancelling")
+    stand_ins.clear_faults("duffel")
+    service.reconcile_once()
+    done = service.get(who, booked.data["booking_id"])
+    assert done["status"] == "cancelled" and done["refund"]["status"] == "completed"
+    [order] = orders_for(stand_ins, who.tenant, booked.data["booking_id"])
+    assert order.cancelled_at is not None
