@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from booking.auth import MemberAuthenticator, check_operator
 from booking.config import BookingSettings, get_booking_settings
+from booking.domain import Status
 from booking.errors import Problem, validation
 from booking.health import HealthChecker
 from booking.logs import configure_logging
@@ -341,7 +342,7 @@ def create_app(
     @app.get("/api/v1/bookings", responses={200: {"model": Data[BookingList]}, **member_errors})
     def list_bookings(
         who: MemberDep,
-        status: Annotated[str | None, Query()] = None,
+        status: Annotated[Status | None, Query()] = None,
         from_date: Annotated[dt.date | None, Query()] = None,
         to_date: Annotated[dt.date | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -350,7 +351,12 @@ def create_app(
         """The member's bookings, newest first."""
         return {
             "data": service.list(
-                who, status=status, from_date=from_date, to_date=to_date, limit=limit, offset=offset
+                who,
+                status=status.value if status else None,
+                from_date=from_date,
+                to_date=to_date,
+                limit=limit,
+                offset=offset,
             )
         }
 
@@ -444,11 +450,11 @@ def create_app(
         responses={200: {"model": Data[OperatorBookings]}, **admin_errors},
     )
     def operator_bookings(
-        status: Annotated[str, Query()] = "refund_pending",
+        status: Annotated[Status, Query()] = Status.REFUND_PENDING,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         """Bookings in one state (e.g. refunds owed, unresolved reconciliations) for operators."""
-        return {"data": service.operator_bookings(status, limit)}
+        return {"data": service.operator_bookings(status.value, limit)}
 
     @app.put(
         "/api/v1/admin/webhooks/{tenant_id}",

@@ -484,3 +484,33 @@ def test_cancellation_with_duffel_down_is_finished_by_the_reconciler(store, stan
     assert done["status"] == "cancelled" and done["refund"]["status"] == "completed"
     [order] = orders_for(stand_ins, who.tenant, booked.data["booking_id"])
     assert order.cancelled_at is not None
+
+
+def test_concurrent_retries_of_one_key_charge_once(store, stand_ins):
+    import threading
+
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    flight = search(service, who)[0]
+    before = balance(who.tenant, who.member_id)
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcomes.append(service.book(who, booking_request(flight), "k-race", "h"))
+        except Problem as problem:
+            outcomes.append(problem.slug)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    answers = [o for o in outcomes if not isinstance(o, str)]
+    assert answers and all(a == answers[0] for a in answers)
+    assert set(o for o in outcomes if isinstance(o, str)) <= {"request-in-progress"}
+    booking_id = answers[0].data["booking_id"]
+    assert len(deductions("coffeechain", booking_id)) == 1
+    assert balance(who.tenant, who.member_id) == before - Decimal(
+        answers[0].data["payment"]["loyalty_amount"]
+    )
