@@ -81,11 +81,11 @@ class ApiServer:
         self._log.close()
 
 
-def _env(stand_ins: Any, database: Path, **extra: str) -> dict[str, str]:
+def _env(stand_ins: Any, database: Path | str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
     env.update(stand_ins.client_env())
     env.update(
-        BOOKING_DATABASE_URL=f"sqlite:///{database}",
+        BOOKING_DATABASE_URL=database if isinstance(database, str) else f"sqlite:///{database}",
         BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN,
         BOOKING_RECONCILE_INTERVAL_SECONDS="0.5",
         PYTHONPATH=str(ROOT),
@@ -490,8 +490,10 @@ def test_every_response_has_rate_limit_headers_and_logs_hold_no_secret(
         assert secret not in text
 
 
-def test_rate_limit_holds_across_two_workers(stand_ins: Any, tmp_path: Path) -> None:
-    server = ApiServer(_env(stand_ins, tmp_path / "b.sqlite3"), tmp_path / "api.log", workers=2)
+def test_rate_limit_holds_across_two_workers(
+    stand_ins: Any, store_url: str, tmp_path: Path
+) -> None:
+    server = ApiServer(_env(stand_ins, store_url), tmp_path / "api.log", workers=2)
     try:
         if time.time() % 60 > 45:  # keep all requests inside one fixed window
             time.sleep(61 - time.time() % 60)
@@ -599,3 +601,30 @@ def test_out_of_range_paging_is_a_validation_error_not_a_500(client: httpx.Clien
         422,
         "validation-error",
     )
+
+
+def test_full_flow_on_a_postgresql_store(stand_ins: Any, postgres_url: str, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    name = f"booking_e2e_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    server = ApiServer(_env(stand_ins, url), tmp_path / "api.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            headers = coffeechain("CC3333333")
+            full_flow(http, headers, search(http, headers, days=38)[0])
+            feed = http.get("/api/v1/admin/events", headers=operator()).json()["data"]
+            assert [e["to_state"] for e in feed["events"]] == [
+                "charging",
+                "ordering",
+                "confirmed",
+                "cancelling",
+                "cancelled",
+            ]
+            assert http.get("/api/v1/health").json()["data"]["store"]["backend"] == "postgresql"
+    finally:
+        server.stop()
