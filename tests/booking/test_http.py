@@ -628,3 +628,42 @@ def test_full_flow_on_a_postgresql_store(stand_ins: Any, postgres_url: str, tmp_
             assert http.get("/api/v1/health").json()["data"]["store"]["backend"] == "postgresql"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("service", "route", "fault", "status", "settles_as"),
+    [
+        ("duffel", "order_create", "offer_no_longer_available", 410, "failed"),
+        ("duffel", "order_create", "500_after_create", 202, "confirmed"),
+        ("coffeechain", "deduct", "insufficient-balance", 402, "failed"),
+    ],
+)
+def test_fault_branches_end_to_end(
+    client: httpx.Client,
+    stand_ins: Any,
+    service: str,
+    route: str,
+    fault: str,
+    status: int,
+    settles_as: str,
+) -> None:
+    stand_ins.reset()
+    headers = coffeechain("CC1234567")
+    flight = search(client, headers, days=39)[0]
+    stand_ins.inject_fault(service, route, fault)
+    try:
+        answer = book(client, headers, flight)
+    finally:
+        stand_ins.clear_faults()
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    booking_id = body["data"]["booking_id"] if status == 202 else body["booking_id"]
+    deadline = time.monotonic() + 30
+    while True:
+        detail = client.get(f"/api/v1/bookings/{booking_id}", headers=headers).json()["data"]
+        if detail["status"] == settles_as or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert detail["status"] == settles_as, detail["status_history"]
+    if settles_as == "failed" and detail["payment"]["loyalty_transaction_id"]:
+        assert detail["refund"]["status"] == "completed"
