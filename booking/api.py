@@ -161,7 +161,7 @@ def create_app(
     registry = registry if registry is not None else get_registry()
     service = BookingService(store, upstreams, registry, settings)
     authenticator = MemberAuthenticator(settings.credential_cache_seconds)
-    health = HealthChecker(store, upstreams, registry)
+    health = HealthChecker(store, registry)
     dispatcher = WebhookDispatcher(store, backoff_seconds=settings.webhook_backoff_seconds)
     stop = threading.Event()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 
 import sqlalchemy as sa
@@ -90,7 +89,3 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def utc(moment: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(moment, dt.UTC)
