@@ -565,6 +565,29 @@ def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_pa
             again = http.post("/api/v1/webhooks/duffel/coffeechain", content=event, headers=signed)
             assert first.json()["data"]["duplicate"] is False
             assert again.json()["data"]["duplicate"] is True
+
+            # The airline changed the flight: noted in the booking's history and the feed.
+            change = json.dumps(
+                {
+                    "id": "wev_test_2",
+                    "type": "order.airline_initiated_change_detected",
+                    "data": {"object": {"metadata": {"booking_id": booking_id}}},
+                }
+            ).encode()
+            noted = http.post(
+                "/api/v1/webhooks/duffel/coffeechain",
+                content=change,
+                headers={"X-Duffel-Signature": sign_webhook(secret, change, int(time.time()))},
+            )
+            assert noted.status_code == 200, noted.text
+            history = http.get(f"/api/v1/bookings/{booking_id}", headers=headers).json()["data"]
+            assert history["status"] == "confirmed"
+            assert "airline changed" in history["status_history"][-1]["detail"]
+            feed = http.get(
+                "/api/v1/admin/events", headers=operator(), params={"limit": 1000}
+            ).json()["data"]["events"]
+            assert feed[-1]["type"] == "booking.airline_change_detected"
+            assert feed[-1]["from_state"] == feed[-1]["to_state"] == "confirmed"
     finally:
         stand_ins.clear_faults()
         server.stop()
