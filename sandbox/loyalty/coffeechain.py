@@ -158,6 +158,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         app,
         SPEC,
         store,
+        config,
         feed_path="/api/v1/ledger/transactions",
         members_path="/api/v1/members",
         caller=caller,

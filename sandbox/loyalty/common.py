@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.config import SandboxConfig
+from sandbox.config import REFERENCE_RATE_HEADERS, SandboxConfig
 from sandbox.faults import (
     LOYALTY_GENERIC,
     LOYALTY_SPECIFIC,
@@ -239,15 +239,26 @@ async def refund(
 
 
 class ServiceMiddleware:
-    """Enforces the service's rate limit, stamps X-RateLimit-* on every answer, logs requests."""
+    """Enforces the service's rate limit, stamps X-RateLimit-* on every answer, logs requests.
+
+    With ``fixed`` (reference mode) nothing is enforced: every answer carries the fixed
+    (limit, remaining) the reference service sends, and a reset a minute from now.
+    """
 
     def __init__(
-        self, app: ASGIApp, *, service: str, limiter: FixedWindowLimiter, log_requests: bool
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        limiter: FixedWindowLimiter,
+        log_requests: bool,
+        fixed: tuple[int, int] | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.limiter = limiter
         self.log_requests = log_requests
+        self.fixed = fixed
         self._last: Decision | None = None
 
     def _peek(self) -> Decision:
@@ -265,7 +276,10 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        if scope["path"] == "/health":
+        if self.fixed is not None:
+            limit, remaining = self.fixed
+            decision = Decision(True, limit, remaining, math.floor(time.time()) + 60, 0)
+        elif scope["path"] == "/health":
             decision = self._peek()
         else:
             decision = self._last = self.limiter.hit()
@@ -333,12 +347,24 @@ async def _api_error(_: Request, exc: ApiError) -> Response:
     return json_response({"detail": exc.detail}, exc.status)
 
 
+# Fault routes that name extension endpoints, absent in reference mode.
+EXTENSION_ROUTES = frozenset({"ledger", "members"})
+
+
 def add_fault_control(
-    app: FastAPI, config: SandboxConfig, routes: dict[str, tuple[str, str]]
+    app: FastAPI,
+    config: SandboxConfig,
+    routes: dict[str, tuple[str, str]],
+    extensions: frozenset[str] = EXTENSION_ROUTES,
 ) -> None:
-    """The fault switches (``sandbox.faults``) over ``routes`` (name -> method, path), if enabled."""
+    """The fault switches (``sandbox.faults``) over ``routes`` (name -> method, path), if enabled.
+
+    In reference mode the ``extensions`` routes do not exist, so no fault can be armed on them.
+    """
     if not config.fault_control:
         return
+    if config.reference:
+        routes = {name: route for name, route in routes.items() if name not in extensions}
     catalogue = FaultCatalogue(
         tuple(FaultRoute(name, method, path) for name, (method, path) in routes.items()),
         LOYALTY_GENERIC,
@@ -356,6 +382,7 @@ def create_service_app(spec: TenantSpec, config: SandboxConfig) -> FastAPI:
         service=spec.service,
         limiter=FixedWindowLimiter(config.limits[spec.service]),
         log_requests=config.log_requests,
+        fixed=REFERENCE_RATE_HEADERS[spec.service] if config.reference else None,
     )
 
     @app.get("/health")
@@ -379,12 +406,16 @@ def add_listings(
     app: FastAPI,
     spec: TenantSpec,
     store: LoyaltyStore,
+    config: SandboxConfig,
     *,
     feed_path: str,
     members_path: str,
     caller: Auth,
 ) -> None:
-    """The ledger feed and member list extensions, behind the tenant's own auth."""
+    """The ledger feed and member list extensions, behind the tenant's own auth (not in
+    reference mode, where these paths answer FastAPI's 404 like any unknown path)."""
+    if config.reference:
+        return
 
     @app.get(feed_path)
     async def ledger_feed(

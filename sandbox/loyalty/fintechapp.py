@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
+    EXTENSION_ROUTES,
     ApiError,
     TenantSpec,
     add_fault_control,
@@ -129,7 +130,8 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         body = await read_body(request, SessionRequest)
         if mock_mode(request) == "invalid-member":
             raise SPEC.not_found(body.user_id)
-        partner = body.user_id == config.fintechapp_partner_id
+        # The partner principal is an extension; to the reference it is an unknown user.
+        partner = not config.reference and body.user_id == config.fintechapp_partner_id
         if partner:
             if body.partner_secret != config.fintechapp_partner_secret:
                 raise error(401, "invalid_credentials", "Invalid partner credentials")
@@ -208,10 +210,12 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             }
         )
 
-    @app.post("/api/v1/users/{user_id}/coins/refund")
-    async def refund_coins(user_id: str, request: Request, caller: member_session) -> Response:
-        _own(caller, user_id)
-        return await refund(store, SPEC, user_id, request)
+    if not config.reference:  # an extension: the reference service has no refunds
+
+        @app.post("/api/v1/users/{user_id}/coins/refund")
+        async def refund_coins(user_id: str, request: Request, caller: member_session) -> Response:
+            _own(caller, user_id)
+            return await refund(store, SPEC, user_id, request)
 
     @app.post("/api/v1/webhooks/validate")
     async def validate_webhook(request: Request, caller: member_session) -> Response:
@@ -224,9 +228,10 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         app,
         SPEC,
         store,
+        config,
         feed_path="/api/v1/ledger/transactions",
         members_path="/api/v1/users",
         caller=guarded(partner_session, config),
     )
-    add_fault_control(app, config, FAULT_ROUTES)
+    add_fault_control(app, config, FAULT_ROUTES, EXTENSION_ROUTES | {"refund"})
     return app

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
+    EXTENSION_ROUTES,
     TenantSpec,
     add_fault_control,
     add_listings,
@@ -161,9 +162,11 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             }
         )
 
-    @app.post("/api/v2/customers/{customer_id}/points/refund")
-    async def refund_points(customer_id: str, request: Request, _: authorized) -> Response:
-        return await refund(store, SPEC, customer_id, request)
+    if not config.reference:  # an extension: the reference service has no refunds
+
+        @app.post("/api/v2/customers/{customer_id}/points/refund")
+        async def refund_points(customer_id: str, request: Request, _: authorized) -> Response:
+            return await refund(store, SPEC, customer_id, request)
 
     @app.get("/api/v2/customers/{customer_id}/travel/eligibility")
     async def eligibility(customer_id: str, _: authorized) -> Response:
@@ -181,9 +184,10 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         app,
         SPEC,
         store,
+        config,
         feed_path="/api/v2/ledger/transactions",
         members_path="/api/v2/customers",
         caller=caller,
     )
-    add_fault_control(app, config, FAULT_ROUTES)
+    add_fault_control(app, config, FAULT_ROUTES, EXTENSION_ROUTES | {"refund"})
     return app
