@@ -1,7 +1,8 @@
 """One loyalty client for every tenant; a small dialect per API family maps paths and field names.
 
 Operations a tenant does not offer (per its registry ``capabilities`` or its dialect) raise
-``NotSupported`` before any request is made.
+``NotSupported`` before any request is made; a refund path the tenant's API turns out not to
+have (a bare 404, no error code of the tenant's) raises ``NotSupported`` too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from tenants.auth import TenantAuth, build_auth
-from tenants.errors import NotSupported, UpstreamError, tenant_error
+from tenants.errors import NotFound, NotSupported, UpstreamError, tenant_error
 from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
 from tenants.models import (
     ApprovalCheck,
@@ -218,12 +219,24 @@ class LoyaltyClient:
         if not self.tenant.capabilities.refunds or path is None:
             raise self._not_supported("refunds", "capabilities.refunds is not enabled")
         route = Route("POST", path, Safety.MONEY)
-        data = self._runner.send_json(
-            route,
-            path_params={"member_id": member_id},
-            json_body={"transaction_id": transaction_id, "reason": reason},
-            auth=self._member_auth(member_id),
-        )
+        try:
+            data = self._runner.send_json(
+                route,
+                path_params={"member_id": member_id},
+                json_body={"transaction_id": transaction_id, "reason": reason},
+                auth=self._member_auth(member_id),
+            )
+        except NotFound as exc:
+            if exc.code is not None:  # the tenant's own answer (transaction_not_found, ...)
+                raise
+            # No route at all (FastAPI's bare "Not Found"): refunds are declared but the
+            # tenant's API lacks them, as the reference TelcoCorp and FintechApp do.
+            raise NotSupported(
+                f"{self.tenant.name} does not offer refunds: its API has no {route.label}",
+                tenant=self.tenant.id,
+                endpoint=route.label,
+                status=exc.status,
+            ) from exc
         with self._runner.reading(route):
             return Refund(
                 tenant_id=self.tenant.id,

@@ -1,0 +1,269 @@
+"""The booking API against tenant services that offer only the reference behaviour.
+
+The stand-ins run in reference mode: no ledger feed, no member list, no partner session and
+no refund endpoint at TelcoCorp or FintechApp. Each tenant still searches, books, reads,
+lists and cancels with its own credentials and rules; where the tenant cannot refund, the
+booking waits in ``refund_pending`` for an operator and no answer claims a refund happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from booking.schemas import BookingList, BookingView, CancelResult
+from sandbox.config import SERVICES, SandboxConfig
+from sandbox.runner import Sandbox, start_sandbox
+
+from .test_http import (
+    ApiServer,
+    _env,
+    assert_problem,
+    book,
+    coffeechain,
+    fintechapp,
+    operator,
+    search,
+    telcocorp,
+)
+
+# Seconds the reconciler needs to retry an owed refund at least once (lease 1 s, pass 0.5 s).
+RETRY_WINDOW = 3.0
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[Sandbox]:
+    """Reference-only stand-ins (fault control on: the tests arm Duffel's order failure)."""
+    config = SandboxConfig(
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        timeout_stall_seconds=0.5,
+        fault_control=True,
+        reference=True,
+    )
+    running = start_sandbox(dataclasses.replace(config))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(reference: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    folder = tmp_path_factory.mktemp("reference-api")
+    # A short lease: the reconciler retries owed refunds within a second or two.
+    env = _env(reference, folder / "booking.sqlite3", BOOKING_SAGA_LEASE_SECONDS="1")
+    server = ApiServer(env, folder / "api.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            yield http
+    finally:
+        server.stop()
+
+
+def stand_in_balance(reference: Sandbox, headers: dict[str, str]) -> Decimal:
+    """The member's balance as the tenant's own stand-in reports it, with the member's headers."""
+    tenant = headers["X-Tenant-ID"]
+    if tenant == "coffeechain":
+        member = headers["X-CC-Member-ID"]
+        path, field, auth = f"/api/v1/members/{member}/balance", "balance", "X-CC-API-Key"
+    elif tenant == "telcocorp":
+        member = headers["X-TC-Customer-ID"]
+        path, field, auth = f"/api/v2/customers/{member}/points", "points", "Authorization"
+    else:
+        member = headers["X-FA-User-ID"]
+        path, field, auth = f"/api/v1/users/{member}/coins", "coins", "Authorization"
+    response = httpx.get(reference.urls[tenant] + path, headers={auth: headers[auth]}, timeout=10)
+    assert response.status_code == 200, response.text
+    return json.loads(response.text, parse_float=Decimal)[field]
+
+
+def get(client: httpx.Client, headers: dict[str, str], booking_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/v1/bookings/{booking_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    detail = response.json()["data"]
+    BookingView.model_validate(detail)
+    return detail
+
+
+def listed(client: httpx.Client, headers: dict[str, str], booking_id: str) -> dict[str, Any]:
+    response = client.get("/api/v1/bookings", headers=headers, params={"limit": 100})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    BookingList.model_validate(data)
+    return next(b for b in data["bookings"] if b["booking_id"] == booking_id)
+
+
+def cancel(client: httpx.Client, headers: dict[str, str], booking_id: str) -> httpx.Response:
+    return client.post(
+        f"/api/v1/bookings/{booking_id}/cancel",
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+        json={"reason": "change of plans", "refund_requested": True},
+    )
+
+
+def assert_refund_not_made(refund: dict[str, Any], charged: str) -> None:
+    """The refund block of an answer says plainly that nothing has been given back yet."""
+    assert refund["status"] == "pending", refund
+    assert refund["processed_at"] is None
+    assert refund["refund_transaction_id"] is None
+    assert refund["loyalty_amount"] == charged  # what is owed, not what was paid
+
+
+def assert_still_owed(
+    client: httpx.Client,
+    reference: Sandbox,
+    headers: dict[str, str],
+    booking_id: str,
+    charged_balance: Decimal,
+) -> dict[str, Any]:
+    """After the reconciler had time to retry: still owed, the member's balance untouched."""
+    time.sleep(RETRY_WINDOW)
+    detail = get(client, headers, booking_id)
+    assert detail["status"] == "refund_pending", detail["status_history"]
+    assert_refund_not_made(detail["refund"], detail["payment"]["loyalty_amount"])
+    assert stand_in_balance(reference, headers) == charged_balance
+    owed = client.get(
+        "/api/v1/admin/bookings", headers=operator(), params={"status": "refund_pending"}
+    )
+    assert owed.status_code == 200, owed.text
+    assert booking_id in json.dumps(owed.json()["data"])  # operators see the refund owed
+    return detail
+
+
+def test_coffeechain_approval_then_book_get_list_cancel_with_refund(
+    client: httpx.Client, reference: Sandbox
+) -> None:
+    headers = coffeechain("CC3333333")
+    before = stand_in_balance(reference, headers)
+    flight = next(
+        f
+        for f in search(client, headers, cabin="business", days=35)
+        if Decimal(f["price"]["loyalty_amount"]) > 50_000
+    )
+    pending = book(client, headers, flight)
+    assert pending.status_code == 202, pending.text
+    booking = pending.json()["data"]
+    assert booking["status"] == "pending_approval" and booking["approval_required"] is True
+    booking_id = booking["booking_id"]
+    assert stand_in_balance(reference, headers) == before  # nothing charged while pending
+
+    approved = client.post(
+        f"/api/v1/admin/approvals/{booking_id}",
+        headers=operator(),
+        json={"decision": "approve", "note": "ok"},
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["data"]["status"] == "confirmed"
+    detail = get(client, headers, booking_id)
+    charged = Decimal(detail["payment"]["loyalty_amount"])
+    assert charged > 50_000
+    assert stand_in_balance(reference, headers) == before - charged
+    assert listed(client, headers, booking_id)["status"] == "confirmed"
+
+    cancelled = cancel(client, headers, booking_id)
+    assert cancelled.status_code == 200, cancelled.text
+    result = cancelled.json()["data"]
+    CancelResult.model_validate(result)
+    # CoffeeChain's reference service refunds: the refund is real and shows at the tenant.
+    assert result["status"] == "cancelled"
+    assert result["refund"]["status"] == "completed" and result["refund"]["processed_at"]
+    assert result["refund"]["refund_transaction_id"].startswith("ref_")
+    assert stand_in_balance(reference, headers) == before
+    assert listed(client, headers, booking_id)["status"] == "cancelled"
+
+
+def test_telcocorp_economy_only_and_a_cancellation_leaves_the_refund_owed(
+    client: httpx.Client, reference: Sandbox
+) -> None:
+    headers = telcocorp(reference, "TC-DEF456")
+    refused = client.post(
+        "/api/v1/flights/search",
+        headers=headers,
+        json={
+            "origin": "LHR",
+            "destination": "JFK",
+            "departure_date": "2030-01-15",
+            "passengers": {"adults": 1},
+            "cabin_class": "business",
+        },
+    )
+    assert_problem(refused, 400, "invalid-cabin-class")
+    before = stand_in_balance(reference, headers)
+    flight = search(client, headers)[0]
+    booked = book(client, headers, flight)
+    assert booked.status_code == 201, booked.text
+    booking = booked.json()["data"]
+    assert booking["status"] == "confirmed" and booking["flight"]["cabin_class"] == "economy"
+    charged = Decimal(booking["payment"]["loyalty_amount"])
+    assert booking["payment"]["loyalty_currency"] == "points"
+    booking_id = booking["booking_id"]
+    assert get(client, headers, booking_id)["status"] == "confirmed"
+    assert listed(client, headers, booking_id)["status"] == "confirmed"
+    assert stand_in_balance(reference, headers) == before - charged
+
+    cancelled = cancel(client, headers, booking_id)
+    assert cancelled.status_code == 200, cancelled.text
+    result = cancelled.json()["data"]
+    CancelResult.model_validate(result)
+    assert result["status"] == "refund_pending"
+    assert_refund_not_made(result["refund"], booking["payment"]["loyalty_amount"])
+    detail = assert_still_owed(client, reference, headers, booking_id, before - charged)
+    assert detail["failure"]["code"] == "refund_not_offered"
+    assert "refund" in detail["failure"]["reason"]
+    assert listed(client, headers, booking_id)["status"] == "refund_pending"
+
+
+def test_fintechapp_cashback_as_reported_and_a_cancellation_leaves_the_refund_owed(
+    client: httpx.Client, reference: Sandbox
+) -> None:
+    headers = fintechapp(reference, "FA_87654321")
+    before = stand_in_balance(reference, headers)
+    flight = search(client, headers)[0]
+    booked = book(client, headers, flight)
+    assert booked.status_code == 201, booked.text
+    booking = booked.json()["data"]
+    payment = booking["payment"]
+    charged = Decimal(payment["loyalty_amount"])
+    cashback = Decimal(payment["cashback"])
+    assert payment["loyalty_currency"] == "coins"
+    assert cashback == (charged * Decimal("0.02")).quantize(Decimal("0.01"))
+    after_booking = before - charged + cashback  # the tenant credits the cashback at once
+    assert stand_in_balance(reference, headers) == after_booking
+    booking_id = booking["booking_id"]
+    assert get(client, headers, booking_id)["payment"]["cashback"] == payment["cashback"]
+    assert listed(client, headers, booking_id)["status"] == "confirmed"
+
+    cancelled = cancel(client, headers, booking_id)
+    assert cancelled.status_code == 200, cancelled.text
+    result = cancelled.json()["data"]
+    assert result["status"] == "refund_pending"
+    assert_refund_not_made(result["refund"], payment["loyalty_amount"])
+    detail = assert_still_owed(client, reference, headers, booking_id, after_booking)
+    assert detail["failure"]["code"] == "refund_not_offered"
+
+
+def test_telcocorp_definite_order_failure_leaves_the_charge_owed(
+    client: httpx.Client, reference: Sandbox
+) -> None:
+    headers = telcocorp(reference, "TC-DEF456")
+    before = stand_in_balance(reference, headers)
+    flight = search(client, headers, days=37)[0]
+    reference.inject_fault("duffel", "order_create", "offer_no_longer_available")
+    try:
+        answer = book(client, headers, flight)
+    finally:
+        reference.clear_faults()
+    body = assert_problem(answer, 410, "offer-expired")
+    assert body["booking_status"] == "refund_pending"
+    assert_refund_not_made(body["refund"], flight["price"]["loyalty_amount"])
+    assert "not refunded yet" in body["detail"]
+    charged = Decimal(flight["price"]["loyalty_amount"])
+    detail = assert_still_owed(client, reference, headers, body["booking_id"], before - charged)
+    assert detail["failure"]["code"] == "offer_expired"  # the order's failure stays the reason
