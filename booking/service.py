@@ -794,7 +794,7 @@ class BookingService:
         self, row: BookingRow, tenant: TenantConfig
     ) -> tuple[str, dict[str, Any]] | None:
         """(event detail, booking changes) once the tenant confirmed the refund, else None."""
-        if row.loyalty_transaction_id is None or not tenant.capabilities.refunds:
+        if row.loyalty_transaction_id is None:
             return None
         now = self.clock()
         reason = (
@@ -804,7 +804,12 @@ class BookingService:
             refund = self.upstreams.loyalty(tenant).refund(
                 row.member_id, row.loyalty_transaction_id, reason
             )
-        except NotSupported:
+        except NotSupported as exc:
+            # Not declared, or the tenant's API has no refund path: an operator settles it.
+            # The reason is kept unless the booking already carries its own (a failed order).
+            log.warning("refund of %s not offered: %s", row.id, exc)
+            if row.failure_code is None:
+                self._mark(row.id, failure_code="refund_not_offered", failure_reason=exc.message)
             return None
         except BusinessRuleError as exc:
             if exc.code != "already_refunded":
