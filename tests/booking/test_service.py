@@ -322,7 +322,10 @@ def test_tenant_without_refunds_leaves_refund_pending_for_operators(store, stand
     listed = service.operator_bookings("refund_pending", 100)["bookings"]
     assert booked.data["booking_id"] in [b["booking_id"] for b in listed]
     service.reconcile_once()  # the reconciler cannot refund either; it stays visible
-    assert service.get(who, booked.data["booking_id"])["status"] == "refund_pending"
+    owed = service.get(who, booked.data["booking_id"])
+    assert owed["status"] == "refund_pending"
+    assert owed["failure"]["code"] == "refund_not_offered"
+    assert "capabilities.refunds" in owed["failure"]["reason"]
 
 
 def test_order_refused_by_duffel_refunds_the_charge(store, stand_ins):
