@@ -807,8 +807,8 @@ class BookingService:
         except NotSupported as exc:
             # Not declared, or the tenant's API has no refund path: an operator settles it.
             # The reason is kept unless the booking already carries its own (a failed order).
-            log.warning("refund of %s not offered: %s", row.id, exc)
             if row.failure_code is None:
+                log.warning("refund of %s not offered: %s", row.id, exc)
                 self._mark(row.id, failure_code="refund_not_offered", failure_reason=exc.message)
             return None
         except BusinessRuleError as exc:

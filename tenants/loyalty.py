@@ -123,6 +123,9 @@ class LoyaltyClient:
         self._runner = RequestRunner(
             http, tenant=tenant.id, upstream="loyalty API", error_mapper=tenant_error, policy=retry
         )
+        # Set once the tenant's API answered that it has no refund path: asking again would
+        # only spend its rate limit (a saga retries owed refunds on every reconciler pass).
+        self._refunds_missing = False
 
     def __enter__(self) -> LoyaltyClient:
         return self
@@ -219,6 +222,8 @@ class LoyaltyClient:
         if not self.tenant.capabilities.refunds or path is None:
             raise self._not_supported("refunds", "capabilities.refunds is not enabled")
         route = Route("POST", path, Safety.MONEY)
+        if self._refunds_missing:
+            raise self._no_refund_path(route, 404)
         try:
             data = self._runner.send_json(
                 route,
@@ -231,12 +236,8 @@ class LoyaltyClient:
                 raise
             # No route at all (FastAPI's bare "Not Found"): refunds are declared but the
             # tenant's API lacks them, as the reference TelcoCorp and FintechApp do.
-            raise NotSupported(
-                f"{self.tenant.name} does not offer refunds: its API has no {route.label}",
-                tenant=self.tenant.id,
-                endpoint=route.label,
-                status=exc.status,
-            ) from exc
+            self._refunds_missing = True
+            raise self._no_refund_path(route, exc.status) from exc
         with self._runner.reading(route):
             return Refund(
                 tenant_id=self.tenant.id,
@@ -248,6 +249,14 @@ class LoyaltyClient:
                 currency=self.currency,
                 timestamp=data.get("timestamp"),
             )
+
+    def _no_refund_path(self, route: Route, status: int | None) -> NotSupported:
+        return NotSupported(
+            f"{self.tenant.name} does not offer refunds: its API has no {route.label}",
+            tenant=self.tenant.id,
+            endpoint=route.label,
+            status=status,
+        )
 
     def check_approval(
         self, member_id: str, amount: Decimal | int, booking_reference: str
