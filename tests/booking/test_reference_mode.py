@@ -116,6 +116,20 @@ def assert_refund_not_made(refund: dict[str, Any], charged: str) -> None:
     assert refund["loyalty_amount"] == charged  # what is owed, not what was paid
 
 
+def booking_events(client: httpx.Client, booking_id: str) -> list[dict[str, Any]]:
+    """Every event of one booking from the operators' event feed."""
+    found, cursor = [], None
+    while True:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        response = client.get("/api/v1/admin/events", headers=operator(), params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()["data"]
+        found += [e for e in page["events"] if e["booking_id"] == booking_id]
+        if not page["has_more"]:
+            return found
+        cursor = page["next_cursor"]
+
+
 def assert_still_owed(
     client: httpx.Client,
     reference: Sandbox,
@@ -134,6 +148,11 @@ def assert_still_owed(
     )
     assert owed.status_code == 200, owed.text
     assert booking_id in json.dumps(owed.json()["data"])  # operators see the refund owed
+    # Analytics is told no refund either: no refund amount, no refund id, no closing event.
+    events = booking_events(client, booking_id)
+    assert events[-1]["to_state"] == "refund_pending"
+    assert all(e["refund_amount"] is None and e["refund_transaction_id"] is None for e in events)
+    assert not {"cancelled", "failed"} & {e["to_state"] for e in events}
     return detail
 
 
