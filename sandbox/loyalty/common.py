@@ -155,6 +155,18 @@ def mock_mode(request: Request) -> str | None:
     return request.headers.get("x-mock-error")
 
 
+async def after_acting(request: Request, config: SandboxConfig, response: Response) -> Response:
+    """A money route's answer once it has acted, lost as ``500-after-acting`` (a 500 although
+    the money moved) or ``timeout-after-acting`` (the answer stalls past the caller's
+    timeout) ask; otherwise the answer itself."""
+    mode = mock_mode(request)
+    if mode == "500-after-acting":
+        raise error(500, "internal_error", "Simulated error for testing")
+    if mode == "timeout-after-acting":
+        await asyncio.sleep(stall_seconds(request.state, config.timeout_stall_seconds))
+    return response
+
+
 async def simulate_failures(request: Request, config: SandboxConfig) -> None:
     """The X-Mock-Error modes every endpoint honours (the others belong to single endpoints)."""
     mode = mock_mode(request)
@@ -209,7 +221,11 @@ class RefundRequest(BaseModel):
 
 
 async def refund(
-    store: LoyaltyStore, spec: TenantSpec, member_id: str, request: Request
+    store: LoyaltyStore,
+    spec: TenantSpec,
+    member_id: str,
+    request: Request,
+    config: SandboxConfig,
 ) -> Response:
     """A refund endpoint's whole answer; CoffeeChain's shape with the tenant's field names."""
     body = await read_body(request, RefundRequest)
@@ -223,7 +239,7 @@ async def refund(
     except RefundRefused as exc:
         status = {"transaction_not_found": 404, "unauthorized": 403}.get(exc.reason, 400)
         raise error(status, exc.reason, exc.message) from None
-    return json_response(
+    answer = json_response(
         {
             "refund_id": refund_id,
             "transaction_id": body.transaction_id,
@@ -233,6 +249,7 @@ async def refund(
             "timestamp": wire_timestamp(posting.at),
         }
     )
+    return await after_acting(request, config, answer)
 
 
 # --- the app ------------------------------------------------------------------------------
@@ -368,9 +385,20 @@ def add_fault_control(
     catalogue = FaultCatalogue(
         tuple(FaultRoute(name, method, path) for name, (method, path) in routes.items()),
         LOYALTY_GENERIC,
-        {fault: route for fault, route in LOYALTY_SPECIFIC.items() if route in routes},
+        _specific_within(routes),
     )
     install_fault_control(app, catalogue)
+
+
+def _specific_within(routes: dict[str, tuple[str, str]]) -> dict[str, str | tuple[str, ...]]:
+    """The route-specific faults restricted to the routes this service has."""
+    kept: dict[str, str | tuple[str, ...]] = {}
+    for fault, only in LOYALTY_SPECIFIC.items():
+        names = (only,) if isinstance(only, str) else only
+        present = tuple(name for name in names if name in routes)
+        if present:
+            kept[fault] = only if isinstance(only, str) else present
+    return kept
 
 
 def create_service_app(spec: TenantSpec, config: SandboxConfig) -> FastAPI:

@@ -17,6 +17,7 @@ from sandbox.loyalty.common import (
     TenantSpec,
     add_fault_control,
     add_listings,
+    after_acting,
     bearer_token,
     create_service_app,
     debit,
@@ -199,7 +200,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             cashback=cashback,
             cashback_id=new_id("facb_"),
         )
-        return json_response(
+        answer = json_response(
             {
                 "transaction_id": transaction_id,
                 "user_id": user_id,
@@ -209,13 +210,14 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
                 "timestamp": wire_timestamp(posting.at),
             }
         )
+        return await after_acting(request, config, answer)
 
     if not config.reference:  # an extension: the reference service has no refunds
 
         @app.post("/api/v1/users/{user_id}/coins/refund")
         async def refund_coins(user_id: str, request: Request, caller: member_session) -> Response:
             _own(caller, user_id)
-            return await refund(store, SPEC, user_id, request)
+            return await refund(store, SPEC, user_id, request, config)
 
     @app.post("/api/v1/webhooks/validate")
     async def validate_webhook(request: Request, caller: member_session) -> Response:

@@ -15,6 +15,7 @@ from sandbox.loyalty.common import (
     TenantSpec,
     add_fault_control,
     add_listings,
+    after_acting,
     bearer_token,
     create_service_app,
     debit,
@@ -152,7 +153,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             reference_id=body.reference_id,
             description=body.description,
         )
-        return json_response(
+        answer = json_response(
             {
                 "transaction_id": transaction_id,
                 "customer_id": customer_id,
@@ -161,12 +162,13 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
                 "timestamp": wire_timestamp(posting.at),
             }
         )
+        return await after_acting(request, config, answer)
 
     if not config.reference:  # an extension: the reference service has no refunds
 
         @app.post("/api/v2/customers/{customer_id}/points/refund")
         async def refund_points(customer_id: str, request: Request, _: authorized) -> Response:
-            return await refund(store, SPEC, customer_id, request)
+            return await refund(store, SPEC, customer_id, request, config)
 
     @app.get("/api/v2/customers/{customer_id}/travel/eligibility")
     async def eligibility(customer_id: str, _: authorized) -> Response:
