@@ -286,3 +286,104 @@ def test_telcocorp_definite_order_failure_leaves_the_charge_owed(
     charged = Decimal(flight["price"]["loyalty_amount"])
     detail = assert_still_owed(client, reference, headers, body["booking_id"], before - charged)
     assert detail["failure"]["code"] == "offer_expired"  # the order's failure stays the reason
+
+
+def settle(client: httpx.Client, booking_id: str, body: dict[str, Any], **headers: str):
+    return client.post(
+        f"/api/v1/admin/bookings/{booking_id}/refund",
+        headers={**operator(), **headers},
+        json=body,
+    )
+
+
+def cancel_with_lost_refund(
+    client: httpx.Client, reference: Sandbox, headers: dict[str, str], fault: str, days: int
+) -> tuple[dict[str, Any], Decimal]:
+    """A confirmed CoffeeChain booking cancelled while its refund's answer is a 500."""
+    flight = search(client, headers, days=days)[0]
+    booked = book(client, headers, flight)
+    assert booked.status_code == 201, booked.text
+    booking = booked.json()["data"]
+    reference.inject_fault("coffeechain", "refund", fault)
+    try:
+        cancelled = cancel(client, headers, booking["booking_id"])
+    finally:
+        reference.clear_faults()
+    assert cancelled.status_code == 200, cancelled.text
+    result = cancelled.json()["data"]
+    assert result["status"] == "refund_pending"
+    assert_refund_not_made(result["refund"], booking["payment"]["loyalty_amount"])
+    return booking, Decimal(booking["payment"]["loyalty_amount"])
+
+
+def test_coffeechain_refund_paid_but_answer_lost_waits_for_an_operator(
+    client: httpx.Client, reference: Sandbox
+) -> None:
+    headers = coffeechain("CC1234567")
+    before = stand_in_balance(reference, headers)
+    booking, charged = cancel_with_lost_refund(client, reference, headers, "500-after-acting", 39)
+    booking_id = booking["booking_id"]
+    # The tenant paid once; the reconciler, given time to retry, pays nothing more.
+    time.sleep(RETRY_WINDOW)
+    assert stand_in_balance(reference, headers) == before
+    owed = client.get(
+        "/api/v1/admin/bookings", headers=operator(), params={"status": "refund_pending"}
+    )
+    assert owed.status_code == 200, owed.text
+    [mine] = [b for b in owed.json()["data"]["bookings"] if b["booking_id"] == booking_id]
+    assert mine["failure"]["code"] == "refund_outcome_unknown"
+    assert "outcome is unknown" in mine["failure"]["reason"]
+
+    assert_problem(
+        client.post(f"/api/v1/admin/bookings/{booking_id}/refund", json={}), 401, "unauthorized"
+    )
+    missing = settle(client, "bkg_nosuchbooking", {"action": "retry", "operator": "ops.carol"})
+    assert_problem(missing, 404, "not-found")
+    invalid = assert_problem(
+        settle(client, booking_id, {"action": "refund_twice", "operator": "ops.carol"}),
+        422,
+        "validation-error",
+    )
+    assert invalid["errors"][0]["field"] == "action"
+
+    marked = settle(
+        client,
+        booking_id,
+        {"action": "mark_refunded", "operator": "ops.carol", "note": "paid, per CoffeeChain"},
+    )
+    assert marked.status_code == 200, marked.text
+    detail = marked.json()["data"]
+    BookingView.model_validate(detail)
+    assert detail["status"] == "cancelled" and detail["refund"]["status"] == "completed"
+    again = settle(client, booking_id, {"action": "retry", "operator": "ops.carol"})
+    assert_problem(again, 409, "booking-not-refund-pending")
+    time.sleep(RETRY_WINDOW)
+    assert stand_in_balance(reference, headers) == before  # still exactly one refund
+    last = booking_events(client, booking_id)[-1]
+    assert (last["from_state"], last["to_state"]) == ("refund_pending", "cancelled")
+    assert last["actor"] == "operator:ops.carol" and "paid, per CoffeeChain" in last["detail"]
+    assert Decimal(last["refund_amount"]) == charged
+
+
+def test_coffeechain_refund_never_paid_is_retried_once_by_an_operator(
+    client: httpx.Client, reference: Sandbox
+) -> None:
+    headers = coffeechain("CC1234567")
+    before = stand_in_balance(reference, headers)
+    booking, charged = cancel_with_lost_refund(client, reference, headers, "true", 41)
+    booking_id = booking["booking_id"]
+    time.sleep(RETRY_WINDOW)  # a 500 may hide a payment: the reconciler does not resend it
+    assert stand_in_balance(reference, headers) == before - charged
+    assert get(client, headers, booking_id)["failure"]["code"] == "refund_outcome_unknown"
+
+    retried = settle(client, booking_id, {"action": "retry", "operator": "ops.dan"})
+    assert retried.status_code == 200, retried.text
+    detail = retried.json()["data"]
+    assert detail["status"] == "cancelled" and detail["refund"]["status"] == "completed"
+    assert detail["refund"]["refund_transaction_id"].startswith("ref_")
+    assert stand_in_balance(reference, headers) == before
+    events = booking_events(client, booking_id)
+    asked = next(e for e in events if e["type"] == "booking.refund_retry_requested")
+    assert asked["actor"] == "operator:ops.dan"
+    assert (events[-1]["to_state"], events[-1]["actor"]) == ("cancelled", "operator:ops.dan")
+    assert len([e for e in events if e["refund_transaction_id"]]) == 1

@@ -95,9 +95,7 @@ def reconcile(service: BookingService, passes: int = PASSES) -> None:
 
 
 @pytest.fixture
-def reference(
-    sandbox_factory: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
-) -> Sandbox:
+def reference(sandbox_factory: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """Reference-only stand-ins (no ledger feed; a repeated refund is paid again)."""
     return point_at(sandbox_factory(reference=True), monkeypatch)
 
