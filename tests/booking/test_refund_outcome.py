@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from booking.errors import Problem
 from booking.schemas import CancelRequest, RefundAction
 from booking.service import BookingService, Member
 from booking.store.uow import Store
@@ -260,3 +261,30 @@ def test_no_refund_in_the_ledger_is_refunded_again_after_the_deadline(
     assert done["status"] == "cancelled" and done["refund"]["status"] == "completed"
     assert len(refunds_at_stand_in(stand_ins, transaction_id, start)) == 1
     assert balance(who.tenant, who.member_id) == before
+
+
+def test_failed_order_keeps_its_reason_once_the_unknown_refund_is_settled(
+    store: Store, stand_ins: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stand_ins.reset()
+    point_at(stand_ins, monkeypatch)
+    service = make_service(store, stand_ins, registry=REGISTRY)
+    who = coffeechain()
+    before = balance(who.tenant, who.member_id)
+    flight = search(service, who, days=43)[0]
+    stand_ins.inject_fault("duffel", "order_create", "offer_no_longer_available")
+    stand_ins.inject_fault("coffeechain", "refund", "500-after-acting")
+    with pytest.raises(Problem) as refused:
+        service.book(who, booking_request(flight), "k-order-refund", "h")
+    assert refused.value.extensions["booking_status"] == "refund_pending"
+    assert refused.value.extensions["refund"]["status"] == "pending"
+    booking_id = refused.value.extensions["booking_id"]
+    owed = service.view(booking_id)
+    assert owed["failure"]["code"] == "refund_outcome_unknown"
+    reconcile(service, 1)
+    done = service.view(booking_id)
+    assert done["status"] == "failed" and done["refund"]["status"] == "completed"
+    assert done["failure"]["code"] == "offer_expired"  # the order's failure is the reason again
+    assert balance(who.tenant, who.member_id) == before
+    types = [e["type"] for e in service.events(0, 1000, "coffeechain")["events"]]
+    assert "booking.refund_outcome_unknown" in types
