@@ -42,6 +42,7 @@ from booking.schemas import (
     EventPage,
     Health,
     OperatorBookings,
+    RefundAction,
     SearchRequest,
     SearchResult,
     WebhookAck,
@@ -455,6 +456,17 @@ def create_app(
     ) -> dict[str, Any]:
         """Bookings in one state (e.g. refunds owed, unresolved reconciliations) for operators."""
         return {"data": service.operator_bookings(status.value, limit)}
+
+    @app.post(
+        "/api/v1/admin/bookings/{booking_id}/refund",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[BookingView]}, **admin_errors},
+    )
+    def settle_refund(booking_id: str, body: RefundAction) -> dict[str, Any]:
+        """An operator settles an owed refund (e.g. one whose outcome is unknown): ``retry``
+        sends it to the tenant once now; ``mark_refunded`` records that the tenant paid it
+        (nothing is sent). Either is an event in the feed with the operator as its actor."""
+        return {"data": service.settle_refund(booking_id, body)}
 
     @app.put(
         "/api/v1/admin/webhooks/{tenant_id}",

@@ -85,6 +85,35 @@ class ApprovalDecision(_Body):
     note: str | None = Field(default=None, max_length=1000)
 
 
+class RefundAction(_Body):
+    """An operator settles an owed refund: send it once more, or record it as already made."""
+
+    action: Literal["retry", "mark_refunded"] = Field(
+        description="retry: send the refund to the tenant once now; mark_refunded: the "
+        "operator confirmed with the tenant that it was paid (nothing is sent)"
+    )
+    operator: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        description="who acts; recorded as the event's actor",
+    )
+    note: str | None = Field(default=None, max_length=1000)
+    refund_transaction_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="mark_refunded only: the tenant's refund id, when the operator has it",
+    )
+
+    @field_validator("refund_transaction_id")
+    @classmethod
+    def _only_when_marking(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("action") != "mark_refunded":
+            raise ValueError("only with action mark_refunded")
+        return value
+
+
 # --- answers (documented in the OpenAPI document; money is exact decimal text) -----------
 
 Money = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["41235", "412.35"])]
@@ -264,6 +293,9 @@ class BookingEvent(_Doc):
     refund_transaction_id: str | None
     duffel_order_id: str | None
     detail: str | None
+    actor: str | None = Field(
+        default=None, description="who made it happen (e.g. operator:alice); null for the saga"
+    )
     occurred_at: str
 
 

@@ -38,7 +38,13 @@ from booking.domain import (
     needs_approval,
 )
 from booking.errors import Problem, from_upstream, not_found, validation
-from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
+from booking.schemas import (
+    ApprovalDecision,
+    BookingRequest,
+    CancelRequest,
+    RefundAction,
+    SearchRequest,
+)
 from booking.store.repository import utcnow
 from booking.store.tables import BookingRow, DuffelEventRow, IdempotencyRow, OfferRow
 from booking.store.uow import Store
@@ -62,6 +68,7 @@ from tenants.errors import (
     DuffelError,
     DuffelNotFound,
     InsufficientFunds,
+    NotFound,
     NotSupported,
     OrderOutcomeUnknown,
     RateLimited,
@@ -69,6 +76,7 @@ from tenants.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from tenants.models import LedgerTransaction
 from tenants.pricing import (
     PricingError,
     fare_to_usd,
@@ -783,20 +791,27 @@ class BookingService:
 
     def _refund(self, row: BookingRow, tenant: TenantConfig) -> bool:
         """Give the charge back where the tenant can; otherwise it waits for an operator."""
+        if row.reconcile_phase == "refund":
+            return self._settle_refund(row, tenant)
         outcome = self._call_refund(row, tenant)
         if outcome is None:
             return False
-        detail, changes = outcome
-        self._step(row.id, after_refund(row.cancel_requested), detail, **changes)
+        if outcome.unknown:
+            self._note(row.id, "booking.refund_outcome_unknown", outcome.detail, **outcome.changes)
+            return False
+        self._step(row.id, after_refund(row.cancel_requested), outcome.detail, **outcome.changes)
         return True
 
-    def _call_refund(
-        self, row: BookingRow, tenant: TenantConfig
-    ) -> tuple[str, dict[str, Any]] | None:
-        """(event detail, booking changes) once the tenant confirmed the refund, else None."""
-        if row.loyalty_transaction_id is None or not tenant.capabilities.refunds:
+    def _call_refund(self, row: BookingRow, tenant: TenantConfig) -> RefundOutcome | None:
+        """Send the refund once: paid, or unknown (never sent again blindly); None while it
+        is simply still owed (refused, not offered, or surely not sent: retried later)."""
+        if row.loyalty_transaction_id is None:
             return None
         now = self.clock()
+        # The recovery point: a driver that dies in the call leaves "refund" for the
+        # reconciler to look up, not to repeat.
+        self._mark(row.id, reconcile_phase="refund", refund_attempted_at=now)
+        still_owed = {"reconcile_phase": None}
         reason = (
             f"Booking {row.id} cancelled" if row.cancel_requested else f"Booking {row.id} failed"
         )
@@ -804,25 +819,200 @@ class BookingService:
             refund = self.upstreams.loyalty(tenant).refund(
                 row.member_id, row.loyalty_transaction_id, reason
             )
-        except NotSupported:
+        except NotSupported as exc:
+            # Not declared, or the tenant's API has no refund path: an operator settles it.
+            # The reason is kept unless the booking already carries its own (a failed order).
+            if row.failure_code is None:
+                log.warning("refund of %s not offered: %s", row.id, exc)
+                still_owed.update(failure_code="refund_not_offered", failure_reason=exc.message)
+            self._mark(row.id, **still_owed)
             return None
         except BusinessRuleError as exc:
             if exc.code != "already_refunded":
                 log.warning("refund of %s refused: %s", row.id, exc)
+                self._mark(row.id, **still_owed)
                 return None
             # An earlier attempt's answer was lost; the tenant says it was paid.
-            return "refund already made at the tenant", {
-                "refund_minor": row.loyalty_minor,
-                "refunded_at": now,
-            }
+            return RefundOutcome(
+                "refund already made at the tenant",
+                {
+                    "refund_minor": row.loyalty_minor,
+                    "refunded_at": now,
+                    **_refund_settled(row),
+                },
+            )
         except UpstreamError as exc:
+            if outcome_unknown(exc):
+                # The tenant may have paid: asking again could pay the member twice.
+                log.warning("refund of %s has an unknown outcome: %s", row.id, exc)
+                why = f"refund outcome unknown: {exc.message}"
+                return RefundOutcome(why, self._refund_unknown(row, exc.message), unknown=True)
             log.warning("refund of %s not made now: %s", row.id, exc)
+            self._mark(row.id, **still_owed)
             return None
-        return "refunded", {
-            "refund_transaction_id": refund.refund_id,
-            "refund_minor": to_minor(refund.amount, row.loyalty_decimals),
-            "refunded_at": refund.timestamp or now,
+        return RefundOutcome(
+            "refunded",
+            {
+                "refund_transaction_id": refund.refund_id,
+                "refund_minor": to_minor(refund.amount, row.loyalty_decimals),
+                "refunded_at": refund.timestamp or now,
+                **_refund_settled(row),
+            },
+        )
+
+    def _refund_unknown(self, row: BookingRow, why: str) -> dict[str, Any]:
+        """The booking's changes that record a refund of unknown outcome, and why."""
+        deadline = self.clock() + dt.timedelta(seconds=self.settings.reconcile_deadline_seconds)
+        details = row.failure_details if row.failure_code == REFUND_UNKNOWN else None
+        previous = (details or {}).get("previous") or {
+            "code": row.failure_code,
+            "reason": row.failure_reason,
+            "details": row.failure_details,
         }
+        return {
+            "reconcile_phase": "refund",
+            "reconcile_deadline": deadline,
+            "failure_code": REFUND_UNKNOWN,
+            "failure_reason": (
+                f"The refund's outcome is unknown ({why}): the tenant may have paid it, so it "
+                "is not sent again until the tenant's ledger or an operator settles it."
+            ),
+            "failure_details": {"why": why, "previous": previous},
+        }
+
+    def _note(self, booking_id: str, type_: str, detail: str, **changes: Any) -> None:
+        """An event without a state change, committed with the booking's ``changes``."""
+        with self.store.uow() as uow:
+            row = uow.bookings.get(booking_id, for_update=True)
+            uow.bookings.note(row, type_, detail, **changes)
+            uow.commit()
+
+    def _find_refund(self, row: BookingRow, tenant: TenantConfig) -> LedgerTransaction | None:
+        """The tenant's refund of this booking's charge, from its ledger."""
+        since = (row.refund_attempted_at or row.created_at) - LOOKBACK
+        client = self.upstreams.loyalty(tenant)
+        for page in client.iter_ledger(updated_since=since):
+            for entry in page:
+                if entry.type == "refund" and (
+                    entry.related_transaction_id == row.loyalty_transaction_id
+                    or (entry.related_transaction_id is None and entry.reference_id == row.id)
+                ):
+                    return entry
+        return None
+
+    def _settle_refund(self, row: BookingRow, tenant: TenantConfig) -> bool:
+        """A refund of unknown outcome: the tenant's ledger settles it, else an operator."""
+        if row.failure_code != REFUND_UNKNOWN:
+            # A driver died in the call: record why, then settle it like any unknown refund.
+            why = "a refund attempt was interrupted before its answer was recorded"
+            self._note(
+                row.id, "booking.refund_outcome_unknown", why, **self._refund_unknown(row, why)
+            )
+            return True
+        if tenant.capabilities.ledger_feed is None:
+            return False  # only an operator can tell: the tenant offers no ledger
+        try:
+            entry = self._find_refund(row, tenant)
+        except NotFound as exc:
+            if exc.code is None:  # the ledger path is missing (a reference-only tenant)
+                log.info("refund of %s waits for an operator: %s", row.id, exc)
+            else:
+                log.warning("reading the ledger for the refund of %s: %s", row.id, exc)
+            return False
+        except UpstreamError as exc:
+            log.warning("reading the ledger for the refund of %s: %s", row.id, exc)
+            return False
+        if entry is not None:
+            self._step(
+                row.id,
+                after_refund(row.cancel_requested),
+                "refund found in the tenant's ledger",
+                refund_transaction_id=entry.transaction_id,
+                refund_minor=to_minor(abs(entry.amount), row.loyalty_decimals),
+                refunded_at=entry.created_at,
+                **_refund_settled(row),
+            )
+            return True
+        if row.reconcile_deadline is not None and self.clock() >= row.reconcile_deadline:
+            # Silence past the deadline: the call never reached the tenant; refund again.
+            self._note(
+                row.id,
+                "booking.refund_not_found",
+                "no refund in the tenant's ledger by the deadline; it is sent again",
+                **_refund_settled(row),
+            )
+            return True
+        return False
+
+    # --- operators settle owed refunds ----------------------------------------------------
+
+    def settle_refund(self, booking_id: str, action: RefundAction) -> dict[str, Any]:
+        """An operator sends an owed refund once more, or records it as made (never both)."""
+        actor = f"operator:{action.operator}"
+        said = f" by {action.operator}" + (f": {action.note}" if action.note else "")
+        driver = self._driver()
+        now = self.clock()
+        with self.store.uow() as uow:
+            row = uow.bookings.get(booking_id)
+            if row is None:
+                raise not_found()
+            _require_refund_pending(row)
+            if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
+                raise Problem(
+                    409,
+                    "request-in-progress",
+                    "The booking's refund is being worked on right now; retry shortly.",
+                    retry_after=2,
+                )
+            uow.commit()
+        try:
+            with self.store.uow() as uow:
+                row = uow.bookings.get(booking_id)
+            _require_refund_pending(row)
+            tenant = self.registry[row.tenant_id]
+            if action.action == "mark_refunded":
+                self._step(
+                    booking_id,
+                    after_refund(row.cancel_requested),
+                    f"refund marked as made{said}",
+                    actor=actor,
+                    refund_transaction_id=action.refund_transaction_id,
+                    refund_minor=row.loyalty_minor,
+                    refunded_at=now,
+                    **_refund_settled(row),
+                )
+                return self.view(booking_id)
+            self._note(
+                booking_id,
+                "booking.refund_retry_requested",
+                f"refund retry requested{said}",
+                actor=actor,
+                **_refund_settled(row),
+            )
+            with self.store.uow() as uow:
+                row = uow.bookings.get(booking_id)
+            outcome = self._call_refund(row, tenant)
+            if outcome is not None and outcome.unknown:
+                self._note(
+                    booking_id,
+                    "booking.refund_outcome_unknown",
+                    outcome.detail,
+                    actor=actor,
+                    **outcome.changes,
+                )
+            elif outcome is not None:
+                self._step(
+                    booking_id,
+                    after_refund(row.cancel_requested),
+                    f"{outcome.detail} on retry{said}",
+                    actor=actor,
+                    **outcome.changes,
+                )
+            return self.view(booking_id)
+        finally:
+            with self.store.uow() as uow:
+                uow.bookings.release(booking_id, driver)
+                uow.commit()
 
     # --- cancel ----------------------------------------------------------------------------
 
@@ -933,12 +1123,22 @@ class BookingService:
         if not row.refund_requested or row.loyalty_transaction_id is None:
             self._step(row.id, Status.CANCELLED, "cancelled at Duffel; no refund requested")
             return False
+        if row.reconcile_phase == "refund":
+            # A driver died in the refund call: owed until its outcome is settled.
+            why = "a refund attempt was interrupted before its answer was recorded"
+            self._step(
+                row.id,
+                Status.REFUND_PENDING,
+                f"cancelled at Duffel; {why}",
+                **self._refund_unknown(row, why),
+            )
+            return False
         outcome = self._call_refund(row, tenant)
         if outcome is None:
             self._step(row.id, Status.REFUND_PENDING, "cancelled at Duffel; refund owed")
             return False
-        detail, changes = outcome
-        self._step(row.id, Status.CANCELLED, f"cancelled at Duffel; {detail}", **changes)
+        target = Status.REFUND_PENDING if outcome.unknown else Status.CANCELLED
+        self._step(row.id, target, f"cancelled at Duffel; {outcome.detail}", **outcome.changes)
         return False
 
     # --- approvals (operators) -----------------------------------------------------------
@@ -1166,6 +1366,40 @@ class BookingService:
 
 
 # --- pure helpers ----------------------------------------------------------------------------
+
+REFUND_UNKNOWN = "refund_outcome_unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundOutcome:
+    """What one refund call settled: the event's detail and the booking's changes."""
+
+    detail: str
+    changes: dict[str, Any]
+    unknown: bool = False  # the tenant may or may not have paid
+
+
+def _refund_settled(row: BookingRow) -> dict[str, Any]:
+    """Changes that close a refund's open question, restoring the failure it replaced."""
+    changes: dict[str, Any] = {"reconcile_phase": None, "reconcile_deadline": None}
+    if row.failure_code == REFUND_UNKNOWN:
+        previous = (row.failure_details or {}).get("previous") or {}
+        changes.update(
+            failure_code=previous.get("code"),
+            failure_reason=previous.get("reason"),
+            failure_details=previous.get("details"),
+        )
+    return changes
+
+
+def _require_refund_pending(row: BookingRow) -> None:
+    if row.status != Status.REFUND_PENDING.value:
+        raise Problem(
+            409,
+            "booking-not-refund-pending",
+            f"The booking is {row.status}; only a refund_pending booking's refund is settled here.",
+            booking_status=row.status,
+        )
 
 
 def _price_columns(tenant: TenantConfig, price: Price) -> dict[str, Any]:

@@ -252,5 +252,6 @@ def event_view(event: EventRow) -> dict[str, Any]:
         "refund_transaction_id": event.refund_transaction_id,
         "duffel_order_id": event.duffel_order_id,
         "detail": event.detail,
+        "actor": event.actor,
         "occurred_at": iso(event.occurred_at),
     }

@@ -58,7 +58,8 @@ def _limit(text: str) -> tuple[str, Limit]:
 def _serve(args: argparse.Namespace) -> int:
     from sandbox.runner import start_sandbox
 
-    history = args.history
+    # The reference services hold only their seeded members, never a generated history.
+    history = None if args.reference else args.history
     if history is not None and not (history / "ledger.parquet").exists():
         print(
             f"no generated history in {history}; run `python -m sandbox generate` first "
@@ -79,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         telcocorp_token_ttl_seconds=args.token_ttl or 3600,
         fintechapp_session_ttl_seconds=args.token_ttl or 86400,
         fault_control=args.fault_control,
+        reference=args.reference,
     )
     config = dataclasses.replace(
         config,
@@ -97,7 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  {name:12} {url}")
     print(
         f"traffic: {args.traffic:g} bookings/min; reset: "
-        f"{f'every {args.reset_interval:g}s' if args.reset_interval else 'off'}; Ctrl-C stops",
+        f"{f'every {args.reset_interval:g}s' if args.reset_interval else 'off'}; "
+        f"{'reference behaviour only; ' if args.reference else ''}Ctrl-C stops",
         flush=True,
     )
     stop = threading.Event()
@@ -153,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         "--fault-control",
         action="store_true",
         help="serve /_sandbox/faults on each stand-in (tests and demos; not in the reference)",
+    )
+    serve.add_argument(
+        "--reference",
+        action="store_true",
+        help="tenant stand-ins with the reference behaviour only: seeded members, no ledger "
+        "feed, member list, TelcoCorp/FintechApp refunds or partner session, fixed rate-limit "
+        "headers",
     )
     serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)

@@ -18,6 +18,10 @@ class Limit:
     window_seconds: float = 60.0
 
 
+# The rate-limit headers the reference tenant services send on every answer, whatever the
+# traffic: (X-RateLimit-Limit, X-RateLimit-Remaining); X-RateLimit-Reset is a minute from now.
+REFERENCE_RATE_HEADERS = {"coffeechain": (100, 95), "telcocorp": (50, 45), "fintechapp": (200, 195)}
+
 # The real services' limits; Duffel's own is undocumented, 60/min per token is assumed.
 DEFAULT_LIMITS = {
     "coffeechain": Limit(100),
@@ -43,6 +47,9 @@ class SandboxConfig:
     webhook_max_attempts: int = 6  # Duffel webhook deliveries, first try included
     webhook_backoff_seconds: float = 0.5  # before the first retry; doubles, at most 30 s
     fault_control: bool = False  # serve /_sandbox/faults (tests, demo); never the reference
+    # Tenant stand-ins serve the reference behaviour only: no ledger feed, member list,
+    # TelcoCorp/FintechApp refunds or partner session; fixed rate-limit headers, no 429.
+    reference: bool = False
     fintechapp_jwt_secret: str = "fintechapp-sandbox-hs256-signing-key-0001"
     fintechapp_partner_id: str = "partner_analytics"
     fintechapp_partner_secret: str = "fintechapp_partner_secret"

@@ -37,11 +37,17 @@ STALL_STATE = "sandbox_stall_seconds"  # scope["state"] key: a per-fault stall o
 
 # The X-Mock-Error values every loyalty route honours, and those only one route honours.
 LOYALTY_GENERIC = ("true", "auth-failed", "api-timeout")
-LOYALTY_SPECIFIC = {
+LOYALTY_SPECIFIC: dict[str, str | tuple[str, ...]] = {
     "insufficient-balance": "deduct",
     "approval-required": "approval_check",
     "invalid-member": "session",
+    # Our additions (not in the reference): the money moves, THEN the answer is lost, so
+    # the caller cannot tell whether it happened (what a repeated call must never assume).
+    "500-after-acting": ("deduct", "refund"),
+    "timeout-after-acting": ("deduct", "refund"),
 }
+# The faults that act first and fail afterwards (the route's own handler applies them).
+AFTER_ACTING = ("500-after-acting", "timeout-after-acting")
 DUFFEL_GENERIC = ("true", "bad-gateway", "unavailable", "api-timeout")
 DUFFEL_SPECIFIC = {
     "offer_no_longer_available": "order_create",
@@ -68,7 +74,12 @@ class FaultCatalogue:
 
     routes: tuple[FaultRoute, ...]
     generic: tuple[str, ...]  # faults any route honours
-    specific: Mapping[str, str]  # fault -> the one route that honours it
+    specific: Mapping[str, str | tuple[str, ...]]  # fault -> the route(s) that honour it
+
+    def routes_of(self, fault: str) -> tuple[str, ...] | None:
+        """The routes that honour ``fault``, or None when every route does."""
+        only = self.specific.get(fault)
+        return (only,) if isinstance(only, str) else only
 
     def route_names(self) -> list[str]:
         return [route.name for route in self.routes]
@@ -129,10 +140,11 @@ class FaultBook:
                 "fault",
                 f"unknown fault {fault!r}; expected one of {', '.join(self.catalogue.faults())}",
             )
-        only = self.catalogue.specific.get(fault)
-        if only is not None and route != only:
+        only = self.catalogue.routes_of(fault)
+        if only is not None and route not in only:
+            where = " or ".join(repr(name) for name in only)
             raise FaultRequestError(
-                "route", f"fault {fault!r} applies only to route {only!r}, not {route!r}"
+                "route", f"fault {fault!r} applies only to route {where}, not {route!r}"
             )
         if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= MAX_TIMES:
             raise FaultRequestError("times", f"times must be an integer from 1 to {MAX_TIMES}")
@@ -179,7 +191,7 @@ class FaultBook:
 
 
 def stall_seconds(scope_state: Any, default: float) -> float:
-    """How long an ``api-timeout`` (or ``timeout``) stalls: the armed fault's own, else ``default``."""
+    """How long an ``api-timeout`` (``timeout``, ``timeout-after-acting``) stalls: the armed fault's own, else ``default``."""
     value = getattr(scope_state, STALL_STATE, None)
     return default if value is None else float(value)
 

@@ -1,7 +1,8 @@
 """One loyalty client for every tenant; a small dialect per API family maps paths and field names.
 
 Operations a tenant does not offer (per its registry ``capabilities`` or its dialect) raise
-``NotSupported`` before any request is made.
+``NotSupported`` before any request is made; a refund path the tenant's API turns out not to
+have (a bare 404, no error code of the tenant's) raises ``NotSupported`` too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from tenants.auth import TenantAuth, build_auth
-from tenants.errors import NotSupported, UpstreamError, tenant_error
+from tenants.errors import NotFound, NotSupported, UpstreamError, tenant_error
 from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
 from tenants.models import (
     ApprovalCheck,
@@ -147,6 +148,9 @@ class LoyaltyClient:
                 "credentials": credential_names(tenant),
             },
         )
+        # Set once the tenant's API answered that it has no refund path: asking again would
+        # only spend its rate limit (a saga retries owed refunds on every reconciler pass).
+        self._refunds_missing = False
 
     def __enter__(self) -> LoyaltyClient:
         return self
@@ -243,12 +247,22 @@ class LoyaltyClient:
         if not self.tenant.capabilities.refunds or path is None:
             raise self._not_supported("refunds", "capabilities.refunds is not enabled")
         route = Route("POST", path, Safety.MONEY)
-        data = self._runner.send_json(
-            route,
-            path_params={"member_id": member_id},
-            json_body={"transaction_id": transaction_id, "reason": reason},
-            auth=self._member_auth(member_id),
-        )
+        if self._refunds_missing:
+            raise self._no_refund_path(route, 404)
+        try:
+            data = self._runner.send_json(
+                route,
+                path_params={"member_id": member_id},
+                json_body={"transaction_id": transaction_id, "reason": reason},
+                auth=self._member_auth(member_id),
+            )
+        except NotFound as exc:
+            if exc.code is not None:  # the tenant's own answer (transaction_not_found, ...)
+                raise
+            # No route at all (FastAPI's bare "Not Found"): refunds are declared but the
+            # tenant's API lacks them, as the reference TelcoCorp and FintechApp do.
+            self._refunds_missing = True
+            raise self._no_refund_path(route, exc.status) from exc
         with self._runner.reading(route):
             return Refund(
                 tenant_id=self.tenant.id,
@@ -260,6 +274,14 @@ class LoyaltyClient:
                 currency=self.currency,
                 timestamp=data.get("timestamp"),
             )
+
+    def _no_refund_path(self, route: Route, status: int | None) -> NotSupported:
+        return NotSupported(
+            f"{self.tenant.name} does not offer refunds: its API has no {route.label}",
+            tenant=self.tenant.id,
+            endpoint=route.label,
+            status=status,
+        )
 
     def check_approval(
         self, member_id: str, amount: Decimal | int, booking_reference: str

@@ -44,7 +44,13 @@ class BookingRepository:
         return booking
 
     def transition(
-        self, booking: BookingRow, target: Status, detail: str | None = None, **changes: Any
+        self,
+        booking: BookingRow,
+        target: Status,
+        detail: str | None = None,
+        *,
+        actor: str | None = None,
+        **changes: Any,
     ) -> None:
         """Move the booking to ``target`` with ``changes``, appending the event in the same unit."""
         current = Status(booking.status)
@@ -53,13 +59,23 @@ class BookingRepository:
             setattr(booking, name, value)
         booking.status = target.value
         booking.updated_at = utcnow()
-        self.events.append(booking, current, detail)
+        self.events.append(booking, current, detail, actor=actor)
 
-    def note(self, booking: BookingRow, type_: str, detail: str) -> None:
+    def note(
+        self,
+        booking: BookingRow,
+        type_: str,
+        detail: str,
+        *,
+        actor: str | None = None,
+        **changes: Any,
+    ) -> None:
         """Something that happened to the booking without changing its state (e.g. the
         airline changed the flight): in the feed, with from and to state the same."""
+        for name, value in changes.items():
+            setattr(booking, name, value)
         booking.updated_at = utcnow()
-        self.events.append(booking, Status(booking.status), detail, type_)
+        self.events.append(booking, Status(booking.status), detail, type_, actor=actor)
 
     def list_for_member(
         self,
@@ -165,6 +181,8 @@ class EventLog:
         from_state: Status | None,
         detail: str | None,
         type_: str | None = None,
+        *,
+        actor: str | None = None,
     ) -> EventRow:
         """The booking's current state as an event (``type_`` names a note without a change)."""
         event = EventRow(
@@ -189,6 +207,7 @@ class EventLog:
             refund_transaction_id=booking.refund_transaction_id,
             duffel_order_id=booking.duffel_order_id,
             detail=detail,
+            actor=actor,
             occurred_at=booking.updated_at,
         )
         self.session.add(event)

@@ -74,10 +74,13 @@ class BookingRow(Base):
     refund_transaction_id: Mapped[str | None] = mapped_column(sa.String(64))
     refund_minor: Mapped[int | None] = mapped_column(sa.BigInteger)
     refunded_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # When the refund call was last sent: a refund whose outcome is unknown is looked up in
+    # the tenant's ledger from there, never sent again blindly.
+    refund_attempted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))
     failure_reason: Mapped[str | None] = mapped_column(sa.Text)
     failure_details: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
-    # What an unknown outcome is about ("charge" or "order") and when silence means "never".
+    # What an unknown outcome is about ("charge", "order" or "refund") and when silence means "never".
     reconcile_phase: Mapped[str | None] = mapped_column(sa.String(16))
     reconcile_deadline: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     # One driver at a time per saga, across processes; expires so a crashed driver's work resumes.
@@ -116,6 +119,8 @@ class EventRow(Base):
     refund_transaction_id: Mapped[str | None] = mapped_column(sa.String(64))
     duffel_order_id: Mapped[str | None] = mapped_column(sa.String(64))
     detail: Mapped[str | None] = mapped_column(sa.Text)
+    # Who made it happen when not the saga itself (e.g. "operator:alice"); None for the saga.
+    actor: Mapped[str | None] = mapped_column(sa.String(80))
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 

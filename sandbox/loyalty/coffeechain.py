@@ -12,6 +12,7 @@ from sandbox.loyalty.common import (
     TenantSpec,
     add_fault_control,
     add_listings,
+    after_acting,
     create_service_app,
     debit,
     error,
@@ -106,7 +107,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             reference_id=body.reference_id,
             description=body.description,
         )
-        return json_response(
+        answer = json_response(
             {
                 "transaction_id": transaction_id,
                 "member_id": member_id,
@@ -115,10 +116,11 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
                 "timestamp": wire_timestamp(posting.at),
             }
         )
+        return await after_acting(request, config, answer)
 
     @app.post("/api/v1/members/{member_id}/refund")
     async def refund_stars(member_id: str, request: Request, _: authorized) -> Response:
-        return await refund(store, SPEC, member_id, request)
+        return await refund(store, SPEC, member_id, request, config)
 
     @app.post("/api/v1/approvals/check")
     async def check_approval(request: Request, _: authorized) -> Response:
@@ -158,6 +160,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         app,
         SPEC,
         store,
+        config,
         feed_path="/api/v1/ledger/transactions",
         members_path="/api/v1/members",
         caller=caller,

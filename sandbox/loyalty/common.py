@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.config import SandboxConfig
+from sandbox.config import REFERENCE_RATE_HEADERS, SandboxConfig
 from sandbox.faults import (
     LOYALTY_GENERIC,
     LOYALTY_SPECIFIC,
@@ -155,6 +155,18 @@ def mock_mode(request: Request) -> str | None:
     return request.headers.get("x-mock-error")
 
 
+async def after_acting(request: Request, config: SandboxConfig, response: Response) -> Response:
+    """A money route's answer once it has acted, lost as ``500-after-acting`` (a 500 although
+    the money moved) or ``timeout-after-acting`` (the answer stalls past the caller's
+    timeout) ask; otherwise the answer itself."""
+    mode = mock_mode(request)
+    if mode == "500-after-acting":
+        raise error(500, "internal_error", "Simulated error for testing")
+    if mode == "timeout-after-acting":
+        await asyncio.sleep(stall_seconds(request.state, config.timeout_stall_seconds))
+    return response
+
+
 async def simulate_failures(request: Request, config: SandboxConfig) -> None:
     """The X-Mock-Error modes every endpoint honours (the others belong to single endpoints)."""
     mode = mock_mode(request)
@@ -209,7 +221,11 @@ class RefundRequest(BaseModel):
 
 
 async def refund(
-    store: LoyaltyStore, spec: TenantSpec, member_id: str, request: Request
+    store: LoyaltyStore,
+    spec: TenantSpec,
+    member_id: str,
+    request: Request,
+    config: SandboxConfig,
 ) -> Response:
     """A refund endpoint's whole answer; CoffeeChain's shape with the tenant's field names."""
     body = await read_body(request, RefundRequest)
@@ -223,7 +239,7 @@ async def refund(
     except RefundRefused as exc:
         status = {"transaction_not_found": 404, "unauthorized": 403}.get(exc.reason, 400)
         raise error(status, exc.reason, exc.message) from None
-    return json_response(
+    answer = json_response(
         {
             "refund_id": refund_id,
             "transaction_id": body.transaction_id,
@@ -233,21 +249,33 @@ async def refund(
             "timestamp": wire_timestamp(posting.at),
         }
     )
+    return await after_acting(request, config, answer)
 
 
 # --- the app ------------------------------------------------------------------------------
 
 
 class ServiceMiddleware:
-    """Enforces the service's rate limit, stamps X-RateLimit-* on every answer, logs requests."""
+    """Enforces the service's rate limit, stamps X-RateLimit-* on every answer, logs requests.
+
+    With ``fixed`` (reference mode) nothing is enforced: every answer carries the fixed
+    (limit, remaining) the reference service sends, and a reset a minute from now.
+    """
 
     def __init__(
-        self, app: ASGIApp, *, service: str, limiter: FixedWindowLimiter, log_requests: bool
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        limiter: FixedWindowLimiter,
+        log_requests: bool,
+        fixed: tuple[int, int] | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.limiter = limiter
         self.log_requests = log_requests
+        self.fixed = fixed
         self._last: Decision | None = None
 
     def _peek(self) -> Decision:
@@ -265,7 +293,10 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        if scope["path"] == "/health":
+        if self.fixed is not None:
+            limit, remaining = self.fixed
+            decision = Decision(True, limit, remaining, math.floor(time.time()) + 60, 0)
+        elif scope["path"] == "/health":
             decision = self._peek()
         else:
             decision = self._last = self.limiter.hit()
@@ -333,18 +364,41 @@ async def _api_error(_: Request, exc: ApiError) -> Response:
     return json_response({"detail": exc.detail}, exc.status)
 
 
+# Fault routes that name extension endpoints, absent in reference mode.
+EXTENSION_ROUTES = frozenset({"ledger", "members"})
+
+
 def add_fault_control(
-    app: FastAPI, config: SandboxConfig, routes: dict[str, tuple[str, str]]
+    app: FastAPI,
+    config: SandboxConfig,
+    routes: dict[str, tuple[str, str]],
+    extensions: frozenset[str] = EXTENSION_ROUTES,
 ) -> None:
-    """The fault switches (``sandbox.faults``) over ``routes`` (name -> method, path), if enabled."""
+    """The fault switches (``sandbox.faults``) over ``routes`` (name -> method, path), if enabled.
+
+    In reference mode the ``extensions`` routes do not exist, so no fault can be armed on them.
+    """
     if not config.fault_control:
         return
+    if config.reference:
+        routes = {name: route for name, route in routes.items() if name not in extensions}
     catalogue = FaultCatalogue(
         tuple(FaultRoute(name, method, path) for name, (method, path) in routes.items()),
         LOYALTY_GENERIC,
-        {fault: route for fault, route in LOYALTY_SPECIFIC.items() if route in routes},
+        _specific_within(routes),
     )
     install_fault_control(app, catalogue)
+
+
+def _specific_within(routes: dict[str, tuple[str, str]]) -> dict[str, str | tuple[str, ...]]:
+    """The route-specific faults restricted to the routes this service has."""
+    kept: dict[str, str | tuple[str, ...]] = {}
+    for fault, only in LOYALTY_SPECIFIC.items():
+        names = (only,) if isinstance(only, str) else only
+        present = tuple(name for name in names if name in routes)
+        if present:
+            kept[fault] = only if isinstance(only, str) else present
+    return kept
 
 
 def create_service_app(spec: TenantSpec, config: SandboxConfig) -> FastAPI:
@@ -356,6 +410,7 @@ def create_service_app(spec: TenantSpec, config: SandboxConfig) -> FastAPI:
         service=spec.service,
         limiter=FixedWindowLimiter(config.limits[spec.service]),
         log_requests=config.log_requests,
+        fixed=REFERENCE_RATE_HEADERS[spec.service] if config.reference else None,
     )
 
     @app.get("/health")
@@ -379,12 +434,16 @@ def add_listings(
     app: FastAPI,
     spec: TenantSpec,
     store: LoyaltyStore,
+    config: SandboxConfig,
     *,
     feed_path: str,
     members_path: str,
     caller: Auth,
 ) -> None:
-    """The ledger feed and member list extensions, behind the tenant's own auth."""
+    """The ledger feed and member list extensions, behind the tenant's own auth (not in
+    reference mode, where these paths answer FastAPI's 404 like any unknown path)."""
+    if config.reference:
+        return
 
     @app.get(feed_path)
     async def ledger_feed(

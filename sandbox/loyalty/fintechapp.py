@@ -12,10 +12,12 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
+    EXTENSION_ROUTES,
     ApiError,
     TenantSpec,
     add_fault_control,
     add_listings,
+    after_acting,
     bearer_token,
     create_service_app,
     debit,
@@ -129,7 +131,8 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         body = await read_body(request, SessionRequest)
         if mock_mode(request) == "invalid-member":
             raise SPEC.not_found(body.user_id)
-        partner = body.user_id == config.fintechapp_partner_id
+        # The partner principal is an extension; to the reference it is an unknown user.
+        partner = not config.reference and body.user_id == config.fintechapp_partner_id
         if partner:
             if body.partner_secret != config.fintechapp_partner_secret:
                 raise error(401, "invalid_credentials", "Invalid partner credentials")
@@ -197,7 +200,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             cashback=cashback,
             cashback_id=new_id("facb_"),
         )
-        return json_response(
+        answer = json_response(
             {
                 "transaction_id": transaction_id,
                 "user_id": user_id,
@@ -207,11 +210,14 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
                 "timestamp": wire_timestamp(posting.at),
             }
         )
+        return await after_acting(request, config, answer)
 
-    @app.post("/api/v1/users/{user_id}/coins/refund")
-    async def refund_coins(user_id: str, request: Request, caller: member_session) -> Response:
-        _own(caller, user_id)
-        return await refund(store, SPEC, user_id, request)
+    if not config.reference:  # an extension: the reference service has no refunds
+
+        @app.post("/api/v1/users/{user_id}/coins/refund")
+        async def refund_coins(user_id: str, request: Request, caller: member_session) -> Response:
+            _own(caller, user_id)
+            return await refund(store, SPEC, user_id, request, config)
 
     @app.post("/api/v1/webhooks/validate")
     async def validate_webhook(request: Request, caller: member_session) -> Response:
@@ -224,9 +230,10 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         app,
         SPEC,
         store,
+        config,
         feed_path="/api/v1/ledger/transactions",
         members_path="/api/v1/users",
         caller=guarded(partner_session, config),
     )
-    add_fault_control(app, config, FAULT_ROUTES)
+    add_fault_control(app, config, FAULT_ROUTES, EXTENSION_ROUTES | {"refund"})
     return app

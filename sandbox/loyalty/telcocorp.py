@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import SandboxConfig
 from sandbox.loyalty.common import (
+    EXTENSION_ROUTES,
     TenantSpec,
     add_fault_control,
     add_listings,
+    after_acting,
     bearer_token,
     create_service_app,
     debit,
@@ -151,7 +153,7 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
             reference_id=body.reference_id,
             description=body.description,
         )
-        return json_response(
+        answer = json_response(
             {
                 "transaction_id": transaction_id,
                 "customer_id": customer_id,
@@ -160,10 +162,13 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
                 "timestamp": wire_timestamp(posting.at),
             }
         )
+        return await after_acting(request, config, answer)
 
-    @app.post("/api/v2/customers/{customer_id}/points/refund")
-    async def refund_points(customer_id: str, request: Request, _: authorized) -> Response:
-        return await refund(store, SPEC, customer_id, request)
+    if not config.reference:  # an extension: the reference service has no refunds
+
+        @app.post("/api/v2/customers/{customer_id}/points/refund")
+        async def refund_points(customer_id: str, request: Request, _: authorized) -> Response:
+            return await refund(store, SPEC, customer_id, request, config)
 
     @app.get("/api/v2/customers/{customer_id}/travel/eligibility")
     async def eligibility(customer_id: str, _: authorized) -> Response:
@@ -181,9 +186,10 @@ def create_app(store: LoyaltyStore, config: SandboxConfig) -> FastAPI:
         app,
         SPEC,
         store,
+        config,
         feed_path="/api/v2/ledger/transactions",
         members_path="/api/v2/customers",
         caller=caller,
     )
-    add_fault_control(app, config, FAULT_ROUTES)
+    add_fault_control(app, config, FAULT_ROUTES, EXTENSION_ROUTES | {"refund"})
     return app

@@ -461,6 +461,7 @@ def test_health_and_openapi(client: httpx.Client) -> None:
         "/api/v1/health",
         "/api/v1/admin/approvals/{booking_id}",
         "/api/v1/admin/events",
+        "/api/v1/admin/bookings/{booking_id}/refund",
     ):
         assert path in spec["paths"], path
     assert (

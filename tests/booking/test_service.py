@@ -322,7 +322,10 @@ def test_tenant_without_refunds_leaves_refund_pending_for_operators(store, stand
     listed = service.operator_bookings("refund_pending", 100)["bookings"]
     assert booked.data["booking_id"] in [b["booking_id"] for b in listed]
     service.reconcile_once()  # the reconciler cannot refund either; it stays visible
-    assert service.get(who, booked.data["booking_id"])["status"] == "refund_pending"
+    owed = service.get(who, booked.data["booking_id"])
+    assert owed["status"] == "refund_pending"
+    assert owed["failure"]["code"] == "refund_not_offered"
+    assert "capabilities.refunds" in owed["failure"]["reason"]
 
 
 def test_order_refused_by_duffel_refunds_the_charge(store, stand_ins):
@@ -407,7 +410,9 @@ def test_refund_that_fails_is_retried_by_the_reconciler(store, stand_ins):
     who = member("coffeechain")
     booked = service.book(who, booking_request(search(service, who)[0]), "k-rf", "h")
     before = balance(who.tenant, who.member_id)
-    stand_ins.inject_fault("coffeechain", "refund", "true", times=3)
+    # A definite refusal (nothing paid) is retried; an unknown outcome is not (see
+    # test_refund_outcome.py).
+    stand_ins.inject_fault("coffeechain", "refund", "auth-failed", times=3)
     cancelled = service.cancel(who, booked.data["booking_id"], CancelRequest(), "c-rf", "h")
     assert cancelled.data["status"] == "refund_pending"
     assert cancelled.data["refund"]["status"] == "pending"

@@ -156,6 +156,31 @@ def test_generic_faults_internal_error_and_stall(sandbox_faults: Sandbox) -> Non
         httpx.get(balance, headers=CC_KEY, timeout=0.2)
 
 
+def _balance(url: str, member: str = "CC3333333") -> int:
+    response = httpx.get(f"{url}/api/v1/members/{member}/balance", headers=CC_KEY, timeout=10)
+    return response.json()["balance"]
+
+
+def test_after_acting_faults_move_the_money_then_lose_the_answer(sandbox_faults: Sandbox) -> None:
+    url = sandbox_faults.urls["coffeechain"]
+    start = _balance(url)
+    sandbox_faults.inject_fault("coffeechain", "deduct", "500-after-acting")
+    lost = _deduct(url, amount=7)
+    assert lost.status_code == 500 and lost.json()["detail"]["error"] == "internal_error"
+    assert _balance(url) == start - 7  # deducted although the answer says otherwise
+
+    taken = _deduct(url, amount=5).json()["transaction_id"]
+    refund = f"{url}/api/v1/members/CC3333333/refund"
+    sandbox_faults.inject_fault("coffeechain", "refund", "timeout-after-acting", stall_seconds=1)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            refund, json={"transaction_id": taken, "reason": "x"}, headers=CC_KEY, timeout=0.3
+        )
+    assert _balance(url) == start - 7  # refunded before the answer stalled
+    with pytest.raises(ValueError, match="'deduct' or 'refund'"):
+        sandbox_faults.inject_fault("coffeechain", "balance", "500-after-acting")
+
+
 def test_any_route_and_fifo_order(sandbox_faults: Sandbox) -> None:
     url = sandbox_faults.urls["coffeechain"]
     sandbox_faults.inject_fault("coffeechain", "*", "auth-failed")

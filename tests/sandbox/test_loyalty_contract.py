@@ -1,9 +1,15 @@
-"""The loyalty stand-ins answer exactly as tenant-apis.md documents the reference services."""
+"""The loyalty stand-ins answer exactly as tenant-apis.md documents the reference services.
+
+Every test runs twice: against the stand-ins with their extensions (the default) and in
+reference mode, which must keep the reference behaviour unchanged.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -57,14 +63,19 @@ def is_timestamp(value: object) -> bool:
     return isinstance(value, str) and isinstance(datetime.fromisoformat(value), datetime)
 
 
-@pytest.fixture(scope="module")
-def store() -> LoyaltyStore:
-    return LoyaltyStore(MEMBERS.to_frame(), LEDGER.to_frame(), CONFIG)
+@pytest.fixture(scope="module", params=[False, True], ids=["extended", "reference"])
+def config(request: pytest.FixtureRequest) -> SandboxConfig:
+    return dataclasses.replace(CONFIG, reference=request.param)
 
 
 @pytest.fixture(scope="module")
-def urls(store: LoyaltyStore) -> Iterator[dict[str, str]]:
-    servers = serve_in_background(create_apps(store, CONFIG))
+def store(config: SandboxConfig) -> LoyaltyStore:
+    return LoyaltyStore(MEMBERS.to_frame(), LEDGER.to_frame(), config)
+
+
+@pytest.fixture(scope="module")
+def urls(store: LoyaltyStore, config: SandboxConfig) -> Iterator[dict[str, str]]:
+    servers = serve_in_background(create_apps(store, config))
     yield servers.urls
     servers.stop()
 
@@ -141,14 +152,25 @@ def test_health_needs_no_auth(anonymous: dict[str, httpx.Client], service: str) 
     assert is_timestamp(health["timestamp"])
 
 
+# What the reference services send on every answer: (limit, remaining), fixed.
+REFERENCE_RATE_HEADERS = {"coffeechain": (100, 95), "telcocorp": (50, 45), "fintechapp": (200, 195)}
+
+
 @pytest.mark.parametrize("service", ["coffeechain", "telcocorp", "fintechapp"])
 def test_rate_limit_headers_carry_the_configured_limit(
-    anonymous: dict[str, httpx.Client], service: str
+    anonymous: dict[str, httpx.Client], service: str, config: SandboxConfig
 ) -> None:
     response = anonymous[service].get("/health")
-    assert int(response.headers["x-ratelimit-limit"]) == 100_000
-    assert 0 <= int(response.headers["x-ratelimit-remaining"]) <= 100_000
-    assert int(response.headers["x-ratelimit-reset"]) > 1_700_000_000
+    if config.reference:
+        limit, remaining = REFERENCE_RATE_HEADERS[service]
+        assert int(response.headers["x-ratelimit-limit"]) == limit
+        assert int(response.headers["x-ratelimit-remaining"]) == remaining
+        reset = int(response.headers["x-ratelimit-reset"])
+        assert 55 <= reset - time.time() <= 61  # a minute from now, as the reference says
+    else:
+        assert int(response.headers["x-ratelimit-limit"]) == 100_000
+        assert 0 <= int(response.headers["x-ratelimit-remaining"]) <= 100_000
+        assert int(response.headers["x-ratelimit-reset"]) > 1_700_000_000
 
 
 @pytest.fixture
@@ -334,7 +356,7 @@ def test_coffeechain_refund(coffeechain: httpx.Client) -> None:
     assert is_timestamp(refunded["timestamp"])
 
 
-def test_coffeechain_refund_errors(coffeechain: httpx.Client) -> None:
+def test_coffeechain_refund_errors(coffeechain: httpx.Client, config: SandboxConfig) -> None:
     unknown = coffeechain.post(
         "/api/v1/members/CC1234567/refund",
         json={"transaction_id": "txn_000000000000", "reason": "x"},
@@ -354,7 +376,12 @@ def test_coffeechain_refund_errors(coffeechain: httpx.Client) -> None:
     refund = {"transaction_id": transaction_id, "reason": "x"}
     assert coffeechain.post("/api/v1/members/CC1234567/refund", json=refund).status_code == 200
     again = coffeechain.post("/api/v1/members/CC1234567/refund", json=refund)
-    assert detail(again, 400)["error"] == "already_refunded"
+    if config.reference:
+        # The reference service keeps no record of refunds: it pays the same one again.
+        assert again.status_code == 200, again.text
+        assert again.json()["new_balance"] == 150_000 + 100
+    else:
+        assert detail(again, 400)["error"] == "already_refunded"
 
 
 APPROVAL_KEYS = {"approval_required", "approval_id", "reason", "estimated_time"}

@@ -14,6 +14,7 @@ from tenants.errors import (
     BusinessRuleError,
     InsufficientFunds,
     NotFound,
+    NotSupported,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -236,3 +237,37 @@ def test_telcocorp_refuses_business_class(tenants, loyalty) -> None:
         )
     assert caught.value.code == "invalid_travel_class"
     assert caught.value.details["allowed_classes"] == ["economy"]
+
+
+@pytest.mark.parametrize("tenant_id", ["telcocorp", "fintechapp"])
+def test_refund_path_missing_at_a_reference_service_is_not_supported(
+    tenants, sandbox_factory, point_at, tenant_id
+) -> None:
+    # The registry declares refunds, but a reference service has no such path (a bare 404).
+    point_at(sandbox_factory(reference=True))
+    member = {"telcocorp": "TC-DEF456", "fintechapp": "FA_87654321"}[tenant_id]
+    wire = Wire()
+    refund_path = "/refund"
+    client = build_loyalty_client(tenants[tenant_id], retry=LIVE_RETRY, event_hooks=wire.hooks)
+    with client:
+        deduction = client.deduct(member, 100, "bkg_ref_1", "Flight")
+        with pytest.raises(NotSupported) as caught:
+            client.refund(member, deduction.transaction_id, "cancelled")
+        assert "does not offer refunds" in caught.value.message
+        assert caught.value.status == 404
+        assert client.balance(member).balance == deduction.remaining_balance  # nothing paid
+        # Known now: later refunds are refused without spending the tenant's rate limit.
+        with pytest.raises(NotSupported):
+            client.refund(member, deduction.transaction_id, "cancelled again")
+    assert wire.sends(refund_path) == 1
+
+
+def test_a_tenants_own_404_at_the_refund_path_stays_not_found(
+    tenants, sandbox_factory, point_at
+) -> None:
+    point_at(sandbox_factory(reference=True))
+    client = build_loyalty_client(tenants["coffeechain"], retry=LIVE_RETRY)
+    with client, pytest.raises(NotFound) as caught:
+        client.refund("CC1234567", "txn_000000000000", "cancelled")
+    assert not isinstance(caught.value, NotSupported)
+    assert caught.value.code == "transaction_not_found"
