@@ -1,0 +1,48 @@
+"""``python -m booking``: serve the API (migrations first), or ``migrate`` the store by hand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from booking.config import get_booking_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m booking", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve the API (the default)")
+    commands.add_parser("migrate", help="bring the store's schema up to date and exit")
+    for target in (parser, serve):
+        target.add_argument("--host", default="127.0.0.1")
+        target.add_argument("--port", type=int, default=8000)
+        target.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from booking.store.db import create_store_engine, migrate
+
+    engine = create_store_engine(get_booking_settings().url())
+    migrate(engine)
+    engine.dispose()
+    if args.command == "migrate":
+        print("booking store is up to date")
+        return
+
+    import uvicorn
+
+    from booking.api import SKIP_MIGRATIONS_ENV
+
+    # Migrated once above: the workers need not race each other to do it again.
+    os.environ[SKIP_MIGRATIONS_ENV] = "1"
+    uvicorn.run(
+        "booking.api:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

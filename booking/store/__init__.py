@@ -1,0 +1,1 @@
+"""The booking store: tables, migrations, repositories and the unit of work."""

@@ -1,0 +1,91 @@
+"""The unit of work: one transaction per saga phase, committed explicitly or rolled back."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from booking.store.db import create_store_engine, migrate
+from booking.store.repository import (
+    BookingRepository,
+    EventLog,
+    IdempotencyRepository,
+    OfferRepository,
+)
+from booking.store.tables import RateLimitRow
+
+
+class UnitOfWork:
+    """Repositories over one session; nothing is kept unless ``commit`` is called."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._factory()
+        self.events = EventLog(self.session)
+        self.bookings = BookingRepository(self.session, self.events)
+        self.idempotency = IdempotencyRepository(self.session)
+        self.offers = OfferRepository(self.session)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Closing rolls back whatever was not committed, and leaves loaded rows readable.
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+
+class Store:
+    """The store of one deployment: its engine, units of work and shared counters."""
+
+    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+        self.engine = create_store_engine(url)
+        if run_migrations:
+            migrate(self.engine)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self._factory)
+
+    def ping(self) -> None:
+        """Raise unless the store answers a query."""
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def hit(self, key: str, window_seconds: float, now: float | None = None) -> tuple[int, int]:
+        """Count one request against ``key``'s current fixed window: (count so far, window end).
+
+        An atomic upsert, so worker processes sharing the store share the count.
+        """
+        moment = time.time() if now is None else now
+        start = int(moment // window_seconds * window_seconds)
+        insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(
+            RateLimitRow
+        )
+        statement = insert.values(key=key, window_start=start, count=1)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key", "window_start"],
+            set_={"count": RateLimitRow.count + 1},
+        ).returning(RateLimitRow.count)
+        with self.engine.begin() as connection:
+            count = connection.execute(statement).scalar_one()
+            if count == 1:
+                # First hit of a window: drop windows long gone so the table stays small.
+                connection.execute(
+                    sa.delete(RateLimitRow).where(
+                        RateLimitRow.window_start < start - 10 * window_seconds
+                    )
+                )
+        return int(count), int(start + window_seconds)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
