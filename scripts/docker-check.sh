@@ -273,8 +273,13 @@ status=$(curl --silent --output /dev/null --write-out '%{http_code}' "$dashboard
 [ "$status" = 200 ] || fail "GET /login answered $status"
 ok "dashboard role: GET /login 200 and HEALTHCHECK healthy (port $dashboard_port)"
 jar="$WORK/cookies"
-status=$(curl --silent --output /dev/null --write-out '%{http_code}' --cookie-jar "$jar" \
-  --data-urlencode username=operator --data-urlencode "password=$password" "$dashboard/login")
+# The sign-in form carries a CSRF token bound to the session cookie: fetch both, send both.
+csrf=$(curl --silent --fail --cookie-jar "$jar" "$dashboard/login" |
+  sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
+[ -n "$csrf" ] || fail "the sign-in form carries no CSRF token"
+status=$(curl --silent --output /dev/null --write-out '%{http_code}' --cookie "$jar" \
+  --cookie-jar "$jar" --data-urlencode "csrf_token=$csrf" --data-urlencode username=operator \
+  --data-urlencode "password=$password" "$dashboard/login")
 [ "$status" = 302 ] || fail "signing in as operator answered $status, not a redirect"
 rows=$(curl --silent --fail --cookie "$jar" "$dashboard/export/bookings.csv" | tail -n +2 | wc -l)
 [ "$rows" -gt 0 ] || fail "the signed-in bookings export is empty"
