@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -63,3 +64,10 @@ def test_secret_names_in_compose_match_the_example_env_file() -> None:
     # A secret compose passes on must be one the example documents, and the other way round.
     example = set(dotenv_values(Path(REPO / ".env.example")))
     assert example >= ALL
+
+
+def test_no_variable_has_an_empty_default() -> None:
+    # podman-compose 1.0 passes "${NAME:-}" on literally: an operator token would be that text.
+    # The example env file defines every name, so "${NAME}" is empty where .env leaves it so.
+    text = (REPO / "compose.yaml").read_text()
+    assert re.findall(r"\$\{[A-Z0-9_]+:-\}", text) == []
