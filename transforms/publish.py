@@ -31,6 +31,16 @@ VERSION = "serving.json"  # small file the dashboard polls to notice a new snaps
 HEALTH_ENTITIES = (("loyalty", "ledger_transactions"), ("loyalty", "members"), ("duffel", "orders"))
 _PER_TENANT = "select tenant_id, count(*) as n, max(_loaded_at) as at from read_parquet(?, hive_partitioning = true) group by tenant_id"
 _NOTHING = "select null::varchar as tenant_id, 0 as n, null::timestamptz as at where false"
+# Quarantine is a dead-letter store: an entry stays open until a newer valid version, or a
+# replay, resolves it (a file in `resolved/` beside it, keyed by batch, record and payload digest).
+_OPEN_PER_TENANT = (
+    "select q.tenant_id, count(*) as n, max(q._loaded_at) as at"
+    " from read_parquet(?, hive_partitioning = true) q"
+    " anti join read_parquet(?, hive_partitioning = true) r on r.tenant_id = q.tenant_id"
+    " and r._batch_id = q._batch_id and r.record_key is not distinct from q.record_key"
+    " and r.payload_digest = left(sha256(q.raw_payload), 24)"
+    " group by q.tenant_id"
+)
 
 
 @dataclass(frozen=True)
@@ -62,17 +72,23 @@ def _health(
         landed = [
             str(p) for p in sorted((landing_root / source / entity).glob("tenant_id=*/*.parquet"))
         ]
-        rejected = [
-            str(p)
-            for p in sorted((quarantine_root / source / entity).glob("tenant_id=*/*.parquet"))
-        ]
+        folder = quarantine_root / source / entity
+        rejected = [str(p) for p in sorted(folder.glob("tenant_id=*/*.parquet"))]
+        resolved = [str(p) for p in sorted(folder.glob("tenant_id=*/resolved/*.parquet"))]
         if not landed and not rejected:
             continue
+        landed_sql, landed_args = (_PER_TENANT, [landed]) if landed else (_NOTHING, [])
+        if not rejected:
+            open_sql, open_args = _NOTHING, []
+        elif resolved:
+            open_sql, open_args = _OPEN_PER_TENANT, [rejected, resolved]
+        else:
+            open_sql, open_args = _PER_TENANT, [rejected]
         con.execute(
             f"insert into landing_health select coalesce(l.tenant_id, q.tenant_id), ?, ?, coalesce(l.n, 0), "
-            f"l.at, coalesce(q.n, 0), q.at from ({_PER_TENANT if landed else _NOTHING}) l "
-            f"full outer join ({_PER_TENANT if rejected else _NOTHING}) q on l.tenant_id = q.tenant_id",
-            [source, entity, *(files for files in (landed, rejected) if files)],
+            f"l.at, coalesce(q.n, 0), q.at from ({landed_sql}) l "
+            f"full outer join ({open_sql}) q on l.tenant_id = q.tenant_id",
+            [source, entity, *landed_args, *open_args],
         )
 
 
