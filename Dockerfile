@@ -5,6 +5,7 @@
 #   webserver     the Dagster UI on port 3000
 #   daemon        the Dagster daemon (schedules, sensors, run queue)
 #   dashboard     the Dash app on port 8050 (gunicorn)
+#   api           the booking API on port 8000 (uvicorn; its store's migrations run first)
 #   create-users  write demo dashboard users (passwords printed once)
 #
 # compose.yaml wires them together over one data volume. Secrets are never part of the image:
@@ -92,8 +93,8 @@ RUN python3 -m compileall -q -x '(^|/)\.venv/' /app \
 USER app
 VOLUME ["/app/data"]
 
-# Stand-ins 8001-8004, Dagster UI 3000, dashboard 8050 (each role uses its own).
-EXPOSE 3000 8050 8001 8002 8003 8004
+# Stand-ins 8001-8004, Dagster UI 3000, dashboard 8050, booking API 8000 (each role its own).
+EXPOSE 3000 8000 8050 8001 8002 8003 8004
 # Role-aware: the HTTP port of the role answers, the daemon has a recent heartbeat, one-shot
 # roles are healthy while they run.
 HEALTHCHECK --interval=30s --timeout=20s --start-period=120s --retries=3 \

@@ -8,16 +8,19 @@ HISTORY ?= data/sandbox/history
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo test sandbox generate pipeline dagster dashboard bench lint docker-check
+.PHONY: help setup demo test sandbox generate pipeline dagster dashboard api bench lint docker-check
 
 help:
-	@echo "make demo       stand-ins + pipeline + dashboard (the main job)"
+	@echo "make demo       stand-ins + booking API + pipeline + dashboard (the main job)"
 	@echo "make test       the whole test suite"
 	@echo "make sandbox    generate history (SIZE=$(SIZE)) if missing, run the four stand-ins"
 	@echo "make generate   (re)generate the sandbox history: SIZE=, SEED="
 	@echo "make pipeline   one full pipeline run (starts the stand-ins if none are running)"
 	@echo "make dagster    the Dagster UI and daemon (dagster dev -w workspace.yaml)"
 	@echo "make dashboard  serve the dashboard (python -m dashboard create-demo-users makes users)"
+	@echo "make api        serve the booking API on 127.0.0.1:8000 (docs at /docs); it books"
+	@echo "                through the tenants' APIs and Duffel: run 'make sandbox' first (or"
+	@echo "                set their URLs and secrets in .env)"
 	@echo "make bench      run the benchmarks and print their figures"
 	@echo "make lint       ruff, and sqlfluff over the dbt models"
 	@echo "make docker-check  build the container image with podman and check each role end to end"
@@ -54,6 +57,10 @@ dagster: setup
 
 dashboard: setup
 	$(PY) -m dashboard
+
+# Migrations first, then uvicorn; BOOKING_* settings from the environment or .env.
+api: setup
+	$(PY) -m booking
 
 test: setup
 	$(PY) -m pytest

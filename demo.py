@@ -1,4 +1,4 @@
-"""The demo (``make demo``): stand-ins with live traffic, one pipeline run, the Dagster UI and daemon, the dashboard.
+"""The demo (``make demo``): stand-ins, the booking API, one pipeline run, Dagster, the dashboard.
 
 Every process it starts runs in its own process group, so Ctrl-C (or SIGTERM) stops them
 all cleanly, and a process that dies early stops the demo with its name and exit code.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,9 +19,47 @@ from pathlib import Path
 import httpx
 
 from pipeline import ensure_dagster_home
+from sandbox.config import DEFAULT_PORTS, TENANT_SERVICES, SandboxConfig
+from sandbox.loyalty.coffeechain import API_KEY as STANDIN_COFFEECHAIN_KEY
 
 ROOT = Path(__file__).resolve().parent
 PY = sys.executable
+OPERATOR_TOKEN_FILE = ROOT / "data" / "booking" / "operator-token"
+
+
+def standin_env(config: SandboxConfig) -> dict[str, str]:
+    """Where the demo's stand-ins listen and the credentials they accept (their fixed ones).
+
+    Set for every child, so a ``.env`` holding real tenants' values never meets the stand-ins.
+    """
+    base = f"http://{config.host}"
+    env = {
+        "COFFEECHAIN_API_URL": f"{base}:{DEFAULT_PORTS['coffeechain']}",
+        "TELCOCORP_API_URL": f"{base}:{DEFAULT_PORTS['telcocorp']}",
+        "FINTECHAPP_API_URL": f"{base}:{DEFAULT_PORTS['fintechapp']}",
+        "DUFFEL_BASE_URL": f"{base}:{DEFAULT_PORTS['duffel']}",
+        "COFFEECHAIN_API_KEY": STANDIN_COFFEECHAIN_KEY,
+        "TELCOCORP_CLIENT_ID": "telcocorp_client_id",
+        "TELCOCORP_CLIENT_SECRET": "telcocorp_client_secret",
+        "FINTECHAPP_PARTNER_ID": config.fintechapp_partner_id,
+        "FINTECHAPP_PARTNER_SECRET": config.fintechapp_partner_secret,
+    }
+    for token, tenant in config.duffel_tokens(TENANT_SERVICES).items():
+        env[f"{tenant.upper()}_DUFFEL_TOKEN"] = token
+    return env
+
+
+def operator_token(path: Path = OPERATOR_TOKEN_FILE) -> str:
+    """The booking API's operator token: made on the first start, kept (owner-only) for the next."""
+    if path.exists() and (token := path.read_text().strip()):
+        return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    # Created owner-only from the start: the token is never readable by others, even briefly.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return token
 
 
 def start_child(
@@ -93,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traffic", type=float, default=30.0, help="new bookings per minute")
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--dashboard-port", type=int, default=8050)
+    parser.add_argument("--api-port", type=int, default=8000, help="the booking API's port")
     args = parser.parse_args(argv)
 
     home = ensure_dagster_home()
@@ -107,6 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         # and the warehouse follows (ingestion/definitions.py). Production runs on the
         # 15-minute schedule alone.
         "INGEST_LIVE": os.environ.get("INGEST_LIVE", "1"),
+        **standin_env(SandboxConfig()),
+    }
+    token = operator_token()
+    api_env = {
+        **env,
+        # Its own store under data/ (SQLite), whatever .env says about a production database.
+        "BOOKING_DATABASE_URL": f"sqlite:///{ROOT / 'data' / 'booking' / 'booking.sqlite3'}",
+        "BOOKING_OPERATOR_TOKEN": token,
+    }
+    # The dashboard reads the serving snapshot and its users: no tenant secret, no API token.
+    hidden = {name for name in standin_env(SandboxConfig()) if not name.endswith("_URL")}
+    dashboard_env = {
+        k: v for k, v in env.items() if k not in hidden and not k.startswith("BOOKING_")
     }
     children: list[tuple[str, subprocess.Popen]] = []
     stopping = False
@@ -131,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.history),
                     "--traffic",
                     str(args.traffic),
+                    # /_sandbox/faults on each stand-in: operators can try the failure paths.
+                    "--fault-control",
                 ],
                 env,
                 log_dir,
@@ -138,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         for port in (8001, 8002, 8003, 8004):
             wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
+        print("demo: booking API (its store in data/booking/)", flush=True)
+        api = f"http://127.0.0.1:{args.api_port}"
+        children.append(
+            start_child(
+                "booking-api",
+                [PY, "-m", "booking", "--host", "127.0.0.1", "--port", str(args.api_port)],
+                api_env,
+                log_dir,
+            )
+        )
+        # Healthy (200) once it reaches its store, Duffel and the tenants' stand-ins.
+        wait_healthy(f"{api}/api/v1/health", 60, children[-1][1])
         print("demo: first pipeline run (ingest -> dbt build -> publish)", flush=True)
         first = subprocess.run([PY, "pipeline.py"], cwd=ROOT, env=env)
         if first.returncode != 0:
@@ -164,12 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         wait_healthy(f"http://127.0.0.1:{args.dagster_port}/server_info", 120, children[-1][1])
         print("demo: dashboard (demo users get fresh passwords every start)", flush=True)
-        subprocess.run([PY, "-m", "dashboard", "create-demo-users"], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [PY, "-m", "dashboard", "create-demo-users"], cwd=ROOT, env=dashboard_env, check=True
+        )
         children.append(
             start_child(
                 "dashboard",
                 [PY, "-m", "dashboard", "--port", str(args.dashboard_port)],
-                env,
+                dashboard_env,
                 log_dir,
             )
         )
@@ -178,8 +247,11 @@ def main(argv: list[str] | None = None) -> int:
             "\nThe demo is running:\n"
             f"  Dashboard      http://127.0.0.1:{args.dashboard_port}   (sign in with a user above)\n"
             f"  Dagster UI     http://127.0.0.1:{args.dagster_port}\n"
+            f"  Booking API    {api}/api/v1   docs {api}/docs\n"
+            f"                 operator token (admin routes): {token}\n"
             "  CoffeeChain    http://127.0.0.1:8001   TelcoCorp http://127.0.0.1:8002\n"
             "  FintechApp     http://127.0.0.1:8003   Duffel    http://127.0.0.1:8004\n"
+            "                 fault switches: POST <stand-in>/_sandbox/faults\n"
             f"  serving data   {ROOT / 'data' / 'serving' / 'serving.duckdb'}\n"
             "Ctrl-C stops everything.",
             flush=True,

@@ -14,14 +14,16 @@ def main(argv: list[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="serve the API (the default)")
     commands.add_parser("migrate", help="bring the store's schema up to date and exit")
     for target in (parser, serve):
-        target.add_argument("--host", default="127.0.0.1")
-        target.add_argument("--port", type=int, default=8000)
+        # Unset: BOOKING_HOST / BOOKING_PORT, else 127.0.0.1:8000 (booking/config.py).
+        target.add_argument("--host", default=None)
+        target.add_argument("--port", type=int, default=None)
         target.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
 
     from booking.store.db import create_store_engine, migrate
 
-    engine = create_store_engine(get_booking_settings().url())
+    settings = get_booking_settings()
+    engine = create_store_engine(settings.url())
     migrate(engine)
     engine.dispose()
     if args.command == "migrate":
@@ -37,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.run(
         "booking.api:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
         workers=args.workers,
         log_level="warning",
     )

@@ -83,7 +83,7 @@ class MemberAuthenticator:
 
 def check_operator(authorization: str | None, token: SecretStr | None) -> None:
     """Operators present ``Authorization: Bearer <BOOKING_OPERATOR_TOKEN>``."""
-    if token is None:
+    if token is None or not token.get_secret_value().strip():
         raise Problem(401, "unauthorized", "Operator access is not configured on this server.")
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(

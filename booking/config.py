@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE = Path("data") / "booking" / "booking.sqlite3"
@@ -22,6 +22,9 @@ class BookingSettings(BaseSettings):
     operator_token: SecretStr | None = Field(
         default=None, description="bearer token of operators for /api/v1/admin/..."
     )
+    # Where ``python -m booking`` listens unless --host/--port say otherwise.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
     # A saga's driver renews its lease every third of this; a crashed driver's saga is
     # resumed by the reconciler within about this long.
     saga_lease_seconds: float = Field(default=15.0, gt=0)
@@ -32,6 +35,16 @@ class BookingSettings(BaseSettings):
     background_reconciler: bool = True
     # First retry of a failed webhook delivery after this; each next one waits twice as long.
     webhook_backoff_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("operator_token", mode="before")
+    @classmethod
+    def _blank_token_is_unset(cls, value: object) -> object:
+        """An empty token (an unset variable passed on as "") means no operators, not "" as a token."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
 
     def url(self) -> str:
         """The store's URL, creating the default SQLite folder when needed."""

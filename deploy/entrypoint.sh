@@ -8,6 +8,8 @@
 #   DAGSTER_WEBSERVER_HOST [0.0.0.0]  DAGSTER_WEBSERVER_PORT [3000]
 #   DASHBOARD_HOST [0.0.0.0]          DASHBOARD_PORT [8050]       DASHBOARD_THREADS [16]
 #   DASHBOARD_HTTPS [0]  DASHBOARD_PROXIES [0]  (behind a TLS-terminating proxy: 1 and 1)
+#   BOOKING_HOST [0.0.0.0]  BOOKING_PORT [8000]  BOOKING_WORKERS [1]
+#   BOOKING_DATABASE_URL [SQLite in /app/data/booking]  BOOKING_OPERATOR_TOKEN [unset: no operators]
 # deploy/healthcheck.py reads the same variables.
 set -euo pipefail
 cd /app
@@ -56,12 +58,17 @@ case "$role" in
     exec python -m dashboard \
       --host "${DASHBOARD_HOST:-0.0.0.0}" --port "${DASHBOARD_PORT:-8050}" "$@"
     ;;
+  api)
+    # The booking API: migrations of its store first, then uvicorn (booking/__main__.py).
+    exec python -m booking --host "${BOOKING_HOST:-0.0.0.0}" --port "${BOOKING_PORT:-8000}" \
+      --workers "${BOOKING_WORKERS:-1}" "$@"
+    ;;
   create-users)
     exec python -m dashboard create-demo-users "$@"
     ;;
   help | --help | -h)
-    sed -n '2,11p' "$0"
-    echo "roles: sandbox pipeline webserver daemon dashboard create-users (or any command)"
+    sed -n '2,13p' "$0"
+    echo "roles: sandbox pipeline webserver daemon dashboard api create-users (or any command)"
     ;;
   *)
     exec "$role" "$@"

@@ -51,6 +51,10 @@ def main() -> int:
     elif role == "dashboard":
         host = _probe_host("DASHBOARD_HOST")
         urls = [f"http://{host}:{os.environ.get('DASHBOARD_PORT', '8050')}/login"]
+    elif role == "api":
+        # 200 only while the booking API can take bookings: its store, Duffel and a tenant API.
+        host = _probe_host("BOOKING_HOST")
+        urls = [f"http://{host}:{os.environ.get('BOOKING_PORT', '8000')}/api/v1/health"]
     elif role == "daemon":
         # Every daemon (scheduler, sensors, run queue, ...) wrote a heartbeat recently.
         return subprocess.run(["dagster-daemon", "liveness-check"], check=False).returncode

@@ -9,7 +9,9 @@
 #   5. the pipeline role run against them: exit 0 and a serving snapshot in the data volume;
 #   6. demo users (create-users role), then the dashboard role: sign-in page, HEALTHCHECK, and a
 #      signed-in CSV export read from the snapshot;
-#   7. the Dagster webserver and daemon roles healthy, the webserver showing the pipeline's runs.
+#   7. the Dagster webserver and daemon roles healthy, the webserver showing the pipeline's runs;
+#   8. the api role (booking API): HEALTHCHECK, /api/v1/health and /docs 200, a CoffeeChain flight
+#      search through it from another container, and its admin routes open to the operator token.
 #
 # Every container and the data volume are removed at the end, pass or fail; the images stay,
 # so a re-run reuses the base image and the build cache.
@@ -25,7 +27,7 @@ DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SANDBOX_SIZE="${SANDBOX_SIZE:-2000}"
 RUN_ID="loyalty-check-$$"
 VOLUME="$RUN_ID-data"
-STEPS=7
+STEPS=8
 
 started=$SECONDS
 step_started=$SECONDS
@@ -271,8 +273,13 @@ status=$(curl --silent --output /dev/null --write-out '%{http_code}' "$dashboard
 [ "$status" = 200 ] || fail "GET /login answered $status"
 ok "dashboard role: GET /login 200 and HEALTHCHECK healthy (port $dashboard_port)"
 jar="$WORK/cookies"
-status=$(curl --silent --output /dev/null --write-out '%{http_code}' --cookie-jar "$jar" \
-  --data-urlencode username=operator --data-urlencode "password=$password" "$dashboard/login")
+# The sign-in form carries a CSRF token bound to the session cookie: fetch both, send both.
+csrf=$(curl --silent --fail --cookie-jar "$jar" "$dashboard/login" |
+  sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
+[ -n "$csrf" ] || fail "the sign-in form carries no CSRF token"
+status=$(curl --silent --output /dev/null --write-out '%{http_code}' --cookie "$jar" \
+  --cookie-jar "$jar" --data-urlencode "csrf_token=$csrf" --data-urlencode username=operator \
+  --data-urlencode "password=$password" "$dashboard/login")
 [ "$status" = 302 ] || fail "signing in as operator answered $status, not a redirect"
 rows=$(curl --silent --fail --cookie "$jar" "$dashboard/export/bookings.csv" | tail -n +2 | wc -l)
 [ "$rows" -gt 0 ] || fail "the signed-in bookings export is empty"
@@ -296,6 +303,61 @@ runs=$(curl --silent --fail -H 'Content-Type: application/json' \
 ok "webserver shows the pipeline container's $runs successful runs (shared Dagster instance)"
 wait_healthy "$RUN_ID-daemon" 180
 ok "daemon role: every daemon heartbeating (dagster-daemon liveness-check via HEALTHCHECK)"
+done_step
+
+# ---------------------------------------------------------------- 8. booking API
+step 8 "api role: the booking API"
+api_port=$(free_port_from 18000)
+# A throwaway operator token for this check only (the example env file leaves it empty).
+api_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+start_role api "${standin_env[@]}" --env BOOKING_HOST=127.0.0.1 --env "BOOKING_PORT=$api_port" \
+  --env "BOOKING_OPERATOR_TOKEN=$api_token" "$IMAGE" api
+wait_healthy "$RUN_ID-api" 120
+api="http://127.0.0.1:$api_port"
+for path in /api/v1/health /docs; do
+  status=$(curl --silent --output /dev/null --write-out '%{http_code}' "$api$path")
+  [ "$status" = 200 ] || fail "GET $path answered $status"
+done
+ok "api role: HEALTHCHECK healthy, GET /api/v1/health and /docs 200 (port $api_port)"
+# A member's search, sent from a container of its own: the API reaches the stand-ins' Duffel
+# with the tenant's token and prices the offers in stars.
+podman_run --rm --network host --env-file .env.example --env "API=$api" "$IMAGE" python -c '
+import datetime, json, os, sys, urllib.request
+body = {
+    "origin": "LHR",
+    "destination": "JFK",
+    "departure_date": (datetime.date.today() + datetime.timedelta(days=30)).isoformat(),
+    "passengers": {"adults": 1, "children": 0, "infants": 0},
+    "cabin_class": "economy",
+}
+request = urllib.request.Request(
+    os.environ["API"] + "/api/v1/flights/search",
+    data=json.dumps(body).encode(),
+    headers={
+        "Content-Type": "application/json",
+        "X-Tenant-ID": "coffeechain",
+        "X-CC-API-Key": os.environ["COFFEECHAIN_API_KEY"],
+        "X-CC-Member-ID": "CC1234567",
+    },
+)
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+with opener.open(request, timeout=60) as response:
+    flights = json.load(response)["data"]["flights"]
+cheapest = min(flights, key=lambda f: int(f["price"]["loyalty_amount"]))["price"]
+stars, fare, currency = cheapest["loyalty_amount"], cheapest["amount"], cheapest["currency"]
+print(f"    search LHR-JFK: {len(flights)} offers, the cheapest {stars} stars ({fare} {currency})")
+sys.exit(0 if flights and cheapest["loyalty_currency"] == "stars" else 1)
+' || {
+  show_logs "$RUN_ID-api"
+  fail "a CoffeeChain search through the booking API failed"
+}
+ok "a CoffeeChain member's flight search through the API, from another container, priced in stars"
+status=$(curl --silent --output /dev/null --write-out '%{http_code}' "$api/api/v1/admin/events")
+[ "$status" = 401 ] || fail "admin events without a token answered $status, not 401"
+status=$(curl --silent --output /dev/null --write-out '%{http_code}' \
+  -H "Authorization: Bearer $api_token" "$api/api/v1/admin/events")
+[ "$status" = 200 ] || fail "admin events with the operator token answered $status"
+ok "api role: admin routes 401 without the operator token, 200 with it"
 done_step
 
 echo

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 from dotenv import dotenv_values
 
+from tenants.registry import get_registry
 from tests.dashboard.conftest import REPO, tenant_secret_names
 
 # What each role's program reads of the tenants' secrets. The stand-ins check fixed sandbox
 # credentials of their own; the Dagster UI only queues runs (the daemon launches them, see
-# deploy/dagster.yaml); the dashboard reads the serving snapshot and its users file.
-ALL = frozenset(tenant_secret_names())
+# deploy/dagster.yaml); the dashboard reads the serving snapshot and its users file. The booking
+# API charges members and orders flights with the tenants' secrets, and reads its own: the
+# operator token, its store's URL (it may hold a password) and each tenant's Duffel webhook
+# secret (booking/api.py names it after the tenant).
+TENANTS = frozenset(tenant_secret_names())
+BOOKING = frozenset(
+    {"BOOKING_OPERATOR_TOKEN", "BOOKING_DATABASE_URL"}
+    | {f"{tenant.upper()}_DUFFEL_WEBHOOK_SECRET" for tenant in get_registry()}
+)
+ALL = TENANTS | BOOKING
 READS = {
     "sandbox": frozenset(),
-    "pipeline": ALL,
+    "pipeline": TENANTS,
     "webserver": frozenset(),
-    "daemon": ALL,
+    "daemon": TENANTS,
     "dashboard": frozenset(),
+    "booking-api": TENANTS | BOOKING,
 }
 
 
@@ -53,3 +64,10 @@ def test_secret_names_in_compose_match_the_example_env_file() -> None:
     # A secret compose passes on must be one the example documents, and the other way round.
     example = set(dotenv_values(Path(REPO / ".env.example")))
     assert example >= ALL
+
+
+def test_no_variable_has_an_empty_default() -> None:
+    # podman-compose 1.0 passes "${NAME:-}" on literally: an operator token would be that text.
+    # The example env file defines every name, so "${NAME}" is empty where .env leaves it so.
+    text = (REPO / "compose.yaml").read_text()
+    assert re.findall(r"\$\{[A-Z0-9_]+:-\}", text) == []
