@@ -31,7 +31,8 @@ from booking.logs import configure_logging
 from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
 from booking.service import BookingService, Member, request_hash
 from booking.store.uow import Store
-from booking.upstream import Upstreams
+from booking.upstream import RequestTiming, Upstreams, request_timing, timed
+from tenants.member_auth import verify_member_credential
 from tenants.registry import TenantConfig, get_registry
 
 log = structlog.get_logger("booking.api")
@@ -123,7 +124,10 @@ def create_app(
     upstreams = upstreams or Upstreams()
     registry = registry if registry is not None else get_registry()
     service = BookingService(store, upstreams, registry, settings)
-    authenticator = MemberAuthenticator(settings.credential_cache_seconds)
+    # The tenant's check of a member credential is an upstream call like any other.
+    authenticator = MemberAuthenticator(
+        settings.credential_cache_seconds, verify=timed(verify_member_credential)
+    )
     health = HealthChecker(store, upstreams, registry)
     stop = threading.Event()
 
@@ -169,6 +173,8 @@ def create_app(
     async def frame(request: Request, call_next: Any) -> Any:
         request.state.trace_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         started = time.monotonic()
+        timing = RequestTiming()
+        timing_token = request_timing.set(timing)
         tenant_id = request.headers.get("X-Tenant-ID")
         tenant = registry.get(tenant_id or "")
         if tenant is not None and not request.url.path.startswith("/api/v1/admin"):
@@ -209,13 +215,20 @@ def create_app(
         response.headers["X-RateLimit-Remaining"] = str(remaining)
         response.headers["X-RateLimit-Reset"] = str(reset)
         response.headers["X-Trace-ID"] = request.state.trace_id
+        request_timing.reset(timing_token)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        # How much of this request was the API itself, and how much its upstreams.
+        response.headers["Server-Timing"] = (
+            f"app;dur={elapsed_ms:.1f}, upstream;dur={timing.upstream_seconds * 1000:.1f}"
+        )
         route = request.scope.get("route")
         log.info(
             "request",
             method=request.method,
             route=getattr(route, "path", request.url.path),
             status=response.status_code,
-            latency_ms=round((time.monotonic() - started) * 1000, 1),
+            latency_ms=round(elapsed_ms, 1),
+            upstream_ms=round(timing.upstream_seconds * 1000, 1),
             tenant=tenant.id if tenant else None,
             trace_id=request.state.trace_id,
         )
