@@ -586,7 +586,8 @@ def measure_latency(
                 asyncio.run(load.run(3, 9, 60))  # warm up: imports, first connections
                 for clients in LEVELS:
                     before = load_average()
-                    run = asyncio.run(load.run(clients, args.bookings, args.seconds))
+                    with profiling(api, args.profile, work / f"profile-c{clients}.txt"):
+                        run = asyncio.run(load.run(clients, args.bookings, args.seconds))
                     _print_progress(
                         f"booking API, {clients} clients: {run.bookings} bookings in "
                         f"{run.seconds:.1f} s (load before {before})"
@@ -761,6 +762,39 @@ def measure_floor(args: argparse.Namespace, work: Path) -> list[Figure]:
 
 
 @contextlib.contextmanager
+def profiling(server: Server, wanted: bool, output: Path) -> Iterator[None]:
+    """py-spy samples the API while the block runs (collapsed stacks, idle time included)."""
+    if not wanted:
+        yield
+        return
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--subprocesses",
+            "--idle",
+            "--threads",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+        spy.wait(30)
+        print(f"profile written to {output}", flush=True)
+
+
+@contextlib.contextmanager
 def workspace(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -820,6 +854,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--limit-workers", type=int, default=1, help="API workers under the real limits"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the API with py-spy during the latency part (into the --keep folder)",
     )
     parser.add_argument(
         "--keep", type=Path, default=None, help="keep servers' logs and stores in this folder"

@@ -21,19 +21,28 @@ import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from booking.auth import MemberAuthenticator, check_operator
 from booking.config import BookingSettings, get_booking_settings
-from booking.errors import Problem
+from booking.errors import Problem, validation
 from booking.health import HealthChecker
 from booking.logs import configure_logging
 from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
 from booking.service import BookingService, Member, request_hash
 from booking.store.uow import Store
 from booking.upstream import RequestTiming, Upstreams, request_timing, timed
+from tenants.duffel.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookSignatureError,
+    parse_webhook_event,
+    verify_webhook_signature,
+)
 from tenants.member_auth import verify_member_credential
 from tenants.registry import TenantConfig, get_registry
+from tenants.settings import env_value
 
 log = structlog.get_logger("booking.api")
 
@@ -100,6 +109,12 @@ def _problem_response(request: Request, problem: Problem) -> JSONResponse:
         media_type=PROBLEM_JSON,
         headers=headers,
     )
+
+
+def duffel_webhook_secret(tenant: TenantConfig) -> SecretStr | None:
+    """The secret of the tenant's Duffel webhook, from ``<TENANT>_DUFFEL_WEBHOOK_SECRET``."""
+    value = env_value(f"{tenant.id.upper()}_DUFFEL_WEBHOOK_SECRET")
+    return SecretStr(value) if value else None
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -333,6 +348,31 @@ def create_app(
         """Store, Duffel and each tenant API; 503 when bookings cannot be taken."""
         report = health.check()
         return JSONResponse({"data": report}, status_code=200 if report["can_book"] else 503)
+
+    @app.post(
+        "/api/v1/webhooks/duffel/{tenant_id}",
+        responses=_errors(400, 401, 404, 500, 503),
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}},
+    )
+    async def duffel_webhook(tenant_id: str, request: Request) -> dict[str, Any]:
+        """Duffel's signed events (order.created, order.creation_failed, ...), acted on once."""
+        tenant = registry.get(tenant_id)
+        secret = duffel_webhook_secret(tenant) if tenant is not None else None
+        if tenant is None or secret is None:
+            raise Problem(404, "not-found", "No Duffel webhook endpoint for this tenant.")
+        body = await request.body()
+        try:
+            verify_webhook_signature(
+                secret.get_secret_value(), request.headers.get(SIGNATURE_HEADER), body
+            )
+        except WebhookSignatureError as exc:
+            raise Problem(401, "unauthorized", f"Webhook signature refused: {exc}") from exc
+        try:
+            event = parse_webhook_event(body)
+        except ValueError as exc:
+            raise validation("body", "not a Duffel webhook event") from exc
+        result = await run_in_threadpool(service.duffel_event, tenant, event)
+        return {"data": result}
 
     admin_errors = _errors(401, 404, 409, 422, 429, 500, 502, 503)
 

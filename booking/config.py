@@ -22,8 +22,9 @@ class BookingSettings(BaseSettings):
     operator_token: SecretStr | None = Field(
         default=None, description="bearer token of operators for /api/v1/admin/..."
     )
-    # Longer than the slowest upstream call a saga step makes (Duffel order creation, 130 s).
-    saga_lease_seconds: float = Field(default=150.0, gt=0)
+    # A saga's driver renews its lease every third of this; a crashed driver's saga is
+    # resumed by the reconciler within about this long.
+    saga_lease_seconds: float = Field(default=15.0, gt=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     # How long an unknown outcome may stay unresolved before Duffel's silence means "no order".
     reconcile_deadline_seconds: float = Field(default=180.0, ge=0)

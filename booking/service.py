@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from booking.domain import (
 from booking.errors import Problem, from_upstream, not_found, validation
 from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
 from booking.store.repository import utcnow
-from booking.store.tables import BookingRow, IdempotencyRow, OfferRow
+from booking.store.tables import BookingRow, DuffelEventRow, IdempotencyRow, OfferRow
 from booking.store.uow import Store
 from booking.upstream import Upstreams
 from booking.views import (
@@ -54,6 +55,7 @@ from booking.views import (
     refund_view,
 )
 from tenants.duffel.models import DuffelOrder, Offer
+from tenants.duffel.webhooks import DuffelWebhookEvent
 from tenants.errors import (
     BusinessRuleError,
     DuffelError,
@@ -478,6 +480,11 @@ class BookingService:
             if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
                 return  # another live driver has it
             uow.commit()
+        done = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._keep_lease, args=(booking_id, driver, done), daemon=True
+        )
+        heartbeat.start()
         try:
             for _ in range(12):  # every step moves forward; this only bounds a surprise
                 with self.store.uow() as uow:
@@ -485,9 +492,23 @@ class BookingService:
                 if row is None or not self._advance(row):
                     return
         finally:
+            done.set()
+            heartbeat.join()
             with self.store.uow() as uow:
                 uow.bookings.release(booking_id, driver)
                 uow.commit()
+
+    def _keep_lease(self, booking_id: str, driver: str, done: threading.Event) -> None:
+        # A short lease renewed while the driver lives: a crashed driver's saga is picked up
+        # within one lease, however long the upstream call it died in could have taken.
+        while not done.wait(self.settings.saga_lease_seconds / 3):
+            now = self.clock()
+            try:
+                with self.store.uow() as uow:
+                    uow.bookings.claim(booking_id, driver, now + self._lease(), now)
+                    uow.commit()
+            except Exception:  # a missed renewal only risks a second driver later; logged
+                log.exception("renewing the lease of %s failed", booking_id)
 
     def _advance(self, row: BookingRow) -> bool:
         """One step from the booking's state; False when nothing more can happen now."""
@@ -1021,6 +1042,75 @@ class BookingService:
         with self.store.uow() as uow:
             rows = uow.bookings.list_by_status([status], limit)
             return {"bookings": [booking_view(r) for r in rows]}
+
+    # --- Duffel's webhooks -------------------------------------------------------------------
+
+    def duffel_event(self, tenant: TenantConfig, event: DuffelWebhookEvent) -> dict[str, Any]:
+        """Act once on a verified Duffel event; a redelivery is acknowledged and ignored."""
+        metadata = event.object.get("metadata") if isinstance(event.object, dict) else None
+        booking_id = metadata.get("booking_id") if isinstance(metadata, dict) else None
+        with self.store.uow() as uow:
+            uow.session.add(
+                DuffelEventRow(
+                    id=event.id,
+                    tenant_id=tenant.id,
+                    type=event.type,
+                    booking_id=booking_id,
+                    received_at=self.clock(),
+                )
+            )
+            try:
+                uow.commit()
+            except sa.exc.IntegrityError:
+                return {"event_id": event.id, "duplicate": True, "booking_id": booking_id}
+        try:
+            self._on_duffel_event(tenant, event, booking_id)
+        except Exception:
+            # Not acted on: forget the event so Duffel's retry is handled afresh.
+            with self.store.uow() as uow:
+                uow.session.execute(sa.delete(DuffelEventRow).where(DuffelEventRow.id == event.id))
+                uow.commit()
+            raise
+        return {"event_id": event.id, "duplicate": False, "booking_id": booking_id}
+
+    def _on_duffel_event(
+        self, tenant: TenantConfig, event: DuffelWebhookEvent, booking_id: str | None
+    ) -> None:
+        if booking_id is None:
+            return
+        with self.store.uow() as uow:
+            row = uow.bookings.get(booking_id)
+        if row is None or row.tenant_id != tenant.id:
+            return
+        if event.type not in ("order.created", "order.creation_failed"):
+            log.info("Duffel %s for booking %s", event.type, booking_id)
+            return
+        driver = self._driver()
+        now = self.clock()
+        with self.store.uow() as uow:
+            if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
+                return  # a live driver is on it and will learn the outcome itself
+            uow.commit()
+        with self.store.uow() as uow:
+            row = uow.bookings.get(booking_id)
+        unresolved = row.status == Status.NEEDS_RECONCILIATION.value and (
+            row.reconcile_phase == "order"
+        )
+        if unresolved and event.type == "order.created":
+            self._confirm(
+                row, DuffelOrder.model_validate(event.object), "order.created from Duffel"
+            )
+        elif unresolved:
+            self._step(
+                booking_id,
+                Status.REFUND_PENDING,
+                "order.creation_failed from Duffel",
+                reconcile_phase=None,
+                reconcile_deadline=None,
+                failure_code="order_failed",
+                failure_reason="Duffel reports that the order was not created",
+            )
+        self.drive(booking_id, driver)
 
     # --- the reconciler ------------------------------------------------------------------
 

@@ -171,3 +171,15 @@ class RateLimitRow(Base):
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     window_start: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(sa.Integer)
+
+
+class DuffelEventRow(Base):
+    """A Duffel webhook event already received: deliveries are at least once, acted on once."""
+
+    __tablename__ = "duffel_webhook_events"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(32))
+    type: Mapped[str] = mapped_column(sa.String(64))
+    booking_id: Mapped[str | None] = mapped_column(sa.String(40))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -37,8 +37,10 @@ def _free_port() -> int:
 class ApiServer:
     """``python -m booking`` on a free loopback port, its log kept in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 1) -> None:
-        self.port = _free_port()
+    def __init__(
+        self, env: dict[str, str], log_path: Path, workers: int = 1, port: int | None = None
+    ) -> None:
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -315,7 +317,7 @@ def test_coffeechain_approval_then_operator_decisions(client: httpx.Client) -> N
 
     second = search(client, headers, cabin="business", days=36)
     other = book(
-        client, headers, [f for f in second if Decimal(f["price"]["loyalty_amount"]) > 50_000][0]
+        client, headers, next(f for f in second if Decimal(f["price"]["loyalty_amount"]) > 50_000)
     )
     rejected = client.post(
         f"/api/v1/admin/approvals/{other.json()['data']['booking_id']}",
@@ -485,7 +487,7 @@ def test_rate_limit_holds_across_two_workers(stand_ins: Any, tmp_path: Path) -> 
     try:
         if time.time() % 60 > 45:  # keep all requests inside one fixed window
             time.sleep(61 - time.time() % 60)
-        statuses, pids = [], set()
+        statuses = []
         with httpx.Client(base_url=server.url, timeout=30) as http:
             for _ in range(55):
                 response = http.get("/api/v1/bookings", headers={"X-Tenant-ID": "telcocorp"})
@@ -496,6 +498,63 @@ def test_rate_limit_holds_across_two_workers(stand_ins: Any, tmp_path: Path) -> 
                     assert int(response.headers["Retry-After"]) >= 1
                     assert body["retry_after"] >= 1
         assert statuses.count(401) == 50 and statuses.count(429) == 5
-        del pids
     finally:
+        server.stop()
+
+
+def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_path: Path) -> None:
+    from tenants.duffel.client import build_duffel_client
+    from tenants.duffel.webhooks import sign_webhook
+    from tenants.registry import get_registry
+    from tenants.settings import Settings
+
+    stand_ins.reset()  # the seeded balances: earlier tests spent this member's stars
+    tenant = get_registry()["coffeechain"]
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}/api/v1/webhooks/duffel/coffeechain"
+    with build_duffel_client(tenant, Settings(duffel_base_url=stand_ins.urls["duffel"])) as duffel:
+        hook = duffel.create_webhook(endpoint, ["order.created", "order.creation_failed"])
+    secret = hook.secret.get_secret_value()
+    env = _env(
+        stand_ins,
+        tmp_path / "b.sqlite3",
+        BOOKING_BACKGROUND_RECONCILER="false",  # only the webhook can settle the booking
+        COFFEECHAIN_DUFFEL_WEBHOOK_SECRET=secret,
+    )
+    server = ApiServer(env, tmp_path / "api.log", port=port)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            headers = coffeechain("CC2222222")
+            flight = search(http, headers, days=37)[0]
+            stand_ins.inject_fault("duffel", "order_create", "500_after_create")
+            booked = book(http, headers, flight)
+            assert booked.status_code == 202, booked.text
+            booking_id = booked.json()["data"]["booking_id"]
+            assert booked.json()["data"]["status"] == "needs_reconciliation"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                detail = http.get(f"/api/v1/bookings/{booking_id}", headers=headers).json()["data"]
+                if detail["status"] == "confirmed":
+                    break
+                time.sleep(0.5)
+            assert detail["status"] == "confirmed"
+            assert detail["status_history"][-1]["detail"] == "order.created from Duffel"
+
+            # A forged delivery is refused; a redelivered event is acknowledged, not acted on.
+            event = json.dumps(
+                {"id": "wev_test_1", "type": "order.created", "data": {"object": {}}}
+            ).encode()
+            forged = http.post(
+                "/api/v1/webhooks/duffel/coffeechain",
+                content=event,
+                headers={"X-Duffel-Signature": sign_webhook("wrong", event, int(time.time()))},
+            )
+            assert_problem(forged, 401, "unauthorized")
+            signed = {"X-Duffel-Signature": sign_webhook(secret, event, int(time.time()))}
+            first = http.post("/api/v1/webhooks/duffel/coffeechain", content=event, headers=signed)
+            again = http.post("/api/v1/webhooks/duffel/coffeechain", content=event, headers=signed)
+            assert first.json()["data"]["duplicate"] is False
+            assert again.json()["data"]["duplicate"] is True
+    finally:
+        stand_ins.clear_faults()
         server.stop()
