@@ -201,7 +201,8 @@ def create_app(
         else:
             key, limit, window = "operator", OPERATOR_LIMIT, 60.0
         try:
-            count, reset = store.hit(key, window)
+            # In a thread: a write transaction on the event loop would stall every request.
+            count, reset = await run_in_threadpool(store.hit, key, window)
         except Exception:  # the store is down: answer, but say so in the log and the body
             log.exception("rate-limit counter unavailable", trace_id=request.state.trace_id)
             count, reset = 0, int(time.time() + window)

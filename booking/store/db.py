@@ -13,8 +13,12 @@ from sqlalchemy import event
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
-def create_store_engine(url: str, **kwargs: Any) -> sa.Engine:
-    """An engine whose write transactions serialize where they must (SQLite: BEGIN IMMEDIATE)."""
+def create_store_engine(url: str, *, durable: bool = True, **kwargs: Any) -> sa.Engine:
+    """An engine whose write transactions serialize where they must (SQLite: BEGIN IMMEDIATE).
+
+    ``durable=False`` (SQLite) commits without waiting for the disk: a power cut may lose the
+    last commits, never the file's consistency. Only for what is cheap to lose (counters).
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -25,6 +29,9 @@ def create_store_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            if not durable:
+                # WAL + NORMAL: no fsync per commit; a kill -9 still loses nothing.
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
