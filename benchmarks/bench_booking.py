@@ -284,13 +284,18 @@ def lifted_tenants(folder: Path) -> Path:
 
 
 def booking_api(
-    stand_ins: StandIns, folder: Path, *, workers: int, tenants_dir: Path | None
+    stand_ins: StandIns,
+    folder: Path,
+    *,
+    workers: int,
+    tenants_dir: Path | None,
+    database_url: str | None = None,
 ) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKING_", "TENANTS_DIR"))}
     env.update(stand_ins.env)
     env.update(
-        BOOKING_DATABASE_URL=f"sqlite:///{folder / 'booking.sqlite3'}",
+        BOOKING_DATABASE_URL=database_url or f"sqlite:///{folder / 'booking.sqlite3'}",
         BOOKING_OPERATOR_TOKEN=uuid.uuid4().hex,
         PYTHONPATH=str(ROOT),
     )
@@ -580,7 +585,13 @@ def measure_latency(
         headers = member_headers(stand_ins.urls, members)
         tenants_dir = lifted_tenants(work / "tenants-lifted")
         if "latency" in args.parts:
-            api = booking_api(stand_ins, work / "one", workers=1, tenants_dir=tenants_dir)
+            api = booking_api(
+                stand_ins,
+                work / "one",
+                workers=1,
+                tenants_dir=tenants_dir,
+                database_url=args.database(),
+            )
             try:
                 load = Load(api.url, headers, thresholds)
                 asyncio.run(load.run(3, 9, 60))  # warm up: imports, first connections
@@ -599,7 +610,13 @@ def measure_latency(
             finally:
                 api.stop()
         if "rss" in args.parts:
-            api = booking_api(stand_ins, work / "two", workers=2, tenants_dir=tenants_dir)
+            api = booking_api(
+                stand_ins,
+                work / "two",
+                workers=2,
+                tenants_dir=tenants_dir,
+                database_url=args.database(),
+            )
             try:
                 load = Load(api.url, headers, thresholds)
                 run = asyncio.run(load.run(50, args.bookings, args.seconds))
@@ -665,7 +682,13 @@ def measure_limits(
     window = 60.0 * args.limit_minutes
     try:
         headers = member_headers(stand_ins.urls, members)
-        api = booking_api(stand_ins, folder, workers=args.limit_workers, tenants_dir=None)
+        api = booking_api(
+            stand_ins,
+            folder,
+            workers=args.limit_workers,
+            tenants_dir=None,
+            database_url=args.database(),
+        )
         try:
             by_tenant: dict[str, list[dict[str, str]]] = defaultdict(list)
             for who in headers:
@@ -794,6 +817,46 @@ def profiling(server: Server, wanted: bool, output: Path) -> Iterator[None]:
         print(f"profile written to {output}", flush=True)
 
 
+class DurablePostgres:
+    """PostgreSQL on loopback as production runs it (fsync and synchronous commits on)."""
+
+    def __init__(self) -> None:
+        from tests.postgres import PostgresServer
+
+        class Durable(PostgresServer):
+            def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+                if args[0] == "pg_ctl" and "start" in args:
+                    # The test server turns durability off; a benchmark must not.
+                    args = tuple(
+                        a.replace(" -c fsync=off -c synchronous_commit=off", "").replace(
+                            " -c full_page_writes=off", ""
+                        )
+                        for a in args
+                    )
+                return super()._run(*args)
+
+        self.server = Durable()
+
+    def __enter__(self) -> DurablePostgres:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+@contextlib.contextmanager
+def store(args: argparse.Namespace) -> Iterator[None]:
+    """``args.database()``: a fresh store URL for each API started (None = SQLite in its folder)."""
+    if args.store == "sqlite":
+        args.database = lambda: None
+        yield
+        return
+    with DurablePostgres() as postgres:
+        args.database = postgres.server.create_database
+        yield
+
+
 @contextlib.contextmanager
 def workspace(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
@@ -812,7 +875,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
     thresholds = {
         t.id: t.rules.approval_threshold for t in load_registry(ROOT / "tenants").values()
     }
-    with workspace(args.keep) as work:
+    with workspace(args.keep) as work, store(args):
         history = work / "history"
         _write_history(history, members)
         if "floor" in args.parts:
@@ -854,6 +917,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--limit-workers", type=int, default=1, help="API workers under the real limits"
+    )
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the API's store: the embedded SQLite file, or a local PostgreSQL (Debian's)",
     )
     parser.add_argument(
         "--profile",
