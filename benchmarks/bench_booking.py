@@ -215,6 +215,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(resident now, peak resident) in MB, from /proc/<pid>/status."""
     fields = {}
@@ -597,13 +603,24 @@ def measure_latency(
                 asyncio.run(load.run(3, 9, 60))  # warm up: imports, first connections
                 for clients in LEVELS:
                     before = load_average()
+                    cpu = cpu_seconds(api.process.pid)
                     with profiling(api, args.profile, work / f"profile-c{clients}.txt"):
                         run = asyncio.run(load.run(clients, args.bookings, args.seconds))
+                    cpu = cpu_seconds(api.process.pid) - cpu
                     _print_progress(
                         f"booking API, {clients} clients: {run.bookings} bookings in "
                         f"{run.seconds:.1f} s (load before {before})"
                     )
                     figures += _latency_figures("latency", run, clients)
+                    # CPU per booking barely depends on the machine's other load; latency does.
+                    figures.append(
+                        Figure(
+                            "booking-latency",
+                            f"c={clients} API CPU per booking (search+book+get+list)",
+                            1000 * cpu / max(run.bookings, 1),
+                            "ms",
+                        )
+                    )
                     figures.append(_load_figure("booking-latency", f"c={clients}"))
                 rss, peak = rss_mb(api.process.pid)
                 figures.append(Figure("booking-latency", "one worker RSS after load", rss, "MB"))
