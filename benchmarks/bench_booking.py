@@ -163,14 +163,17 @@ def _serve_stand_ins(lifted: bool, history: str, conn: Connection) -> None:
     sandbox = start_sandbox(config)
     tokens = config.duffel_tokens(TENANT_SERVICES)
     conn.send({"urls": sandbox.urls, "env": sandbox.client_env()})
-    conn.recv()
-    with lock:
-        # Duffel counts per token: name the tenant, never the token.
-        table = {
-            f"{service}:{tokens.get(key, key)}" if service == "duffel" else service: value
-            for (service, key), value in counts.items()
-        }
-    conn.send(table)
+    while True:
+        command = conn.recv()
+        with lock:
+            # Duffel counts per token: name the tenant, never the token.
+            table = {
+                f"{service}:{tokens.get(key, key)}" if service == "duffel" else service: list(value)
+                for (service, key), value in counts.items()
+            }
+        conn.send(table)
+        if command == "stop":
+            break
     sandbox.stop()
 
 
@@ -190,8 +193,13 @@ class StandIns:
         self.urls: dict[str, str] = started["urls"]
         self.env: dict[str, str] = started["env"]
 
+    def counts(self) -> dict[str, list[int]]:
+        """[requests, refused with 429] so far per service (Duffel per tenant token)."""
+        self._conn.send("counts")
+        return self._conn.recv()
+
     def stop(self) -> dict[str, list[int]]:
-        """Stop them; (requests, refused with 429) per service (Duffel per tenant token)."""
+        """Stop them; the final ``counts``."""
         self._conn.send("stop")
         counts = self._conn.recv() if self._conn.poll(30) else {}
         self.process.join(15)
@@ -684,6 +692,10 @@ def upstream_budget(tenant: TenantConfig) -> tuple[float, str]:
     return per_minute[binding], binding
 
 
+def _calls(after: dict[str, list[int]], before: dict[str, list[int]], name: str) -> int:
+    return after.get(name, [0, 0])[0] - before.get(name, [0, 0])[0]
+
+
 def measure_limits(
     work: Path,
     history: Path,
@@ -698,7 +710,13 @@ def measure_limits(
     folder = work / "limits"
     window = 60.0 * args.limit_minutes
     try:
-        headers = member_headers(stand_ins.urls, members)
+        # One member per client: the credentials fetched count against the tenants' limits.
+        chosen = [
+            member
+            for tenant in ("coffeechain", "telcocorp", "fintechapp")
+            for member in [m for m in members if m[0] == tenant][: args.limit_clients]
+        ]
+        headers = member_headers(stand_ins.urls, chosen)
         api = booking_api(
             stand_ins,
             folder,
@@ -721,8 +739,10 @@ def measure_limits(
                 )
                 return dict(zip(loads, runs, strict=True))
 
+            before = stand_ins.counts()
             started = time.monotonic()
             runs = asyncio.run(all_tenants())
+            during = stand_ins.counts()
         finally:
             api.stop()
         api_log = api.log_path.read_text(errors="replace")
@@ -739,8 +759,8 @@ def measure_limits(
         rate = len(done) / (window / 60)
         budget, binding = upstream_budget(tenant)
         inbound = tenant.rate_limit.requests / API_CALLS_PER_BOOKING
-        duffel_calls = counts.get(f"duffel:{tenant_id}", [0, 0])[0]
-        tenant_calls = counts.get(tenant_id, [0, 0])[0]
+        duffel_calls = _calls(during, before, f"duffel:{tenant_id}")
+        tenant_calls = _calls(during, before, tenant_id)
         figures += [
             Figure(bench, f"{tenant_id} bookings per minute", rate, "/min"),
             Figure(bench, f"{tenant_id} upstream budget ({binding} binds)", budget, "/min"),
