@@ -33,7 +33,7 @@ def main() -> None:
     report("warehouse", bench_warehouse.run(args.size))
     report("dashboard", bench_dashboard.run(args.size))
     report("freshness", bench_freshness.run())
-    report("booking", bench_booking.run(bench_booking.parse([])))
+    bench_booking.report_all(bench_booking.run(bench_booking.parse([])))
 
 
 if __name__ == "__main__":

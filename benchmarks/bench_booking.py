@@ -609,7 +609,7 @@ def measure_latency(
             try:
                 load = Load(api.url, headers, thresholds)
                 asyncio.run(load.run(3, 9, 60))  # warm up: imports, first connections
-                for clients in LEVELS:
+                for clients in args.levels:
                     before = load_average()
                     cpu = cpu_seconds(api.process.pid)
                     with profiling(api, args.profile, work / f"profile-c{clients}.txt"):
@@ -811,7 +811,7 @@ def measure_floor(args: argparse.Namespace, work: Path) -> list[Figure]:
         headers = [{"X-Tenant-ID": "bare"}]
         load = Load(server.url, headers, {})
         asyncio.run(load.run(3, 30, 30))
-        for clients in LEVELS:
+        for clients in args.levels:
             run = asyncio.run(load.run(clients, args.bookings, args.seconds))
             _print_progress(f"bare FastAPI, {clients} clients: {run.bookings} flows")
             figures += _latency_figures("floor", run, clients, floor=True)
@@ -924,6 +924,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
     return figures
 
 
+def report_all(figures: list[Figure]) -> None:
+    """One table (and results file) per part: booking-floor, booking-latency, ..."""
+    figures = [*figures, Figure("booking", "load average (1 min) at end", os.getloadavg()[0], "")]
+    for name in dict.fromkeys(f.benchmark for f in figures):
+        report(name, [f for f in figures if f.benchmark == name])
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_booking",
@@ -935,6 +942,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default="floor,latency,rss,limits",
         type=lambda text: text.split(","),
         help="any of floor, latency, rss, limits (comma-separated)",
+    )
+    parser.add_argument(
+        "--levels",
+        default=LEVELS,
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="concurrent clients of each latency run (comma-separated)",
     )
     parser.add_argument(
         "--bookings", type=int, default=300, help="at most this many bookings per concurrency level"
@@ -977,9 +990,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(args.parts) - {"floor", "latency", "rss", "limits"}
     if unknown:
         raise SystemExit(f"--parts: unknown part(s) {', '.join(sorted(unknown))}")
-    figures = run(args)
-    figures.append(Figure("booking", "load average (1 min) at end", os.getloadavg()[0], ""))
-    report("booking", figures)
+    report_all(run(args))
     print(f"load average at end: {load_average()}")
 
 

@@ -20,6 +20,11 @@ def create_store_engine(url: str, *, durable: bool = True, **kwargs: Any) -> sa.
     last commits, never the file's consistency. Only for what is cheap to lose (counters).
     """
     if url.startswith("sqlite"):
+        # One connection per engine: every transaction takes the write lock at BEGIN, so only
+        # one runs at a time anyway. Threads queue for the connection and start the moment
+        # it is free, instead of polling the lock in SQLite's busy handler (sleeps of up to
+        # 100 ms) while it stands idle. Other processes still wait on the lock itself.
+        kwargs = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60, **kwargs}
         engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")

@@ -9,10 +9,12 @@ harmless (the window is a minute); a lost booking step is not, so only the count
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
 from booking.api import create_app
 from booking.config import BookingSettings
@@ -71,5 +73,47 @@ def test_counts_skip_the_disk_flush_that_booking_steps_keep(tmp_path: Path) -> N
                 "SELECT sum(count) FROM rate_limit_counters"
             ).scalar_one()
         assert total == 2
+    finally:
+        store.dispose()
+
+
+def test_sqlite_transactions_of_one_process_queue_for_one_connection(tmp_path: Path) -> None:
+    """Every SQLite transaction takes the file's write lock at BEGIN, so only one can run
+    at a time anyway; waiting in SQLite's busy handler (sleeps of up to 100 ms between
+    tries) left the lock idle while 10 clients queued. Queued in-process for the one
+    connection, the next transaction starts as soon as the last one ends."""
+    store = Store(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+    try:
+        for engine in (store.engine, store.counter_engine):
+            assert (engine.pool.size(), engine.pool._max_overflow) == (1, 0)  # type: ignore[attr-defined]
+        holding = threading.Event()
+        release = threading.Event()
+        waited: list[float] = []
+
+        def hold() -> None:
+            with store.uow() as uow:
+                uow.session.execute(sa.text("SELECT 1"))
+                holding.set()
+                release.wait(5)
+
+        def second() -> None:
+            started = time.perf_counter()
+            with store.uow() as uow:
+                uow.session.execute(sa.text("SELECT 1"))
+            waited.append(time.perf_counter() - started)
+
+        first = threading.Thread(target=hold)
+        first.start()
+        assert holding.wait(5)
+        other = threading.Thread(target=second)
+        other.start()
+        time.sleep(0.2)
+        assert waited == []  # it waits for the connection...
+        released = time.perf_counter()
+        release.set()
+        other.join(5)
+        first.join(5)
+        # ...and gets it at once, not at the end of a busy-handler sleep.
+        assert waited and time.perf_counter() - released < 0.1
     finally:
         store.dispose()

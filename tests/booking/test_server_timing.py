@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from booking.upstream import RequestTiming, request_timing, timed
 
 from .test_http import ApiServer, _env, book, coffeechain, search
 
@@ -41,3 +45,25 @@ def test_server_timing_counts_upstream_calls_within_the_request(
             assert upstream == 0.0
     finally:
         server.stop()
+
+
+def test_paged_reads_are_timed_page_by_page_and_only_inside_a_request() -> None:
+    pause = 0.05
+
+    def pages() -> Iterator[list[int]]:
+        for page in ([1], [2], [3]):
+            time.sleep(pause)  # each page is one upstream call, made as it is consumed
+            yield page
+
+    timing = RequestTiming()
+    token = request_timing.set(timing)
+    try:
+        read = timed(pages)()
+        assert timing.upstream_seconds < pause  # nothing fetched until the pages are read
+        assert [n for page in read for n in page] == [1, 2, 3]
+    finally:
+        request_timing.reset(token)
+    assert 3 * pause <= timing.upstream_seconds < 3 * pause + 0.5
+    # Outside a request (the reconciler's thread) calls are not charged to anyone.
+    assert list(timed(pages)()) == [[1], [2], [3]]
+    assert 3 * pause <= timing.upstream_seconds < 3 * pause + 0.5
