@@ -822,9 +822,10 @@ def measure_floor(args: argparse.Namespace, work: Path) -> list[Figure]:
 
 
 @contextlib.contextmanager
-def profiling(server: Server, wanted: bool, output: Path) -> Iterator[None]:
-    """py-spy samples the API while the block runs (collapsed stacks, idle time included)."""
-    if not wanted:
+def profiling(server: Server, kind: str | None, output: Path) -> Iterator[None]:
+    """py-spy samples the API while the block runs, as collapsed stacks: ``cpu`` only where
+    it computes, ``wall`` also where it waits (locks, disk, upstreams)."""
+    if kind is None:
         yield
         return
     spy = subprocess.Popen(
@@ -834,7 +835,7 @@ def profiling(server: Server, wanted: bool, output: Path) -> Iterator[None]:
             "--pid",
             str(server.process.pid),
             "--subprocesses",
-            "--idle",
+            *(["--idle"] if kind == "wall" else []),
             "--threads",
             "--format",
             "raw",
@@ -976,7 +977,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile",
-        action="store_true",
+        choices=("cpu", "wall"),
+        default=None,
         help="sample the API with py-spy during the latency part (into the --keep folder)",
     )
     parser.add_argument(
