@@ -27,13 +27,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from booking.auth import MemberAuthenticator, check_operator
 from booking.config import BookingSettings, get_booking_settings
+from booking.domain import Status
 from booking.errors import Problem, validation
 from booking.health import HealthChecker
 from booking.logs import configure_logging
-from booking.schemas import ApprovalDecision, BookingRequest, CancelRequest, SearchRequest
+from booking.schemas import (
+    ApprovalDecision,
+    BookingList,
+    BookingRequest,
+    BookingView,
+    CancelRequest,
+    CancelResult,
+    Data,
+    EventPage,
+    Health,
+    OperatorBookings,
+    SearchRequest,
+    SearchResult,
+    WebhookAck,
+    WebhookDeliveries,
+    WebhookRegistration,
+    WebhookSubscription,
+)
 from booking.service import BookingService, Member, request_hash
 from booking.store.uow import Store
 from booking.upstream import RequestTiming, Upstreams, request_timing, timed
+from booking.webhooks import WebhookDispatcher
 from tenants.duffel.webhooks import (
     SIGNATURE_HEADER,
     WebhookSignatureError,
@@ -50,6 +69,9 @@ PROBLEM_JSON = "application/problem+json"
 # Requests that name no tenant (health, operators) share one generous limit.
 OPERATOR_LIMIT = 600
 SKIP_MIGRATIONS_ENV = "BOOKING_SKIP_MIGRATIONS"
+# Bounds that keep query values inside the store's 64-bit integers.
+MAX_OFFSET = 1_000_000_000
+MAX_EVENT_ID = 2**63 - 1
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -144,6 +166,7 @@ def create_app(
         settings.credential_cache_seconds, verify=timed(verify_member_credential)
     )
     health = HealthChecker(store, upstreams, registry)
+    dispatcher = WebhookDispatcher(store, backoff_seconds=settings.webhook_backoff_seconds)
     stop = threading.Event()
 
     def reconciler() -> None:
@@ -153,6 +176,10 @@ def create_app(
                 service.reconcile_once()
             except Exception:  # the loop must survive a store or upstream outage; it is logged
                 log.exception("reconciler pass failed")
+            try:
+                dispatcher.run_once()
+            except Exception:  # likewise for webhook deliveries: they stay owed, and retried
+                log.exception("webhook pass failed")
             if stop.wait(settings.reconcile_interval_seconds):
                 return
 
@@ -167,6 +194,7 @@ def create_app(
         if thread is not None:
             thread.join(10)
         upstreams.close()
+        dispatcher.close()
 
     app = FastAPI(
         title="Loyalty flights booking API",
@@ -288,7 +316,10 @@ def create_app(
     ]
     member_errors = _errors(400, 401, 404, 409, 410, 422, 429, 500, 502, 503)
 
-    @app.post("/api/v1/flights/search", responses=member_errors)
+    @app.post(
+        "/api/v1/flights/search",
+        responses={200: {"model": Data[SearchResult]}, **member_errors},
+    )
     def search(body: SearchRequest, who: MemberDep) -> dict[str, Any]:
         """Offers from Duffel, priced in the tenant's loyalty currency."""
         return {"data": service.search(who, body)}
@@ -297,7 +328,11 @@ def create_app(
         "/api/v1/bookings",
         status_code=201,
         responses={
-            202: {"description": "pending approval or still settling"},
+            201: {"model": Data[BookingView], "description": "booked and confirmed"},
+            202: {
+                "model": Data[BookingView],
+                "description": "pending_approval, or accepted while its outcome settles",
+            },
             **member_errors,
             402: PROBLEM_SCHEMA,
         },
@@ -310,28 +345,39 @@ def create_app(
         answer = service.book(who, body, idempotency_key or "", fingerprint)
         return JSONResponse({"data": answer.data}, status_code=answer.status)
 
-    @app.get("/api/v1/bookings/{booking_id}", responses=member_errors)
+    @app.get(
+        "/api/v1/bookings/{booking_id}",
+        responses={200: {"model": Data[BookingView]}, **member_errors},
+    )
     def get_booking(booking_id: str, who: MemberDep) -> dict[str, Any]:
         """One of the member's bookings, with its status history."""
         return {"data": service.get(who, booking_id)}
 
-    @app.get("/api/v1/bookings", responses=member_errors)
+    @app.get("/api/v1/bookings", responses={200: {"model": Data[BookingList]}, **member_errors})
     def list_bookings(
         who: MemberDep,
-        status: Annotated[str | None, Query()] = None,
+        status: Annotated[Status | None, Query()] = None,
         from_date: Annotated[dt.date | None, Query()] = None,
         to_date: Annotated[dt.date | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         """The member's bookings, newest first."""
         return {
             "data": service.list(
-                who, status=status, from_date=from_date, to_date=to_date, limit=limit, offset=offset
+                who,
+                status=status.value if status else None,
+                from_date=from_date,
+                to_date=to_date,
+                limit=limit,
+                offset=offset,
             )
         }
 
-    @app.post("/api/v1/bookings/{booking_id}/cancel", responses=member_errors)
+    @app.post(
+        "/api/v1/bookings/{booking_id}/cancel",
+        responses={200: {"model": Data[CancelResult]}, **member_errors},
+    )
     def cancel(
         booking_id: str,
         body: CancelRequest,
@@ -344,7 +390,10 @@ def create_app(
         answer = service.cancel(who, booking_id, body, idempotency_key or "", fingerprint)
         return JSONResponse({"data": answer.data}, status_code=answer.status)
 
-    @app.get("/api/v1/health", responses=_errors(503))
+    @app.get(
+        "/api/v1/health",
+        responses={200: {"model": Data[Health]}, 503: {"model": Data[Health]}},
+    )
     def get_health() -> JSONResponse:
         """Store, Duffel and each tenant API; 503 when bookings cannot be taken."""
         report = health.check()
@@ -352,7 +401,7 @@ def create_app(
 
     @app.post(
         "/api/v1/webhooks/duffel/{tenant_id}",
-        responses=_errors(400, 401, 404, 500, 503),
+        responses={200: {"model": Data[WebhookAck]}, **_errors(401, 404, 422, 429, 500, 503)},
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}},
     )
     async def duffel_webhook(tenant_id: str, request: Request) -> dict[str, Any]:
@@ -380,13 +429,17 @@ def create_app(
     @app.post(
         "/api/v1/admin/approvals/{booking_id}",
         dependencies=[Depends(operator)],
-        responses=admin_errors,
+        responses={200: {"model": Data[BookingView]}, **admin_errors},
     )
     def decide(booking_id: str, body: ApprovalDecision) -> dict[str, Any]:
         """An operator approves (re-priced, then charged and ordered) or rejects a booking."""
         return {"data": service.decide(booking_id, body)}
 
-    @app.get("/api/v1/admin/events", dependencies=[Depends(operator)], responses=admin_errors)
+    @app.get(
+        "/api/v1/admin/events",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[EventPage]}, **admin_errors},
+    )
     def events(
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -395,7 +448,7 @@ def create_app(
         """Booking events after ``cursor``, in order (ids follow commit order)."""
         after = 0
         if cursor:
-            if not cursor.isdigit():
+            if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
                 raise Problem(
                     422,
                     "validation-error",
@@ -405,12 +458,39 @@ def create_app(
             after = int(cursor)
         return {"data": service.events(after, limit, tenant_id)}
 
-    @app.get("/api/v1/admin/bookings", dependencies=[Depends(operator)], responses=admin_errors)
+    @app.get(
+        "/api/v1/admin/bookings",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[OperatorBookings]}, **admin_errors},
+    )
     def operator_bookings(
-        status: Annotated[str, Query()] = "refund_pending",
+        status: Annotated[Status, Query()] = Status.REFUND_PENDING,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         """Bookings in one state (e.g. refunds owed, unresolved reconciliations) for operators."""
-        return {"data": service.operator_bookings(status, limit)}
+        return {"data": service.operator_bookings(status.value, limit)}
+
+    @app.put(
+        "/api/v1/admin/webhooks/{tenant_id}",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[WebhookSubscription]}, **admin_errors},
+    )
+    def register_webhook(tenant_id: str, body: WebhookRegistration) -> dict[str, Any]:
+        """Register the URL a tenant receives booking.confirmed/cancelled/failed at."""
+        if tenant_id not in registry:
+            raise Problem(404, "not-found", "No such tenant.")
+        return {"data": dispatcher.register(tenant_id, body.url)}
+
+    @app.get(
+        "/api/v1/admin/webhooks/deliveries",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[WebhookDeliveries]}, **admin_errors},
+    )
+    def webhook_deliveries(
+        status: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Webhook deliveries (e.g. ``failed`` ones) for operators."""
+        return {"data": {"deliveries": dispatcher.deliveries(status, limit)}}
 
     return app

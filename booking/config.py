@@ -30,6 +30,8 @@ class BookingSettings(BaseSettings):
     reconcile_deadline_seconds: float = Field(default=180.0, ge=0)
     credential_cache_seconds: float = Field(default=60.0, ge=0)
     background_reconciler: bool = True
+    # First retry of a failed webhook delivery after this; each next one waits twice as long.
+    webhook_backoff_seconds: float = Field(default=2.0, gt=0)
 
     def url(self) -> str:
         """The store's URL, creating the default SQLite folder when needed."""

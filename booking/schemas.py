@@ -1,12 +1,14 @@
-"""The wire contract's request bodies (and the documented shapes of its answers)."""
+"""The wire contract: request bodies, and the shapes of the answers for the OpenAPI document."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+T = TypeVar("T")
 
 Cabin = Literal["economy", "premium_economy", "business", "first"]
 
@@ -74,6 +76,239 @@ class CancelRequest(_Body):
     refund_requested: bool = True
 
 
+class WebhookRegistration(_Body):
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+
+
 class ApprovalDecision(_Body):
     decision: Literal["approve", "reject"]
     note: str | None = Field(default=None, max_length=1000)
+
+
+# --- answers (documented in the OpenAPI document; money is exact decimal text) -----------
+
+Money = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", examples=["41235", "412.35"])]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Data(_Doc, Generic[T]):
+    """Every successful body: ``{"data": ...}``."""
+
+    data: T
+
+
+class Airline(_Doc):
+    code: str | None
+    name: str | None
+
+
+class FlightPoint(_Doc):
+    airport: str | None
+    time: str = Field(description="airport-local time, ISO 8601")
+    terminal: str | None
+
+
+class FlightPrice(_Doc):
+    amount: Money = Field(description="the fare as Duffel quotes it")
+    currency: str
+    usd_equivalent: Money
+    loyalty_amount: Money = Field(description="rounded up to the loyalty currency's minor unit")
+    loyalty_currency: str
+
+
+class ReturnLeg(_Doc):
+    departure: FlightPoint
+    arrival: FlightPoint
+    duration: str | None
+
+
+class Flight(_Doc):
+    id: str = Field(description="the offer id to book with (flight_id)")
+    airline: Airline
+    flight_number: str | None
+    departure: FlightPoint
+    arrival: FlightPoint
+    duration: str | None = Field(description="ISO 8601 duration")
+    stops: int
+    # "return" is a Python keyword: the wire name is kept by the alias.
+    return_leg: ReturnLeg | None = Field(alias="return")
+    price: FlightPrice
+    available_seats: int | None = Field(description="Duffel publishes no seat counts: null")
+    cabin_class: str
+    expires_at: str | None
+
+
+class SearchMetadata(_Doc):
+    total_results: int
+    search_time_ms: int
+    currency: str | None
+
+
+class SearchResult(_Doc):
+    search_id: str
+    flights: list[Flight]
+    metadata: SearchMetadata
+
+
+class Ticket(_Doc):
+    name: str
+    type: str | None
+    ticket_number: str | None
+
+
+class PaymentView(_Doc):
+    method: str
+    loyalty_amount: Money
+    loyalty_currency: str
+    usd_equivalent: Money
+    usd_per_unit: str
+    cashback: Money | None = Field(description="as the tenant reported it (FintechApp)")
+    loyalty_transaction_id: str | None
+
+
+class RefundView(_Doc):
+    status: Literal["completed", "pending", "not_requested", "not_applicable"]
+    loyalty_amount: Money
+    loyalty_currency: str
+    fee: Money
+    net_refund: Money
+    processed_at: str | None
+    refund_transaction_id: str | None
+
+
+class FailureView(_Doc):
+    code: str
+    reason: str | None
+
+
+class StatusChange(_Doc):
+    status: str
+    from_status: str | None
+    at: str
+    detail: str | None
+
+
+class BookingView(_Doc):
+    booking_id: str
+    status: str
+    tenant_id: str
+    member_id: str
+    flight: Flight
+    passengers: list[Ticket]
+    payment: PaymentView
+    booking_reference: str | None
+    duffel_order_id: str | None
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+    approval_required: bool | None = None
+    approval_id: str | None = None
+    approval_reason: str | None = None
+    estimated_approval_time: str | None = None
+    failure: FailureView | None = None
+    refund: RefundView | None = None
+    seats: list[Any] | None = Field(default=None, description="seat assignments (none yet)")
+    status_history: list[StatusChange] | None = None
+
+
+class BookingSummary(_Doc):
+    booking_id: str
+    status: str
+    flight_number: str | None
+    departure_date: str | None
+    route: str | None
+    loyalty_amount: Money
+    loyalty_currency: str
+    created_at: str
+
+
+class Pagination(_Doc):
+    total: int
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class BookingList(_Doc):
+    bookings: list[BookingSummary]
+    pagination: Pagination
+
+
+class CancelResult(_Doc):
+    booking_id: str
+    status: str
+    refund: RefundView
+
+
+class BookingEvent(_Doc):
+    id: str = Field(description="also the cursor: the feed is ordered by it")
+    booking_id: str
+    tenant_id: str
+    member_id: str
+    type: str
+    from_state: str | None
+    to_state: str
+    loyalty_amount: Money | None
+    loyalty_currency: str | None
+    cashback_amount: Money | None
+    refund_amount: Money | None
+    usd_amount: Money | None
+    usd_per_unit: str | None
+    fare_amount: str | None
+    fare_currency: str | None
+    fx_rate: str | None
+    loyalty_transaction_id: str | None
+    refund_transaction_id: str | None
+    duffel_order_id: str | None
+    detail: str | None
+    occurred_at: str
+
+
+class EventPage(_Doc):
+    events: list[BookingEvent]
+    next_cursor: str = Field(description="pass as ?cursor= to read on; stable when empty")
+    has_more: bool
+
+
+class OperatorBookings(_Doc):
+    bookings: list[BookingView]
+
+
+class Health(_Doc):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    can_book: bool
+    store: dict[str, Any]
+    duffel: dict[str, Any]
+    tenants: dict[str, dict[str, Any]]
+
+
+class WebhookAck(_Doc):
+    event_id: str
+    duplicate: bool
+    booking_id: str | None
+
+
+class WebhookSubscription(_Doc):
+    tenant_id: str
+    url: str
+    secret: str = Field(description="shown only in this answer; signs every delivery")
+    events: list[str]
+    signature_header: str
+
+
+class WebhookDelivery(_Doc):
+    event_id: str
+    tenant_id: str
+    type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    delivered_at: str | None
+
+
+class WebhookDeliveries(_Doc):
+    deliveries: list[WebhookDelivery]

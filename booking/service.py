@@ -11,6 +11,7 @@ resume a crashed driver's saga.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
@@ -298,7 +299,8 @@ class BookingService:
                         "idempotency-conflict",
                         "This Idempotency-Key was used with a different request; use a new key.",
                     )
-                if record.response_status is not None:
+                held = record.locked_until is not None and record.locked_until > now
+                if record.response_status is not None and not held:
                     return record.id, record.booking_id or "", _replay(record)
                 if not uow.idempotency.lock(record.id, now + self._lease(), now):
                     raise Problem(
@@ -312,14 +314,8 @@ class BookingService:
         raise Problem(409, "request-in-progress", "Retry the request.", retry_after=1)
 
     def _close_key(self, record_id: int, answer: Answer | Problem, booking_id: str | None) -> None:
-        if isinstance(answer, Problem):
-            body = {"problem": {"status": answer.status, "slug": answer.slug}}
-            body["problem"] |= {"detail": answer.detail, "extensions": answer.extensions}
-            status = answer.status
-        else:
-            body, status = {"data": answer.data}, answer.status
         with self.store.uow() as uow:
-            uow.idempotency.respond(record_id, status, json.dumps(body), booking_id)
+            uow.idempotency.respond(record_id, *_encode_answer(answer), booking_id)
             uow.commit()
 
     def _release_key(self, record_id: int) -> None:
@@ -334,6 +330,7 @@ class BookingService:
         record_id, booking_id, replay = self._open_key(member, key, BOOK_PATH, fingerprint)
         if replay is not None:
             return replay
+        token = _REPLY.set(_Reply(record_id, booking_id, _settled_book_answer))
         try:
             with self.store.uow() as uow:
                 existing = uow.bookings.get(booking_id)
@@ -341,29 +338,58 @@ class BookingService:
                 self._start_booking(member, request, booking_id)
             else:
                 self.drive(booking_id)
-            with self.store.uow() as uow:
-                row = uow.bookings.get(booking_id)
-            answer: Answer | Problem = _book_answer(row)
         except Problem as problem:
             if problem.status >= 500 or problem.slug == "request-in-progress":
                 self._release_key(record_id)  # nothing decided: the same request may retry
                 raise
-            answer = problem
+            return self._finish(record_id, booking_id, problem, _book_answer)
         except Exception:
             self._release_key(record_id)
             raise
-        final = isinstance(answer, Problem) or answer.data["status"] not in (
-            Status.CHARGING.value,
-            Status.ORDERING.value,
-            Status.CANCELLING.value,
-        )
-        if final:
-            self._close_key(record_id, answer, booking_id)
+        finally:
+            _REPLY.reset(token)
+        return self._finish(record_id, booking_id, None, _book_answer)
+
+    def _finish(
+        self,
+        record_id: int,
+        booking_id: str,
+        problem: Problem | None,
+        render: Callable[[BookingRow], Answer | Problem],
+    ) -> Answer:
+        """Answer the request exactly as its key will replay it."""
+        with self.store.uow() as uow:
+            record = uow.idempotency.get(record_id)
+            stored = record is not None and record.response_status is not None
+            if stored:
+                uow.idempotency.unlock(record_id)
+                uow.commit()
+        if stored:
+            return _replay(record)  # kept with the state change that settled the request
+        answer: Answer | Problem
+        if problem is not None:
+            answer = problem  # refused before any state change: kept on its own
         else:
-            self._release_key(record_id)
+            with self.store.uow() as uow:
+                row = uow.bookings.get(booking_id)
+            answer = render(row)
+            if isinstance(answer, Answer) and answer.data["status"] in _IN_PROGRESS:
+                self._release_key(record_id)  # another driver holds the saga; retry later
+                return answer
+        self._close_key(record_id, answer, booking_id)
         if isinstance(answer, Problem):
             raise answer
         return answer
+
+    def _keep_reply(self, uow: Any, row: BookingRow) -> None:
+        """Store the request's answer in the same commit as the state change that settles it."""
+        reply = _REPLY.get()
+        if reply is None or reply.booking_id != row.id:
+            return
+        answer = reply.render(row)
+        if answer is None:
+            return
+        uow.idempotency.respond(reply.record_id, *_encode_answer(answer), row.id, keep_lock=True)
 
     def _fresh_offer(self, tenant: TenantConfig, offer_id: str) -> Offer:
         """The offer as Duffel returns it now; gone or past its expiry is 410."""
@@ -459,6 +485,7 @@ class BookingService:
         )
         with self.store.uow() as uow:
             uow.bookings.add(row, detail="approval required" if approval else None)
+            self._keep_reply(uow, row)
             uow.commit()
         if status is Status.CHARGING:
             self.drive(booking_id, driver)
@@ -531,6 +558,7 @@ class BookingService:
         with self.store.uow() as uow:
             row = uow.bookings.get(booking_id, for_update=True)
             uow.bookings.transition(row, target, detail, **changes)
+            self._keep_reply(uow, row)
             uow.commit()
 
     def _mark(self, booking_id: str, **changes: Any) -> None:
@@ -811,22 +839,22 @@ class BookingService:
         record_id, _, replay = self._open_key(member, key, path, fingerprint)
         if replay is not None:
             return replay
+        token = _REPLY.set(_Reply(record_id, booking_id, _settled_cancel_answer))
         try:
-            answer: Answer | Problem = self._cancel(member, booking_id, request)
+            self._cancel(member, booking_id, request)
         except Problem as problem:
             if problem.status >= 500:
                 self._release_key(record_id)
                 raise
-            answer = problem
+            return self._finish(record_id, booking_id, problem, _cancel_answer)
         except Exception:
             self._release_key(record_id)
             raise
-        self._close_key(record_id, answer, booking_id)
-        if isinstance(answer, Problem):
-            raise answer
-        return answer
+        finally:
+            _REPLY.reset(token)
+        return self._finish(record_id, booking_id, None, _cancel_answer)
 
-    def _cancel(self, member: Member, booking_id: str, request: CancelRequest) -> Answer:
+    def _cancel(self, member: Member, booking_id: str, request: CancelRequest) -> None:
         with self.store.uow() as uow:
             row = uow.bookings.get_for_member(member.tenant.id, member.member_id, booking_id)
             if row is None:
@@ -841,8 +869,9 @@ class BookingService:
                     cancel_reason=request.reason,
                     refund_requested=request.refund_requested,
                 )
+                self._keep_reply(uow, row)
                 uow.commit()
-                return Answer(200, cancel_view(row))
+                return
             driver = self._driver()
             if status is Status.CONFIRMED:
                 # The lease is taken with the state change, so no other driver starts first.
@@ -867,16 +896,6 @@ class BookingService:
                     booking_status=row.status,
                 )
         self.drive(booking_id, driver)
-        with self.store.uow() as uow:
-            row = uow.bookings.get(booking_id)
-        if row.status == Status.CONFIRMED.value and row.failure_code == "cancel_refused":
-            raise Problem(
-                409,
-                "booking-not-cancellable",
-                f"Duffel refused to cancel the order: {row.failure_reason}",
-                booking_status=row.status,
-            )
-        return Answer(200, cancel_view(row))
 
     def _cancel_step(self, row: BookingRow, tenant: TenantConfig) -> bool:
         duffel = self.upstreams.duffel(tenant)
@@ -1085,11 +1104,20 @@ class BookingService:
         if event.type not in ("order.created", "order.creation_failed"):
             log.info("Duffel %s for booking %s", event.type, booking_id)
             return
+        if row.status not in (Status.ORDERING.value, Status.NEEDS_RECONCILIATION.value):
+            return  # the saga already knows the order's outcome
         driver = self._driver()
         now = self.clock()
         with self.store.uow() as uow:
             if not uow.bookings.claim(booking_id, driver, now + self._lease(), now):
-                return  # a live driver is on it and will learn the outcome itself
+                # A driver is still waiting on this very order: let Duffel redeliver later,
+                # when the saga may need the news (its answer may have been lost).
+                raise Problem(
+                    503,
+                    "request-in-progress",
+                    "The booking's order is still being processed; deliver again later.",
+                    retry_after=2,
+                )
             uow.commit()
         with self.store.uow() as uow:
             row = uow.bookings.get(booking_id)
@@ -1222,6 +1250,57 @@ def _book_answer(row: BookingRow) -> Answer | Problem:
             )
         return Problem(http, slug, detail, **extensions)
     return Answer(202, view)
+
+
+_IN_PROGRESS = frozenset({Status.CHARGING.value, Status.ORDERING.value, Status.CANCELLING.value})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reply:
+    """The request a saga run answers: its key record and how a settled booking answers it."""
+
+    record_id: int
+    booking_id: str
+    render: Callable[[BookingRow], Answer | Problem | None]
+
+
+# Set while a member's request drives its own booking (per thread: contextvars).
+_REPLY: contextvars.ContextVar[_Reply | None] = contextvars.ContextVar("reply", default=None)
+
+
+def _settled_book_answer(row: BookingRow) -> Answer | Problem | None:
+    return None if row.status in _IN_PROGRESS else _book_answer(row)
+
+
+def _cancel_answer(row: BookingRow) -> Answer | Problem:
+    if row.status == Status.CONFIRMED.value and row.failure_code == "cancel_refused":
+        return Problem(
+            409,
+            "booking-not-cancellable",
+            f"Duffel refused to cancel the order: {row.failure_reason}",
+            booking_status=row.status,
+        )
+    # Still cancelling (an upstream is down): accepted, the reconciler finishes it.
+    return Answer(202 if row.status in _IN_PROGRESS else 200, cancel_view(row))
+
+
+def _settled_cancel_answer(row: BookingRow) -> Answer | Problem | None:
+    return None if row.status in _IN_PROGRESS else _cancel_answer(row)
+
+
+def _encode_answer(answer: Answer | Problem) -> tuple[int, str]:
+    """(HTTP status, stored body) of an answer, as the key will replay it."""
+    if isinstance(answer, Problem):
+        body = {
+            "problem": {
+                "status": answer.status,
+                "slug": answer.slug,
+                "detail": answer.detail,
+                "extensions": answer.extensions,
+            }
+        }
+        return answer.status, json.dumps(body)
+    return answer.status, json.dumps({"data": answer.data})
 
 
 def _replay(record: IdempotencyRow) -> Answer:

@@ -241,18 +241,32 @@ class IdempotencyRepository:
             .execution_options(synchronize_session=False)
         )
 
-    def respond(self, record_id: int, status: int, body: str, booking_id: str | None) -> None:
-        """Keep the final answer; a replay of the same request gets exactly this."""
+    def respond(
+        self,
+        record_id: int,
+        status: int,
+        body: str,
+        booking_id: str | None,
+        *,
+        keep_lock: bool = False,
+    ) -> None:
+        """Keep the answer; a replay of the same request gets exactly this.
+
+        ``keep_lock``: the request is still running (it unlocks when it returns), so a
+        concurrent retry waits instead of reading an answer that may still be refined.
+        """
+        values: dict[str, Any] = {
+            "response_status": status,
+            "response_body": body,
+            "booking_id": booking_id,
+            "updated_at": utcnow(),
+        }
+        if not keep_lock:
+            values["locked_until"] = None
         self.session.execute(
             sa.update(IdempotencyRow)
             .where(IdempotencyRow.id == record_id)
-            .values(
-                response_status=status,
-                response_body=body,
-                booking_id=booking_id,
-                locked_until=None,
-                updated_at=utcnow(),
-            )
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 

@@ -183,3 +183,36 @@ class DuffelEventRow(Base):
     type: Mapped[str] = mapped_column(sa.String(64))
     booking_id: Mapped[str | None] = mapped_column(sa.String(40))
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookSubscriptionRow(Base):
+    """A tenant's webhook URL, its signing secret, and how far the outbox was fanned out to it."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    # The last event id already turned into deliveries for this subscription.
+    cursor: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDeliveryRow(Base):
+    """One event owed to one subscription, retried with backoff until delivered (at least once)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(sa.Integer)
+    event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    event_type: Mapped[str] = mapped_column(sa.String(48))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (sa.UniqueConstraint("subscription_id", "event_id", name="uq_delivery"),)

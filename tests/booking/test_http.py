@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from booking.schemas import BookingList, BookingView, CancelResult, EventPage, SearchResult
+
 from .helpers import departure
 
 OPERATOR_TOKEN = "operator-secret-for-tests"
@@ -79,11 +81,11 @@ class ApiServer:
         self._log.close()
 
 
-def _env(stand_ins: Any, database: Path, **extra: str) -> dict[str, str]:
+def _env(stand_ins: Any, database: Path | str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
     env.update(stand_ins.client_env())
     env.update(
-        BOOKING_DATABASE_URL=f"sqlite:///{database}",
+        BOOKING_DATABASE_URL=database if isinstance(database, str) else f"sqlite:///{database}",
         BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN,
         BOOKING_RECONCILE_INTERVAL_SECONDS="0.5",
         PYTHONPATH=str(ROOT),
@@ -166,6 +168,7 @@ def search(
     )
     assert response.status_code == 200, response.text
     data = response.json()["data"]
+    SearchResult.model_validate(data)  # the answer is what the OpenAPI document says
     assert data["search_id"] and data["metadata"]["total_results"] == len(data["flights"])
     return sorted(data["flights"], key=lambda f: Decimal(f["price"]["loyalty_amount"]))
 
@@ -206,6 +209,7 @@ def full_flow(client: httpx.Client, headers: dict[str, str], flight: dict[str, A
     booked = book(client, headers, flight, key=key)
     assert booked.status_code == 201, booked.text
     booking = booked.json()["data"]
+    BookingView.model_validate(booking)
     assert booking["status"] == "confirmed"
     assert booking["payment"]["loyalty_amount"] == flight["price"]["loyalty_amount"]
     assert booking["passengers"][0]["name"] == "Grace Hopper"
@@ -217,10 +221,12 @@ def full_flow(client: httpx.Client, headers: dict[str, str], flight: dict[str, A
     got = client.get(f"/api/v1/bookings/{booking_id}", headers=headers)
     assert got.status_code == 200
     detail = got.json()["data"]
+    BookingView.model_validate(detail)
     assert detail["updated_at"] and "seats" in detail
     assert [h["status"] for h in detail["status_history"]] == ["charging", "ordering", "confirmed"]
 
     listed = client.get("/api/v1/bookings", headers=headers, params={"limit": 100}).json()["data"]
+    BookingList.model_validate(listed)
     assert booking_id in [b["booking_id"] for b in listed["bookings"]]
     summary = next(b for b in listed["bookings"] if b["booking_id"] == booking_id)
     assert set(summary) >= {
@@ -241,6 +247,7 @@ def full_flow(client: httpx.Client, headers: dict[str, str], flight: dict[str, A
     )
     assert cancelled.status_code == 200, cancelled.text
     result = cancelled.json()["data"]
+    CancelResult.model_validate(result)
     assert result["status"] == "cancelled"
     refund = result["refund"]
     assert refund["status"] == "completed" and refund["processed_at"]
@@ -419,6 +426,7 @@ def test_event_feed_reads_every_event_once_in_order(client: httpx.Client) -> Non
         cursor = data["next_cursor"]
         if not data["has_more"]:
             break
+    EventPage.model_validate({"events": seen, "next_cursor": cursor, "has_more": False})
     ids = [int(e["id"]) for e in seen]
     assert ids == list(range(1, len(ids) + 1))
     again = client.get(
@@ -482,8 +490,10 @@ def test_every_response_has_rate_limit_headers_and_logs_hold_no_secret(
         assert secret not in text
 
 
-def test_rate_limit_holds_across_two_workers(stand_ins: Any, tmp_path: Path) -> None:
-    server = ApiServer(_env(stand_ins, tmp_path / "b.sqlite3"), tmp_path / "api.log", workers=2)
+def test_rate_limit_holds_across_two_workers(
+    stand_ins: Any, store_url: str, tmp_path: Path
+) -> None:
+    server = ApiServer(_env(stand_ins, store_url), tmp_path / "api.log", workers=2)
     try:
         if time.time() % 60 > 45:  # keep all requests inside one fixed window
             time.sleep(61 - time.time() % 60)
@@ -557,4 +567,64 @@ def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_pa
             assert again.json()["data"]["duplicate"] is True
     finally:
         stand_ins.clear_faults()
+        server.stop()
+
+
+def test_operators_register_a_tenants_webhook(client: httpx.Client) -> None:
+    body = {"url": "https://hooks.example/bookings"}
+    assert_problem(client.put("/api/v1/admin/webhooks/coffeechain", json=body), 401, "unauthorized")
+    assert_problem(
+        client.put("/api/v1/admin/webhooks/nobody", json=body, headers=operator()), 404, "not-found"
+    )
+    registered = client.put("/api/v1/admin/webhooks/telcocorp", json=body, headers=operator())
+    assert registered.status_code == 200, registered.text
+    data = registered.json()["data"]
+    assert data["secret"] and data["events"] == [
+        "booking.cancelled",
+        "booking.confirmed",
+        "booking.failed",
+    ]
+    listed = client.get("/api/v1/admin/webhooks/deliveries", headers=operator())
+    assert listed.status_code == 200 and "deliveries" in listed.json()["data"]
+
+
+def test_out_of_range_paging_is_a_validation_error_not_a_500(client: httpx.Client) -> None:
+    headers = coffeechain()
+    huge = str(22200650126482057723904)
+    assert_problem(
+        client.get("/api/v1/bookings", headers=headers, params={"offset": huge}),
+        422,
+        "validation-error",
+    )
+    assert_problem(
+        client.get("/api/v1/admin/events", headers=operator(), params={"cursor": huge}),
+        422,
+        "validation-error",
+    )
+
+
+def test_full_flow_on_a_postgresql_store(stand_ins: Any, postgres_url: str, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    name = f"booking_e2e_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    server = ApiServer(_env(stand_ins, url), tmp_path / "api.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            headers = coffeechain("CC3333333")
+            full_flow(http, headers, search(http, headers, days=38)[0])
+            feed = http.get("/api/v1/admin/events", headers=operator()).json()["data"]
+            assert [e["to_state"] for e in feed["events"]] == [
+                "charging",
+                "ordering",
+                "confirmed",
+                "cancelling",
+                "cancelled",
+            ]
+            assert http.get("/api/v1/health").json()["data"]["store"]["backend"] == "postgresql"
+    finally:
         server.stop()

@@ -437,3 +437,80 @@ def test_member_sees_only_their_bookings(store, stand_ins):
         who, status="confirmed", from_date=None, to_date=None, limit=100, offset=0
     )
     assert booking_id in [b["booking_id"] for b in listing["bookings"]]
+
+
+def test_the_answer_is_kept_with_the_state_change_that_settles_it(store, stand_ins, monkeypatch):
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    flight = search(service, who)[0]
+    before = balance(who.tenant, who.member_id)
+
+    def die(*args, **kwargs):
+        raise RuntimeError("the process died before answering")
+
+    monkeypatch.setattr(type(service), "_finish", die)
+    with pytest.raises(RuntimeError):
+        service.book(who, booking_request(flight), "k-atomic", "h")
+    monkeypatch.undo()
+    with store.uow() as uow:
+        kept = uow.idempotency.find("coffeechain", who.member_id, "k-atomic")
+        booking = uow.bookings.get(kept.booking_id)
+        assert (kept.response_status, booking.status) == (201, "confirmed")
+    # Until the dead request's lock lapses, a retry is told to wait; then it gets the answer.
+    with pytest.raises(Problem) as waiting:
+        service.book(who, booking_request(flight), "k-atomic", "h")
+    assert waiting.value.slug == "request-in-progress"
+    later = make_service(
+        store, stand_ins, clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    )
+    replay = later.book(who, booking_request(flight), "k-atomic", "h")
+    assert replay.status == 201 and replay.data["status"] == "confirmed"
+    assert len(deductions("coffeechain", replay.data["booking_id"])) == 1
+    assert balance(who.tenant, who.member_id) == before - Decimal(
+        replay.data["payment"]["loyalty_amount"]
+    )
+
+
+def test_cancellation_with_duffel_down_is_finished_by_the_reconciler(store, stand_ins):
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    booked = service.book(who, booking_request(search(service, who)[0]), "k-cd", "h")
+    stand_ins.inject_fault("duffel", "cancellation_create", "unavailable", times=10)
+    accepted = service.cancel(who, booked.data["booking_id"], CancelRequest(), "c-cd", "h")
+    assert (accepted.status, accepted.data["status"]) == (202, "cancelling")
+    stand_ins.clear_faults("duffel")
+    service.reconcile_once()
+    done = service.get(who, booked.data["booking_id"])
+    assert done["status"] == "cancelled" and done["refund"]["status"] == "completed"
+    [order] = orders_for(stand_ins, who.tenant, booked.data["booking_id"])
+    assert order.cancelled_at is not None
+
+
+def test_concurrent_retries_of_one_key_charge_once(store, stand_ins):
+    import threading
+
+    service = make_service(store, stand_ins)
+    who = member("coffeechain")
+    flight = search(service, who)[0]
+    before = balance(who.tenant, who.member_id)
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcomes.append(service.book(who, booking_request(flight), "k-race", "h"))
+        except Problem as problem:
+            outcomes.append(problem.slug)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    answers = [o for o in outcomes if not isinstance(o, str)]
+    assert answers and all(a == answers[0] for a in answers)
+    assert set(o for o in outcomes if isinstance(o, str)) <= {"request-in-progress"}
+    booking_id = answers[0].data["booking_id"]
+    assert len(deductions("coffeechain", booking_id)) == 1
+    assert balance(who.tenant, who.member_id) == before - Decimal(
+        answers[0].data["payment"]["loyalty_amount"]
+    )
