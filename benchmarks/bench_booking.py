@@ -434,6 +434,7 @@ class Load:
         self.routes = routes
         self.samples: list[Sample] = []
         self.bookings = 0
+        self.deadline = 0.0
 
     async def _call(
         self,
@@ -484,17 +485,26 @@ class Load:
         under = [
             f for f in cheap if limit is None or Decimal(f["price"]["loyalty_amount"]) <= limit
         ]
-        booked = await self._call(
-            client,
-            "book",
-            who,
-            "POST",
-            "/api/v1/bookings",
-            json=_book_body((under or cheap)[0]),
-            headers={**who, "Idempotency-Key": uuid.uuid4().hex},
-        )
+        body = _book_body((under or cheap)[0])
+        key = uuid.uuid4().hex
+        while True:
+            booked = await self._call(
+                client,
+                "book",
+                who,
+                "POST",
+                "/api/v1/bookings",
+                json=body,
+                headers={**who, "Idempotency-Key": key},
+            )
+            wait = _retry_after(booked)
+            # As a member's app would: the same booking again, same key, when told to wait
+            # (the offer stays bookable; searching again would spend upstream budget twice).
+            if not wait or time.monotonic() + wait >= self.deadline:
+                break
+            await asyncio.sleep(wait)
         if booked is None or booked.status_code not in (200, 201):
-            return _retry_after(booked)
+            return wait
         self.bookings += 1
         if "get" in self.routes:
             booking_id = booked.json()["data"]["booking_id"]
@@ -508,7 +518,7 @@ class Load:
     ) -> Run:
         self.samples, self.bookings = [], 0
         started = time.monotonic()
-        deadline = started + max_seconds
+        deadline = self.deadline = started + max_seconds
         limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
         async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=limits) as client:
 
