@@ -979,7 +979,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--limit-clients",
         type=int,
-        default=1,
+        default=4,
         help="concurrent clients per tenant under the real limits",
     )
     parser.add_argument(
