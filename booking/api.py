@@ -165,7 +165,7 @@ def create_app(
     authenticator = MemberAuthenticator(
         settings.credential_cache_seconds, verify=timed(verify_member_credential)
     )
-    health = HealthChecker(store, upstreams, registry)
+    health = HealthChecker(store, registry)
     dispatcher = WebhookDispatcher(store, backoff_seconds=settings.webhook_backoff_seconds)
     stop = threading.Event()
 

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from booking.store.uow import Store
-from booking.upstream import Upstreams
 from tenants.health import probe_duffel, probe_loyalty
 from tenants.registry import TenantConfig
 
@@ -18,9 +17,7 @@ CACHE_SECONDS = 10.0
 class HealthChecker:
     """Probes with a short cache; ``can_book`` needs the store and Duffel."""
 
-    def __init__(
-        self, store: Store, upstreams: Upstreams, registry: dict[str, TenantConfig]
-    ) -> None:
+    def __init__(self, store: Store, registry: dict[str, TenantConfig]) -> None:
         self.store = store
         self.registry = registry
         self._cached: tuple[float, dict[str, Any]] | None = None

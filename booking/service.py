@@ -1101,6 +1101,16 @@ class BookingService:
             row = uow.bookings.get(booking_id)
         if row is None or row.tenant_id != tenant.id:
             return
+        if event.type == "order.airline_initiated_change_detected":
+            with self.store.uow() as uow:
+                booking = uow.bookings.get(booking_id, for_update=True)
+                uow.bookings.note(
+                    booking,
+                    "booking.airline_change_detected",
+                    "the airline changed the order; check it with the member",
+                )
+                uow.commit()
+            return
         if event.type not in ("order.created", "order.creation_failed"):
             log.info("Duffel %s for booking %s", event.type, booking_id)
             return

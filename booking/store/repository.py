@@ -55,6 +55,12 @@ class BookingRepository:
         booking.updated_at = utcnow()
         self.events.append(booking, current, detail)
 
+    def note(self, booking: BookingRow, type_: str, detail: str) -> None:
+        """Something that happened to the booking without changing its state (e.g. the
+        airline changed the flight): in the feed, with from and to state the same."""
+        booking.updated_at = utcnow()
+        self.events.append(booking, Status(booking.status), detail, type_)
+
     def list_for_member(
         self,
         tenant_id: str,
@@ -154,14 +160,19 @@ class EventLog:
         return sequence.value
 
     def append(
-        self, booking: BookingRow, from_state: Status | None, detail: str | None
+        self,
+        booking: BookingRow,
+        from_state: Status | None,
+        detail: str | None,
+        type_: str | None = None,
     ) -> EventRow:
+        """The booking's current state as an event (``type_`` names a note without a change)."""
         event = EventRow(
             id=self._next_id(),
             booking_id=booking.id,
             tenant_id=booking.tenant_id,
             member_id=booking.member_id,
-            type=event_type(Status(booking.status)),
+            type=type_ or event_type(Status(booking.status)),
             from_state=from_state.value if from_state else None,
             to_state=booking.status,
             loyalty_minor=booking.loyalty_minor,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 
 import sqlalchemy as sa
@@ -98,7 +97,3 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
         self.counter_engine.dispose()
-
-
-def utc(moment: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(moment, dt.UTC)

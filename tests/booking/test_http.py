@@ -565,6 +565,29 @@ def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_pa
             again = http.post("/api/v1/webhooks/duffel/coffeechain", content=event, headers=signed)
             assert first.json()["data"]["duplicate"] is False
             assert again.json()["data"]["duplicate"] is True
+
+            # The airline changed the flight: noted in the booking's history and the feed.
+            change = json.dumps(
+                {
+                    "id": "wev_test_2",
+                    "type": "order.airline_initiated_change_detected",
+                    "data": {"object": {"metadata": {"booking_id": booking_id}}},
+                }
+            ).encode()
+            noted = http.post(
+                "/api/v1/webhooks/duffel/coffeechain",
+                content=change,
+                headers={"X-Duffel-Signature": sign_webhook(secret, change, int(time.time()))},
+            )
+            assert noted.status_code == 200, noted.text
+            history = http.get(f"/api/v1/bookings/{booking_id}", headers=headers).json()["data"]
+            assert history["status"] == "confirmed"
+            assert "airline changed" in history["status_history"][-1]["detail"]
+            feed = http.get(
+                "/api/v1/admin/events", headers=operator(), params={"limit": 1000}
+            ).json()["data"]["events"]
+            assert feed[-1]["type"] == "booking.airline_change_detected"
+            assert feed[-1]["from_state"] == feed[-1]["to_state"] == "confirmed"
     finally:
         stand_ins.clear_faults()
         server.stop()
@@ -628,3 +651,42 @@ def test_full_flow_on_a_postgresql_store(stand_ins: Any, postgres_url: str, tmp_
             assert http.get("/api/v1/health").json()["data"]["store"]["backend"] == "postgresql"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("service", "route", "fault", "status", "settles_as"),
+    [
+        ("duffel", "order_create", "offer_no_longer_available", 410, "failed"),
+        ("duffel", "order_create", "500_after_create", 202, "confirmed"),
+        ("coffeechain", "deduct", "insufficient-balance", 402, "failed"),
+    ],
+)
+def test_fault_branches_end_to_end(
+    client: httpx.Client,
+    stand_ins: Any,
+    service: str,
+    route: str,
+    fault: str,
+    status: int,
+    settles_as: str,
+) -> None:
+    stand_ins.reset()
+    headers = coffeechain("CC1234567")
+    flight = search(client, headers, days=39)[0]
+    stand_ins.inject_fault(service, route, fault)
+    try:
+        answer = book(client, headers, flight)
+    finally:
+        stand_ins.clear_faults()
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    booking_id = body["data"]["booking_id"] if status == 202 else body["booking_id"]
+    deadline = time.monotonic() + 30
+    while True:
+        detail = client.get(f"/api/v1/bookings/{booking_id}", headers=headers).json()["data"]
+        if detail["status"] == settles_as or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert detail["status"] == settles_as, detail["status_history"]
+    if settles_as == "failed" and detail["payment"]["loyalty_transaction_id"]:
+        assert detail["refund"]["status"] == "completed"
