@@ -66,7 +66,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
-	$(UV) sync --frozen --quiet --group bench  # dlt, for the peer comparison only
+	$(UV) sync --frozen --quiet --group bench  # dlt (the peer comparison) and py-spy (profiling)
 	$(PY) -m benchmarks
 
 lint: setup

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks import (
+    bench_booking,
     bench_dashboard,
     bench_dlt,
     bench_freshness,
@@ -32,6 +33,7 @@ def main() -> None:
     report("warehouse", bench_warehouse.run(args.size))
     report("dashboard", bench_dashboard.run(args.size))
     report("freshness", bench_freshness.run())
+    bench_booking.report_all(bench_booking.run(bench_booking.parse([])))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +28,9 @@ class Figure:
 def report(name: str, figures: list[Figure]) -> Path:
     """Print a table of figures and write them to benchmarks/results/<name>.json."""
     width = max(len(f.metric) for f in figures)
-    print(f"\n{name}")
+    # The machine may be shared: every table says how busy it was when it was measured.
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n{name} (load average {load})")
     for figure in figures:
         target = f"  (target {figure.target})" if figure.target else ""
         print(f"  {figure.metric:<{width}}  {figure.text:>12} {figure.unit}{target}")
@@ -36,7 +39,11 @@ def report(name: str, figures: list[Figure]) -> Path:
     payload = {
         "benchmark": name,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": _cpus(),
+            "load_average": list(os.getloadavg()),
+        },
         "figures": [asdict(f) for f in figures],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -44,6 +51,4 @@ def report(name: str, figures: list[Figure]) -> Path:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
