@@ -437,3 +437,33 @@ def test_a_feed_that_goes_backwards_is_refused_before_anything_lands(tmp_path: P
     with pytest.raises(FeedContractError, match="out of order"):
         _sync([_event(2), _event(1)], tmp_path)
     assert LandingZone.under(tmp_path).files("platform", "booking_events", "coffeechain") == []
+
+
+def test_the_pipeline_step_lands_events_when_the_api_answers_and_says_not_offered_when_not(
+    api: ApiServer,
+    client: httpx.Client,
+    booked: dict[str, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``make pipeline`` runs ingest_platform_job per tenant; either way the step succeeds."""
+    import pipeline
+    from definitions import defs as code_location
+
+    landing = {"landing": {"config": {"data_dir": str(tmp_path)}}}
+    monkeypatch.setattr(pipeline, "QUIET", {**pipeline.QUIET, "resources": landing})
+    monkeypatch.setenv("BOOKING_API_URL", api.url)
+    with dg.instance_for_test() as instance:
+        ran = pipeline._run_job(instance, code_location, "ingest_platform_job", "telcocorp")
+        assert ran.ok, ran.detail
+        events = feed(client, "telcocorp")
+        assert ran.detail == f"raw/platform/booking_events: {len(events)} landed"
+        assert as_feed(landed(tmp_path, "telcocorp")) == expected(events)
+
+        monkeypatch.setenv("BOOKING_OPERATOR_TOKEN", "")
+        idle = pipeline._run_job(instance, code_location, "ingest_platform_job", "telcocorp")
+    assert idle.ok, idle.detail
+    assert idle.detail == (
+        "raw/platform/booking_events: 0 landed "
+        "(not offered: no operator token (BOOKING_OPERATOR_TOKEN is not set))"
+    )
