@@ -7,6 +7,7 @@ import dagster as dg
 from ingestion.duffel import assets as duffel
 from ingestion.loyalty import assets as loyalty
 from ingestion.partitions import tenant_partitions
+from ingestion.platform import assets as platform
 from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.resources import LandingResource, TenantApisResource
 
@@ -35,6 +36,12 @@ ingest_reference_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(duffel.AIRLINES_KEY, duffel.AIRPORTS_KEY),
     executor_def=_in_process,
     description="Duffel airlines and airports.",
+)
+ingest_platform_job = dg.define_asset_job(
+    "ingest_platform_job",
+    selection=dg.AssetSelection.assets(platform.EVENTS_KEY),
+    executor_def=_in_process,
+    description="One tenant's booking events from the booking API's event feed (by cursor).",
 )
 
 
@@ -85,6 +92,7 @@ defs = dg.Definitions(
         duffel.orders,
         duffel.airlines,
         duffel.airports,
+        platform.booking_events,
     ],
     asset_checks=[
         loyalty.ledger_no_duplicate_ids,
@@ -92,16 +100,20 @@ defs = dg.Definitions(
         loyalty.members_no_duplicate_ids,
         duffel.orders_no_duplicate_ids,
         duffel.orders_quarantine_share,
+        platform.booking_events_no_duplicate_ids,
+        platform.booking_events_quarantine_share,
     ],
     jobs=[
         ingest_activity_job,
         ingest_members_job,
         ingest_reference_job,
+        ingest_platform_job,
         quarantine_replay_job,
     ],
     schedules=[ingest_activity_schedule, ingest_members_schedule, ingest_reference_schedule],
     resources={
         "tenant_apis": TenantApisResource(),
+        "booking_api": platform.BookingApiResource(),
         "landing": LandingResource(data_dir=os.environ.get("DATA_DIR", "data")),
     },
 )

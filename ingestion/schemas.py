@@ -142,6 +142,37 @@ AIRPORTS = pl.Schema(
     }
 )
 
+# raw/platform/booking_events: one row per booking event from the booking API's event feed.
+RATE = pl.Decimal(18, 8)  # usd_per_unit and fx_rate, exact as the booking API priced with them
+BOOKING_EVENTS = pl.Schema(
+    {
+        "tenant_id": pl.String,
+        "event_id": pl.Int64,  # the feed's id and cursor: commit order
+        "booking_id": pl.String,
+        "member_id": pl.String,
+        "type": pl.String,  # booking.<state>, or a note (booking.refund_outcome_unknown, ...)
+        "from_state": pl.String,
+        "to_state": pl.String,
+        "loyalty_amount": MONEY,  # in loyalty_currency (stars and points whole, coins to the cent)
+        "loyalty_currency": pl.String,
+        "cashback_amount": MONEY,
+        "refund_amount": MONEY,  # in loyalty_currency
+        "usd_amount": MONEY,  # USD, to the cent
+        "usd_per_unit": RATE,  # the loyalty currency's rate in force when priced
+        "fare_amount": MONEY,  # the fare as Duffel quoted it, in fare_currency
+        "fare_currency": pl.String,
+        "fx_rate": RATE,  # USD per unit of fare_currency
+        "loyalty_transaction_id": pl.String,
+        "refund_transaction_id": pl.String,
+        "duffel_order_id": pl.String,
+        "detail": pl.String,
+        "actor": pl.String,  # operator:<who> when an operator made it happen, else null
+        "occurred_at": UTC_TS,
+        "_loaded_at": UTC_TS,
+        "_batch_id": pl.String,
+    }
+)
+
 # Quarantine: one row per rejected record, with the reason and the raw payload (secrets never).
 QUARANTINE = pl.Schema(
     {
@@ -163,4 +194,5 @@ ENTITIES: dict[tuple[str, str], pl.Schema] = {
     ("duffel", "order_segments"): ORDER_SEGMENTS,
     ("duffel", "airlines"): AIRLINES,
     ("duffel", "airports"): AIRPORTS,
+    ("platform", "booking_events"): BOOKING_EVENTS,
 }

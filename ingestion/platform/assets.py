@@ -1,0 +1,110 @@
+"""The booking API's event feed, one partition per tenant, with its checks."""
+
+import dagster as dg
+
+from ingestion import checks
+from ingestion.partitions import tenant_partitions
+from ingestion.platform.events import ENTITY, SOURCE, sync_booking_events
+from ingestion.resources import LandingResource
+from ingestion.sync import RequestCounter, SyncStats
+from tenants.http import RetryPolicy
+from tenants.platform import (
+    MAX_PAGE_SIZE,
+    BookingApiUnavailable,
+    BookingEventsClient,
+    PlatformSettings,
+    build_booking_events_client,
+)
+
+GROUP = "platform"
+EVENTS_KEY = dg.AssetKey(["raw", SOURCE, ENTITY])
+
+
+class BookingApiResource(dg.ConfigurableResource):
+    """Builds the event-feed client. The operator token is not a field: it is read from
+    ``BOOKING_OPERATOR_TOKEN`` when the run starts, so it never appears in run config or the UI."""
+
+    base_url: str | None = None  # else BOOKING_API_URL (default http://127.0.0.1:8000)
+    page_size: int = 500
+    batch_size: int = 10_000
+
+    def settings(self) -> PlatformSettings:
+        settings = PlatformSettings()
+        if self.base_url:
+            settings = settings.model_copy(update={"booking_api_url": self.base_url})
+        return settings
+
+    def client(self, settings: PlatformSettings, requests: RequestCounter) -> BookingEventsClient:
+        # A refused connection is retried briefly: an API that is not running should say so
+        # in seconds, not hold the pipeline for a whole budget.
+        return build_booking_events_client(
+            settings,
+            retry=RetryPolicy(max_attempts=3, max_elapsed_seconds=10),
+            event_hooks={"response": [requests]},
+        )
+
+
+def _not_offered(context: dg.AssetExecutionContext, why: str) -> dg.MaterializeResult:
+    message = f"{context.partition_key}: booking events not offered: {why}; nothing landed"
+    context.log.warning(message)
+    return dg.MaterializeResult(
+        metadata={"outcome": f"not offered: {why}", "detail": message, "landed": 0}
+    )
+
+
+@dg.asset(
+    key=EVENTS_KEY,
+    group_name=GROUP,
+    partitions_def=tenant_partitions,
+    kinds={"python", "parquet"},
+    description="One row per booking event (state change or note) of the tenant's bookings, "
+    "from the booking API's event feed: amounts in loyalty units and USD with the rates used.",
+)
+def booking_events(
+    context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    settings = booking_api.settings()
+    if settings.booking_operator_token is None:
+        return _not_offered(context, "no operator token (BOOKING_OPERATOR_TOKEN is not set)")
+    if not 1 <= booking_api.page_size <= MAX_PAGE_SIZE:
+        raise dg.Failure(f"booking_api.page_size: {booking_api.page_size} is outside 1..1000")
+    requests = RequestCounter()
+    stats = SyncStats()
+    try:
+        with booking_api.client(settings, requests) as client:
+            sync_booking_events(
+                client,
+                landing.zone(),
+                context.partition_key,
+                page_size=booking_api.page_size,
+                batch_size=booking_api.batch_size,
+                requests=requests,
+                stats=stats,
+            )
+    except BookingApiUnavailable as error:
+        # Nothing answered at all: the API is not running here. Anything else (a refused
+        # token, a 5xx, a failure after some pages) is a failure of this partition.
+        if error.status is None and stats.pages == 0:
+            return _not_offered(
+                context, f"the booking API is not reachable at {settings.booking_api_url}"
+            )
+        raise
+    metadata = stats.metadata()
+    metadata.pop("cursor_since")
+    context.log.info(
+        f"{context.partition_key} booking events: fetched {stats.fetched:,}, landed "
+        f"{stats.landed:,}, quarantined {stats.quarantined:,} in {stats.requests:,} requests"
+    )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset_check(asset=EVENTS_KEY, description="No booking event landed twice within a tenant.")
+def booking_events_no_duplicate_ids(landing: LandingResource) -> dg.AssetCheckResult:
+    return checks.duplicate_ids(landing.zone(), SOURCE, ENTITY, ["event_id"])
+
+
+@dg.asset_check(
+    asset=EVENTS_KEY, description="Quarantined booking events stay under 1% of deliveries."
+)
+def booking_events_quarantine_share(landing: LandingResource) -> dg.AssetCheckResult:
+    return checks.quarantine_share(landing.zone(), SOURCE, ENTITY)
