@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from booking.store.uow import Store
+from sandbox.config import SERVICES, Limit
+from sandbox.runner import start_sandbox
+from tests.helpers.standins import sandbox_config
 
 _PG_DATABASES = iter(range(1, 10_000))
 
@@ -43,19 +46,7 @@ MEMBERS = {"coffeechain": "CC1234567", "telcocorp": "TC-DEF456", "fintechapp": "
 @pytest.fixture(scope="module")
 def stand_ins() -> Iterator[object]:
     """Stand-ins for this module with room in their limits (the tests book a lot)."""
-    import dataclasses
-
-    from sandbox.config import SERVICES, Limit, SandboxConfig
-    from sandbox.runner import start_sandbox
-
-    config = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        timeout_stall_seconds=0.5,
-        limits=dict.fromkeys(SERVICES, Limit(100_000)),
-        fault_control=True,
-    )
-    running = start_sandbox(dataclasses.replace(config))
+    running = start_sandbox(sandbox_config(limits=dict.fromkeys(SERVICES, Limit(100_000))))
     with pytest.MonkeyPatch.context() as patch:
         for name, value in running.client_env().items():
             patch.setenv(name, value)

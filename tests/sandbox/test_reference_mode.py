@@ -13,14 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from sandbox.config import DEFAULT_PORTS, SERVICES, Limit
-from sandbox.runner import Sandbox
+from sandbox.runner import Sandbox, start_sandbox
+from tests.helpers.standins import sandbox_config
 
 from .test_cli import _free_offset
 
@@ -60,21 +60,9 @@ REFUND = {
 
 
 @pytest.fixture(scope="module")
-def reference() -> Any:
+def reference() -> Iterator[Sandbox]:
     """Reference-mode stand-ins for this module (fault control on, as the tests need it)."""
-    import dataclasses
-
-    from sandbox.config import SandboxConfig
-    from sandbox.runner import start_sandbox
-
-    config = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        timeout_stall_seconds=0.5,
-        fault_control=True,
-        reference=True,
-    )
-    running = start_sandbox(dataclasses.replace(config))
+    running = start_sandbox(sandbox_config(reference=True))
     yield running
     running.stop()
 
