@@ -26,7 +26,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from booking.config import BookingSettings
@@ -87,8 +86,6 @@ from tenants.registry import TenantConfig
 
 log = logging.getLogger("booking.service")
 
-# Transport failures raised before a byte reached the upstream: nothing can have happened.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # How far before a booking's creation the reconciler looks for its Duffel order or charge.
 LOOKBACK = dt.timedelta(minutes=10)
 BOOK_PATH = "/api/v1/bookings"
@@ -132,12 +129,12 @@ def outcome_unknown(exc: UpstreamError) -> bool:
     """Whether a failed money call may have been acted on upstream (never repeat it blindly)."""
     if isinstance(exc, OrderOutcomeUnknown):
         return True
-    if isinstance(exc, RateLimited):
-        return False  # refused before processing
+    if exc.not_sent or isinstance(exc, RateLimited):
+        return False  # never sent, or refused before processing
     if isinstance(exc, UpstreamTimeout) or (
         isinstance(exc, UpstreamUnavailable) and exc.status is None
     ):
-        return not isinstance(exc.__cause__, _NOT_SENT)
+        return True
     if isinstance(exc, UpstreamUnavailable):
         return exc.status in (500, 502, 504)
     return False
