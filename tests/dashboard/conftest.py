@@ -216,6 +216,20 @@ def http_sign_in(
     return answer
 
 
+def tenant_body(version: str | None, tenant_id: str = "telcocorp") -> dict:
+    """The Dash callback request that renders a tenant's page, as the browser sends it."""
+    return {
+        "output": "tenant-body.children",
+        "outputs": {"id": "tenant-body", "property": "children"},
+        "inputs": [
+            {"id": "snapshot-version", "property": "data", "value": version},
+            {"id": "tenant-id", "property": "data", "value": tenant_id},
+        ],
+        "changedPropIds": ["tenant-id.data"],
+        "state": [],
+    }
+
+
 @pytest.fixture(scope="session")
 def server(
     data_dir: Path, passwords: dict[str, str], tmp_path_factory: pytest.TempPathFactory
