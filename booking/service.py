@@ -576,6 +576,7 @@ class BookingService:
             uow.commit()
 
     def _unknown(self, row: BookingRow, phase: str, why: str) -> bool:
+        """Hold the booking for reconciliation of ``phase``; False: this call cannot go on."""
         deadline = self.clock() + dt.timedelta(seconds=self.settings.reconcile_deadline_seconds)
         self._step(
             row.id,
@@ -588,8 +589,9 @@ class BookingService:
 
     def _charge(self, row: BookingRow, tenant: TenantConfig) -> bool:
         if row.reconcile_phase == "charge":
-            # A previous driver may have reached the tenant before it stopped.
-            return self._unknown(row, "charge", "a charge attempt was interrupted") or True
+            # A previous driver may have reached the tenant before it stopped: reconcile next.
+            self._unknown(row, "charge", "a charge attempt was interrupted")
+            return True
         self._mark(row.id, reconcile_phase="charge")
         amount = loyalty_amount(row)
         try:
@@ -650,7 +652,8 @@ class BookingService:
 
     def _order(self, row: BookingRow, tenant: TenantConfig) -> bool:
         if row.reconcile_phase == "order":
-            return self._unknown(row, "order", "an order attempt was interrupted") or True
+            self._unknown(row, "order", "an order attempt was interrupted")
+            return True
         self._mark(row.id, reconcile_phase="order")
         passengers = [
             {
