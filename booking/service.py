@@ -227,8 +227,8 @@ class BookingService:
                 continue
             try:
                 price = self.price(tenant, offer, now.date())
-            except Problem:
-                log.warning("offer %s skipped: its fare cannot be priced", offer.id)
+            except Problem as problem:
+                log.warning("offer %s skipped: %s", offer.id, problem.detail)
                 continue
             flights.append(
                 flight_view(
