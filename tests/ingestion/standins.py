@@ -38,9 +38,14 @@ def lifted_registry(folder: Path) -> Path:
 def serve_history(folder: Path, size: int, seed: int, anomaly_rate: float) -> Iterator[Sandbox]:
     """Generate a history, serve it with lifted limits and point the clients at it."""
     generate(size, seed, folder, anchor=ANCHOR, anomaly_rate=anomaly_rate)
+    yield from serve_standins(folder)
+
+
+def serve_standins(history: Path) -> Iterator[Sandbox]:
+    """Serve a generated history with lifted limits and point the clients at it meanwhile."""
     config = dataclasses.replace(
         SandboxConfig(),
-        history_dir=folder,
+        history_dir=history,
         ports=dict.fromkeys(SERVICES, 0),
         log_requests=False,
         limits={name: Limit(100_000) for name in SERVICES},
