@@ -12,23 +12,13 @@ from sandbox.config import SERVICES, Limit
 from sandbox.runner import start_sandbox
 from tests.helpers.standins import sandbox_config
 
-_PG_DATABASES = iter(range(1, 10_000))
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store URL on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'booking.sqlite3'}"
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("postgres_url")
-    name = f"booking_test_{next(_PG_DATABASES)}"
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
+    return request.getfixturevalue("postgres_server").create_database()
 
 
 @pytest.fixture
