@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from sandbox.config import SERVICES, SandboxConfig
+from sandbox.config import SERVICES, Limit, SandboxConfig
 
 
 def sandbox_config(**overrides: object) -> SandboxConfig:
@@ -16,3 +17,14 @@ def sandbox_config(**overrides: object) -> SandboxConfig:
         fault_control=True,
     )
     return dataclasses.replace(base, **overrides)
+
+
+def history_config(history: Path) -> SandboxConfig:
+    """Stand-ins serving a generated history on free ports, quiet, with limits no test reaches."""
+    return dataclasses.replace(
+        SandboxConfig(),
+        history_dir=history,
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        limits=dict.fromkeys(SERVICES, Limit(100_000)),
+    )

@@ -3,7 +3,6 @@ tenant registry with limits the stand-ins' lifted ones match, and records plante
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,11 +14,11 @@ from typing import Any
 import httpx
 import yaml
 
-from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.generator import generate
 from sandbox.runner import Sandbox, start_sandbox
 from tenants.registry import REGISTRY_DIR
 from tenants.settings import get_settings
+from tests.helpers.standins import history_config
 
 ANCHOR = dt.date(2026, 11, 1)
 
@@ -43,13 +42,7 @@ def serve_history(folder: Path, size: int, seed: int, anomaly_rate: float) -> It
 
 def serve_standins(history: Path) -> Iterator[Sandbox]:
     """Serve a generated history with lifted limits and point the clients at it meanwhile."""
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=history,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
+    config = history_config(history)
     running = start_sandbox(config)
     saved = dict(os.environ)
     os.environ.update(running.client_env())
