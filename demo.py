@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 
 from pipeline import ensure_dagster_home
-from sandbox.config import DEFAULT_PORTS, TENANT_SERVICES, SandboxConfig
-from sandbox.loyalty.coffeechain import API_KEY as STANDIN_COFFEECHAIN_KEY
+from sandbox.config import DEFAULT_PORTS, SandboxConfig
+from sandbox.runner import client_env
 
 ROOT = Path(__file__).resolve().parent
 PY = sys.executable
@@ -32,21 +32,8 @@ def standin_env(config: SandboxConfig) -> dict[str, str]:
 
     Set for every child, so a ``.env`` holding real tenants' values never meets the stand-ins.
     """
-    base = f"http://{config.host}"
-    env = {
-        "COFFEECHAIN_API_URL": f"{base}:{DEFAULT_PORTS['coffeechain']}",
-        "TELCOCORP_API_URL": f"{base}:{DEFAULT_PORTS['telcocorp']}",
-        "FINTECHAPP_API_URL": f"{base}:{DEFAULT_PORTS['fintechapp']}",
-        "DUFFEL_BASE_URL": f"{base}:{DEFAULT_PORTS['duffel']}",
-        "COFFEECHAIN_API_KEY": STANDIN_COFFEECHAIN_KEY,
-        "TELCOCORP_CLIENT_ID": "telcocorp_client_id",
-        "TELCOCORP_CLIENT_SECRET": "telcocorp_client_secret",
-        "FINTECHAPP_PARTNER_ID": config.fintechapp_partner_id,
-        "FINTECHAPP_PARTNER_SECRET": config.fintechapp_partner_secret,
-    }
-    for token, tenant in config.duffel_tokens(TENANT_SERVICES).items():
-        env[f"{tenant.upper()}_DUFFEL_TOKEN"] = token
-    return env
+    urls = {name: f"http://{config.host}:{DEFAULT_PORTS[name]}" for name in DEFAULT_PORTS}
+    return client_env(config, urls)
 
 
 def operator_token(path: Path = OPERATOR_TOKEN_FILE) -> str:

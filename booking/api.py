@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import structlog
@@ -170,29 +170,36 @@ def create_app(
     dispatcher = WebhookDispatcher(store, backoff_seconds=settings.webhook_backoff_seconds)
     stop = threading.Event()
 
-    def reconciler() -> None:
-        # Resume sagas left unfinished by a crash, and resolve unknown outcomes, until stopped.
+    def every_interval(name: str, action: Callable[[], object]) -> None:
+        # Until stopped; a pass that fails (a store or upstream outage) is logged, and the
+        # loop goes on: unfinished sagas stay owed, and so do webhook deliveries.
         while True:
             try:
-                service.reconcile_once()
-            except Exception:  # the loop must survive a store or upstream outage; it is logged
-                log.exception("reconciler pass failed")
-            try:
-                dispatcher.run_once()
-            except Exception:  # likewise for webhook deliveries: they stay owed, and retried
-                log.exception("webhook pass failed")
+                action()
+            except Exception:
+                log.exception(f"{name} pass failed")
             if stop.wait(settings.reconcile_interval_seconds):
                 return
 
+    # Two loops: a delivery can wait many seconds on a tenant's endpoint, and sagas to resume
+    # (a crash, an unknown outcome) must not wait behind it.
+    loops = {"reconciler": service.reconcile_once, "webhook": dispatcher.run_once}
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        thread = None
+        threads = []
         if settings.background_reconciler:
-            thread = threading.Thread(target=reconciler, name="booking-reconciler", daemon=True)
-            thread.start()
+            threads = [
+                threading.Thread(
+                    target=every_interval, args=loop, name=f"booking-{loop[0]}", daemon=True
+                )
+                for loop in loops.items()
+            ]
+            for thread in threads:
+                thread.start()
         yield
         stop.set()
-        if thread is not None:
+        for thread in threads:
             thread.join(10)
         upstreams.close()
         dispatcher.close()

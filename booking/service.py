@@ -26,7 +26,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from booking.config import BookingSettings
@@ -87,8 +86,6 @@ from tenants.registry import TenantConfig
 
 log = logging.getLogger("booking.service")
 
-# Transport failures raised before a byte reached the upstream: nothing can have happened.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # How far before a booking's creation the reconciler looks for its Duffel order or charge.
 LOOKBACK = dt.timedelta(minutes=10)
 BOOK_PATH = "/api/v1/bookings"
@@ -132,12 +129,12 @@ def outcome_unknown(exc: UpstreamError) -> bool:
     """Whether a failed money call may have been acted on upstream (never repeat it blindly)."""
     if isinstance(exc, OrderOutcomeUnknown):
         return True
-    if isinstance(exc, RateLimited):
-        return False  # refused before processing
+    if exc.not_sent or isinstance(exc, RateLimited):
+        return False  # never sent, or refused before processing
     if isinstance(exc, UpstreamTimeout) or (
         isinstance(exc, UpstreamUnavailable) and exc.status is None
     ):
-        return not isinstance(exc.__cause__, _NOT_SENT)
+        return True
     if isinstance(exc, UpstreamUnavailable):
         return exc.status in (500, 502, 504)
     return False
@@ -230,8 +227,8 @@ class BookingService:
                 continue
             try:
                 price = self.price(tenant, offer, now.date())
-            except Problem:
-                log.warning("offer %s skipped: its fare cannot be priced", offer.id)
+            except Problem as problem:
+                log.warning("offer %s skipped: %s", offer.id, problem.detail)
                 continue
             flights.append(
                 flight_view(
@@ -579,6 +576,7 @@ class BookingService:
             uow.commit()
 
     def _unknown(self, row: BookingRow, phase: str, why: str) -> bool:
+        """Hold the booking for reconciliation of ``phase``; False: this call cannot go on."""
         deadline = self.clock() + dt.timedelta(seconds=self.settings.reconcile_deadline_seconds)
         self._step(
             row.id,
@@ -591,8 +589,9 @@ class BookingService:
 
     def _charge(self, row: BookingRow, tenant: TenantConfig) -> bool:
         if row.reconcile_phase == "charge":
-            # A previous driver may have reached the tenant before it stopped.
-            return self._unknown(row, "charge", "a charge attempt was interrupted") or True
+            # A previous driver may have reached the tenant before it stopped: reconcile next.
+            self._unknown(row, "charge", "a charge attempt was interrupted")
+            return True
         self._mark(row.id, reconcile_phase="charge")
         amount = loyalty_amount(row)
         try:
@@ -653,7 +652,8 @@ class BookingService:
 
     def _order(self, row: BookingRow, tenant: TenantConfig) -> bool:
         if row.reconcile_phase == "order":
-            return self._unknown(row, "order", "an order attempt was interrupted") or True
+            self._unknown(row, "order", "an order attempt was interrupted")
+            return True
         self._mark(row.id, reconcile_phase="order")
         passengers = [
             {

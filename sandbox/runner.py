@@ -94,20 +94,7 @@ class Sandbox:
 
     def client_env(self) -> dict[str, str]:
         """Environment that points the platform's tenant clients at these stand-ins."""
-        env = {
-            "COFFEECHAIN_API_URL": self.urls["coffeechain"],
-            "TELCOCORP_API_URL": self.urls["telcocorp"],
-            "FINTECHAPP_API_URL": self.urls["fintechapp"],
-            "DUFFEL_BASE_URL": self.urls["duffel"],
-            "COFFEECHAIN_API_KEY": "test_cc_api_key_12345",
-            "TELCOCORP_CLIENT_ID": "telcocorp_client_id",
-            "TELCOCORP_CLIENT_SECRET": "telcocorp_client_secret",
-            "FINTECHAPP_PARTNER_ID": self.config.fintechapp_partner_id,
-            "FINTECHAPP_PARTNER_SECRET": self.config.fintechapp_partner_secret,
-        }
-        for token, tenant in self.config.duffel_tokens(ORGANISATIONS).items():
-            env[f"{tenant.upper()}_DUFFEL_TOKEN"] = token
-        return env
+        return client_env(self.config, self.urls)
 
     def stop(self) -> None:
         self._stop.set()
@@ -134,6 +121,24 @@ class Sandbox:
         thread = threading.Thread(target=loop, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def client_env(config: SandboxConfig, urls: dict[str, str]) -> dict[str, str]:
+    """The tenant clients' settings for stand-ins at ``urls``: their URLs and fixed credentials."""
+    env = {
+        "COFFEECHAIN_API_URL": urls["coffeechain"],
+        "TELCOCORP_API_URL": urls["telcocorp"],
+        "FINTECHAPP_API_URL": urls["fintechapp"],
+        "DUFFEL_BASE_URL": urls["duffel"],
+        "COFFEECHAIN_API_KEY": "test_cc_api_key_12345",
+        "TELCOCORP_CLIENT_ID": "telcocorp_client_id",
+        "TELCOCORP_CLIENT_SECRET": "telcocorp_client_secret",
+        "FINTECHAPP_PARTNER_ID": config.fintechapp_partner_id,
+        "FINTECHAPP_PARTNER_SECRET": config.fintechapp_partner_secret,
+    }
+    for token, tenant in config.duffel_tokens(ORGANISATIONS).items():
+        env[f"{tenant.upper()}_DUFFEL_TOKEN"] = token
+    return env
 
 
 def start_sandbox(config: SandboxConfig | None = None) -> Sandbox:

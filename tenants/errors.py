@@ -44,6 +44,9 @@ class UpstreamError(Exception):
         self.code = code
         self.details = details or {}
         self.request_id = request_id
+        # The call itself never left this process (no connection, or its token/session
+        # request failed first): the upstream cannot have acted on it.
+        self.not_sent = False
         self.message = " ".join(redact(message).split())  # one line, whatever the upstream sent
         self.facts: dict[str, str] = {}
         super().__init__(self._render())

@@ -215,6 +215,7 @@ class RequestRunner:
                 raise self._quota_spent(exc, route) from exc
             except UpstreamError as exc:
                 # Raised by the auth flow (token/session endpoint); the call itself was not sent.
+                exc.not_sent = True
                 self._log(route, f"auth-{exc.status}", t0, attempt)
                 if exc.status is None or not _retryable_status(exc.status, Safety.READ):
                     raise
@@ -306,6 +307,7 @@ class RequestRunner:
         timed_out = isinstance(exc, httpx.TimeoutException)
         cls = self.errors.timeout if timed_out else self.errors.unavailable
         error = cls(text, tenant=self.tenant, endpoint=route.label)
+        error.not_sent = before_call is not None or isinstance(exc, _NOT_SENT)
         error.__cause__ = exc  # kept when the budget runs out
         return error
 
@@ -315,7 +317,7 @@ class RequestRunner:
         text = f"not sent: {wait}"
         if refusal is not None:
             text += f" (the upstream answered {refusal.status} to an earlier request)"
-        return self.errors.rate_limited(
+        error = self.errors.rate_limited(
             text,
             tenant=self.tenant,
             endpoint=route.label,
@@ -324,6 +326,8 @@ class RequestRunner:
             code=refusal.code if refusal else None,
             request_id=refusal.request_id if refusal else None,
         )
+        error.not_sent = True
+        return error
 
     def _log(self, route: Route, status: int | str, t0: float, attempt: int) -> None:
         latency_ms = (time.monotonic() - t0) * 1000

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from sandbox.config import SERVICES, SandboxConfig
 from sandbox.runner import Sandbox, start_sandbox
+from tests.helpers.standins import sandbox_config
 from tests.postgres import postgres_server, postgres_url
 
 # Fixtures defined in tests/postgres.py, made available to every test.
 __all__ = ["postgres_server", "postgres_url"]
-
-
-def _config(**overrides: object) -> SandboxConfig:
-    base = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        timeout_stall_seconds=0.5,
-        fault_control=True,
-    )
-    return dataclasses.replace(base, **overrides)
 
 
 @pytest.fixture
@@ -31,7 +20,7 @@ def sandbox_factory() -> Iterator[Callable[..., Sandbox]]:
     started: list[Sandbox] = []
 
     def start(**overrides: object) -> Sandbox:
-        sandbox = start_sandbox(_config(**overrides))
+        sandbox = start_sandbox(sandbox_config(**overrides))
         started.append(sandbox)
         return sandbox
 
@@ -43,7 +32,7 @@ def sandbox_factory() -> Iterator[Callable[..., Sandbox]]:
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
     """Stand-ins with the reference members only and the real rate limits."""
-    running = start_sandbox(_config())
+    running = start_sandbox(sandbox_config())
     yield running
     running.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import multiprocessing
@@ -18,11 +17,11 @@ import polars as pl
 import pytest
 
 from definitions import defs
-from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.generator import generate
 from sandbox.runner import Sandbox, start_sandbox
 from tenants.settings import get_settings
 from tests.helpers.snapshot_reader import read_for
+from tests.helpers.standins import history_config
 from transforms.publish import SNAPSHOT, VERSION, publish_snapshot
 
 ANCHOR = dt.date(2026, 11, 1)
@@ -40,13 +39,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipeline_run(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One full run, exactly as `make pipeline` does it, into a temporary data folder."""
     data_dir = tmp_path_factory.mktemp("data")
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=history,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
+    config = history_config(history)
     saved = dict(os.environ)
     sandbox: Sandbox = start_sandbox(config)
     try:
@@ -161,13 +154,7 @@ def test_live_job_brings_new_bookings_to_the_snapshot(history: Path, tmp_path: P
     from sandbox.traffic import Traffic
 
     data_dir = tmp_path / "data"
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=history,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
+    config = history_config(history)
     manifest = json.loads((history / "manifest.json").read_text())
     saved = dict(os.environ)
     sandbox = start_sandbox(config)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from booking.store.uow import Store
-
-_PG_DATABASES = iter(range(1, 10_000))
+from sandbox.config import SERVICES, Limit
+from sandbox.runner import start_sandbox
+from tests.helpers.standins import sandbox_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -17,15 +18,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store URL on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'booking.sqlite3'}"
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("postgres_url")
-    name = f"booking_test_{next(_PG_DATABASES)}"
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
+    return request.getfixturevalue("postgres_server").create_database()
 
 
 @pytest.fixture
@@ -43,19 +36,7 @@ MEMBERS = {"coffeechain": "CC1234567", "telcocorp": "TC-DEF456", "fintechapp": "
 @pytest.fixture(scope="module")
 def stand_ins() -> Iterator[object]:
     """Stand-ins for this module with room in their limits (the tests book a lot)."""
-    import dataclasses
-
-    from sandbox.config import SERVICES, Limit, SandboxConfig
-    from sandbox.runner import start_sandbox
-
-    config = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        timeout_stall_seconds=0.5,
-        limits=dict.fromkeys(SERVICES, Limit(100_000)),
-        fault_control=True,
-    )
-    running = start_sandbox(dataclasses.replace(config))
+    running = start_sandbox(sandbox_config(limits=dict.fromkeys(SERVICES, Limit(100_000))))
     with pytest.MonkeyPatch.context() as patch:
         for name, value in running.client_env().items():
             patch.setenv(name, value)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from booking.schemas import BookingList, BookingView, CancelResult, EventPage, SearchResult
+from tests.postgres import PostgresServer
 
 from .helpers import departure
 
@@ -627,15 +628,10 @@ def test_out_of_range_paging_is_a_validation_error_not_a_500(client: httpx.Clien
     )
 
 
-def test_full_flow_on_a_postgresql_store(stand_ins: Any, postgres_url: str, tmp_path: Path) -> None:
-    import sqlalchemy as sa
-
-    name = f"booking_e2e_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+def test_full_flow_on_a_postgresql_store(
+    stand_ins: Any, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.create_database()
     server = ApiServer(_env(stand_ins, url), tmp_path / "api.log")
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:

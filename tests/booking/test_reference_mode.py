@@ -8,7 +8,6 @@ booking waits in ``refund_pending`` for an operator and no answer claims a refun
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -20,8 +19,8 @@ import httpx
 import pytest
 
 from booking.schemas import BookingList, BookingView, CancelResult
-from sandbox.config import SERVICES, SandboxConfig
 from sandbox.runner import Sandbox, start_sandbox
+from tests.helpers.standins import sandbox_config
 
 from .test_http import (
     ApiServer,
@@ -42,14 +41,7 @@ RETRY_WINDOW = 3.0
 @pytest.fixture(scope="module")
 def reference() -> Iterator[Sandbox]:
     """Reference-only stand-ins (fault control on: the tests arm Duffel's order failure)."""
-    config = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        timeout_stall_seconds=0.5,
-        fault_control=True,
-        reference=True,
-    )
-    running = start_sandbox(dataclasses.replace(config))
+    running = start_sandbox(sandbox_config(reference=True))
     yield running
     running.stop()
 

@@ -5,18 +5,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from booking.api import create_app
+from booking.config import BookingSettings
 from booking.schemas import CancelRequest
-from booking.service import Member
+from booking.service import BookingService, Member
 from booking.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookDispatcher
 
-from .helpers import booking_request, make_service, roomy_registry, search
+from .helpers import booking_request, make_service, roomy_registry, search, upstreams_for
 
 
 class Receiver:
@@ -112,3 +117,53 @@ def test_fan_out_is_exactly_once_with_concurrent_dispatchers(store, stand_ins, r
     finally:
         for dispatcher in dispatchers:
             dispatcher.close()
+
+
+def test_a_hanging_webhook_receiver_does_not_hold_up_the_reconciler(store, stand_ins, monkeypatch):
+    """A delivery may wait seconds on a tenant's endpoint; sagas to resume must not wait with it."""
+    stand_ins.reset()
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    held: list[socket.socket] = []
+    reached = threading.Event()
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+            reached.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    service = make_service(store, stand_ins)
+    registering = WebhookDispatcher(store)
+    registering.register("coffeechain", f"http://127.0.0.1:{listener.getsockname()[1]}/hooks")
+    registering.close()
+    who = Member(roomy_registry()["coffeechain"], "CC1234567")
+    service.book(who, booking_request(search(service, who)[0]), "k-hang", "h")
+
+    passes: list[float] = []
+    reconcile_once = BookingService.reconcile_once
+
+    def counted(self: BookingService) -> int:
+        passes.append(time.monotonic())
+        return reconcile_once(self)
+
+    monkeypatch.setattr(BookingService, "reconcile_once", counted)
+    settings = BookingSettings(database_url="unused", reconcile_interval_seconds=0.1)
+    app = create_app(
+        settings, store=store, upstreams=upstreams_for(stand_ins), registry=roomy_registry()
+    )
+    with TestClient(app):
+        try:
+            assert reached.wait(30), "the booking's event was never delivered"
+            seen = len(passes)
+            # The delivery hangs for its whole 10 s timeout; look well within it.
+            deadline = time.monotonic() + 8
+            while len(passes) < seen + 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(passes) >= seen + 2, "the reconciler waited on a webhook delivery"
+        finally:
+            listener.close()
+            for connection in held:
+                connection.close()

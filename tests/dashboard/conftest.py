@@ -7,7 +7,6 @@ process (``python -m dashboard``), as in production.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -27,11 +26,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from dashboard.auth import create_demo_users
 from definitions import defs
-from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.generator import generate
 from sandbox.runner import start_sandbox
 from tenants.registry import get_registry
 from tenants.settings import get_settings
+from tests.helpers.standins import history_config
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -55,13 +54,7 @@ WAIT_MS = 20_000  # upper bound for anything the page should show; not a timing 
 
 def run_pipeline(history: Path, data_dir: Path) -> None:
     """Ingest every tenant from the stand-ins, build the warehouse and publish, as `make pipeline`."""
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=history,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
+    config = history_config(history)
     saved = dict(os.environ)
     sandbox = start_sandbox(config)
     try:
@@ -214,6 +207,20 @@ def http_sign_in(
     if "_csrf_token" in client.cookies:
         client.headers["X-CSRFToken"] = client.cookies["_csrf_token"]
     return answer
+
+
+def tenant_body(version: str | None, tenant_id: str = "telcocorp") -> dict:
+    """The Dash callback request that renders a tenant's page, as the browser sends it."""
+    return {
+        "output": "tenant-body.children",
+        "outputs": {"id": "tenant-body", "property": "children"},
+        "inputs": [
+            {"id": "snapshot-version", "property": "data", "value": version},
+            {"id": "tenant-id", "property": "data", "value": tenant_id},
+        ],
+        "changedPropIds": ["tenant-id.data"],
+        "state": [],
+    }
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from tests.dashboard.conftest import (
     sign_in,
     start_dashboard,
     stop_dashboard,
+    tenant_body,
 )
 
 
@@ -57,19 +58,6 @@ def _bump_version(serving: Path) -> None:
     payload = json.loads((serving / "serving.json").read_text())
     payload["version"] = time.time_ns()
     (serving / "serving.json").write_text(json.dumps(payload))
-
-
-def _tenant_body(version: str | None) -> dict:
-    return {
-        "output": "tenant-body.children",
-        "outputs": {"id": "tenant-body", "property": "children"},
-        "inputs": [
-            {"id": "snapshot-version", "property": "data", "value": version},
-            {"id": "tenant-id", "property": "data", "value": "telcocorp"},
-        ],
-        "changedPropIds": ["tenant-id.data"],
-        "state": [],
-    }
 
 
 def _poll(known: str | None) -> dict:
@@ -121,13 +109,13 @@ def test_a_corrupt_publish_keeps_the_last_good_snapshot(
     client = httpx.Client(base_url=own_server.url, timeout=60)
     http_sign_in(client, "operator", passwords["operator"])
     version = client.get("/_dash-layout").json()["props"]["children"][1]["props"]["data"]
-    good = client.post("/_dash-update-component", json=_tenant_body(version))
+    good = client.post("/_dash-update-component", json=tenant_body(version))
     assert good.status_code == 200 and "TelcoCorp" in good.text
 
     _corrupt_copy(data_dir / "serving" / "serving.duckdb", serving / "serving.duckdb")
     _bump_version(serving)
     polled = client.post("/_dash-update-component", json=_poll(version))
-    body = client.post("/_dash-update-component", json=_tenant_body(version))
+    body = client.post("/_dash-update-component", json=tenant_body(version))
     exported = _csv(client)
     print(
         f"corrupt serving.duckdb: poll {polled.status_code}, callback {body.status_code},"
@@ -145,7 +133,7 @@ def test_a_corrupt_publish_keeps_the_last_good_snapshot(
     print(f"corrupt serving.json: page {page.status_code}, layout {layout.status_code}")
     assert page.status_code == 200 and layout.status_code == 200
     assert polled.status_code == 200 and "unreadable" in polled.text
-    body = client.post("/_dash-update-component", json=_tenant_body(version))
+    body = client.post("/_dash-update-component", json=tenant_body(version))
     assert body.status_code == 200 and "TelcoCorp" in body.text
     client.close()
 
@@ -161,7 +149,7 @@ def test_a_corrupt_snapshot_with_nothing_good_says_data_unavailable(
         with httpx.Client(base_url=server.url, timeout=60) as client:
             http_sign_in(client, "operator", passwords["operator"])
             status, _ = _csv(client)
-            body = client.post("/_dash-update-component", json=_tenant_body("1"))
+            body = client.post("/_dash-update-component", json=tenant_body("1"))
         print(f"no good snapshot: export {status}, callback {body.status_code}")
         assert status == 503
         assert body.status_code == 503 and "Data unavailable" in body.text
@@ -216,6 +204,6 @@ def test_a_snapshot_damaged_in_place_is_never_exported_cut_short(
         assert status in (200, 503)
         if status == 200:
             assert rows is not None and len(rows) == telco
-        body = client.post("/_dash-update-component", json=_tenant_body("1"))
+        body = client.post("/_dash-update-component", json=tenant_body("1"))
         assert body.status_code in (200, 503) and "Traceback" not in body.text
     client.close()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Server, Session, http_sign_in
+from tests.dashboard.conftest import Server, Session, http_sign_in, tenant_body
 
 OTHER_TENANT_MARKERS = ("CoffeeChain", "stars", "coffeechain:")
 
@@ -30,19 +30,6 @@ def _version(client: httpx.Client) -> str:
     store = layout["props"]["children"][1]
     assert store["props"]["id"] == "snapshot-version"
     return store["props"]["data"]
-
-
-def _tenant_body(version: str, tenant_id: str) -> dict:
-    return {
-        "output": "tenant-body.children",
-        "outputs": {"id": "tenant-body", "property": "children"},
-        "inputs": [
-            {"id": "snapshot-version", "property": "data", "value": version},
-            {"id": "tenant-id", "property": "data", "value": tenant_id},
-        ],
-        "changedPropIds": ["tenant-id.data"],
-        "state": [],
-    }
 
 
 def _grid_rows(version: str, tenant_id: str) -> dict:
@@ -122,7 +109,7 @@ def test_callback_posts_for_another_tenant_are_refused(
     ).fetchone()[0]
     # The same requests for the staff user's own tenant succeed: the payloads are real ones.
     for allowed in (
-        _tenant_body(version, "telcocorp"),
+        tenant_body(version, "telcocorp"),
         _grid_rows(version, "telcocorp"),
         _booking_body(version, "telcocorp", telco_booking),
     ):
@@ -130,7 +117,7 @@ def test_callback_posts_for_another_tenant_are_refused(
         assert answer.status_code == 200, answer.text
         assert "TelcoCorp" in answer.text or telco_booking in answer.text
     for forged in (
-        _tenant_body(version, "coffeechain"),
+        tenant_body(version, "coffeechain"),
         _grid_rows(version, "coffeechain"),
         _booking_body(version, "coffeechain", coffee_booking),
     ):

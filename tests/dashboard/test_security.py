@@ -35,6 +35,7 @@ from tests.dashboard.conftest import (
     sign_in,
     start_dashboard,
     stop_dashboard,
+    tenant_body,
 )
 
 # Client addresses as a proxy in front would report them (X-Forwarded-For); no traffic goes
@@ -169,19 +170,6 @@ print(json.dumps(counts))
 """
 
 
-def _tenant_body(version: str) -> dict:
-    return {
-        "output": "tenant-body.children",
-        "outputs": {"id": "tenant-body", "property": "children"},
-        "inputs": [
-            {"id": "snapshot-version", "property": "data", "value": version},
-            {"id": "tenant-id", "property": "data", "value": "telcocorp"},
-        ],
-        "changedPropIds": ["tenant-id.data"],
-        "state": [],
-    }
-
-
 def _p95(client: httpx.Client, body: dict, count: int) -> float:
     took = []
     for _ in range(count):
@@ -200,7 +188,7 @@ def test_a_sign_in_flood_does_not_starve_signed_in_users(
     signed = http_sign_in(user, "staff-telcocorp", passwords["staff-telcocorp"], headers=headers)
     assert signed.status_code == 302
     layout = user.get("/_dash-layout").json()
-    body = _tenant_body(layout["props"]["children"][1]["props"]["data"])
+    body = tenant_body(layout["props"]["children"][1]["props"]["data"])
     _p95(user, body, 5)  # warm up
     quiet = _p95(user, body, 40)
 

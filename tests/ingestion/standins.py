@@ -3,7 +3,6 @@ tenant registry with limits the stand-ins' lifted ones match, and records plante
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,11 +14,11 @@ from typing import Any
 import httpx
 import yaml
 
-from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.generator import generate
 from sandbox.runner import Sandbox, start_sandbox
 from tenants.registry import REGISTRY_DIR
 from tenants.settings import get_settings
+from tests.helpers.standins import history_config
 
 ANCHOR = dt.date(2026, 11, 1)
 
@@ -38,13 +37,12 @@ def lifted_registry(folder: Path) -> Path:
 def serve_history(folder: Path, size: int, seed: int, anomaly_rate: float) -> Iterator[Sandbox]:
     """Generate a history, serve it with lifted limits and point the clients at it."""
     generate(size, seed, folder, anchor=ANCHOR, anomaly_rate=anomaly_rate)
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=folder,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
+    yield from serve_standins(folder)
+
+
+def serve_standins(history: Path) -> Iterator[Sandbox]:
+    """Serve a generated history with lifted limits and point the clients at it meanwhile."""
+    config = history_config(history)
     running = start_sandbox(config)
     saved = dict(os.environ)
     os.environ.update(running.client_env())

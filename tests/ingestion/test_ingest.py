@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +17,11 @@ from ingestion.duffel.assets import orders
 from ingestion.landing import LandingZone
 from ingestion.loyalty.assets import ledger_transactions, members
 from ingestion.resources import LandingResource, TenantApisResource
-from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.generator import generate
-from sandbox.runner import Sandbox, start_sandbox
+from sandbox.runner import Sandbox
 from sandbox.traffic import Traffic
 from tenants.registry import REGISTRY_DIR
-from tenants.settings import get_settings
+from tests.ingestion.standins import serve_standins
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
 ANCHOR = dt.date(2026, 11, 1)
@@ -44,22 +41,7 @@ def manifest(history: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def sandbox(history: Path) -> Iterator[Sandbox]:
-    config = dataclasses.replace(
-        SandboxConfig(),
-        history_dir=history,
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        limits={name: Limit(100_000) for name in SERVICES},
-    )
-    running = start_sandbox(config)
-    saved = dict(os.environ)
-    os.environ.update(running.client_env())
-    get_settings.cache_clear()
-    yield running
-    running.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
+    yield from serve_standins(history)
 
 
 def ingest(

@@ -37,6 +37,29 @@ def _is_free(port: int) -> bool:
     return True
 
 
+def serve_cli(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """``python -m sandbox serve ARGS`` started, and what it printed until it said it serves."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops" in line or not line:
+                break
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, lines
+
+
 def test_generate_then_serve_then_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "history"
     done = subprocess.run(
@@ -61,30 +84,8 @@ def test_generate_then_serve_then_ctrl_c(tmp_path: Path) -> None:
     assert manifest["size"] == 1500
 
     offset = _free_offset()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--history",
-            str(out),
-            "--port-offset",
-            str(offset),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc, lines = serve_cli("--history", str(out), "--port-offset", str(offset))
     try:
-        lines = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C stops" in line or not line:
-                break
         assert any("Ctrl-C stops" in line for line in lines), "".join(lines)
         for name, port in DEFAULT_PORTS.items():
             health = httpx.get(f"http://127.0.0.1:{port + offset}/health", timeout=5)

@@ -8,21 +8,18 @@ run through the contract tests in both modes (tests/sandbox/test_loyalty_contrac
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from sandbox.config import DEFAULT_PORTS, SERVICES, Limit
-from sandbox.runner import Sandbox
+from sandbox.runner import Sandbox, start_sandbox
+from tests.helpers.standins import sandbox_config
 
-from .test_cli import _free_offset
+from .test_cli import _free_offset, serve_cli
 
 CC_KEY = {"X-CC-API-Key": "test_cc_api_key_12345"}
 TC_CREDENTIALS = {
@@ -60,21 +57,9 @@ REFUND = {
 
 
 @pytest.fixture(scope="module")
-def reference() -> Any:
+def reference() -> Iterator[Sandbox]:
     """Reference-mode stand-ins for this module (fault control on, as the tests need it)."""
-    import dataclasses
-
-    from sandbox.config import SandboxConfig
-    from sandbox.runner import start_sandbox
-
-    config = SandboxConfig(
-        ports=dict.fromkeys(SERVICES, 0),
-        log_requests=False,
-        timeout_stall_seconds=0.5,
-        fault_control=True,
-        reference=True,
-    )
-    running = start_sandbox(dataclasses.replace(config))
+    running = start_sandbox(sandbox_config(reference=True))
     yield running
     running.stop()
 
@@ -287,21 +272,8 @@ def test_faults_still_reach_the_reference_routes(reference: Sandbox) -> None:
 
 def test_serve_reference_from_the_command_line() -> None:
     offset = _free_offset()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--reference", "--port-offset", str(offset)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc, lines = serve_cli("--reference", "--port-offset", str(offset))
     try:
-        lines = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C stops" in line or not line:
-                break
         assert any("reference behaviour only" in line for line in lines), "".join(lines)
         base = {name: f"http://127.0.0.1:{port + offset}" for name, port in DEFAULT_PORTS.items()}
         feed = httpx.get(base["coffeechain"] + "/api/v1/ledger/transactions", headers=CC_KEY)

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tenants.errors import UpstreamTimeout
+from booking.service import outcome_unknown
+from tenants.errors import UpstreamTimeout, UpstreamUnavailable
 from tenants.http import RetryPolicy
 from tenants.loyalty import build_loyalty_client
 from tenants.settings import get_settings
@@ -159,3 +160,28 @@ def test_stalled_token_request_on_the_stand_in_ends_within_the_budget(
     finally:
         client.close()
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("mock", "expected"), [("api-timeout", UpstreamTimeout), ("true", UpstreamUnavailable)]
+)
+def test_a_deduction_whose_session_request_failed_is_known_not_sent(
+    tenants, secrets_env, sandbox_factory, monkeypatch, mock, expected
+) -> None:
+    """A failed session request means no deduction: the saga must not hold it as unknown."""
+    running = sandbox_factory(timeout_stall_seconds=BUDGET * 5)
+    for name, value in running.client_env().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    wire = Wire(mock, on_auth=True)
+    client = build_loyalty_client(tenants["fintechapp"], retry=POLICY, event_hooks=wire.hooks)
+    try:
+        with pytest.raises(expected) as caught:
+            client.deduct(MEMBERS["fintechapp"], Decimal("1.00"), "ref-deadline-3", "test")
+    finally:
+        client.close()
+        get_settings.cache_clear()
+    assert wire.sends(AUTH_PATH["fintechapp"]) >= 1
+    assert wire.sends(CALL_PATH["fintechapp", "deduct"]) == 0  # the call was never sent
+    assert caught.value.not_sent, repr(caught.value)
+    assert not outcome_unknown(caught.value), repr(caught.value)

@@ -45,7 +45,14 @@ def _passengers(search: OfferRequest) -> list[dict]:
     ]
 
 
-def _book(client: DuffelClient, booking_id: str, *, hold: bool = False):
+def _book(
+    client: DuffelClient,
+    booking_id: str,
+    *,
+    hold: bool = False,
+    metadata: dict[str, str] | None = None,
+):
+    """An order for the first offer that fits; its metadata names the booking (and ``metadata``)."""
     search = _search(client)
     offer: Offer = next(
         o
@@ -60,7 +67,7 @@ def _book(client: DuffelClient, booking_id: str, *, hold: bool = False):
         payments=None
         if hold
         else [{"type": "balance", "amount": offer.total_amount, "currency": offer.total_currency}],
-        metadata={"booking_id": booking_id, "member_id": "CC1234567"},
+        metadata={"booking_id": booking_id, **(metadata or {"member_id": "CC1234567"})},
     ), offer
 
 

@@ -13,7 +13,7 @@ from tenants.duffel import DuffelClient, DuffelOrder
 from tenants.errors import DuffelRejected, OrderOutcomeUnknown
 
 from .conftest import standin_config
-from .test_duffel_live import _passengers, _search
+from .test_duffel_live import _book
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +31,12 @@ def no_faults(standins: Sandbox) -> Iterator[None]:
 
 
 def _order(client: DuffelClient, booking_id: str) -> DuffelOrder:
-    search = _search(client)
-    offer = search.offers[0]
-    return client.create_order(
-        offer.id,
-        _passengers(search),
-        payments=[
-            {"type": "balance", "amount": offer.total_amount, "currency": offer.total_currency}
-        ],
-        metadata={
-            "booking_id": booking_id,
-            "tenant_id": "coffeechain",
-            "member_id": "CC1234567",
-            "loyalty_transaction_id": "txn_0123456789ab",
-        },
-    )
+    metadata = {
+        "tenant_id": "coffeechain",
+        "member_id": "CC1234567",
+        "loyalty_transaction_id": "txn_0123456789ab",
+    }
+    return _book(client, booking_id, metadata=metadata)[0]
 
 
 def _window_start() -> dt.datetime:

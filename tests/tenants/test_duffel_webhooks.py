@@ -28,7 +28,7 @@ from tenants.errors import DuffelRejected
 from tests.sandbox.test_duffel_contract import assert_shape
 
 from .conftest import standin_config
-from .test_duffel_live import _passengers, _search
+from .test_duffel_live import _book as book
 
 MAX_ATTEMPTS = 4
 
@@ -94,16 +94,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _book(client: DuffelClient, booking_id: str) -> DuffelOrder:
-    search = _search(client)
-    offer = search.offers[0]
-    return client.create_order(
-        offer.id,
-        _passengers(search),
-        payments=[
-            {"type": "balance", "amount": offer.total_amount, "currency": offer.total_currency}
-        ],
-        metadata={"booking_id": booking_id, "tenant_id": "fintechapp"},
-    )
+    return book(client, booking_id, metadata={"tenant_id": "fintechapp"})[0]
 
 
 def _register(client: DuffelClient, url: str, events: list[str]) -> tuple[DuffelWebhook, str]:

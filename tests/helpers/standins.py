@@ -1,0 +1,30 @@
+"""The stand-ins' test configuration, shared by the session fixtures and module-scoped ones."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from sandbox.config import SERVICES, Limit, SandboxConfig
+
+
+def sandbox_config(**overrides: object) -> SandboxConfig:
+    """Stand-ins on free ports, quiet, quick stalls and fault control on, unless overridden."""
+    base = SandboxConfig(
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        timeout_stall_seconds=0.5,
+        fault_control=True,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def history_config(history: Path) -> SandboxConfig:
+    """Stand-ins serving a generated history on free ports, quiet, with limits no test reaches."""
+    return dataclasses.replace(
+        SandboxConfig(),
+        history_dir=history,
+        ports=dict.fromkeys(SERVICES, 0),
+        log_requests=False,
+        limits=dict.fromkeys(SERVICES, Limit(100_000)),
+    )
