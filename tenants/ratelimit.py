@@ -1,7 +1,11 @@
-"""Client-side rate limiting shared by every thread of a process, so we never earn a 429 ourselves.
+"""Client-side rate limiting shared by every thread (and, when asked, every process), so we never
+earn a 429 ourselves.
 
 One limiter per upstream quota (a tenant's API, or one Duffel token) lives in a process-wide
-registry. It admits a request only while fewer than ``requests`` requests are in flight or
+registry; with ``RATE_LIMIT_STATE_DIR`` set, its state lives in a locked file in that folder, so
+every process of the machine naming the folder (the booking API's workers) shares one budget.
+
+A limiter admits a request only while fewer than ``requests`` requests are in flight or
 finished within the last ``window_seconds``; counting a request until its answer arrives
 (not from when it was sent) keeps every window the SERVER can draw, fixed or sliding, within
 the limit. On top of that it obeys the server's own headers: it slows down when the remaining
