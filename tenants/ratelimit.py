@@ -261,23 +261,40 @@ class SharedRateLimiter(ClientRateLimiter):
         self.path = path
         self._boot = _boot_id()
         self._by_pid: dict[int, int] = {}
+        self._fd: int | None = None
+        self._fd_pid = 0
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _locked_fd(self) -> int:
+        """The state file, open and exclusively locked by this process."""
+        while True:
+            # A forked child must not reuse its parent's descriptor: they would share the lock.
+            if self._fd is None or self._fd_pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd_pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    return self._fd
+            except FileNotFoundError:
+                pass
+            # The file was removed or replaced since we opened it: everyone else uses the new one.
+            os.close(self._fd)
+            self._fd = None
 
     @contextmanager
     def _shared(self) -> Iterator[None]:
         """Load the shared state into this object, and write it back when the block ends."""
-        with open(self.path, "a+", encoding="utf-8") as file:
-            fcntl.flock(file, fcntl.LOCK_EX)
-            try:
-                file.seek(0)
-                self._load(file.read())
-                yield
-                file.seek(0)
-                file.truncate()
-                file.write(self._dump())
-                file.flush()
-            finally:
-                fcntl.flock(file, fcntl.LOCK_UN)
+        fd = self._locked_fd()
+        try:
+            size = os.fstat(fd).st_size
+            self._load(os.pread(fd, size, 0).decode("utf-8", "replace") if size else "")
+            yield
+            data = self._dump().encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _load(self, text: str) -> None:
         now = self._clock()

@@ -214,3 +214,15 @@ def test_registry_shares_through_the_state_folder_when_named(
     assert limiter_for(key, limit) is shared
     # The file is named by a one-way digest of the key, which holds the credential fingerprint.
     assert "shared.test" not in shared.path.name
+
+
+def test_a_removed_state_file_is_replaced_for_everyone(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first, second = _pair(tmp_path, clock, requests=2)
+    first.acquire()
+    first.release()
+    first.path.unlink()  # e.g. the data folder was cleaned while the processes ran
+    second.acquire(deadline=clock.now)
+    first.acquire(deadline=clock.now)  # counted in the new file, next to second's request
+    with pytest.raises(RateLimitWait):
+        second.acquire(deadline=clock.now)
