@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # Migrated once above: the workers need not race each other to do it again.
     os.environ[SKIP_MIGRATIONS_ENV] = "1"
+    _share_upstream_limits()
     uvicorn.run(
         "booking.api:create_app",
         factory=True,
@@ -44,6 +45,20 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         log_level="warning",
     )
+
+
+def _share_upstream_limits() -> None:
+    """Make every worker count against one budget per tenant API and Duffel token.
+
+    Each worker process has its own tenants/ clients; naming one state folder (under the data
+    folder unless ``RATE_LIMIT_STATE_DIR`` already names one) makes their limiters share it.
+    """
+    from tenants.ratelimit import STATE_DIR_ENV
+    from tenants.settings import env_value, get_settings
+
+    if not env_value(STATE_DIR_ENV):
+        folder = get_settings().data_dir / "booking" / "ratelimit"
+        os.environ[STATE_DIR_ENV] = str(folder.resolve())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Client-side rate limiting shared by every thread of a process, so we never earn a 429 ourselves.
+"""Client-side rate limiting shared by every thread (and, when asked, every process), so we never
+earn a 429 ourselves.
 
 One limiter per upstream quota (a tenant's API, or one Duffel token) lives in a process-wide
-registry. It admits a request only while fewer than ``requests`` requests are in flight or
+registry; with ``RATE_LIMIT_STATE_DIR`` set, its state lives in a locked file in that folder, so
+every process of the machine naming the folder (the booking API's workers) shares one budget.
+
+A limiter admits a request only while fewer than ``requests`` requests are in flight or
 finished within the last ``window_seconds``; counting a request until its answer arrives
 (not from when it was sent) keeps every window the SERVER can draw, fixed or sliding, within
 the limit. On top of that it obeys the server's own headers: it slows down when the remaining
@@ -11,19 +15,24 @@ quota runs low, stops until the reset when it is gone, and waits out a 429's ``R
 from __future__ import annotations
 
 import email.utils
+import fcntl
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from tenants.redact import get_logger
 from tenants.registry import RateLimit
+from tenants.settings import env_value
 
 log = get_logger("tenants.ratelimit")
 
@@ -141,7 +150,9 @@ class ClientRateLimiter:
         self.name = name
         self._clock = clock
         self._cond = threading.Condition()
-        self._finished: deque[float] = deque()
+        # [when answered, how many]: answers counted until one window after they arrived.
+        self._finished: deque[list[float]] = deque()
+        self._finished_total = 0
         self._in_flight = 0
         self._blocked_until = 0.0  # server said stop (429, or no quota left) until then
         self._next_start = 0.0  # pacing while the server's remaining quota is low
@@ -155,14 +166,26 @@ class ClientRateLimiter:
     def _wait_needed(self, now: float) -> float | None:
         """Seconds to wait before the next start, 0 to go now, None to wait for a release."""
         horizon = now - self.limit.window_seconds - _EDGE_SECONDS
-        while self._finished and self._finished[0] <= horizon:
-            self._finished.popleft()
+        while self._finished and self._finished[0][0] <= horizon:
+            self._finished_total -= int(self._finished.popleft()[1])
         gate = max(self._blocked_until, self._next_start) - now
-        if self._in_flight + len(self._finished) < self.limit.requests:
+        if self._in_flight + self._finished_total < self.limit.requests:
             return max(gate, 0.0)
         if self._finished:
-            return max(gate, self._finished[0] - horizon)
+            return max(gate, self._finished[0][0] - horizon)
         return None
+
+    def _finish_time(self, now: float) -> float:
+        """When an answer at ``now`` is counted from (exact here; shared state rounds up)."""
+        return now
+
+    def _record_finished(self, when: float, count: int = 1) -> None:
+        """Count ``count`` answers from ``when``; a later last entry absorbs them (counts longer)."""
+        if self._finished and self._finished[-1][0] >= when:
+            self._finished[-1][1] += count
+        else:
+            self._finished.append([when, count])
+        self._finished_total += count
 
     def acquire(self, deadline: float | None = None) -> None:
         """Block until a request may start; ``RateLimitWait`` if that is after ``deadline``."""
@@ -193,7 +216,7 @@ class ClientRateLimiter:
         with self._cond:
             now = self._clock()
             self._in_flight -= 1
-            self._finished.append(now)
+            self._record_finished(self._finish_time(now))
             if refusal is not None:
                 self.refusal = refusal
             if headers is not None:
@@ -223,7 +246,186 @@ class ClientRateLimiter:
             self._next_start = max(self._next_start, now + reset_in / (remaining + 1))
 
 
-_registry: dict[str, ClientRateLimiter] = {}
+# Why not the ``limits`` library here: its storages are in memory (per process) or servers
+# (Redis, Memcached, MongoDB, etcd), none a local file, and it counts a request when it is sent,
+# not until its answer arrives, and cannot hold everyone on a 429's ``Retry-After``. One small
+# locked file per quota keeps this limiter's rules exactly and needs no server.
+
+# Names the folder of shared limiter state; every process naming the same one shares one budget.
+STATE_DIR_ENV = "RATE_LIMIT_STATE_DIR"
+# Answers are counted in time slices this share of the window wide, rounded up (so a little
+# longer, never shorter): the shared state stays a few hundred entries at any limit.
+_SLICES_PER_WINDOW = 100
+# How often a waiter looks again while every slot is taken by requests still in flight, which
+# another process may answer at any moment.
+_POLL_SECONDS = 0.02
+
+
+def _boot_id() -> str:
+    """Names this boot: ``time.monotonic()`` restarts at boot, so older state means nothing."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process, alive
+        return True
+    return True
+
+
+class SharedRateLimiter(ClientRateLimiter):
+    """A limiter whose budget is shared by every process naming the same state file.
+
+    The state (answers in the window, requests in flight per process, the server's holds) lives
+    in one small JSON file, read and rewritten under an exclusive ``fcntl.flock`` at every
+    acquire and release, so it is never torn. The clock is ``time.monotonic()``, one clock for
+    every process of the machine; the file must be on a local disk. A crashed process's
+    requests in flight are counted as answered when it is found gone.
+    """
+
+    def __init__(
+        self,
+        limit: RateLimit,
+        name: str,
+        path: Path,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(limit, name, clock)
+        self.path = path
+        self._boot = _boot_id()
+        self._by_pid: dict[int, int] = {}
+        self._fd: int | None = None
+        self._fd_pid = 0
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _locked_fd(self) -> int:
+        """The state file, open and exclusively locked by this process."""
+        while True:
+            # A forked child must not reuse its parent's descriptor: they would share the lock.
+            if self._fd is None or self._fd_pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd_pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    return self._fd
+            except FileNotFoundError:
+                pass
+            # The file was removed or replaced since we opened it: everyone else uses the new one.
+            os.close(self._fd)
+            self._fd = None
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """Load the shared state into this object, and write it back when the block ends."""
+        fd = self._locked_fd()
+        try:
+            size = os.fstat(fd).st_size
+            self._load(os.pread(fd, size, 0).decode("utf-8", "replace") if size else "")
+            yield
+            data = self._dump().encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _load(self, text: str) -> None:
+        now = self._clock()
+        self._finished.clear()
+        self._finished_total = 0
+        self._by_pid = {}
+        self._blocked_until = self._next_start = 0.0
+        if not text:
+            return
+        try:
+            state = json.loads(text)
+            if state["boot"] != self._boot:
+                return
+            for when, count in state["finished"]:
+                self._record_finished(float(when), int(count))
+            by_pid = {int(pid): int(count) for pid, count in state["in_flight"].items()}
+            self._blocked_until = float(state["blocked_until"])
+            self._next_start = float(state["next_start"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # Only a crash mid-write can leave this; an empty budget is the safe way on.
+            log.warning(
+                "%s: unreadable shared rate-limit state (%s); starting afresh", self.name, exc
+            )
+            return
+        me = os.getpid()
+        for pid, count in by_pid.items():
+            if count <= 0:
+                continue
+            if pid == me or _alive(pid):
+                self._by_pid[pid] = count
+            else:  # its requests may have reached the server: count them as answered now
+                self._record_finished(self._finish_time(now), count)
+        self._in_flight = sum(self._by_pid.values())
+
+    def _dump(self) -> str:
+        return json.dumps(
+            {
+                "boot": self._boot,
+                "finished": list(self._finished),
+                "in_flight": {str(pid): count for pid, count in self._by_pid.items() if count},
+                "blocked_until": self._blocked_until,
+                "next_start": self._next_start,
+            }
+        )
+
+    def _finish_time(self, now: float) -> float:
+        slice_seconds = max(self.limit.window_seconds / _SLICES_PER_WINDOW, 0.001)
+        return math.ceil(now / slice_seconds) * slice_seconds
+
+    def acquire(self, deadline: float | None = None) -> None:
+        """Block until a request may start; ``RateLimitWait`` if that is after ``deadline``."""
+        with self._cond:
+            while True:
+                with self._shared():
+                    now = self._clock()
+                    wait = self._wait_needed(now)
+                    if wait == 0.0:
+                        pid = os.getpid()
+                        self._by_pid[pid] = self._by_pid.get(pid, 0) + 1
+                        return
+                # The 429 behind a hold is known only to the process that got it.
+                refusal = self.refusal if now < self._blocked_until else None
+                if deadline is not None and wait is not None and now + wait > deadline:
+                    raise RateLimitWait(wait, refusal)
+                if deadline is not None and wait is None and now >= deadline:
+                    raise RateLimitWait(self.limit.window_seconds, refusal)
+                timeout = wait if wait is not None else _POLL_SECONDS
+                if deadline is not None:
+                    timeout = min(timeout, deadline - now)
+                self._cond.wait(timeout)
+
+    def release(
+        self,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        refusal: Refusal | None = None,
+    ) -> None:
+        """Record that a request finished (answered or failed) and learn from the answer."""
+        with self._cond:
+            with self._shared():
+                now = self._clock()
+                pid = os.getpid()
+                self._by_pid[pid] = max(self._by_pid.get(pid, 0) - 1, 0)
+                self._record_finished(self._finish_time(now))
+                if refusal is not None:
+                    self.refusal = refusal
+                if headers is not None:
+                    self._observe(now, status, headers)
+            self._cond.notify_all()
+
+
+_registry: dict[tuple[str, str | None], ClientRateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
@@ -239,11 +441,22 @@ def quota_key(kind: str, base_url: str, fingerprint: str | None = None) -> str:
 
 
 def limiter_for(key: str, limit: RateLimit) -> ClientRateLimiter:
-    """The process-wide limiter for ``key``, created on first use; a changed limit applies."""
+    """The limiter for ``key``, created on first use; a changed limit applies.
+
+    Process-wide by default; shared with every process of the machine when the setting
+    ``RATE_LIMIT_STATE_DIR`` names a folder (the booking API's workers all name one).
+    """
+    state_dir = env_value(STATE_DIR_ENV) or None
     with _registry_lock:
-        limiter = _registry.get(key)
+        limiter = _registry.get((key, state_dir))
         if limiter is None:
-            limiter = _registry[key] = ClientRateLimiter(limit, name=key.split("#", 1)[0])
+            name = key.split("#", 1)[0]
+            if state_dir:
+                path = Path(state_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+                limiter = SharedRateLimiter(limit, name, path)
+            else:
+                limiter = ClientRateLimiter(limit, name)
+            _registry[(key, state_dir)] = limiter
         elif limiter.limit != limit:
             limiter.reconfigure(limit)
         return limiter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,30 @@ def test_health_is_503_when_duffel_is_unreachable(stand_ins: Any, tmp_path: Path
         assert all(t["status"] == "up" for t in report["tenants"].values())
     finally:
         server.stop()
+
+
+def test_workers_share_one_upstream_budget_under_the_data_folder(
+    stand_ins: Any, tmp_path: Path
+) -> None:
+    from tenants.ratelimit import STATE_DIR_ENV
+
+    from .test_http import coffeechain, search
+
+    env = _env(stand_ins, tmp_path / "b.sqlite3", BOOKING_BACKGROUND_RECONCILER="false")
+    env.pop(STATE_DIR_ENV, None)
+    env["DATA_DIR"] = str(tmp_path / "data")
+    server = ApiServer(env, tmp_path / "api.log", workers=2)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            for _ in range(4):  # both workers are likely to serve some
+                assert search(http, coffeechain())
+    finally:
+        server.stop()
+    # The loyalty API's and the Duffel token's answers were counted in the shared state.
+    states = [
+        json.loads(path.read_text())
+        for path in (tmp_path / "data" / "booking" / "ratelimit").glob("*.json")
+    ]
+    assert len(states) >= 2
+    assert all(sum(count for _, count in state["finished"]) >= 1 for state in states)
+    assert all(not state["in_flight"] for state in states)

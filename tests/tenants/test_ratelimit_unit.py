@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import email.utils
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tenants.ratelimit import (
+    STATE_DIR_ENV,
     ClientRateLimiter,
     RateLimitedTransport,
     RateLimitWait,
+    SharedRateLimiter,
     limiter_for,
     parse_reset,
     parse_retry_after,
@@ -123,3 +129,100 @@ def test_transport_counts_token_requests_and_releases_on_errors() -> None:
     # The failed request still counts against the window (it may have reached the server).
     with pytest.raises(RateLimitWait):
         limiter.acquire(deadline=clock.now + 1)
+
+
+def _pair(tmp_path: Path, clock: FakeClock, requests: int = 3) -> list[SharedRateLimiter]:
+    """Two limiters on one state file, as two processes of the machine would hold."""
+    limit = RateLimit(requests=requests, window_seconds=10)
+    path = tmp_path / "quota.json"
+    return [SharedRateLimiter(limit, "t", path, clock=clock) for _ in range(2)]
+
+
+def test_shared_limiters_draw_on_one_budget(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first, second = _pair(tmp_path, clock)
+    first.acquire(deadline=clock.now)
+    first.acquire(deadline=clock.now)
+    second.acquire(deadline=clock.now)
+    for limiter in (first, second):
+        with pytest.raises(RateLimitWait):
+            limiter.acquire(deadline=clock.now)
+    clock.now += 1
+    second.release()
+    with pytest.raises(RateLimitWait) as waited:
+        first.acquire(deadline=clock.now + 1)
+    # One window after the answer (counted from the end of its 0.1 s slice) a slot frees up.
+    assert waited.value.wait_seconds == pytest.approx(10, abs=0.15)
+    clock.now += 10.2
+    first.acquire(deadline=clock.now)
+
+
+def test_a_429_seen_by_one_process_holds_the_other(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first, second = _pair(tmp_path, clock, requests=100)
+    first.acquire()
+    first.release(429, httpx.Headers({"retry-after": "5"}))
+    with pytest.raises(RateLimitWait) as waited:
+        second.acquire(deadline=clock.now + 1)
+    assert waited.value.wait_seconds == pytest.approx(5)
+    clock.now += 5
+    second.acquire(deadline=clock.now)
+
+
+def test_a_dead_process_requests_in_flight_count_as_answered(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first, second = _pair(tmp_path, clock, requests=2)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    first.acquire()
+    state = json.loads(first.path.read_text())
+    # As if the request had been sent by a process that died before its answer came.
+    state["in_flight"] = {str(gone.pid): 2}
+    first.path.write_text(json.dumps(state))
+    with pytest.raises(RateLimitWait) as waited:
+        second.acquire(deadline=clock.now + 1)
+    # Counted from when it was found gone, for a whole window: never earlier than the server.
+    assert waited.value.wait_seconds == pytest.approx(10, abs=0.15)
+    assert json.loads(first.path.read_text())["in_flight"] == {}
+
+
+def test_unreadable_or_last_boot_state_starts_afresh(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first, second = _pair(tmp_path, clock, requests=1)
+    first.acquire()
+    first.path.write_text('{"boot": ')  # a crash in mid-write
+    second.acquire(deadline=clock.now)
+    state = json.loads(first.path.read_text())
+    state["boot"] = "an earlier boot"
+    state["blocked_until"] = clock.now + 3600  # the monotonic clock restarted since
+    first.path.write_text(json.dumps(state))
+    first.acquire(deadline=clock.now)
+    with pytest.raises(RateLimitWait):  # and the fresh state holds again
+        second.acquire(deadline=clock.now)
+
+
+def test_registry_shares_through_the_state_folder_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = RateLimit(requests=5, window_seconds=1)
+    key = quota_key("tenant", "http://shared.test")
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    assert not isinstance(limiter_for(key, limit), SharedRateLimiter)
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
+    shared = limiter_for(key, limit)
+    assert isinstance(shared, SharedRateLimiter) and shared.path.parent == tmp_path
+    assert limiter_for(key, limit) is shared
+    # The file is named by a one-way digest of the key, which holds the credential fingerprint.
+    assert "shared.test" not in shared.path.name
+
+
+def test_a_removed_state_file_is_replaced_for_everyone(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first, second = _pair(tmp_path, clock, requests=2)
+    first.acquire()
+    first.release()
+    first.path.unlink()  # e.g. the data folder was cleaned while the processes ran
+    second.acquire(deadline=clock.now)
+    first.acquire(deadline=clock.now)  # counted in the new file, next to second's request
+    with pytest.raises(RateLimitWait):
+        second.acquire(deadline=clock.now)
