@@ -19,8 +19,17 @@ from ingestion.landing import LandingZone, land
 from ingestion.platform.events import CURSOR_FIELD
 from ingestion.schemas import BOOKING_EVENTS
 from sandbox.runner import Sandbox
-from tests.booking.test_http import ApiServer, _env, book, coffeechain, operator, search, telcocorp
-from tests.dbt.build import dbt_build
+from tests.booking.test_http import (
+    OPERATOR_TOKEN,
+    ApiServer,
+    _env,
+    book,
+    coffeechain,
+    operator,
+    search,
+    telcocorp,
+)
+from tests.dbt.build import DbtBuild, dbt_build
 from tests.ingestion.test_booking_events import MONEY, RATES, feed, materialize, outcome
 
 TENANTS = ("coffeechain", "telcocorp", "fintechapp")
@@ -29,6 +38,9 @@ WAITING = ("needs_reconciliation", "refund_pending")
 STAGED = {name: name for name in BOOKING_EVENTS.names() if not name.startswith("_")} | {
     "type": "event_type"
 }
+KEYS = ("tenant_id", "event_id")
+LANDED_COLUMNS = [*KEYS, *[name for name in STAGED if name not in KEYS]]
+STAGED_COLUMNS = [STAGED[name] for name in LANDED_COLUMNS]
 
 
 def cancel(client: httpx.Client, headers: dict[str, str], booking_id: str) -> str:
@@ -49,9 +61,10 @@ def confirmed_booking(client: httpx.Client, headers: dict[str, str], days: int) 
     return booked.json()["data"]["booking_id"]
 
 
-def make_bookings(client: httpx.Client, stand_ins: Sandbox) -> None:
-    """A confirmed and a refunded booking at CoffeeChain; two owed refunds at TelcoCorp, whose
-    reference service offers no refund: an order Duffel refused, and a cancellation."""
+def first_bookings(client: httpx.Client, stand_ins: Sandbox) -> str:
+    """A confirmed and a refunded booking at CoffeeChain; at TelcoCorp, whose reference service
+    offers no refund, a charge owed back for an order Duffel refused, and a confirmed booking
+    (returned, to cancel later)."""
     cc = coffeechain()
     confirmed_booking(client, cc, days=31)
     assert cancel(client, cc, confirmed_booking(client, cc, days=32)) == "cancelled"
@@ -65,7 +78,7 @@ def make_bookings(client: httpx.Client, stand_ins: Sandbox) -> None:
         stand_ins.clear_faults()
     assert refused.status_code == 410, refused.text
     assert refused.json()["booking_status"] == "refund_pending"
-    assert cancel(client, tc, confirmed_booking(client, tc, days=34)) == "refund_pending"
+    return confirmed_booking(client, tc, days=34)
 
 
 def operator_counts(client: httpx.Client) -> dict[tuple[str, str], int]:
@@ -110,47 +123,15 @@ def as_rows(frame: pl.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
     return sorted(frame.select(columns).rows(), key=lambda row: (row[0], row[1]))
 
 
-@pytest.fixture
-def landed_and_built(
-    sandbox_factory: Callable[..., Sandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
-    stand_ins = sandbox_factory(reference=True)
-    server = ApiServer(_env(stand_ins, tmp_path / "booking.sqlite3"), tmp_path / "api.log")
-    try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            make_bookings(client, stand_ins)
-            monkeypatch.setenv("BOOKING_OPERATOR_TOKEN", operator()["Authorization"].split()[1])
-            for tenant in TENANTS:
-                assert outcome(materialize(server.url, tmp_path, tenant))["outcome"] == "ok"
-            # Read right after landing: the API's own view of the same moment.
-            waiting = operator_counts(client)
-            feeds = {tenant: feed(client, tenant) for tenant in TENANTS}
-    finally:
-        server.stop()
-    last = max(int(e["id"]) for events in feeds.values() for e in events)
-    land_extra_batches(tmp_path, last)
-    built = dbt_build(tmp_path / "build", LandingZone.under(tmp_path).root)
-    return {"built": built, "waiting": waiting, "feeds": feeds, "data_dir": tmp_path}
-
-
-def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_lists(
-    landed_and_built: dict[str, Any],
-) -> None:
-    built, waiting = landed_and_built["built"], landed_and_built["waiting"]
-    assert built.returncode == 0, built.output[-5000:]
-    assert {r["status"] for r in built.run_results()} <= {"success", "pass"}
-
-    landed = landed_events(landed_and_built["data_dir"])
+def seen_in(built: DbtBuild, data_dir: Path) -> dict[str, Any]:
+    """What one build made of what had landed by then (the next build overwrites it)."""
+    landed = landed_events(data_dir)
     distinct = landed.unique(subset=["tenant_id", "event_id"], keep="first")
-    assert landed.height > distinct.height  # the overlapping copy is there, to collapse
-    feed_ids = sorted(int(e["id"]) for events in landed_and_built["feeds"].values() for e in events)
-    assert sorted(distinct["event_id"].to_list()) == feed_ids
-
-    keys = ("tenant_id", "event_id")
-    staged_columns = [*keys, *[c for c in STAGED.values() if c not in keys]]
+    if built.returncode != 0:
+        return {}
     with built.connect() as con:
         staged = con.execute(
-            f"select {', '.join(staged_columns)} from staging.stg_platform__booking_events"
+            f"select {', '.join(STAGED_COLUMNS)} from staging.stg_platform__booking_events"
             " order by tenant_id, event_id"
         ).fetchall()
         types = dict(
@@ -163,26 +144,112 @@ def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_l
             "select tenant_id, status, bookings, oldest_since, oldest_age_hours"
             " from marts.saga_health"
         ).fetchall()
-        kept = con.execute(
-            "select count(*) from staging.stg_platform__booking_events"
-            " where batch_id = 'overlapping-copy'"
+        (builds, kept_copies) = con.execute(
+            "select count(distinct built_at), count(*) filter (where batch_id = 'overlapping-copy')"
+            " from staging.stg_platform__booking_events"
         ).fetchone()
-    landed_columns = [*keys, *[k for k in STAGED if k not in keys]]
-    assert staged == as_rows(distinct, landed_columns)
-    assert kept == (0,)  # an event is kept as first landed
-    for name in MONEY:
-        assert types[name] == "DECIMAL(18,2)", name
-    for name in RATES:
-        assert types[name] == "DECIMAL(18,8)", name
-    usd = staged_columns.index("usd_amount")
-    assert {type(row[usd]) for row in staged if row[usd] is not None} == {Decimal}
-
-    assert waiting[("telcocorp", "refund_pending")] == 2  # the fault and the cancellation
-    assert {(t, s): n for t, s, n, _, _ in health} == {
-        (tenant, status): waiting[(tenant, status)] for tenant in TENANTS for status in WAITING
+    return {
+        "staged": staged,
+        "landed": as_rows(distinct, LANDED_COLUMNS),
+        "landed_rows": landed.height,
+        "types": types,
+        "health": health,
+        "builds": builds,
+        "kept_copies": kept_copies,
     }
-    for tenant, status, bookings, oldest_since, age in health:
-        if bookings:
-            assert oldest_since is not None and age == 0, (tenant, status)
-        else:
-            assert (oldest_since, age) == (None, None), (tenant, status)
+
+
+@pytest.fixture
+def landed_and_built(
+    sandbox_factory: Callable[..., Sandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Two rounds of bookings, each landed and built (the second build is incremental), then
+    the extra batches a long-running feed leaves and a third build."""
+    monkeypatch.setenv("BOOKING_OPERATOR_TOKEN", OPERATOR_TOKEN)
+    stand_ins = sandbox_factory(reference=True)
+    server = ApiServer(_env(stand_ins, tmp_path / "booking.sqlite3"), tmp_path / "api.log")
+    landing, workdir = LandingZone.under(tmp_path).root, tmp_path / "build"
+    rounds: list[dict[str, Any]] = []
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for step in ("first", "second"):
+                if step == "first":
+                    to_cancel = first_bookings(client, stand_ins)
+                else:
+                    assert cancel(client, telcocorp(stand_ins), to_cancel) == "refund_pending"
+                for tenant in TENANTS:
+                    assert outcome(materialize(server.url, tmp_path, tenant))["outcome"] == "ok"
+                # Read right after landing: the API's own view of the same moment.
+                waiting = operator_counts(client)
+                feeds = {tenant: feed(client, tenant) for tenant in TENANTS}
+                built = dbt_build(workdir, landing)
+                seen = seen_in(built, tmp_path)
+                rounds.append({"built": built, "waiting": waiting, "feeds": feeds, "seen": seen})
+    finally:
+        server.stop()
+    last = max(int(e["id"]) for events in feeds.values() for e in events)
+    land_extra_batches(tmp_path, last)
+    built = dbt_build(workdir, landing)
+    seen = seen_in(built, tmp_path)
+    rounds.append({"built": built, "waiting": waiting, "feeds": feeds, "seen": seen})
+    return {"rounds": rounds, "data_dir": tmp_path}
+
+
+def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_lists(
+    landed_and_built: dict[str, Any],
+) -> None:
+    rounds = landed_and_built["rounds"]
+    for number, state in enumerate(rounds, start=1):
+        built, waiting, seen = state["built"], state["waiting"], state["seen"]
+        assert built.returncode == 0, (number, built.output[-5000:])
+        assert {r["status"] for r in built.run_results()} <= {"success", "pass"}, number
+
+        # Staging holds each landed event once, column for column, and they are the feed's.
+        assert seen["staged"] == seen["landed"], number
+        assert seen["staged"], number
+        for tenant, events in state["feeds"].items():
+            # the feed was read after landing: it may have grown since, never changed
+            staged_ids = [row[1] for row in seen["staged"] if row[0] == tenant]
+            assert [int(e["id"]) for e in events][: len(staged_ids)] == staged_ids, number
+        for name in MONEY:
+            assert seen["types"][name] == "DECIMAL(18,2)", name
+        for name in RATES:
+            assert seen["types"][name] == "DECIMAL(18,8)", name
+        usd = STAGED_COLUMNS.index("usd_amount")
+        assert {type(row[usd]) for row in seen["staged"] if row[usd] is not None} == {Decimal}
+
+        # saga_health counts what the booking API itself lists, tenant by tenant.
+        assert {(t, s): n for t, s, n, _, _ in seen["health"]} == {
+            (tenant, status): waiting[(tenant, status)] for tenant in TENANTS for status in WAITING
+        }, number
+        for tenant, status, bookings, oldest_since, age in seen["health"]:
+            if bookings:
+                assert oldest_since is not None and age == 0, (number, tenant, status)
+            else:
+                assert (oldest_since, age) == (None, None), (number, tenant, status)
+
+    first, second, third = (state["seen"] for state in rounds)
+    # The TelcoCorp booking confirmed in the first round was cancelled in the second: its
+    # latest event moved it into refund_pending, beside the order Duffel refused.
+    assert rounds[0]["waiting"][("telcocorp", "refund_pending")] == 1
+    assert rounds[1]["waiting"][("telcocorp", "refund_pending")] == 2
+    # The second and third builds were incremental: the first round's events kept their stamp,
+    # except those a later batch landed again (they compete with the stored copy).
+    assert (first["builds"], second["builds"], third["builds"]) == (1, 2, 3)
+    # The copy landed after them changes nothing: the first landing of an event is kept.
+    assert third["landed_rows"] > len(third["landed"])
+    assert third["staged"] == second["staged"]
+    assert third["kept_copies"] == 0
+
+
+def test_the_dbt_assets_read_the_ingestion_asset() -> None:
+    """The staging model's upstream in the one Dagster graph is raw/platform/booking_events."""
+    import dagster as dg
+
+    from definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+    staged = graph.get(dg.AssetKey(["staging", "stg_platform__booking_events"]))
+    assert dg.AssetKey(["raw", "platform", "booking_events"]) in staged.parent_keys
+    health = graph.get(dg.AssetKey(["marts", "saga_health"]))
+    assert staged.key in health.parent_keys
