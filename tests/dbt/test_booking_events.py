@@ -104,7 +104,9 @@ def land_extra_batches(data_dir: Path, cursor: int) -> None:
     at = {CURSOR_FIELD: str(cursor)}
     land(zone, "platform", "booking_events", "fintechapp", cursor_only, "cursor-only", at)
     first = pl.read_parquet(zone.files("platform", "booking_events", "coffeechain")[0])
-    later = first["_loaded_at"].max() + dt.timedelta(seconds=1)
+    # stamped after everything the tenant landed, as a later batch would be
+    newest = zone.scan("platform", "booking_events", "coffeechain").select(pl.col("_loaded_at"))
+    later = newest.collect()["_loaded_at"].max() + dt.timedelta(seconds=1)
     copy = first.with_columns(
         pl.lit(later, dtype=BOOKING_EVENTS["_loaded_at"]).alias("_loaded_at"),
         pl.lit("overlapping-copy").alias("_batch_id"),
