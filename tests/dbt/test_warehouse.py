@@ -24,6 +24,7 @@ ASSET_KEYS = {
     ("duffel", "order_segments"): ["raw", "duffel", "order_segments"],
     ("duffel", "airlines"): ["raw", "duffel", "airlines"],
     ("duffel", "airports"): ["raw", "duffel", "airports"],
+    ("platform", "booking_events"): ["raw", "platform", "booking_events"],
 }
 
 
@@ -33,8 +34,8 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 15
-    assert kinds["unit_test"] >= 9
+    assert kinds["model"] == 17
+    assert kinds["unit_test"] >= 10
     assert kinds["test"] >= 100
 
 
@@ -181,6 +182,7 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
         "ledger_transactions",
         "members",
         "reconciliation_issues",
+        "saga_health",
         "tenants",
     ]
     for table in tables:
