@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,17 +191,19 @@ class ClientRateLimiter:
         """Block until a request may start; ``RateLimitWait`` if that is after ``deadline``."""
         with self._cond:
             while True:
-                now = self._clock()
-                wait = self._wait_needed(now)
-                if wait == 0.0:
-                    self._in_flight += 1
-                    return
+                with self._state():
+                    now = self._clock()
+                    wait = self._wait_needed(now)
+                    if wait == 0.0:
+                        self._count_start()
+                        return
+                # The 429 behind a hold is known only to the process that got it.
                 refusal = self.refusal if now < self._blocked_until else None
                 if deadline is not None and wait is not None and now + wait > deadline:
                     raise RateLimitWait(wait, refusal)
                 if deadline is not None and wait is None and now >= deadline:
                     raise RateLimitWait(self.limit.window_seconds, refusal)
-                timeout = wait if wait is not None else None
+                timeout = wait if wait is not None else self._idle_wait
                 if deadline is not None:
                     timeout = min(timeout if timeout is not None else math.inf, deadline - now)
                 self._cond.wait(timeout)
@@ -214,14 +216,29 @@ class ClientRateLimiter:
     ) -> None:
         """Record that a request finished (answered or failed) and learn from the answer."""
         with self._cond:
-            now = self._clock()
-            self._in_flight -= 1
-            self._record_finished(self._finish_time(now))
-            if refusal is not None:
-                self.refusal = refusal
-            if headers is not None:
-                self._observe(now, status, headers)
+            with self._state():
+                now = self._clock()
+                self._count_end()
+                self._record_finished(self._finish_time(now))
+                if refusal is not None:
+                    self.refusal = refusal
+                if headers is not None:
+                    self._observe(now, status, headers)
             self._cond.notify_all()
+
+    # How long to sleep when only another request's end frees a slot: this process is woken
+    # by its own releases; a limiter shared across processes must poll (see the subclass).
+    _idle_wait: float | None = None
+
+    def _state(self) -> AbstractContextManager[None]:
+        """Where the budget's state lives while it is read and changed (this object here)."""
+        return nullcontext()
+
+    def _count_start(self) -> None:
+        self._in_flight += 1
+
+    def _count_end(self) -> None:
+        self._in_flight -= 1
 
     def _observe(self, now: float, status: int | None, headers: Mapping[str, str]) -> None:
         reset_in = parse_reset(headers)
@@ -383,46 +400,18 @@ class SharedRateLimiter(ClientRateLimiter):
         slice_seconds = max(self.limit.window_seconds / _SLICES_PER_WINDOW, 0.001)
         return math.ceil(now / slice_seconds) * slice_seconds
 
-    def acquire(self, deadline: float | None = None) -> None:
-        """Block until a request may start; ``RateLimitWait`` if that is after ``deadline``."""
-        with self._cond:
-            while True:
-                with self._shared():
-                    now = self._clock()
-                    wait = self._wait_needed(now)
-                    if wait == 0.0:
-                        pid = os.getpid()
-                        self._by_pid[pid] = self._by_pid.get(pid, 0) + 1
-                        return
-                # The 429 behind a hold is known only to the process that got it.
-                refusal = self.refusal if now < self._blocked_until else None
-                if deadline is not None and wait is not None and now + wait > deadline:
-                    raise RateLimitWait(wait, refusal)
-                if deadline is not None and wait is None and now >= deadline:
-                    raise RateLimitWait(self.limit.window_seconds, refusal)
-                timeout = wait if wait is not None else _POLL_SECONDS
-                if deadline is not None:
-                    timeout = min(timeout, deadline - now)
-                self._cond.wait(timeout)
+    _idle_wait = _POLL_SECONDS
 
-    def release(
-        self,
-        status: int | None = None,
-        headers: Mapping[str, str] | None = None,
-        refusal: Refusal | None = None,
-    ) -> None:
-        """Record that a request finished (answered or failed) and learn from the answer."""
-        with self._cond:
-            with self._shared():
-                now = self._clock()
-                pid = os.getpid()
-                self._by_pid[pid] = max(self._by_pid.get(pid, 0) - 1, 0)
-                self._record_finished(self._finish_time(now))
-                if refusal is not None:
-                    self.refusal = refusal
-                if headers is not None:
-                    self._observe(now, status, headers)
-            self._cond.notify_all()
+    def _state(self) -> AbstractContextManager[None]:
+        return self._shared()
+
+    def _count_start(self) -> None:
+        pid = os.getpid()
+        self._by_pid[pid] = self._by_pid.get(pid, 0) + 1
+
+    def _count_end(self) -> None:
+        pid = os.getpid()
+        self._by_pid[pid] = max(self._by_pid.get(pid, 0) - 1, 0)
 
 
 _registry: dict[tuple[str, str | None], ClientRateLimiter] = {}
