@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_DATABASE = Path("data") / "booking" / "booking.sqlite3"
+from tenants.settings import get_settings
 
 
 class BookingSettings(BaseSettings):
@@ -17,7 +16,7 @@ class BookingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOOKING_", env_file=".env", extra="ignore")
 
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; unset = a SQLite file under data/"
+        default=None, description="SQLAlchemy URL; unset = a SQLite file under DATA_DIR/booking/"
     )
     operator_token: SecretStr | None = Field(
         default=None, description="bearer token of operators for /api/v1/admin/..."
@@ -50,8 +49,10 @@ class BookingSettings(BaseSettings):
         """The store's URL, creating the default SQLite folder when needed."""
         if self.database_url:
             return self.database_url
-        DEFAULT_DATABASE.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{DEFAULT_DATABASE}"
+        # Beside the rest of the platform's state (and the workers' shared rate-limit folder).
+        database = get_settings().data_dir / "booking" / "booking.sqlite3"
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{database}"
 
 
 @cache

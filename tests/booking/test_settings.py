@@ -36,3 +36,20 @@ def test_host_and_port_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         "127.0.0.1",
         8000,
     )
+
+
+def test_the_default_store_lives_under_the_data_dir(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Beside the workers' shared rate-limit folder, not in whatever folder the process started.
+    from tenants.settings import get_settings
+
+    monkeypatch.delenv("BOOKING_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        url = BookingSettings(_env_file=None).url()
+    finally:
+        get_settings.cache_clear()
+    assert url == f"sqlite:///{tmp_path / 'booking' / 'booking.sqlite3'}"
+    assert (tmp_path / "booking").is_dir()
