@@ -5,7 +5,7 @@ launches a process per run, and each process spends seconds importing Dagster an
 any work. For the demo's promise (a new booking on the dashboard within a minute) this job
 instead loops in one run, in micro-batches:
 
-    every tenant's ledger and orders  ->  dbt build (incremental)  ->  publish
+    every tenant's booking events, ledger and orders  ->  dbt build (incremental)  ->  publish
 
 using the same sync functions as the ingestion assets and the same dbt build and publish as
 the warehouse assets (dbt invoked in-process, so its start-up is paid once per run), and
@@ -28,6 +28,8 @@ from ingestion.definitions import LIVE
 from ingestion.duffel.assets import ORDERS_KEY, SEGMENTS_KEY
 from ingestion.loyalty.assets import LEDGER_KEY
 from ingestion.partitions import tenant_partitions
+from ingestion.platform.assets import EVENTS_KEY, BookingApiResource
+from ingestion.platform.events import sync_booking_events
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
 from tenants.errors import UpstreamError
@@ -53,8 +55,28 @@ class LiveConfig(dg.Config):
 
 
 def _land_tenant(
-    tenant_apis: TenantApisResource, landing: LandingResource, tenant_id: str
+    tenant_apis: TenantApisResource,
+    booking_api: BookingApiResource,
+    landing: LandingResource,
+    tenant_id: str,
 ) -> Iterator[tuple[dg.AssetKey, SyncStats]]:
+    # The platform's own records first: they are the bookings; the tenant's ledger and Duffel's
+    # orders are the checks.
+    settings = booking_api.settings()
+    if settings.booking_operator_token is not None:
+        requests = RequestCounter()
+        with booking_api.client(settings, requests) as client:
+            yield (
+                EVENTS_KEY,
+                sync_booking_events(
+                    client,
+                    landing.zone(),
+                    tenant_id,
+                    page_size=booking_api.page_size,
+                    batch_size=booking_api.batch_size,
+                    requests=requests,
+                ),
+            )
     tenant = tenant_apis.tenant(tenant_id)
     if tenant.capabilities.ledger_feed is not None:
         requests = RequestCounter()
@@ -66,13 +88,16 @@ def _land_tenant(
 
 
 def _ingest(
-    context: dg.OpExecutionContext, tenant_apis: TenantApisResource, landing: LandingResource
+    context: dg.OpExecutionContext,
+    tenant_apis: TenantApisResource,
+    booking_api: BookingApiResource,
+    landing: LandingResource,
 ) -> tuple[list[dg.AssetMaterialization], int]:
     """Land every tenant's new activity; returns its materializations and the rows landed."""
     events, landed = [], 0
     for tenant_id in tenant_partitions.get_partition_keys():
         try:
-            for key, stats in _land_tenant(tenant_apis, landing, tenant_id):
+            for key, stats in _land_tenant(tenant_apis, booking_api, landing, tenant_id):
                 landed += stats.landed
                 events.append(
                     dg.AssetMaterialization(key, partition=tenant_id, metadata=stats.metadata())
@@ -101,6 +126,7 @@ def live_cycles(
     context: dg.OpExecutionContext,
     config: LiveConfig,
     tenant_apis: TenantApisResource,
+    booking_api: BookingApiResource,
     landing: LandingResource,
     warehouse: WarehouseResource,
 ):
@@ -112,7 +138,7 @@ def live_cycles(
     while rounds == 0 or time.monotonic() < deadline:  # at least one round per run
         rounds += 1
         started = time.monotonic()
-        events, landed = _ingest(context, tenant_apis, landing)
+        events, landed = _ingest(context, tenant_apis, booking_api, landing)
         yield from events
         if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
             time.sleep(config.idle_seconds)
@@ -176,7 +202,8 @@ def live_sensor(context: dg.SensorEvaluationContext):
     busy = [
         record.dagster_run.job_name
         for record in unfinished
-        if record.dagster_run.job_name in (live_job.name, "ingest_activity_job", "warehouse_job")
+        if record.dagster_run.job_name
+        in (live_job.name, "ingest_activity_job", "ingest_platform_job", "warehouse_job")
     ]
     if busy:
         return dg.SkipReason(f"waiting for {', '.join(sorted(set(busy)))} to finish")

@@ -56,6 +56,7 @@ def test_jobs_and_schedules_follow_the_naming_and_cadence() -> None:
     schedules = {s.name: s for s in repo.schedule_defs}
     assert schedules["ingest_activity_schedule"].cron_schedule == "*/15 * * * *"
     assert schedules["ingest_members_schedule"].cron_schedule == "0 * * * *"
+    assert schedules["ingest_platform_schedule"].cron_schedule == "*/5 * * * *"
     assert schedules["ingest_reference_schedule"].cron_schedule == "30 2 * * *"
     assert all(s.job_name.endswith("_job") for s in schedules.values())
 
