@@ -252,6 +252,8 @@ def test_the_tenant_page_says_which_checks_are_unavailable_and_shows_empty_views
     expect(page.locator("#approvals")).to_contain_text("No approval requests yet.")
     expect(page.locator("#saga")).to_contain_text("Nothing waits.")
     assert "CoffeeChain" not in page.locator("#checks").inner_text()
+    expect(page.locator("#tenant-routes .main-svg").first).to_be_visible()
+    screenshot(page, "tenant-operations")
 
     page.goto(f"{ops_server.url}/health")
     unavailable = page.locator("#unavailable-checks [data-unavailable]")
