@@ -922,3 +922,241 @@ def data_health(snapshot: Snapshot, scope: Scope, issue_limit: int = 200) -> Hea
         )
         issues = _dicts(cur)
     return Health(published_at, landing, counts, issues)
+
+
+# ---------------------------------------------------------------- operations
+
+# The marts behind the operations views. A snapshot published before one of them joined the
+# serving set lacks it: its view then says "not available yet" (the field is None).
+OPERATIONS_TABLES = (
+    "booking_funnel",
+    "approvals",
+    "saga_health",
+    "tenant_capabilities",
+    "reconciliation_checks",
+)
+CHECK_NAMES = ("ledger_vs_platform", "duffel_vs_platform", "member_liability")
+CAPABILITIES = ("ledger_feed", "member_list", "refunds", "partner_session")
+
+
+@dataclass(frozen=True)
+class FunnelDay:
+    """One tenant's searches, and the bookings that followed, on one UTC day."""
+
+    tenant_id: str
+    day: dt.date
+    searches: int
+    searching_members: int
+    bookings: int
+    confirmed: int
+    abandoned_searches: int
+
+
+@dataclass(frozen=True)
+class FunnelTotals:
+    """One tenant's funnel summed over the days the snapshot holds."""
+
+    tenant_id: str
+    first_day: dt.date | None
+    last_day: dt.date | None
+    searches: int
+    bookings: int
+    confirmed: int
+    abandoned_searches: int
+
+
+@dataclass(frozen=True)
+class ApprovalSummary:
+    """One tenant's approvals: what waits, how long decisions took, how they came out.
+
+    Median and p90 are observed waits (nearest rank: p90 is the longest wait of the fastest
+    90 % of decisions), whole seconds, so nothing is interpolated.
+    """
+
+    tenant_id: str
+    pending: int
+    oldest_pending_since: dt.datetime | None
+    decided: int
+    approved: int
+    rejected: int
+    median_decision_seconds: int | None
+    p90_decision_seconds: int | None
+
+
+@dataclass(frozen=True)
+class SagaWait:
+    """Bookings of one tenant waiting in one saga status, and since when the oldest waits."""
+
+    tenant_id: str
+    status: str
+    bookings: int
+    oldest_since: dt.datetime | None
+    oldest_age_hours: int | None
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What the capability probe found about one optional tenant API feature."""
+
+    tenant_id: str
+    capability: str
+    declared: bool
+    offered: bool | None  # None: never probed
+    checked_at: dt.datetime | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class ReconciliationCheck:
+    """Whether one reconciliation check can run for a tenant, and why (or why not)."""
+
+    tenant_id: str
+    check_name: str
+    available: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Operations:
+    """Funnel, approvals, saga health, checks and capabilities, read from one snapshot file.
+
+    A field is None when the snapshot lacks its table (published before it existed).
+    """
+
+    funnel: list[FunnelDay] | None
+    funnel_totals: list[FunnelTotals] | None
+    approvals: list[ApprovalSummary] | None
+    pending: list[dict[str, Any]] | None
+    saga: list[SagaWait] | None
+    capabilities: list[Capability] | None
+    checks: list[ReconciliationCheck] | None
+
+
+_APPROVALS = """
+select
+    tenant_id,
+    count(*) filter (where decided_at is null),
+    min(requested_at) filter (where decided_at is null),
+    count(*) filter (where decided_at is not null),
+    count(*) filter (where decision = 'approved'),
+    count(*) filter (where decision = 'rejected'),
+    quantile_disc(wait_seconds, 0.5) filter (where decided_at is not null),
+    quantile_disc(wait_seconds, 0.9) filter (where decided_at is not null)
+from approvals where {clause} group by tenant_id
+"""
+
+
+def operations(
+    snapshot: Snapshot, scope: Scope, tenant_id: str | None = None, pending_limit: int = 20
+) -> Operations:
+    """Everything the operations views show, for the tenants in scope (or the one asked for)."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        present = {table for table in OPERATIONS_TABLES if _has_table(cur, table)}
+        in_view = [
+            row[0]
+            for row in cur.execute(
+                f"select tenant_id from tenants where {clause} order by tenant_name", params
+            ).fetchall()
+        ]
+        funnel = totals = None
+        if "booking_funnel" in present:
+            cur.execute(
+                "select tenant_id, day, searches, searching_members, bookings, confirmed,"
+                f" abandoned_searches from booking_funnel where {clause} order by day, tenant_id",
+                params,
+            )
+            funnel = [FunnelDay(*row) for row in cur.fetchall()]
+            totals = _funnel_totals(funnel, in_view)
+        approvals = pending = None
+        if "approvals" in present:
+            found = {
+                row[0]: ApprovalSummary(*row)
+                for row in cur.execute(_APPROVALS.format(clause=clause), params).fetchall()
+            }
+            approvals = [
+                found.get(t) or ApprovalSummary(t, 0, None, 0, 0, 0, None, None) for t in in_view
+            ]
+            cur.execute(
+                "select tenant_id, booking_id, member_id, requested_at, loyalty_amount,"
+                " loyalty_currency, usd_amount from approvals"
+                f" where {clause} and decided_at is null"
+                " order by requested_at, tenant_id, booking_id limit ?",
+                [*params, pending_limit],
+            )
+            pending = _dicts(cur)
+        saga = None
+        if "saga_health" in present:
+            cur.execute(
+                "select tenant_id, status, bookings, oldest_since, oldest_age_hours"
+                f" from saga_health where {clause} order by tenant_id, status",
+                params,
+            )
+            saga = [SagaWait(*row) for row in cur.fetchall()]
+        capabilities = (
+            _capabilities(cur, clause, params) if "tenant_capabilities" in present else None
+        )
+        checks = _checks(cur, clause, params) if "reconciliation_checks" in present else None
+    return Operations(funnel, totals, approvals, pending, saga, capabilities, checks)
+
+
+def _rank(order: Sequence[str], name: str) -> tuple[int, str]:
+    """Known names in their agreed order, unknown ones after them by name."""
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _checks(
+    cur: duckdb.DuckDBPyConnection, clause: str, params: list[Any]
+) -> list[ReconciliationCheck]:
+    cur.execute(
+        "select tenant_id, check_name, available, reason from reconciliation_checks"
+        f" where {clause}",
+        params,
+    )
+    found = [ReconciliationCheck(*row) for row in cur.fetchall()]
+    return sorted(found, key=lambda c: (c.tenant_id, _rank(CHECK_NAMES, c.check_name)))
+
+
+def _capabilities(
+    cur: duckdb.DuckDBPyConnection, clause: str, params: list[Any]
+) -> list[Capability]:
+    cur.execute(
+        "select tenant_id, capability, declared, offered, checked_at, detail"
+        f" from tenant_capabilities where {clause}",
+        params,
+    )
+    found = [Capability(*row) for row in cur.fetchall()]
+    return sorted(found, key=lambda c: (c.tenant_id, _rank(CAPABILITIES, c.capability)))
+
+
+def _funnel_totals(days: Sequence[FunnelDay], in_view: Sequence[str]) -> list[FunnelTotals]:
+    """Every tenant in view, zero included, summed over its days."""
+    totals = []
+    for tenant_id in in_view:
+        own = [d for d in days if d.tenant_id == tenant_id]
+        totals.append(
+            FunnelTotals(
+                tenant_id,
+                min((d.day for d in own), default=None),
+                max((d.day for d in own), default=None),
+                sum(d.searches for d in own),
+                sum(d.bookings for d in own),
+                sum(d.confirmed for d in own),
+                sum(d.abandoned_searches for d in own),
+            )
+        )
+    return totals
+
+
+def checks_and_capabilities(
+    snapshot: Snapshot, scope: Scope
+) -> tuple[list[ReconciliationCheck] | None, list[Capability] | None]:
+    """Which reconciliation checks run and which capabilities were found, for the tenants in
+    scope; either is None when the snapshot lacks its table."""
+    clause, params = _tenant_clause(scope)
+    with snapshot.cursor() as cur:
+        checks = _checks(cur, clause, params) if _has_table(cur, "reconciliation_checks") else None
+        capabilities = (
+            _capabilities(cur, clause, params) if _has_table(cur, "tenant_capabilities") else None
+        )
+    return checks, capabilities

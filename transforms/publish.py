@@ -25,6 +25,7 @@ SERVING_TABLES = (
     "tenants",
     "booking_segments",
     "ledger_transactions",
+    "saga_health",
 )
 SNAPSHOT = "serving.duckdb"
 VERSION = "serving.json"  # small file the dashboard polls to notice a new snapshot

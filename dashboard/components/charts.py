@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from dashboard.components import format as fmt
-from dashboard.data import STATUSES, Breakdown, DailyPoint, Tenant, TenantKpis, TierSummary
+from dashboard.data import (
+    STATUSES,
+    Breakdown,
+    DailyPoint,
+    FunnelDay,
+    Tenant,
+    TenantKpis,
+    TierSummary,
+)
 
 Figure = dict[str, Any]
 STATUS_COLOURS = {
@@ -136,3 +144,42 @@ def tier_figure(tiers: Sequence[TierSummary], currency: str) -> Figure:
         "marker": {"color": "#6f42c1"},
     }
     return {"data": [trace], "layout": _layout("", margin={**_MARGIN, "t": 8})}
+
+
+SHORT_SPAN_DAYS = 14  # up to this many days, every day gets a tick and a marker
+FUNNEL_STEPS = (
+    ("searches", "Searches", "#0d6efd"),
+    ("bookings", "Bookings", "#6f42c1"),
+    ("confirmed", "Confirmed", "#198754"),
+    ("abandoned_searches", "Abandoned searches", "#adb5bd"),
+)
+
+
+def funnel_figure(days: Sequence[FunnelDay], title: str) -> Figure:
+    """Searches, bookings, confirmed and abandoned searches per UTC day (tenants in view summed)."""
+    by_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for d in days:
+        for step, _, _ in FUNNEL_STEPS:
+            by_day[d.day.isoformat()][step] += getattr(d, step)
+    x = sorted(by_day)
+    short = (
+        bool(days) and (max(d.day for d in days) - min(d.day for d in days)).days < SHORT_SPAN_DAYS
+    )
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers" if short else "lines",
+            "name": label,
+            "x": x,
+            "y": [by_day[day][step] for day in x],
+            "line": {"color": colour, **({"dash": "dot"} if step == "abandoned_searches" else {})},
+            "hovertemplate": "%{x}: %{y:,}<extra>" + label + "</extra>",
+        }
+        for step, label, colour in FUNNEL_STEPS
+    ]
+    layout = _layout(title)
+    # Whole days on the axis: a short span would otherwise be ticked in hours.
+    layout["xaxis"] = {**layout["xaxis"], "type": "date", "tickformat": "%Y-%m-%d"}
+    if short:
+        layout["xaxis"]["dtick"] = 86_400_000
+    return {"data": traces, "layout": layout}

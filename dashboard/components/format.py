@@ -94,3 +94,19 @@ def age(moment: dt.datetime | None, now: dt.datetime) -> str:
 def status_label(status: str | None) -> str:
     """A booking status for people: ``pending_approval`` -> ``pending approval``."""
     return DASH if status is None else status.replace("_", " ")
+
+
+def duration(seconds: int | None) -> str:
+    """A span of time to the unit that matters: ``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h``."""
+    if seconds is None:
+        return DASH
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h {minutes % 60:02d} min"
+    return f"{hours // 24} d {hours % 24} h"

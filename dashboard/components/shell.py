@@ -29,6 +29,7 @@ def navbar(scope: Scope | None, tenant_names: dict[str, str], csrf_token: str = 
         links.append(dbc.NavItem(dbc.NavLink(name, href=f"/t/{scope.tenant_id}", active="exact")))
     if scope is not None:
         links.append(dbc.NavItem(dbc.NavLink("Bookings", href="/bookings", active="partial")))
+        links.append(dbc.NavItem(dbc.NavLink("Operations", href="/operations", active="exact")))
         links.append(dbc.NavItem(dbc.NavLink("Data health", href="/health", active="exact")))
     right = []
     if scope is not None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from dashboard.components import charts, kpis, states, tables
+from dashboard.components import charts, kpis, operations, states, tables
 from dashboard.components import format as fmt
-from dashboard.data import Breakdowns, DailyPoint, TenantKpis, TierSummary
+from dashboard.data import Breakdowns, DailyPoint, Operations, TenantKpis, TierSummary
 
 _GRAPH_CONFIG = {"displayModeBar": False, "responsive": True}
 
@@ -74,9 +75,13 @@ def tenant_body(
     daily: Sequence[DailyPoint],
     slices: Breakdowns,
     tiers: Sequence[TierSummary],
+    ops: Operations,
+    now: dt.datetime,
 ) -> html.Div:
-    """One tenant's KPIs in its currency and USD, activity, routes, airlines, cabins, tiers."""
+    """One tenant's KPIs in its currency and USD, activity, routes, airlines, cabins, tiers,
+    then its funnel, approvals, saga health, checks and capabilities."""
     tenant = tenant_kpis.tenant
+    names = {tenant.tenant_id: tenant.name}
     status_mix = [(status, n) for status, n in tenant_kpis.statuses.items() if n]
     cabin_mix = [(c.label, c.bookings) for c in slices.cabins]
     return html.Div(
@@ -157,7 +162,11 @@ def tenant_body(
                         lg=4,
                     ),
                 ],
-                className="g-3",
+                className="g-3 mb-3",
             ),
+            operations.checks_section([tenant.tenant_id], names, ops.checks, ops.capabilities),
+            operations.funnel_section(ops, names, single=True),
+            operations.approvals_section(ops, names, {tenant.tenant_id: tenant.decimals}, now),
+            operations.saga_section(ops, names),
         ]
     )

@@ -1,4 +1,5 @@
-"""Data health: what landed when per tenant and source, quarantines, publishes, open issues."""
+"""Data health: what landed when per tenant and source, quarantines, publishes, open issues,
+and which reconciliation checks could not run for lack of a tenant API capability."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dash import Input, Output, callback, html
 from dashboard import data
 from dashboard.auth import current_scope
 from dashboard.components import format as fmt
-from dashboard.components import states, tables, views
+from dashboard.components import operations, states, tables, views
 from dashboard.context import snapshot
 
 dash.register_page(
@@ -50,11 +51,13 @@ def render_health(version: str | None) -> Any:
         landing = states.empty("Nothing has landed yet.")
     else:
         landing = tables.landing_table(health.landing, names, health.published_at, now)
+    checks, capabilities = data.checks_and_capabilities(snap, scope)
     open_issues = sum(row["issues"] for row in health.issue_counts)
     issues: list[Any] = [
+        operations.unavailable_checks(checks, names),
         html.P(
             [html.Strong(fmt.count(open_issues), id="open-issues"), " open reconciliation issues."]
-        )
+        ),
     ]
     if health.issue_counts:
         issues += [
@@ -69,6 +72,7 @@ def render_health(version: str | None) -> Any:
                 [dbc.CardHeader("Landing, per tenant and source"), dbc.CardBody(landing)],
                 className="mb-3",
             ),
-            dbc.Card([dbc.CardHeader("Reconciliation"), dbc.CardBody(issues)]),
+            dbc.Card([dbc.CardHeader("Reconciliation"), dbc.CardBody(issues)], className="mb-3"),
+            operations.checks_section([t.tenant_id for t in known], names, checks, capabilities),
         ]
     )

@@ -1,7 +1,9 @@
-"""One tenant's view: KPIs in its own currency and USD, routes, airlines, cabins, members."""
+"""One tenant's view: KPIs in its own currency and USD, routes, airlines, cabins, members,
+its booking funnel, approvals, saga health, and which checks and capabilities it has."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import dash
@@ -48,4 +50,6 @@ def render_tenant(version: str | None, tenant_id: object) -> Any:
         data.daily_activity(snap, scope, tenant_id),
         data.breakdowns(snap, scope, tenant_id),
         data.members_by_tier(snap, scope, tenant_id),
+        data.operations(snap, scope, tenant_id),
+        dt.datetime.now(dt.UTC),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from dashboard.auth import create_demo_users
+from dashboard.data import OPERATIONS_TABLES
 from definitions import defs
 from sandbox.generator import generate
 from sandbox.runner import start_sandbox
@@ -311,3 +313,152 @@ def screenshot(page: Page, name: str) -> None:
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} overflows {width} px by {overflow} px"
     page.set_viewport_size({"width": 1280, "height": 900})
+
+
+# ---------------------------------------------------------------- the operations marts
+
+# The serving tables of the booking funnel, approvals, saga health, capabilities and checks,
+# with the agreed columns and types (money as exact DECIMAL), and rows whose figures the
+# tests work out by hand. FintechApp has no funnel or approval rows: its views are empty.
+OPERATIONS_MARTS = """
+create or replace table booking_funnel (
+    tenant_id varchar not null, day date not null, searches bigint not null,
+    searching_members bigint not null, bookings bigint not null, confirmed bigint not null,
+    abandoned_searches bigint not null
+);
+insert into booking_funnel values
+    ('coffeechain', '2026-10-30', 40, 12, 8, 6, 20),
+    ('coffeechain', '2026-10-31', 60, 15, 10, 9, 25),
+    ('telcocorp', '2026-10-31', 30, 9, 5, 4, 12);
+
+create or replace table approvals (
+    tenant_id varchar not null, booking_id varchar not null, member_id varchar not null,
+    requested_at timestamptz not null, decided_at timestamptz, decision varchar,
+    decided_by varchar, loyalty_amount decimal(18, 2) not null,
+    loyalty_currency varchar not null, usd_amount decimal(18, 2) not null,
+    wait_seconds bigint not null
+);
+insert into approvals values
+    ('coffeechain', 'bkg_cc_a1', 'CC0000001', '2026-10-20 10:00:00+00', '2026-10-20 10:10:00+00',
+        'approved', 'ops-anna', 60000.00, 'stars', 600.00, 600),
+    ('coffeechain', 'bkg_cc_a2', 'CC0000002', '2026-10-21 10:00:00+00', '2026-10-21 10:20:00+00',
+        'approved', 'ops-anna', 52000.00, 'stars', 520.00, 1200),
+    ('coffeechain', 'bkg_cc_a3', 'CC0000003', '2026-10-22 10:00:00+00', '2026-10-22 10:30:00+00',
+        'approved', 'ops-ben', 51000.00, 'stars', 510.00, 1800),
+    ('coffeechain', 'bkg_cc_r1', 'CC0000004', '2026-10-23 10:00:00+00', '2026-10-23 11:00:00+00',
+        'rejected', 'ops-ben', 90000.00, 'stars', 900.00, 3600),
+    ('coffeechain', 'bkg_cc_a4', 'CC0000005', '2026-10-24 10:00:00+00', '2026-10-24 12:00:00+00',
+        'approved', 'ops-anna', 70000.00, 'stars', 700.00, 7200),
+    ('coffeechain', 'bkg_cc_p1', 'CC0000006', '2026-10-31 08:00:00+00', null, null, null,
+        60000.00, 'stars', 600.00, 14400),
+    ('coffeechain', 'bkg_cc_p2', 'CC0000007', '2026-10-31 10:00:00+00', null, null, null,
+        75000.00, 'stars', 750.00, 7200),
+    ('telcocorp', 'bkg_tc_a1', 'TC-00000001', '2026-10-25 09:00:00+00', '2026-10-25 09:05:00+00',
+        'approved', 'ops-anna', 120000.00, 'points', 1200.00, 300),
+    ('telcocorp', 'bkg_tc_r1', 'TC-00000002', '2026-10-26 09:00:00+00', '2026-10-26 09:15:00+00',
+        'rejected', 'ops-ben', 150000.00, 'points', 1500.00, 900),
+    ('telcocorp', 'bkg_tc_a2', 'TC-00000003', '2026-10-27 09:00:00+00', '2026-10-27 09:25:00+00',
+        'approved', 'ops-ben', 130000.00, 'points', 1300.00, 1500),
+    ('telcocorp', 'bkg_tc_p1', 'TC-00000004', '2026-10-31 11:00:00+00', null, null, null,
+        125000.00, 'points', 1250.00, 3600);
+
+create or replace table saga_health (
+    tenant_id varchar not null, status varchar not null, bookings bigint not null,
+    oldest_since timestamptz, oldest_age_hours bigint
+);
+insert into saga_health values
+    ('coffeechain', 'needs_reconciliation', 2, '2026-10-30 06:00:00+00', 42),
+    ('coffeechain', 'refund_pending', 0, null, null),
+    ('fintechapp', 'needs_reconciliation', 0, null, null),
+    ('fintechapp', 'refund_pending', 0, null, null),
+    ('telcocorp', 'needs_reconciliation', 0, null, null),
+    ('telcocorp', 'refund_pending', 1, '2026-10-31 22:30:00+00', 1);
+
+create or replace table tenant_capabilities (
+    tenant_id varchar not null, capability varchar not null, declared boolean not null,
+    offered boolean, checked_at timestamptz, detail varchar
+);
+insert into tenant_capabilities values
+    ('coffeechain', 'ledger_feed', true, false, '2026-11-01 00:05:00+00',
+        'HTTP 404 on /api/v1/ledger/transactions'),
+    ('coffeechain', 'member_list', true, false, '2026-11-01 00:05:00+00',
+        'HTTP 404 on /api/v1/members'),
+    ('coffeechain', 'refunds', true, true, '2026-11-01 00:05:00+00', 'refund endpoint answers'),
+    ('coffeechain', 'partner_session', false, null, null, null),
+    ('fintechapp', 'ledger_feed', true, false, '2026-11-01 00:06:00+00',
+        'HTTP 404 on /api/v1/ledger/transactions'),
+    ('fintechapp', 'partner_session', true, false, '2026-11-01 00:06:00+00',
+        'HTTP 404 on /api/v1/partner/session'),
+    ('telcocorp', 'ledger_feed', true, true, '2026-11-01 00:07:00+00', 'ledger feed answers'),
+    ('telcocorp', 'member_list', true, true, '2026-11-01 00:07:00+00', 'member list answers'),
+    ('telcocorp', 'refunds', true, false, '2026-11-01 00:07:00+00', 'HTTP 404 on refunds');
+
+create or replace table reconciliation_checks (
+    tenant_id varchar not null, check_name varchar not null, available boolean not null,
+    reason varchar
+);
+insert into reconciliation_checks values
+    ('coffeechain', 'member_liability', true,
+        'from balance lookups of 120 members the platform knows'),
+    ('coffeechain', 'ledger_vs_platform', false, 'CoffeeChain''s API offers no ledger feed'),
+    ('coffeechain', 'duffel_vs_platform', true, null),
+    ('fintechapp', 'ledger_vs_platform', false, 'FintechApp''s API offers no ledger feed'),
+    ('fintechapp', 'duffel_vs_platform', true, null),
+    ('fintechapp', 'member_liability', true,
+        'from balance lookups of 80 members the platform knows'),
+    ('telcocorp', 'ledger_vs_platform', true, 'from the ledger feed'),
+    ('telcocorp', 'duffel_vs_platform', true, null),
+    ('telcocorp', 'member_liability', true, 'from the member list');
+"""
+
+
+def copy_snapshot(source: Path, target: Path, sql: str) -> dict[str, str]:
+    """Copy the pipeline's serving snapshot into ``target``, change it with ``sql``, add users."""
+    (target / "serving").mkdir(parents=True)
+    for name in ("serving.duckdb", "serving.json"):
+        shutil.copyfile(source / "serving" / name, target / "serving" / name)
+    with duckdb.connect(str(target / "serving" / "serving.duckdb")) as con:
+        con.execute(sql)
+        con.execute("checkpoint")
+    created = create_demo_users(target / "dashboard_users.json", TENANTS)
+    return {user.username: password for user, password in created}
+
+
+@pytest.fixture(scope="session")
+def ops_data(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The pipeline's snapshot with the operations marts put in, holding known rows."""
+    folder = tmp_path_factory.mktemp("ops-data")
+    return folder, copy_snapshot(data_dir, folder, OPERATIONS_MARTS)
+
+
+@pytest.fixture(scope="session")
+def old_data(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The pipeline's snapshot as published before the operations marts existed."""
+    folder = tmp_path_factory.mktemp("old-data")
+    drop = ";".join(f"drop table if exists {t}" for t in OPERATIONS_TABLES)
+    return folder, copy_snapshot(data_dir, folder, drop)
+
+
+@pytest.fixture(scope="session")
+def ops_server(ops_data: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory):
+    """The dashboard serving the snapshot with the operations marts."""
+    running = start_dashboard(ops_data[0], tmp_path_factory.mktemp("ops-logs") / "dashboard.log")
+    yield running
+    stop_dashboard(running)
+    assert "Traceback" not in running.log.read_text(), running.log.read_text()
+
+
+@pytest.fixture(scope="session")
+def old_server(old_data: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory):
+    """The dashboard serving a snapshot that lacks the operations marts."""
+    running = start_dashboard(old_data[0], tmp_path_factory.mktemp("old-logs") / "dashboard.log")
+    yield running
+    stop_dashboard(running)
+    assert "Traceback" not in running.log.read_text(), running.log.read_text()
+
+
+def browser_session(
+    browser: Browser, server: Server, username: str, password: str
+) -> Iterator[Session]:
+    """A signed-in browser page on ``server`` (for the servers tests start themselves)."""
+    yield from _session(browser, server, username, password)

@@ -74,3 +74,12 @@ def test_times_are_shown_in_utc() -> None:
     moment = dt.datetime(2026, 1, 1, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert fmt.utc(moment) == "2025-12-31 23:30 UTC"
     assert fmt.age(moment, moment + dt.timedelta(seconds=42)) == "42 s ago"
+
+
+def test_durations_use_the_unit_that_matters() -> None:
+    assert fmt.duration(None) == fmt.DASH
+    assert fmt.duration(45) == "45 s"
+    assert fmt.duration(60 * 12 + 59) == "12 min"
+    assert fmt.duration(3600 * 3 + 300) == "3 h 05 min"
+    assert fmt.duration(3600 * 47 + 60 * 59) == "47 h 59 min"
+    assert fmt.duration(86_400 * 2 + 3600 * 4 + 59) == "2 d 4 h"
