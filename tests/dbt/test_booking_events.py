@@ -146,6 +146,9 @@ def seen_in(built: DbtBuild, data_dir: Path) -> dict[str, Any]:
             "select tenant_id, status, bookings, oldest_since, oldest_age_hours"
             " from marts.saga_health"
         ).fetchall()
+        statuses = con.execute(
+            "select tenant_id, status, count(*) from marts.bookings group by all"
+        ).fetchall()
         (builds, kept_copies) = con.execute(
             "select count(distinct built_at), count(*) filter (where batch_id = 'overlapping-copy')"
             " from staging.stg_platform__booking_events"
@@ -156,6 +159,7 @@ def seen_in(built: DbtBuild, data_dir: Path) -> dict[str, Any]:
         "landed_rows": landed.height,
         "types": types,
         "health": health,
+        "statuses": {(tenant, status): n for tenant, status, n in statuses},
         "builds": builds,
         "kept_copies": kept_copies,
     }
@@ -204,7 +208,13 @@ def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_l
     for number, state in enumerate(rounds, start=1):
         built, waiting, seen = state["built"], state["waiting"], state["seen"]
         assert built.returncode == 0, (number, built.output[-5000:])
-        assert {r["status"] for r in built.run_results()} <= {"success", "pass"}, number
+        results = built.run_results()
+        assert {r["status"] for r in results} <= {"success", "pass", "warn"}, number
+        # the one warn-level check on data this test does not land: the reference services
+        # offer no member list
+        assert {r["unique_id"].split(".")[2] for r in results if r["status"] == "warn"} <= {
+            "tenant_relationship_bookings_member_id__member_id__ref_members_"
+        }, number
 
         # Staging holds each landed event once, column for column, and they are the feed's.
         assert seen["staged"] == seen["landed"], number
@@ -220,6 +230,11 @@ def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_l
         usd = STAGED_COLUMNS.index("usd_amount")
         assert {type(row[usd]) for row in seen["staged"] if row[usd] is not None} == {Decimal}
 
+        # The bookings mart (rebuilt incrementally from the second build on) leaves each
+        # booking in its latest event's status: the waiting ones are those the API lists.
+        assert {key: n for key, n in seen["statuses"].items() if key[1] in WAITING} == {
+            key: n for key, n in waiting.items() if n
+        }, number
         # saga_health counts what the booking API itself lists, tenant by tenant.
         assert {(t, s): n for t, s, n, _, _ in seen["health"]} == {
             (tenant, status): waiting[(tenant, status)] for tenant in TENANTS for status in WAITING
