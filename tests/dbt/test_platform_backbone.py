@@ -1,8 +1,10 @@
 """The booking API's records as the warehouse's backbone: real bookings made over the real
-booking API against reference-mode stand-ins, their events and Duffel orders landed by the
-ingestion assets, then `dbt build`. The bookings mart is the API's bookings (statuses, amounts
-and USD to the cent), the approvals mart holds the operator's decisions on CoffeeChain
-bookings over 50,000 stars, and reconciliation is empty when everything agrees."""
+booking API against the stand-ins, their events and Duffel orders (and, where the tenant offers
+it, its ledger feed) landed by the ingestion assets, then `dbt build`. The bookings mart is the
+API's bookings (statuses, amounts and USD to the cent), the approvals mart holds the operator's
+decisions on CoffeeChain bookings over 50,000 stars, and reconciliation is empty when
+everything agrees. In both stand-in modes: reference (no ledger feed, so no ledger check) and
+extended (the ledger feed, so every charge and refund is checked against the ledger)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 
 from ingestion.duffel.assets import orders
 from ingestion.landing import LandingZone
+from ingestion.loyalty.assets import ledger_transactions
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import start_sandbox
 from tenants.settings import get_settings
@@ -110,10 +113,11 @@ def make_bookings(client: httpx.Client, stand_ins: Any) -> Made:
     return made
 
 
-def land_orders(data_dir: Path, tenant: str) -> None:
-    """The Duffel orders asset, as the pipeline runs it, with the tenant's own token."""
+def land_activity(data_dir: Path, tenant: str, with_ledger: bool) -> None:
+    """The Duffel orders asset (and the ledger feed's), as the pipeline runs them, with the
+    tenant's own credentials."""
     result = dg.materialize(
-        [orders],
+        [orders, ledger_transactions] if with_ledger else [orders],
         partition_key=tenant,
         resources={
             "tenant_apis": TenantApisResource(),
@@ -126,15 +130,19 @@ def land_orders(data_dir: Path, tenant: str) -> None:
 
 @dataclass
 class Built:
+    mode: str
     made: Made
     api_bookings: dict[str, dict[str, Any]]
     build: DbtBuild
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    tmp_path = tmp_path_factory.mktemp("backbone")
-    stand_ins = start_sandbox(sandbox_config(reference=True))
+@pytest.fixture(scope="module", params=["reference", "extended"])
+def built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
+    mode = request.param
+    tmp_path = tmp_path_factory.mktemp(f"backbone-{mode}")
+    stand_ins = start_sandbox(sandbox_config(reference=mode == "reference"))
     server = ApiServer(_env(stand_ins, tmp_path / "booking.sqlite3"), tmp_path / "api.log")
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -146,7 +154,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
                 made = make_bookings(client, stand_ins)
                 for tenant in TENANTS:
                     assert outcome(materialize(server.url, tmp_path, tenant))["outcome"] == "ok"
-                    land_orders(tmp_path, tenant)
+                    land_activity(tmp_path, tenant, with_ledger=mode == "extended")
                 api_bookings = {
                     booking_id: _view(client, headers, booking_id)
                     for booking_id, headers in made.members.items()
@@ -155,7 +163,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         server.stop()
         stand_ins.stop()
         get_settings.cache_clear()
-    yield Built(made, api_bookings, dbt_build(tmp_path / "build", LandingZone.under(tmp_path).root))
+    build = dbt_build(tmp_path / "build", LandingZone.under(tmp_path).root)
+    yield Built(mode, made, api_bookings, build)
 
 
 def _view(client: httpx.Client, headers: dict[str, str], booking_id: str) -> dict[str, Any]:
@@ -275,6 +284,11 @@ def test_reconciliation_is_empty_when_everything_agrees(built: Built) -> None:
         built.build, "select kind, booking_id, order_id from marts.reconciliation_issues"
     )
     assert issues == []
+    with built.build.connect() as con:
+        coverage = con.execute("select tenant_id from intermediate.int_ledger_coverage")
+        covered = {tenant for (tenant,) in coverage.fetchall()}
+    # the ledger was checked where it was landed, and only there
+    assert covered == (set(TENANTS) if built.mode == "extended" else set())
     # ... and that is a real check: every order the API made was landed and joined
     with built.build.connect() as con:
         landed = con.execute("select count(*) from staging.stg_duffel__orders").fetchone()[0]
