@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,51 @@ def test_the_orders_the_platform_did_not_make_are_listed_not_dropped(
         )
         for o in others
     ]
+
+
+def test_a_new_order_version_reassembles_its_booking_incrementally(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """Duffel cancels the booked order (a real order says so only by cancelled_at): the next
+    pull lands the new version, and the next, incremental, build re-assembles the booking
+    from it, exactly as a full build does; nothing else is listed for it."""
+    data_dir = tmp_path / "data"
+    zone = LandingZone.under(data_dir)
+    shutil.copytree(built["zone"].root, zone.root)
+    shutil.copytree(built["build"].warehouse.parent, tmp_path / "build")
+    cancelled_at = "2022-07-02T09:00:00.000000Z"
+    orders = [
+        {**o, "cancelled_at": cancelled_at} if o["id"] == BOOKED_ORDER else o
+        for o in built["orders"]
+    ]
+    with recorded_duffel(orders) as client:
+        stats = sync_orders(client, zone, TENANT, streams=1)
+    assert stats.landed == 1  # only the new version of the cancelled order
+
+    incremental = dbt_build(tmp_path / "build", zone.root)
+    full = dbt_build(tmp_path / "full", zone.root)
+    query = (
+        "select * exclude (built_at) from intermediate.int_bookings_assembled"
+        " order by tenant_id, booking_id"
+    )
+    rows = {}
+    for name, build in (("incremental", incremental), ("full", full)):
+        assert build.returncode == 0, (name, build.output[-5000:])
+        with build.connect() as con:
+            rows[name] = con.execute(query).fetchall()
+            columns = [d[0] for d in con.execute(query).description]
+    assert rows["incremental"] == rows["full"]
+    (booking,) = [dict(zip(columns, row, strict=True)) for row in rows["full"]]
+    assert booking["order_cancelled_at"] == dt.datetime.fromisoformat(cancelled_at)
+    stamp = "select built_at from intermediate.int_bookings_assembled"
+    with built["build"].connect() as con:
+        (first,) = con.execute(stamp).fetchone()
+    with incremental.connect() as con:
+        (second,) = con.execute(stamp).fetchone()
+        (folded,) = con.execute(
+            "select built_at from intermediate.int_booking_events_pivoted_to_bookings"
+        ).fetchone()
+        kinds = con.execute("select kind from marts.reconciliation_issues").fetchall()
+    # re-assembled by the second build for its order alone: its events were not re-folded
+    assert second > first == folded
+    assert kinds == [("order_without_booking",)] * 2
