@@ -38,6 +38,7 @@ dbt = _Namespace(
     type_boolean=lambda: "boolean",
     string_literal=lambda value: "'" + str(value) + "'",
     date_trunc=lambda datepart, date: f"date_trunc('{datepart}', {date})",
+    datediff=lambda first, second, datepart: f"date_diff('{datepart}', {first}, {second})",
     concat=lambda fields: " || ".join(fields),
     hash=lambda field: f"md5(cast({field} as varchar))",
 )

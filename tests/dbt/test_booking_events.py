@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import polars as pl
 import pytest
@@ -146,6 +147,9 @@ def seen_in(built: DbtBuild, data_dir: Path) -> dict[str, Any]:
             "select tenant_id, status, bookings, oldest_since, oldest_age_hours"
             " from marts.saga_health"
         ).fetchall()
+        statuses = con.execute(
+            "select tenant_id, status, count(*) from marts.bookings group by all"
+        ).fetchall()
         (builds, kept_copies) = con.execute(
             "select count(distinct built_at), count(*) filter (where batch_id = 'overlapping-copy')"
             " from staging.stg_platform__booking_events"
@@ -156,6 +160,7 @@ def seen_in(built: DbtBuild, data_dir: Path) -> dict[str, Any]:
         "landed_rows": landed.height,
         "types": types,
         "health": health,
+        "statuses": {(tenant, status): n for tenant, status, n in statuses},
         "builds": builds,
         "kept_copies": kept_copies,
     }
@@ -194,7 +199,47 @@ def landed_and_built(
     built = dbt_build(workdir, landing)
     seen = seen_in(built, tmp_path)
     rounds.append({"built": built, "waiting": waiting, "feeds": feeds, "seen": seen})
-    return {"rounds": rounds, "data_dir": tmp_path}
+    # the same landing zone built in one go, to compare the incremental builds with
+    full = dbt_build(tmp_path / "full-build", landing)
+    return {"rounds": rounds, "data_dir": tmp_path, "full": full}
+
+
+# Models rebuilt incrementally from the events; saga_health and approvals measure waits up to
+# each build's start, so two builds differ there by design.
+FOLDED = (
+    ("intermediate", "int_booking_events_pivoted_to_bookings"),
+    ("intermediate", "int_bookings_assembled"),
+    ("marts", "bookings"),
+    ("marts", "reconciliation_issues"),
+)
+
+
+def rows_only_in_one(incremental: DbtBuild, full: DbtBuild, schema: str, table: str) -> int:
+    """Rows (built_at aside) of one build that the other lacks, both ways."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach '{incremental.warehouse}' as incremental (read_only)")
+        con.execute(f"attach '{full.warehouse}' as full_build (read_only)")
+        columns = [
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns"
+                " where table_catalog = 'full_build' and table_schema = ? and table_name = ?"
+                " and column_name <> 'built_at' order by ordinal_position",
+                [schema, table],
+            ).fetchall()
+        ]
+        assert columns, table
+        select = ", ".join(f'"{c}"' for c in columns)
+        differing = 0
+        for a, b in (("incremental", "full_build"), ("full_build", "incremental")):
+            differing += con.execute(
+                f"select count(*) from (select {select} from {a}.{schema}.{table}"
+                f" except all select {select} from {b}.{schema}.{table})"
+            ).fetchone()[0]
+        return differing
+    finally:
+        con.close()
 
 
 def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_lists(
@@ -204,7 +249,13 @@ def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_l
     for number, state in enumerate(rounds, start=1):
         built, waiting, seen = state["built"], state["waiting"], state["seen"]
         assert built.returncode == 0, (number, built.output[-5000:])
-        assert {r["status"] for r in built.run_results()} <= {"success", "pass"}, number
+        results = built.run_results()
+        assert {r["status"] for r in results} <= {"success", "pass", "warn"}, number
+        # the one warn-level check on data this test does not land: the reference services
+        # offer no member list
+        assert {r["unique_id"].split(".")[2] for r in results if r["status"] == "warn"} <= {
+            "tenant_relationship_bookings_member_id__member_id__ref_members_"
+        }, number
 
         # Staging holds each landed event once, column for column, and they are the feed's.
         assert seen["staged"] == seen["landed"], number
@@ -220,6 +271,11 @@ def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_l
         usd = STAGED_COLUMNS.index("usd_amount")
         assert {type(row[usd]) for row in seen["staged"] if row[usd] is not None} == {Decimal}
 
+        # The bookings mart (rebuilt incrementally from the second build on) leaves each
+        # booking in its latest event's status: the waiting ones are those the API lists.
+        assert {key: n for key, n in seen["statuses"].items() if key[1] in WAITING} == {
+            key: n for key, n in waiting.items() if n
+        }, number
         # saga_health counts what the booking API itself lists, tenant by tenant.
         assert {(t, s): n for t, s, n, _, _ in seen["health"]} == {
             (tenant, status): waiting[(tenant, status)] for tenant in TENANTS for status in WAITING
@@ -242,6 +298,12 @@ def test_staged_events_are_the_landed_feed_and_saga_health_counts_what_the_api_l
     assert third["landed_rows"] > len(third["landed"])
     assert third["staged"] == second["staged"]
     assert third["kept_copies"] == 0
+
+    # Three incremental builds leave the bookings exactly as one build over everything.
+    full = landed_and_built["full"]
+    assert full.returncode == 0, full.output[-5000:]
+    for schema, table in FOLDED:
+        assert rows_only_in_one(rounds[-1]["built"], full, schema, table) == 0, table
 
 
 def test_the_dbt_assets_read_the_ingestion_asset() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 import duckdb
 import polars as pl
@@ -34,7 +34,7 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 17
+    assert kinds["model"] == 19
     assert kinds["unit_test"] >= 10
     assert kinds["test"] >= 100
 
@@ -47,30 +47,57 @@ def test_sources_carry_the_ingestion_asset_keys(built: DbtBuild) -> None:
     assert keys == ASSET_KEYS
 
 
+LEDGER_KINDS = {
+    "ledger_missing_deduction",
+    "ledger_amount_mismatch",
+    "ledger_unknown_deduction",
+    "ledger_missing_refund",
+}
+ORDER_KINDS = {"order_missing", "order_not_cancelled", "order_without_booking"}
+
+
+def _issue_key(kind: str, tenant_id: str, booking_id: str | None, transaction_id, order_id):
+    """What identifies a disagreement: its booking and the ledger record or order in question."""
+    assert kind in LEDGER_KINDS | ORDER_KINDS, kind
+    return (kind, tenant_id, booking_id, transaction_id if kind in LEDGER_KINDS else order_id)
+
+
 def test_reconciliation_lists_exactly_the_planted_anomalies(
     warehouse: duckdb.DuckDBPyConnection, manifest: dict
 ) -> None:
+    """Every planted disagreement between the platform's history, the ledgers and Duffel is
+    listed once, and nothing else is (0 false positives)."""
     planted = [a for a in manifest["anomalies"] if a["expected_in"] == "reconciliation"]
+    assert {a["kind"] for a in planted} == LEDGER_KINDS | ORDER_KINDS
     issues = warehouse.execute(
-        "select kind, tenant_id, booking_id, member_id, transaction_id, order_id, expected, actual"
+        "select kind, tenant_id, booking_id, transaction_id, order_id, expected, actual"
         " from marts.reconciliation_issues"
     ).fetchall()
     assert len(issues) == len(planted)
-    assert {(i[0], i[1], i[2], i[3], i[4]) for i in issues} == {
-        (a["kind"], a["tenant_id"], a["booking_id"], a["member_id"], a["transaction_id"])
+    assert Counter(_issue_key(*i[:5]) for i in issues) == Counter(
+        _issue_key(
+            a["kind"], a["tenant_id"], a["booking_id"], a.get("transaction_id"), a.get("order_id")
+        )
         for a in planted
-    }
-    by_booking = {i[2]: i for i in issues}
+    )
+    by_key = {_issue_key(*i[:5]): i for i in issues}
     for anomaly in planted:
-        issue = by_booking[anomaly["booking_id"]]
-        if anomaly["kind"] == "cancelled_without_refund":
-            assert issue[5] == anomaly["order_id"]
-        if anomaly["kind"] == "amount_mismatch":
-            # The manifest speaks in signed ledger amounts; the mart in units charged.
-            assert (issue[6], issue[7]) == (
-                -Decimal(anomaly["expected_amount"]),
-                -Decimal(anomaly["actual_amount"]),
+        if anomaly["kind"] != "ledger_amount_mismatch" or "expected_amount" not in anomaly:
+            continue
+        issue = by_key[
+            _issue_key(
+                anomaly["kind"],
+                anomaly["tenant_id"],
+                anomaly["booking_id"],
+                anomaly["transaction_id"],
+                None,
             )
+        ]
+        # The mart speaks in units charged (positive), whatever the ledger's sign.
+        assert (issue[5], issue[6]) == (
+            abs(Decimal(str(anomaly["expected_amount"]))),
+            abs(Decimal(str(anomaly["actual_amount"]))),
+        )
 
 
 def test_duplicate_deliveries_collapse_in_staging(
@@ -108,50 +135,40 @@ def test_booking_statuses_match_the_generator(
             assert derived.get((tenant, status), 0) == n, (tenant, status)
 
 
-def test_usd_amounts_equal_python_decimal_conversion(
+def test_usd_amounts_are_the_booking_apis_to_the_cent(
     warehouse: duckdb.DuckDBPyConnection, history
 ) -> None:
-    """Each deduction converted at the registry rate in force when its booking was made."""
-    ledger = (
-        pl.read_parquet(history / "ledger.parquet")
-        .filter(pl.col("raw_override").is_null())
-        .unique(subset=["tenant_id", "transaction_id"])
-    )
-    orders = pl.read_parquet(history / "orders.parquet").filter(pl.col("raw_override").is_null())
-    booked_at = (
-        pl.concat(
-            [
-                ledger.select(
-                    "tenant_id", pl.col("reference_id").alias("booking_id"), "created_at"
-                ),
-                orders.select("tenant_id", "booking_id", "created_at"),
-            ]
-        )
-        .group_by("tenant_id", "booking_id")
-        .agg(pl.col("created_at").min())
-    )
-    deductions = ledger.filter(
-        (pl.col("type") == "deduction") & (pl.col("status") == "posted")
-    ).join(
-        booked_at,
-        left_on=["tenant_id", "reference_id"],
-        right_on=["tenant_id", "booking_id"],
-        suffix="_booked",
-    )
+    """Each charged booking's USD is the one the booking API recorded in its latest event, and
+    that amount is the fare priced at the API's rate: the units charged cover it and one minor
+    unit less would not. The per-tenant totals are those amounts summed, to the cent."""
+    events = pl.read_parquet(history / "events.parquet")
+    latest = events.sort("event_id").group_by("tenant_id", "booking_id").last()
+    charged = latest.filter(pl.col("loyalty_transaction_id").is_not_null())
     registry = load_registry()
     expected: Counter[str] = Counter()
-    for tenant_id, amount, booked in deductions.select(
-        "tenant_id", "amount", "created_at_booked"
+    for tenant_id, loyalty, usd, rate in charged.select(
+        "tenant_id", "loyalty_amount", "usd_amount", "usd_per_unit"
     ).iter_rows():
-        rate = registry[tenant_id].currency.usd_per_unit_on(booked.date())
-        expected[tenant_id] += (-amount * rate).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        minor = Decimal(1).scaleb(-registry[tenant_id].currency.decimals)
+        assert loyalty * rate >= usd > (loyalty - minor) * rate, (tenant_id, loyalty, usd, rate)
+        assert usd == usd.quantize(CENT)
+        expected[tenant_id] += usd
     actual = dict(
         warehouse.execute(
             "select tenant_id, sum(usd_amount) from marts.bookings group by 1"
         ).fetchall()
     )
     assert actual == dict(expected)
-    assert sum(actual.values()) == sum(expected.values())
+    per_booking = dict(
+        warehouse.execute(
+            "select tenant_id || '/' || booking_id, usd_amount from marts.bookings"
+            " where deduction_transaction_id is not null"
+        ).fetchall()
+    )
+    assert per_booking == {
+        f"{t}/{b}": usd
+        for t, b, usd in charged.select("tenant_id", "booking_id", "usd_amount").iter_rows()
+    }
 
 
 def test_no_money_passes_through_a_float(warehouse: duckdb.DuckDBPyConnection) -> None:
@@ -176,6 +193,7 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
         ).fetchall()
     ]
     assert sorted(tables) == [
+        "approvals",
         "booking_segments",
         "bookings",
         "daily_tenant_metrics",

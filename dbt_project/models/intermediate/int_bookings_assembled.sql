@@ -1,8 +1,11 @@
--- One row per booking (tenant_id, booking_id): the ledger's side joined to the Duffel order
--- whose metadata names the booking, priced at the rates in force when it was booked.
--- Incremental: a build re-assembles only the bookings whose ledger side or order changed
--- since the last one (macros/incremental.sql). Rates are seeds: when they change, the
--- pipeline rebuilds in full (transforms/warehouse.py).
+-- One row per booking the booking API made (tenant_id, booking_id): the platform's record of
+-- it (folded from its events: status, amounts, the rate it used, its recorded ids) joined to
+-- its Duffel order, found by the order id the platform recorded or, when it recorded none
+-- (or Duffel has no order of that id), by the order metadata's booking_id.
+-- Incremental: a build re-assembles only the bookings whose events or order changed since the
+-- last one (macros/incremental.sql). The FX seed only fills in for a fare whose currency the
+-- platform did not price; when a seed changes, the pipeline rebuilds in full
+-- (transforms/warehouse.py).
 {{
     config(
         materialized='incremental',
@@ -15,64 +18,62 @@ with
 {% if is_incremental() %}
 -- Each relation is read directly rather than through a shared CTE, which DuckDB would
 -- materialize in full; here the filters reach the table scans.
+changed_orders as (
+
+    select tenant_id, order_id, booking_id
+    from {{ ref('stg_duffel__orders') }}
+    where {{ built_since_last_build() }}
+
+),
+
 changed_bookings as (
 
     select tenant_id, booking_id
-    from {{ ref('int_ledger_transactions_pivoted_to_bookings') }}
+    from {{ ref('int_booking_events_pivoted_to_bookings') }}
     where {{ built_since_last_build() }}
 
     union
 
+    select platform.tenant_id, platform.booking_id
+    from {{ ref('int_booking_events_pivoted_to_bookings') }} as platform
+    inner join changed_orders
+        on platform.tenant_id = changed_orders.tenant_id
+        and platform.duffel_order_id = changed_orders.order_id
+
+    union
+
     select tenant_id, booking_id
-    from {{ ref('stg_duffel__orders') }}
+    from changed_orders
     where booking_id is not null
-        and {{ built_since_last_build() }}
 
 ),
 
-ledger_bookings as (
+platform_bookings as (
 
-    select pivoted.*
-    from {{ ref('int_ledger_transactions_pivoted_to_bookings') }} as pivoted
+    select platform.*
+    from {{ ref('int_booking_events_pivoted_to_bookings') }} as platform
     inner join changed_bookings
-        on pivoted.tenant_id = changed_bookings.tenant_id
-        and pivoted.booking_id = changed_bookings.booking_id
-
-),
-
-orders as (
-
-    select booking_orders.*
-    from {{ ref('stg_duffel__orders') }} as booking_orders
-    inner join changed_bookings
-        on booking_orders.tenant_id = changed_bookings.tenant_id
-        and booking_orders.booking_id = changed_bookings.booking_id
+        on platform.tenant_id = changed_bookings.tenant_id
+        and platform.booking_id = changed_bookings.booking_id
 
 ),
 {% else %}
-ledger_bookings as (
+platform_bookings as (
 
-    select * from {{ ref('int_ledger_transactions_pivoted_to_bookings') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('stg_duffel__orders') }}
-    where booking_id is not null
+    select * from {{ ref('int_booking_events_pivoted_to_bookings') }}
 
 ),
 {% endif %}
 
-tenants as (
+orders as (
 
-    select * from {{ ref('tenants') }}
+    select * from {{ ref('stg_duffel__orders') }}
 
 ),
 
-loyalty_rates as (
+tenants as (
 
-    select * from {{ ref('loyalty_rates') }}
+    select * from {{ ref('tenants') }}
 
 ),
 
@@ -82,20 +83,84 @@ fx_rates as (
 
 ),
 
+candidate_orders as (
+
+    -- the order the platform recorded
+    select
+        platform_bookings.tenant_id,
+        platform_bookings.booking_id,
+        0 as match_rank,
+        orders.order_id,
+        orders.pnr,
+        orders.created_at,
+        orders.paid_at,
+        orders.is_awaiting_payment,
+        orders.cancelled_at,
+        orders.refund_amount,
+        orders.departing_at,
+        orders.origin,
+        orders.destination,
+        orders.airline_iata,
+        orders.airline_name,
+        orders.cabin,
+        orders.passenger_count,
+        orders.total_amount,
+        orders.total_currency,
+        orders.loaded_at
+
+    from platform_bookings
+    inner join orders
+        on platform_bookings.tenant_id = orders.tenant_id
+        and platform_bookings.duffel_order_id = orders.order_id
+
+    union all
+
+    -- an order whose metadata names the booking (the platform recorded none, or Duffel
+    -- lacks the one it recorded)
+    select
+        platform_bookings.tenant_id,
+        platform_bookings.booking_id,
+        1 as match_rank,
+        orders.order_id,
+        orders.pnr,
+        orders.created_at,
+        orders.paid_at,
+        orders.is_awaiting_payment,
+        orders.cancelled_at,
+        orders.refund_amount,
+        orders.departing_at,
+        orders.origin,
+        orders.destination,
+        orders.airline_iata,
+        orders.airline_name,
+        orders.cabin,
+        orders.passenger_count,
+        orders.total_amount,
+        orders.total_currency,
+        orders.loaded_at
+
+    from platform_bookings
+    inner join orders
+        on platform_bookings.tenant_id = orders.tenant_id
+        and platform_bookings.booking_id = orders.booking_id
+
+),
+
 ranked_orders as (
 
-    -- A booking has one order; should a retry have made more, the ticketed one counts.
+    -- Should a retry have made several, the recorded one counts, then a live ticketed one.
     select
         *,
         row_number() over (
             partition by tenant_id, booking_id
             order by
-                case when paid_at is not null and cancelled_at is null then 0 else 1 end asc,
+                match_rank asc,
+                case when cancelled_at is null then 0 else 1 end asc,
                 created_at desc,
                 order_id asc
         ) as order_rank
 
-    from orders
+    from candidate_orders
 
 ),
 
@@ -109,25 +174,33 @@ booking_orders as (
 joined as (
 
     select
-        coalesce(ledger_bookings.tenant_id, booking_orders.tenant_id) as tenant_id,
-        coalesce(ledger_bookings.booking_id, booking_orders.booking_id) as booking_id,
-        coalesce(ledger_bookings.member_id, booking_orders.member_id) as member_id,
-        booking_orders.order_id as duffel_order_id,
+        platform_bookings.tenant_id,
+        platform_bookings.booking_id,
+        platform_bookings.member_id,
+        platform_bookings.status,
+        platform_bookings.duffel_order_id as recorded_order_id,
+        booking_orders.order_id as matched_order_id,
         booking_orders.pnr,
-        ledger_bookings.deduction_transaction_id,
-        ledger_bookings.deduction_count,
-        ledger_bookings.refund_transaction_id,
-        ledger_bookings.cashback_transaction_id,
-        ledger_bookings.approval_id,
-        ledger_bookings.approval_requested_at,
-        ledger_bookings.approval_decision,
-        ledger_bookings.charged_at,
-        ledger_bookings.refunded_at,
-        -- when the booking was made: its first ledger record or its order, whichever came first
-        least(
-            coalesce(ledger_bookings.first_transaction_at, booking_orders.created_at),
-            coalesce(booking_orders.created_at, ledger_bookings.first_transaction_at)
-        ) as created_at,
+        platform_bookings.loyalty_transaction_id as deduction_transaction_id,
+        platform_bookings.refund_transaction_id,
+        platform_bookings.created_at,
+        cast(platform_bookings.created_at as date) as booked_on,
+        platform_bookings.last_event_at,
+        platform_bookings.approval_requested_at,
+        platform_bookings.approval_decided_at,
+        platform_bookings.approval_decision,
+        platform_bookings.approval_decided_by,
+        platform_bookings.charged_at,
+        platform_bookings.refunded_at,
+        platform_bookings.cancelling_at,
+        booking_orders.created_at as order_created_at,
+        booking_orders.paid_at as order_paid_at,
+        -- a real order says it was paid by no longer awaiting payment; paid_at is optional
+        coalesce(
+            booking_orders.paid_at is not null or not booking_orders.is_awaiting_payment, false
+        ) as is_order_paid,
+        booking_orders.cancelled_at as order_cancelled_at,
+        booking_orders.refund_amount as order_refund_amount,
         booking_orders.departing_at as departure_at,
         booking_orders.origin,
         booking_orders.destination,
@@ -135,61 +208,60 @@ joined as (
         booking_orders.airline_name,
         booking_orders.cabin,
         booking_orders.passenger_count,
-        booking_orders.total_amount as fare_amount,
-        booking_orders.total_currency as fare_currency,
-        booking_orders.paid_at as order_paid_at,
-        booking_orders.cancelled_at as order_cancelled_at,
-        booking_orders.refund_amount as order_refund_amount,
-        coalesce(ledger_bookings.charged_amount, cast(0 as {{ money_type() }})) as loyalty_amount,
-        coalesce(ledger_bookings.refunded_amount, cast(0 as {{ money_type() }})) as refund_amount,
-        coalesce(ledger_bookings.cashback_amount, cast(0 as {{ money_type() }})) as cashback_amount,
-        -- the newest landing among the records the booking is built from
+        coalesce(booking_orders.total_amount, platform_bookings.fare_amount) as fare_amount,
+        coalesce(booking_orders.total_currency, platform_bookings.fare_currency) as fare_currency,
+        platform_bookings.fare_currency as priced_fare_currency,
+        platform_bookings.fx_rate as priced_fx_rate,
+        -- the platform's charge: what it recorded when it charged, nothing when it never did
+        case
+            when platform_bookings.loyalty_transaction_id is not null
+                then platform_bookings.loyalty_amount
+            else cast(0 as {{ money_type() }})
+        end as loyalty_amount,
+        case
+            when platform_bookings.loyalty_transaction_id is not null
+                then platform_bookings.usd_amount
+            else cast(0 as {{ money_type() }})
+        end as usd_amount,
+        coalesce(platform_bookings.loyalty_currency, tenants.currency) as loyalty_currency,
+        platform_bookings.usd_per_unit,
+        coalesce(platform_bookings.refund_amount, cast(0 as {{ money_type() }})) as refund_amount,
+        coalesce(platform_bookings.cashback_amount, cast(0 as {{ money_type() }}))
+            as cashback_amount,
+        tenants.currency_decimals,
+        tenants.cashback_rate,
         greatest(
-            coalesce(ledger_bookings.loaded_at, booking_orders.loaded_at),
-            coalesce(booking_orders.loaded_at, ledger_bookings.loaded_at)
+            platform_bookings.loaded_at,
+            coalesce(booking_orders.loaded_at, platform_bookings.loaded_at)
         ) as loaded_at
 
-    from ledger_bookings
-    full outer join booking_orders
-        on ledger_bookings.tenant_id = booking_orders.tenant_id
-        and ledger_bookings.booking_id = booking_orders.booking_id
-
-),
-
-dated as (
-
-    select
-        *,
-        cast(created_at as date) as booked_on
-
-    from joined
+    from platform_bookings
+    left join booking_orders
+        on platform_bookings.tenant_id = booking_orders.tenant_id
+        and platform_bookings.booking_id = booking_orders.booking_id
+    left join tenants
+        on platform_bookings.tenant_id = tenants.tenant_id
 
 ),
 
 rated as (
 
     select
-        dated.*,
-        tenants.currency as loyalty_currency,
-        tenants.currency_decimals,
-        tenants.cashback_rate,
-        loyalty_rates.usd_per_unit,
+        joined.*,
         case
-            when dated.fare_currency = 'USD' then cast(1 as {{ rate_type() }})
+            when joined.fare_currency = 'USD' then cast(1 as {{ rate_type() }})
+            -- the rate the booking API priced the fare at, else the FX seed of that day
+            when joined.fare_currency = joined.priced_fare_currency
+                and joined.priced_fx_rate is not null
+                then joined.priced_fx_rate
             else fx_rates.usd_per_unit
         end as fare_usd_per_unit
 
-    from dated
-    left join tenants
-        on dated.tenant_id = tenants.tenant_id
-    left join loyalty_rates
-        on dated.tenant_id = loyalty_rates.tenant_id
-        and dated.booked_on >= loyalty_rates.valid_from
-        and dated.booked_on < coalesce(loyalty_rates.valid_to, cast('9999-12-31' as date))
+    from joined
     left join fx_rates
-        on dated.fare_currency = fx_rates.currency
-        and dated.booked_on >= fx_rates.valid_from
-        and dated.booked_on < coalesce(fx_rates.valid_to, cast('9999-12-31' as date))
+        on joined.fare_currency = fx_rates.currency
+        and joined.booked_on >= fx_rates.valid_from
+        and joined.booked_on < coalesce(fx_rates.valid_to, cast('9999-12-31' as date))
 
 ),
 
@@ -197,16 +269,12 @@ converted as (
 
     select
         *,
-        {{ booking_status(
-            'deduction_transaction_id',
-            'refund_transaction_id',
-            'order_paid_at',
-            'order_cancelled_at',
-            'approval_requested_at',
-            'approval_decision'
-        ) }} as status,
-        {{ to_usd('loyalty_amount', 'usd_per_unit') }} as usd_amount,
-        {{ to_usd('refund_amount', 'usd_per_unit') }} as refund_usd,
+        -- a full refund gives back exactly the USD charged; a partial one converts at the
+        -- booking's rate
+        case
+            when refund_amount = loyalty_amount then usd_amount
+            else {{ to_usd('refund_amount', 'usd_per_unit') }}
+        end as refund_usd,
         {{ to_usd('cashback_amount', 'usd_per_unit') }} as cashback_usd,
         {{ to_usd('fare_amount', 'fare_usd_per_unit') }} as fare_usd,
         fare_amount is not null and fare_usd_per_unit is null as is_fare_unconvertible,
@@ -222,11 +290,11 @@ checked as (
         *,
         cast(usd_amount - refund_usd - cashback_usd as {{ money_type() }}) as net_usd,
         case
-            when fare_usd is not null
+            when fare_usd is not null and usd_per_unit is not null
                 then {{ loyalty_units_for_usd('fare_usd', 'usd_per_unit', 'currency_decimals') }}
         end as expected_loyalty_amount,
         case
-            when fare_usd is not null
+            when fare_usd is not null and deduction_transaction_id is not null
                 then {{ is_rounded_up_charge(
                     'loyalty_amount', 'usd_per_unit', 'fare_usd', 'currency_decimals'
                 ) }}
@@ -242,22 +310,28 @@ final as (
         tenant_id,
         booking_id,
         member_id,
-        duffel_order_id,
+        status,
+        recorded_order_id,
+        matched_order_id,
+        coalesce(recorded_order_id, matched_order_id) as duffel_order_id,
         pnr,
         deduction_transaction_id,
-        deduction_count,
         refund_transaction_id,
-        cashback_transaction_id,
-        approval_id,
-        status,
         created_at,
         booked_on,
+        last_event_at,
         approval_requested_at,
+        approval_decided_at,
         approval_decision,
+        approval_decided_by,
         charged_at,
         refunded_at,
+        cancelling_at,
+        order_created_at,
         order_paid_at,
+        is_order_paid,
         order_cancelled_at,
+        order_refund_amount,
         departure_at,
         origin,
         destination,
@@ -281,7 +355,6 @@ final as (
         cashback_usd,
         refund_amount,
         refund_usd,
-        order_refund_amount,
         net_usd,
         expected_loyalty_amount,
         is_charge_consistent_with_fare,

@@ -1,3 +1,4 @@
+-- One row per booking the booking API made, with its Duffel order's flight details.
 -- Incremental: a build replaces the bookings re-assembled since the last one
 -- (macros/incremental.sql).
 {{
@@ -32,8 +33,10 @@ final as (
         bookings.pnr,
         bookings.deduction_transaction_id,
         bookings.refund_transaction_id,
-        bookings.cashback_transaction_id,
-        bookings.approval_id,
+        -- the platform records neither: a cashback is credited with the charge, and an
+        -- approval is the operator's decision on the booking itself (see the approvals mart)
+        cast(null as {{ dbt.type_string() }}) as cashback_transaction_id,
+        cast(null as {{ dbt.type_string() }}) as approval_id,
         bookings.status,
         bookings.created_at,
         bookings.refunded_at,

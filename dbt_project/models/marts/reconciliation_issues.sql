@@ -1,10 +1,18 @@
--- One row per disagreement between a tenant's ledger and its Duffel orders. expected and
--- actual are loyalty units (in currency) the ledger should hold and does hold.
+-- One row per disagreement between the booking API's records (the backbone) and the checks
+-- on them: the tenant's ledger, where it can be checked (int_ledger_coverage), and the
+-- tenant's Duffel orders, always. expected is what the platform recorded, actual what the
+-- check holds; ledger amounts are units charged or refunded, positive, in currency.
 with
 
 bookings as (
 
     select * from {{ ref('int_bookings_assembled') }}
+
+),
+
+ledger as (
+
+    select * from {{ ref('stg_loyalty__ledger_transactions') }}
 
 ),
 
@@ -14,149 +22,184 @@ orders as (
 
 ),
 
-deduction_without_order as (
+coverage as (
+
+    select * from {{ ref('int_ledger_coverage') }}
+
+),
+
+checked_bookings as (
+
+    -- bookings of tenants whose ledger can be checked
+    select bookings.*
+    from bookings
+    inner join coverage
+        on bookings.tenant_id = coverage.tenant_id
+
+),
+
+deductions as (
+
+    select * from ledger
+    where transaction_type = 'deduction'
+
+),
+
+refunds as (
+
+    select * from ledger
+    where transaction_type = 'refund'
+
+),
+
+ledger_missing_deduction as (
 
     select
-        'deduction_without_order' as kind,
-        tenant_id,
-        booking_id,
-        member_id,
-        deduction_transaction_id as transaction_id,
+        'ledger_missing_deduction' as kind,
+        checked_bookings.tenant_id,
+        checked_bookings.booking_id,
+        checked_bookings.member_id,
+        checked_bookings.deduction_transaction_id as transaction_id,
+        checked_bookings.duffel_order_id as order_id,
+        checked_bookings.loyalty_currency as currency,
+        checked_bookings.loyalty_amount as expected,
+        cast(null as {{ money_type() }}) as actual,
+        'The booking API recorded this charge, but the tenant''s ledger holds no deduction '
+        || 'with its transaction id.' as explanation,
+        checked_bookings.created_at as booked_at
+
+    from checked_bookings
+    left join deductions
+        on checked_bookings.tenant_id = deductions.tenant_id
+        and checked_bookings.deduction_transaction_id = deductions.transaction_id
+    where checked_bookings.deduction_transaction_id is not null
+        and deductions.transaction_id is null
+
+),
+
+ledger_amount_mismatch as (
+
+    select
+        'ledger_amount_mismatch' as kind,
+        checked_bookings.tenant_id,
+        checked_bookings.booking_id,
+        checked_bookings.member_id,
+        checked_bookings.deduction_transaction_id as transaction_id,
+        checked_bookings.duffel_order_id as order_id,
+        checked_bookings.loyalty_currency as currency,
+        checked_bookings.loyalty_amount as expected,
+        -- deductions are negative in the ledger; a charge is positive units
+        cast(-deductions.amount as {{ money_type() }}) as actual,
+        'The tenant''s ledger deducted a different amount than the booking API charged.'
+            as explanation,
+        checked_bookings.created_at as booked_at
+
+    from checked_bookings
+    inner join deductions
+        on checked_bookings.tenant_id = deductions.tenant_id
+        and checked_bookings.deduction_transaction_id = deductions.transaction_id
+    where -deductions.amount <> checked_bookings.loyalty_amount
+
+),
+
+ledger_unknown_deduction as (
+
+    select
+        'ledger_unknown_deduction' as kind,
+        deductions.tenant_id,
+        cast(null as {{ dbt.type_string() }}) as booking_id,
+        deductions.member_id,
+        deductions.transaction_id,
         cast(null as {{ dbt.type_string() }}) as order_id,
-        loyalty_currency as currency,
+        deductions.currency,
         cast(null as {{ money_type() }}) as expected,
-        loyalty_amount as actual,
-        'The ledger charged the member for this booking, did not refund it, '
-        || 'and no Duffel order names the booking.' as explanation,
-        created_at as booked_at
+        cast(-deductions.amount as {{ money_type() }}) as actual,
+        'The tenant''s ledger holds a posted deduction whose reference is no booking the '
+        || 'booking API made.' as explanation,
+        deductions.created_at as booked_at
 
-    from bookings
-    where deduction_transaction_id is not null
-        and duffel_order_id is null
-        and refund_transaction_id is null
-
-),
-
-order_without_deduction as (
-
-    select
-        'order_without_deduction' as kind,
-        tenant_id,
-        booking_id,
-        member_id,
-        cast(null as {{ dbt.type_string() }}) as transaction_id,
-        duffel_order_id as order_id,
-        loyalty_currency as currency,
-        expected_loyalty_amount as expected,
-        loyalty_amount as actual,
-        'Duffel ticketed (paid) this booking''s order but the ledger holds no posted '
-        || 'deduction for it.' as explanation,
-        created_at as booked_at
-
-    from bookings
-    where order_paid_at is not null
-        and deduction_transaction_id is null
+    from deductions
+    inner join coverage
+        on deductions.tenant_id = coverage.tenant_id
+    left join bookings
+        on deductions.tenant_id = bookings.tenant_id
+        and deductions.booking_id = bookings.booking_id
+    where deductions.status = 'posted'
+        and bookings.booking_id is null
 
 ),
 
-cancelled_without_refund as (
+ledger_missing_refund as (
 
     select
-        'cancelled_without_refund' as kind,
+        'ledger_missing_refund' as kind,
+        checked_bookings.tenant_id,
+        checked_bookings.booking_id,
+        checked_bookings.member_id,
+        checked_bookings.refund_transaction_id as transaction_id,
+        checked_bookings.duffel_order_id as order_id,
+        checked_bookings.loyalty_currency as currency,
+        checked_bookings.refund_amount as expected,
+        cast(null as {{ money_type() }}) as actual,
+        'The booking API recorded this refund, but the tenant''s ledger holds no refund '
+        || 'with its transaction id.' as explanation,
+        checked_bookings.created_at as booked_at
+
+    from checked_bookings
+    left join refunds
+        on checked_bookings.tenant_id = refunds.tenant_id
+        and checked_bookings.refund_transaction_id = refunds.transaction_id
+    where checked_bookings.refund_transaction_id is not null
+        and refunds.transaction_id is null
+
+),
+
+order_missing as (
+
+    select
+        'order_missing' as kind,
+        bookings.tenant_id,
+        bookings.booking_id,
+        bookings.member_id,
+        bookings.deduction_transaction_id as transaction_id,
+        bookings.recorded_order_id as order_id,
+        cast(null as {{ dbt.type_string() }}) as currency,
+        cast(null as {{ money_type() }}) as expected,
+        cast(null as {{ money_type() }}) as actual,
+        'The booking API recorded this Duffel order, but the tenant''s Duffel organisation '
+        || 'has no order with its id.' as explanation,
+        bookings.created_at as booked_at
+
+    from bookings
+    left join orders
+        on bookings.tenant_id = orders.tenant_id
+        and bookings.recorded_order_id = orders.order_id
+    where bookings.recorded_order_id is not null
+        and orders.order_id is null
+
+),
+
+order_not_cancelled as (
+
+    select
+        'order_not_cancelled' as kind,
         tenant_id,
         booking_id,
         member_id,
         deduction_transaction_id as transaction_id,
-        duffel_order_id as order_id,
-        loyalty_currency as currency,
-        loyalty_amount as expected,
-        refund_amount as actual,
-        'The paid Duffel order was cancelled with a refund, but the ledger never '
-        || 'refunded the deduction.' as explanation,
+        matched_order_id as order_id,
+        cast(null as {{ dbt.type_string() }}) as currency,
+        cast(null as {{ money_type() }}) as expected,
+        cast(null as {{ money_type() }}) as actual,
+        'The booking API cancelled this booking at Duffel, but its Duffel order is still '
+        || 'live (not cancelled).' as explanation,
         created_at as booked_at
 
     from bookings
-    where order_paid_at is not null
-        and order_cancelled_at is not null
-        and order_refund_amount > 0
-        and deduction_transaction_id is not null
-        and refund_transaction_id is null
-
-),
-
-amount_mismatch as (
-
-    select
-        'amount_mismatch' as kind,
-        tenant_id,
-        booking_id,
-        member_id,
-        deduction_transaction_id as transaction_id,
-        duffel_order_id as order_id,
-        loyalty_currency as currency,
-        expected_loyalty_amount as expected,
-        loyalty_amount as actual,
-        'The units charged are not the fare in USD priced at the rate in force when '
-        || 'booked, rounded up to the currency''s minor unit.' as explanation,
-        created_at as booked_at
-
-    from bookings
-    where deduction_transaction_id is not null
-        and not is_charge_consistent_with_fare
-
-),
-
-refund_mismatch as (
-
-    select
-        'refund_mismatch' as kind,
-        tenant_id,
-        booking_id,
-        member_id,
-        refund_transaction_id as transaction_id,
-        duffel_order_id as order_id,
-        loyalty_currency as currency,
-        case
-            when duffel_order_id is not null and order_cancelled_at is null
-                then cast(0 as {{ money_type() }})
-            else loyalty_amount
-        end as expected,
-        refund_amount as actual,
-        case
-            when duffel_order_id is not null and order_cancelled_at is null
-                then 'The ledger refunded a booking whose Duffel order is still live.'
-            else 'The ledger refund is not the full amount charged for the booking.'
-        end as explanation,
-        created_at as booked_at
-
-    from bookings
-    where refund_transaction_id is not null
-        and (
-            refund_amount <> loyalty_amount
-            or (duffel_order_id is not null and order_cancelled_at is null)
-        )
-
-),
-
-cashback_mismatch as (
-
-    select
-        'cashback_mismatch' as kind,
-        tenant_id,
-        booking_id,
-        member_id,
-        coalesce(cashback_transaction_id, deduction_transaction_id) as transaction_id,
-        duffel_order_id as order_id,
-        loyalty_currency as currency,
-        expected_cashback_amount as expected,
-        cashback_amount as actual,
-        'The cashback credited is not the tenant''s cashback rate times the units '
-        || 'charged, rounded half-even to the cent.' as explanation,
-        created_at as booked_at
-
-    from bookings
-    where (deduction_transaction_id is not null or cashback_transaction_id is not null)
-        and cashback_amount <> expected_cashback_amount
+    -- cancelled, or cancelled at Duffel with the refund still owed
+    where (status = 'cancelled' or (status = 'refund_pending' and cancelling_at is not null))
+        and matched_order_id is not null
+        and order_cancelled_at is null
 
 ),
 
@@ -164,36 +207,43 @@ order_without_booking as (
 
     select
         'order_without_booking' as kind,
-        tenant_id,
+        orders.tenant_id,
         cast(null as {{ dbt.type_string() }}) as booking_id,
-        member_id,
-        loyalty_transaction_id as transaction_id,
-        order_id,
+        orders.member_id,
+        orders.loyalty_transaction_id as transaction_id,
+        orders.order_id,
         cast(null as {{ dbt.type_string() }}) as currency,
         cast(null as {{ money_type() }}) as expected,
         cast(null as {{ money_type() }}) as actual,
-        'The Duffel order carries no booking id in its metadata, so no ledger record '
-        || 'can be matched to it.' as explanation,
-        created_at as booked_at
+        'The tenant''s Duffel organisation holds an order the booking API did not make: no '
+        || 'booking recorded its id and its metadata names no booking.' as explanation,
+        orders.created_at as booked_at
 
     from orders
-    where booking_id is null
+    left join bookings as by_recorded_id
+        on orders.tenant_id = by_recorded_id.tenant_id
+        and orders.order_id = by_recorded_id.recorded_order_id
+    left join bookings as by_metadata
+        on orders.tenant_id = by_metadata.tenant_id
+        and orders.booking_id = by_metadata.booking_id
+    where by_recorded_id.booking_id is null
+        and by_metadata.booking_id is null
 
 ),
 
 issues as (
 
-    select * from deduction_without_order
+    select * from ledger_missing_deduction
     union all
-    select * from order_without_deduction
+    select * from ledger_amount_mismatch
     union all
-    select * from cancelled_without_refund
+    select * from ledger_unknown_deduction
     union all
-    select * from amount_mismatch
+    select * from ledger_missing_refund
     union all
-    select * from refund_mismatch
+    select * from order_missing
     union all
-    select * from cashback_mismatch
+    select * from order_not_cancelled
     union all
     select * from order_without_booking
 
@@ -205,7 +255,8 @@ final as (
         {{ dbt.hash(dbt.concat([
             'kind', "'|'", 'tenant_id',
             "'|'", "coalesce(booking_id, '')",
-            "'|'", "coalesce(order_id, '')"
+            "'|'", "coalesce(order_id, '')",
+            "'|'", "coalesce(transaction_id, '')"
         ])) }} as issue_id,
         kind,
         tenant_id,
