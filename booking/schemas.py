@@ -82,7 +82,18 @@ class WebhookRegistration(_Body):
 
 class ApprovalDecision(_Body):
     decision: Literal["approve", "reject"]
+    operator: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        description="who decides; recorded as the event's actor (operator:<name>)",
+    )
     note: str | None = Field(default=None, max_length=1000)
+
+    @property
+    def actor(self) -> str:
+        return f"operator:{self.operator}" if self.operator else "operator"
 
 
 class RefundAction(_Body):

@@ -1158,7 +1158,11 @@ class BookingService:
                 )
             if decision.decision == "reject":
                 uow.bookings.transition(
-                    row, Status.REJECTED, decision.note or "rejected", approval_note=decision.note
+                    row,
+                    Status.REJECTED,
+                    decision.note or "rejected",
+                    actor=decision.actor,
+                    approval_note=decision.note,
                 )
                 uow.commit()
                 return self.view(booking_id)
@@ -1172,6 +1176,7 @@ class BookingService:
                 booking_id,
                 Status.FAILED,
                 "approved, but the offer expired meanwhile",
+                actor=decision.actor,
                 approval_note=decision.note,
                 failure_code="offer_expired",
                 failure_reason="The offer expired while the booking awaited approval.",
@@ -1184,6 +1189,7 @@ class BookingService:
             booking_id,
             Status.CHARGING,
             f"approved at {money(price.loyalty)} {tenant.currency.code}",
+            actor=decision.actor,
             approval_note=decision.note,
             offer_expires_at=offer.expires_at,
             flight=flight_view(

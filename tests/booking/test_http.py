@@ -330,9 +330,21 @@ def test_coffeechain_approval_then_operator_decisions(client: httpx.Client) -> N
     rejected = client.post(
         f"/api/v1/admin/approvals/{other.json()['data']['booking_id']}",
         headers=operator(),
-        json={"decision": "reject", "note": "over budget"},
+        json={"decision": "reject", "operator": "alice", "note": "over budget"},
     )
     assert rejected.json()["data"]["status"] == "rejected"
+    # Every decision is in the feed with who made it: named, or "operator" when unnamed.
+    feed = client.get("/api/v1/admin/events", headers=operator(), params={"limit": 1000})
+    actors = {
+        (e["booking_id"], e["to_state"]): e["actor"]
+        for e in feed.json()["data"]["events"]
+        if e["from_state"] == "pending_approval"
+        and e["booking_id"] in (booking_id, other.json()["data"]["booking_id"])
+    }
+    assert actors == {
+        (booking_id, "charging"): "operator",
+        (other.json()["data"]["booking_id"], "rejected"): "operator:alice",
+    }
     assert_problem(
         client.post(
             f"/api/v1/admin/approvals/{booking_id}",
