@@ -1,0 +1,205 @@
+"""Live traffic against the real stand-ins (reference mode) and the real booking API.
+
+Members search, abandon, book, cancel and fail through the API with their own credentials;
+the operator decides approvals after a delay. Outcomes are counted from the API's own feeds.
+The traffic's clock is a counter the test moves, so no step waits for real time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from sandbox.config import SERVICES, Limit
+from sandbox.runner import Sandbox, start_sandbox
+from sandbox.seed import reference_members_frame
+from sandbox.traffic import MemberApps, Traffic, members_from_frame
+from tenants.registry import get_registry
+from tests.booking.test_http import OPERATOR_TOKEN, ROOT, ApiServer, _env, _free_port, operator
+from tests.helpers.standins import sandbox_config
+from tests.sandbox.test_cli import _free_offset
+
+TICKS = 20  # two decks: each holds a booking that needs approval and one that overspends
+
+
+class Clock:
+    """The traffic's clock: moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def read_feed(client: httpx.Client, path: str, key: str) -> list[dict[str, Any]]:
+    """Every record of an admin feed, page by page by cursor."""
+    records: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+        page = client.get(path, headers=operator(), params=params)
+        assert page.status_code == 200, page.text
+        data = page.json()["data"]
+        records.extend(data[key])
+        cursor = data["next_cursor"]
+        if not data["has_more"]:
+            return records
+
+
+@pytest.fixture(scope="module")
+def reference_stand_ins() -> Iterator[Sandbox]:
+    running = start_sandbox(
+        sandbox_config(reference=True, limits=dict.fromkeys(SERVICES, Limit(100_000)))
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(
+    reference_stand_ins: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    folder = tmp_path_factory.mktemp("traffic-api")
+    server = ApiServer(_env(reference_stand_ins, folder / "booking.sqlite3"), folder / "api.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def traffic_run(reference_stand_ins: Sandbox, api: ApiServer) -> Iterator[dict[str, Any]]:
+    """Two decks of traffic through the API, follow-ups done; what the API recorded."""
+    registry = get_registry()
+    clock = Clock()
+    apps = MemberApps(
+        registry,
+        urls={t: u for t, u in reference_stand_ins.urls.items() if t in registry},
+        lookup=reference_stand_ins.client_env().get,
+    )
+    with Traffic(
+        api.url,
+        SecretStr(OPERATOR_TOKEN),
+        members_from_frame(reference_members_frame()),
+        registry,
+        apps=apps,
+        seed=3,
+        approval_delay=(30.0, 90.0),
+        cancel_delay=(60.0, 300.0),
+        clock=clock,
+    ) as traffic:
+        for _ in range(TICKS):
+            traffic.tick()
+        waiting = traffic.pending()
+        ran_early = traffic.run_due()
+        clock.now += 301.0
+        ran = traffic.run_due()
+        with httpx.Client(base_url=api.url, timeout=60) as client:
+            yield {
+                "traffic": traffic,
+                "waiting": waiting,
+                "ran_early": ran_early,
+                "ran": ran,
+                "events": read_feed(client, "/api/v1/admin/events", "events"),
+                "searches": read_feed(client, "/api/v1/admin/searches", "searches"),
+            }
+
+
+def test_traffic_outcomes_as_the_api_recorded_them(traffic_run: dict[str, Any]) -> None:
+    traffic: Traffic = traffic_run["traffic"]
+    events, searches = traffic_run["events"], traffic_run["searches"]
+    assert traffic.ticks == TICKS
+    # Follow-ups wait for their delay, then all of them happen.
+    assert traffic_run["waiting"] >= 3 and traffic_run["ran_early"] == 0
+    assert traffic_run["ran"] == traffic_run["waiting"] and traffic.pending() == 0
+
+    # Every answered search is in the searches feed; abandoned ones too.
+    assert len(searches) == traffic.searched
+    assert traffic.outcomes["abandoned_search"] == 2 * 3
+    # A cabin the tenant does not allow is refused before any search is made.
+    assert traffic.outcomes["search_invalid-cabin-class"] == 2
+
+    by_booking: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_booking.setdefault(event["booking_id"], []).append(event)
+    created = [e for e in events if e["from_state"] is None]
+    assert len(created) == len(by_booking) == traffic.booked
+    assert len(searches) > len(by_booking)  # some searches led to no booking
+
+    # Approvals: CoffeeChain bookings over the threshold wait, then the operator decides.
+    pending = {e["booking_id"] for e in created if e["to_state"] == "pending_approval"}
+    assert len(pending) == 2
+    decided = [
+        e for e in events if e["from_state"] == "pending_approval" and e["booking_id"] in pending
+    ]
+    assert {e["booking_id"] for e in decided} == pending
+    assert {e["to_state"] for e in decided} <= {"charging", "rejected", "failed"}
+    assert all(e["tenant_id"] == "coffeechain" for e in decided)
+
+    # Failures: members who cannot pay.
+    failed = [e for e in events if e["to_state"] == "failed"]
+    assert any(e["detail"] == "insufficient balance" for e in failed)
+    assert traffic.outcomes["insufficient-balance"] >= 2
+
+    # Cancellations, at the members' request, after the delay.
+    cancelling = {e["booking_id"] for e in events if e["to_state"] == "cancelling"}
+    assert cancelling and traffic.outcomes["cancel_requested"] == len(cancelling)
+    ends = Counter(by_booking[b][-1]["to_state"] for b in cancelling)
+    # CoffeeChain refunds; the reference TelcoCorp and FintechApp offer no refund endpoint.
+    assert set(ends) <= {"cancelled", "refund_pending"}
+    confirmed = {e["booking_id"] for e in events if e["to_state"] == "confirmed"}
+    assert confirmed >= cancelling
+
+
+def test_serve_traffic_books_through_the_api_once_it_answers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``serve --traffic`` in-process: the traffic waits for the API, then members book."""
+    port = _free_port()
+    monkeypatch.setenv("BOOKING_API_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("BOOKING_OPERATOR_TOKEN", OPERATOR_TOKEN)
+    config = sandbox_config(
+        reference=True, limits=dict.fromkeys(SERVICES, Limit(100_000)), traffic_per_minute=600
+    )
+    with start_sandbox(config) as stand_ins:
+        assert stand_ins.traffic is not None
+        server = ApiServer(_env(stand_ins, tmp_path / "b.sqlite3"), tmp_path / "api.log", port=port)
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                deadline = time.monotonic() + 120
+                events: list[dict[str, Any]] = []
+                while not events and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    events = read_feed(client, "/api/v1/admin/events", "events")
+                searches = read_feed(client, "/api/v1/admin/searches", "searches")
+        finally:
+            server.stop()
+    assert events, "no booking reached the API"
+    assert searches and {s["tenant_id"] for s in searches} <= set(get_registry())
+
+
+def test_traffic_without_an_operator_token_says_what_to_set(tmp_path: Path) -> None:
+    env = {**os.environ, "BOOKING_OPERATOR_TOKEN": "", "PYTHONPATH": str(ROOT)}
+    for args in (
+        ["traffic", "--rate", "5", "--no-history"],
+        ["serve", "--traffic", "5", "--no-history", "--port-offset", str(_free_offset())],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "BOOKING_OPERATOR_TOKEN" in done.stderr
