@@ -176,6 +176,7 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
         ).fetchall()
     ]
     assert sorted(tables) == [
+        "booking_funnel",
         "booking_segments",
         "bookings",
         "daily_tenant_metrics",

@@ -1,12 +1,14 @@
 """Live traffic against the real stand-ins (reference mode) and the real booking API.
 
 Members search, abandon, book, cancel and fail through the API with their own credentials;
-the operator decides approvals after a delay. Outcomes are counted from the API's own feeds.
+the operator decides approvals after a delay. Outcomes are counted from the API's own feeds,
+and those feeds, landed by the platform assets and built by dbt, give the booking funnel.
 The traffic's clock is a counter the test moves, so no step waits for real time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,16 +18,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import httpx
+import polars as pl
 import pytest
 from pydantic import SecretStr
 
+from ingestion.landing import LandingZone
+from ingestion.platform.assets import BookingApiResource, booking_events, flight_searches
+from ingestion.resources import LandingResource
 from sandbox.config import SERVICES, Limit
 from sandbox.runner import Sandbox, start_sandbox
 from sandbox.seed import reference_members_frame
 from sandbox.traffic import MemberApps, Traffic, members_from_frame
 from tenants.registry import get_registry
 from tests.booking.test_http import OPERATOR_TOKEN, ROOT, ApiServer, _env, _free_port, operator
+from tests.dbt.build import dbt_build
 from tests.helpers.standins import sandbox_config
 from tests.sandbox.test_cli import _free_offset
 
@@ -203,3 +211,99 @@ def test_traffic_without_an_operator_token_says_what_to_set(tmp_path: Path) -> N
         )
         assert done.returncode == 2, done.stdout + done.stderr
         assert "BOOKING_OPERATOR_TOKEN" in done.stderr
+
+
+def expected_funnel(
+    events: list[dict[str, Any]], searches: list[dict[str, Any]]
+) -> dict[tuple[str, dt.date], dict[str, int]]:
+    """The funnel as the booking API's own feeds tell it, per tenant and UTC day."""
+
+    def day(moment: str) -> dt.date:
+        return dt.datetime.fromisoformat(moment).astimezone(dt.UTC).date()
+
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    confirmed: set[tuple[str, str]] = set()
+    for event in sorted(events, key=lambda e: int(e["id"])):
+        key = (event["tenant_id"], event["booking_id"])
+        first.setdefault(key, event)
+        if event["to_state"] == "confirmed":
+            confirmed.add(key)
+    funnel: dict[tuple[str, dt.date], dict[str, Any]] = {}
+
+    def row(tenant: str, on: dt.date) -> dict[str, Any]:
+        empty = {"searches": 0, "members": set(), "bookings": 0, "confirmed": 0, "abandoned": 0}
+        return funnel.setdefault((tenant, on), empty)
+
+    bookers: set[tuple[str, dt.date, str]] = set()
+    for key, event in first.items():
+        on = day(event["occurred_at"])
+        counts = row(key[0], on)
+        counts["bookings"] += 1
+        counts["confirmed"] += key in confirmed
+        bookers.add((key[0], on, event["member_id"]))
+    for found in searches:
+        on = day(found["occurred_at"])
+        counts = row(found["tenant_id"], on)
+        counts["searches"] += 1
+        counts["members"].add(found["member_id"])
+        counts["abandoned"] += (found["tenant_id"], on, found["member_id"]) not in bookers
+    return {
+        key: {
+            "searches": c["searches"],
+            "searching_members": len(c["members"]),
+            "bookings": c["bookings"],
+            "confirmed": c["confirmed"],
+            "abandoned_searches": c["abandoned"],
+        }
+        for key, c in funnel.items()
+    }
+
+
+def test_the_funnel_through_ingestion_and_dbt_is_what_the_api_recorded(
+    traffic_run: dict[str, Any], api: ApiServer, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    resources = {
+        "booking_api": BookingApiResource(base_url=api.url, page_size=7),
+        "landing": LandingResource(data_dir=str(data_dir)),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BOOKING_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        for tenant in sorted(get_registry()):
+            for _ in range(2):  # the second run finds nothing new: each record lands once
+                result = dg.materialize(
+                    [booking_events, flight_searches], partition_key=tenant, resources=resources
+                )
+                assert result.success
+    zone = LandingZone.under(data_dir)
+    landed = pl.concat(
+        [
+            frame.collect()
+            for t in get_registry()
+            if (frame := zone.scan("platform", "flight_searches", t)) is not None
+        ]
+    )
+    searches = traffic_run["searches"]
+    assert sorted(landed["feed_id"].to_list()) == [int(s["id"]) for s in searches]
+
+    built = dbt_build(tmp_path / "build", zone.root)
+    assert built.returncode == 0, built.output[-5000:]
+    with built.connect() as warehouse:
+        rows = warehouse.execute(
+            "select tenant_id, day, searches, searching_members, bookings, confirmed,"
+            " abandoned_searches from marts.booking_funnel"
+        ).fetchall()
+    funnel = {
+        (tenant, day): dict(
+            zip(
+                ("searches", "searching_members", "bookings", "confirmed", "abandoned_searches"),
+                counts,
+                strict=True,
+            )
+        )
+        for tenant, day, *counts in rows
+    }
+    expected = expected_funnel(traffic_run["events"], searches)
+    assert funnel == expected
+    assert sum(c["abandoned_searches"] for c in funnel.values()) >= 1
+    assert sum(c["confirmed"] for c in funnel.values()) >= 1
