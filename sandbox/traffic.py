@@ -31,6 +31,7 @@ import polars as pl
 from pydantic import SecretStr
 
 from tenants.auth import ApiKeyAuth, JwtSession, OAuth2ClientCredentials
+from tenants.errors import UpstreamError
 from tenants.member_auth import member_header
 from tenants.registry import ApiKeyAuth as ApiKeyConfig
 from tenants.registry import JwtSessionAuth as JwtSessionConfig
@@ -481,12 +482,17 @@ class Traffic:
         while not stop.is_set():
             try:
                 if self.clock() >= next_tick:
-                    next_tick += interval
+                    # After a slow tick, carry on from now rather than burst to catch up.
+                    next_tick = max(next_tick + interval, self.clock())
                     self.tick()
                 self.run_due()
                 if down:
                     log.info("traffic: the booking API at %s answers again", self.api_url)
                     down = False
+            except UpstreamError as error:
+                # A tenant refused a member's app its token (or its token endpoint failed):
+                # that member's session ends here; the traffic goes on.
+                log.warning("traffic: %s", error)
             except httpx.TransportError as error:
                 if not down:
                     log.warning(
