@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -307,3 +308,37 @@ def test_the_funnel_through_ingestion_and_dbt_is_what_the_api_recorded(
     assert funnel == expected
     assert sum(c["abandoned_searches"] for c in funnel.values()) >= 1
     assert sum(c["confirmed"] for c in funnel.values()) >= 1
+
+
+def test_the_traffic_command_books_until_interrupted(
+    reference_stand_ins: Sandbox, tmp_path: Path
+) -> None:
+    """``python -m sandbox traffic`` against stand-ins in another process, its own API."""
+    server = ApiServer(_env(reference_stand_ins, tmp_path / "b.sqlite3"), tmp_path / "api.log")
+    env = {**_env(reference_stand_ins, tmp_path / "unused.sqlite3"), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "sandbox", "traffic", "--rate", "600", "--no-history"]
+    try:
+        traffic = subprocess.Popen(
+            [*command, "--api-url", server.url],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                deadline = time.monotonic() + 120
+                events: list[dict[str, Any]] = []
+                while not events and time.monotonic() < deadline and traffic.poll() is None:
+                    time.sleep(0.5)
+                    events = read_feed(client, "/api/v1/admin/events", "events")
+        finally:
+            traffic.send_signal(signal.SIGINT)
+            output, _ = traffic.communicate(timeout=180)
+    finally:
+        server.stop()
+    assert events, output[-3000:]
+    assert traffic.returncode == 0, output[-3000:]
+    assert f"through {server.url}" in output and "traffic stopped after" in output
+    assert OPERATOR_TOKEN not in output
