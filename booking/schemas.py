@@ -83,6 +83,13 @@ class WebhookRegistration(_Body):
 class ApprovalDecision(_Body):
     decision: Literal["approve", "reject"]
     note: str | None = Field(default=None, max_length=1000)
+    operator: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        description="who decides; recorded as the decision event's actor (operator:<who>)",
+    )
 
 
 class RefundAction(_Body):

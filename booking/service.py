@@ -1170,6 +1170,7 @@ class BookingService:
 
     def decide(self, booking_id: str, decision: ApprovalDecision) -> dict[str, Any]:
         """An operator's decision on a pending booking: reject, or re-price and proceed."""
+        actor = f"operator:{decision.operator}" if decision.operator else None
         with self.store.uow() as uow:
             row = uow.bookings.get(booking_id)
             if row is None:
@@ -1183,7 +1184,11 @@ class BookingService:
                 )
             if decision.decision == "reject":
                 uow.bookings.transition(
-                    row, Status.REJECTED, decision.note or "rejected", approval_note=decision.note
+                    row,
+                    Status.REJECTED,
+                    decision.note or "rejected",
+                    actor=actor,
+                    approval_note=decision.note,
                 )
                 uow.commit()
                 return self.view(booking_id)
@@ -1197,6 +1202,7 @@ class BookingService:
                 booking_id,
                 Status.FAILED,
                 "approved, but the offer expired meanwhile",
+                actor=actor,
                 approval_note=decision.note,
                 failure_code="offer_expired",
                 failure_reason="The offer expired while the booking awaited approval.",
@@ -1209,6 +1215,7 @@ class BookingService:
             booking_id,
             Status.CHARGING,
             f"approved at {money(price.loyalty)} {tenant.currency.code}",
+            actor=actor,
             approval_note=decision.note,
             offer_expires_at=offer.expires_at,
             flight=flight_view(

@@ -442,7 +442,7 @@ class Traffic:
         response = self.http.post(
             f"/api/v1/admin/approvals/{booking_id}",
             headers=self._operator_headers,
-            json={"decision": decision, "note": f"decided by operator {self.operator}"},
+            json={"decision": decision, "operator": self.operator, "note": "traffic operator"},
         )
         if response.status_code != 200:
             log.info("traffic operator could not decide %s: %s", booking_id, _slug(response))

@@ -153,6 +153,7 @@ def test_traffic_outcomes_as_the_api_recorded_them(traffic_run: dict[str, Any]) 
     assert {e["booking_id"] for e in decided} == pending
     assert {e["to_state"] for e in decided} <= {"charging", "rejected", "failed"}
     assert all(e["tenant_id"] == "coffeechain" for e in decided)
+    assert {e["actor"] for e in decided} == {"operator:traffic"}
 
     # Failures: members who cannot pay.
     failed = [e for e in events if e["to_state"] == "failed"]
