@@ -153,7 +153,6 @@ class MemberApps:
 class _FollowUp:
     due: float
     order: int
-    what: str = dataclasses.field(compare=False)
     action: Callable[[], str] = dataclasses.field(compare=False)
 
 
@@ -371,17 +370,9 @@ class Traffic:
         status, booking_id = booking["status"], booking["booking_id"]
         log.info("traffic booked %s for %s/%s: %s", booking_id, tenant.id, member.member_id, status)
         if status == "pending_approval":
-            self._later(
-                self.approval_delay,
-                f"decide {booking_id}",
-                lambda: self._decide(booking_id),
-            )
+            self._later(self.approval_delay, lambda: self._decide(booking_id))
         elif status == "confirmed" and intent == "book_then_cancel":
-            self._later(
-                self.cancel_delay,
-                f"cancel {booking_id}",
-                lambda: self._cancel(tenant, member, booking_id),
-            )
+            self._later(self.cancel_delay, lambda: self._cancel(tenant, member, booking_id))
         return status
 
     def _choose(
@@ -411,9 +402,9 @@ class Traffic:
 
     # --- follow-ups: the operator's decisions, the members' cancellations ----------------------
 
-    def _later(self, delay: tuple[float, float], what: str, action: Callable[[], str]) -> None:
+    def _later(self, delay: tuple[float, float], action: Callable[[], str]) -> None:
         wait = float(self._rng.uniform(*delay)) if delay[1] > delay[0] else delay[0]
-        heapq.heappush(self._due, _FollowUp(self.clock() + wait, next(self._order), what, action))
+        heapq.heappush(self._due, _FollowUp(self.clock() + wait, next(self._order), action))
 
     def pending(self) -> int:
         """Follow-ups not yet done."""
