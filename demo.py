@@ -116,7 +116,12 @@ def stop_children(children: list[tuple[str, subprocess.Popen]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--history", type=Path, default=Path("data/sandbox/history"))
-    parser.add_argument("--traffic", type=float, default=30.0, help="new bookings per minute")
+    parser.add_argument(
+        "--traffic",
+        type=float,
+        default=30.0,
+        help="bookings per minute by members through the booking API (0: none)",
+    )
     parser.add_argument("--dagster-port", type=int, default=3000)
     parser.add_argument("--dashboard-port", type=int, default=8050)
     parser.add_argument("--api-port", type=int, default=8000, help="the booking API's port")
@@ -137,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         **standin_env(SandboxConfig()),
     }
     token = operator_token()
+    api = f"http://127.0.0.1:{args.api_port}"
+    # The pipeline reads the booking API's feeds (events, searches) and the traffic's operator
+    # decides approvals: both with the operator token. The dashboard never gets it (below).
+    env.update(BOOKING_API_URL=api, BOOKING_OPERATOR_TOKEN=token)
     api_env = {
         **env,
         # Its own store under data/ (SQLite), whatever .env says about a production database.
@@ -169,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
                     "serve",
                     "--history",
                     str(args.history),
-                    "--traffic",
-                    str(args.traffic),
                     # /_sandbox/faults on each stand-in: operators can try the failure paths.
                     "--fault-control",
                 ],
@@ -181,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         for port in (8001, 8002, 8003, 8004):
             wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
         print("demo: booking API (its store in data/booking/)", flush=True)
-        api = f"http://127.0.0.1:{args.api_port}"
         children.append(
             start_child(
                 "booking-api",
@@ -192,6 +198,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         # Healthy (200) once it reaches its store, Duffel and the tenants' stand-ins.
         wait_healthy(f"{api}/api/v1/health", 60, children[-1][1])
+        if args.traffic > 0:
+            print(
+                f"demo: traffic, {args.traffic:g} bookings/min by members through the booking API",
+                flush=True,
+            )
+            children.append(
+                start_child(
+                    "traffic",
+                    [
+                        PY,
+                        "-m",
+                        "sandbox",
+                        "traffic",
+                        "--rate",
+                        str(args.traffic),
+                        "--history",
+                        str(args.history),
+                    ],
+                    env,
+                    log_dir,
+                )
+            )
         print("demo: first pipeline run (ingest -> dbt build -> publish)", flush=True)
         first = subprocess.run([PY, "pipeline.py"], cwd=ROOT, env=env)
         if first.returncode != 0:

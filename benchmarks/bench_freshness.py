@@ -1,9 +1,10 @@
 """End-to-end freshness: a booking made at a stand-in -> visible in the serving snapshot.
 
 Runs the demo's live set-up in a scratch folder, on ports of its own: the stand-ins with
-traffic, one pipeline run, then `dagster dev` (webserver and daemon) in live mode
-(INGEST_LIVE=1: the live job's micro-batches, live.py). The stand-ins log each booking the
-traffic makes with its instant; the benchmark polls the serving snapshot and records when
+traffic (members booking through the booking API, which runs beside them), one pipeline run,
+then `dagster dev` (webserver and daemon) in live mode (INGEST_LIVE=1: the live job's
+micro-batches, live.py). The stand-ins log each booking the traffic makes with the instant
+the booking API answered it; the benchmark polls the serving snapshot and records when
 each booking first appears in `bookings`. Target: p95 <= 60 s over >= 20 bookings.
 
     python -m benchmarks.bench_freshness --bookings 24
@@ -16,6 +17,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -28,12 +30,13 @@ import duckdb
 
 import demo
 from benchmarks.common import Figure, report
-from sandbox.config import DEFAULT_PORTS
+from sandbox.config import DEFAULT_PORTS, SandboxConfig
 from sandbox.generator import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT_OFFSET = 600
 DAGSTER_PORT = 3600
+API_PORT = 8600
 BOOKED = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) sandbox\.traffic INFO traffic booked (\S+) for "
 )
@@ -96,7 +99,16 @@ def run(
             "TELCOCORP_API_URL": urls["telcocorp"],
             "FINTECHAPP_API_URL": urls["fintechapp"],
             "DUFFEL_BASE_URL": urls["duffel"],
+            **{
+                name: value
+                for name, value in demo.standin_env(SandboxConfig()).items()
+                if not name.endswith("_URL")
+            },
+            # The traffic books through the API; the pipeline reads its feeds.
+            "BOOKING_API_URL": f"http://127.0.0.1:{API_PORT}",
+            "BOOKING_OPERATOR_TOKEN": secrets.token_urlsafe(32),
         }
+        api_env = {**env, "BOOKING_DATABASE_URL": f"sqlite:///{scratch / 'booking.sqlite3'}"}
         (scratch / "dagster_home").mkdir()
         (scratch / "dagster_home" / "dagster.yaml").write_bytes(
             (ROOT / "deploy" / "dagster.yaml").read_bytes()
@@ -125,6 +137,15 @@ def run(
             )
             for url in urls.values():
                 demo.wait_healthy(f"{url}/health", 60, children[0][1])
+            children.append(
+                demo.start_child(
+                    "booking-api",
+                    [sys.executable, "-m", "booking", "--port", str(API_PORT)],
+                    api_env,
+                    logs,
+                )
+            )
+            demo.wait_healthy(f"{env['BOOKING_API_URL']}/api/v1/health", 60, children[-1][1])
             print("freshness: first pipeline run", flush=True)
             subprocess.run(
                 [sys.executable, "pipeline.py"], cwd=ROOT, env=env, check=True, capture_output=True

@@ -43,6 +43,7 @@ from booking.schemas import (
     Health,
     OperatorBookings,
     RefundAction,
+    SearchPage,
     SearchRequest,
     SearchResult,
     WebhookAck,
@@ -138,6 +139,20 @@ def duffel_webhook_secret(tenant: TenantConfig) -> SecretStr | None:
     """The secret of the tenant's Duffel webhook, from ``<TENANT>_DUFFEL_WEBHOOK_SECRET``."""
     value = env_value(f"{tenant.id.upper()}_DUFFEL_WEBHOOK_SECRET")
     return SecretStr(value) if value else None
+
+
+def _after(cursor: str | None) -> int:
+    """The id a feed's ``cursor`` stands for (0 = from the start); 422 for one it never issued."""
+    if not cursor:
+        return 0
+    if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
+        raise Problem(
+            422,
+            "validation-error",
+            "cursor: not a cursor this feed issued",
+            errors=[{"field": "cursor", "message": "not a cursor this feed issued"}],
+        )
+    return int(cursor)
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -454,17 +469,20 @@ def create_app(
         tenant_id: Annotated[str | None, Query()] = None,
     ) -> dict[str, Any]:
         """Booking events after ``cursor``, in order (ids follow commit order)."""
-        after = 0
-        if cursor:
-            if not cursor.isdigit() or int(cursor) > MAX_EVENT_ID:
-                raise Problem(
-                    422,
-                    "validation-error",
-                    "cursor: not a cursor this feed issued",
-                    errors=[{"field": "cursor", "message": "not a cursor this feed issued"}],
-                )
-            after = int(cursor)
-        return {"data": service.events(after, limit, tenant_id)}
+        return {"data": service.events(_after(cursor), limit, tenant_id)}
+
+    @app.get(
+        "/api/v1/admin/searches",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[SearchPage]}, **admin_errors},
+    )
+    def searches(
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        tenant_id: Annotated[str | None, Query()] = None,
+    ) -> dict[str, Any]:
+        """Answered flight searches after ``cursor``, in order (ids follow commit order)."""
+        return {"data": service.searches(_after(cursor), limit, tenant_id)}
 
     @app.get(
         "/api/v1/admin/bookings",

@@ -316,6 +316,27 @@ class EventPage(_Doc):
     has_more: bool
 
 
+class FlightSearchRecord(_Doc):
+    id: str = Field(description="also the cursor: the feed is ordered by it")
+    search_id: str = Field(description="the search's id as its answer gave it")
+    tenant_id: str
+    member_id: str
+    origin: str
+    destination: str
+    departure_date: str
+    return_date: str | None
+    cabin_class: str
+    passengers: PassengerCounts
+    result_count: int = Field(description="flights the member was shown")
+    occurred_at: str
+
+
+class SearchPage(_Doc):
+    searches: list[FlightSearchRecord]
+    next_cursor: str = Field(description="pass as ?cursor= to read on; stable when empty")
+    has_more: bool
+
+
 class OperatorBookings(_Doc):
     bookings: list[BookingView]
 

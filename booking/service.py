@@ -45,7 +45,13 @@ from booking.schemas import (
     SearchRequest,
 )
 from booking.store.repository import utcnow
-from booking.store.tables import BookingRow, DuffelEventRow, IdempotencyRow, OfferRow
+from booking.store.tables import (
+    BookingRow,
+    DuffelEventRow,
+    FlightSearchRow,
+    IdempotencyRow,
+    OfferRow,
+)
 from booking.store.uow import Store
 from booking.upstream import Upstreams
 from booking.views import (
@@ -59,6 +65,7 @@ from booking.views import (
     money,
     offer_cabin,
     refund_view,
+    search_view,
 )
 from tenants.duffel.models import DuffelOrder, Offer
 from tenants.duffel.webhooks import DuffelWebhookEvent
@@ -251,6 +258,24 @@ class BookingService:
         with self.store.uow() as uow:
             uow.offers.add_all(rows)
             uow.offers.forget_before(now - dt.timedelta(days=1))
+            # The answered search, in the same commit as its offers: the funnel's first step.
+            uow.searches.append(
+                FlightSearchRow(
+                    search_id=found.id,
+                    tenant_id=tenant.id,
+                    member_id=member.member_id,
+                    origin=request.origin.upper(),
+                    destination=request.destination.upper(),
+                    departure_date=request.departure_date,
+                    return_date=request.return_date,
+                    cabin_class=request.cabin_class,
+                    adults=counts.adults,
+                    children=counts.children,
+                    infants=counts.infants,
+                    result_count=len(flights),
+                    occurred_at=now,
+                )
+            )
             uow.commit()
         return {
             "search_id": found.id,
@@ -1259,6 +1284,18 @@ class BookingService:
         page = page[:limit]
         return {
             "events": [event_view(e) for e in page],
+            "next_cursor": str(page[-1].id) if page else str(after),
+            "has_more": more,
+        }
+
+    def searches(self, after: int, limit: int, tenant_id: str | None) -> dict[str, Any]:
+        """The answered searches after a cursor, like the event feed (cursor = last id)."""
+        with self.store.uow() as uow:
+            page = uow.searches.read(after, limit + 1, tenant_id)
+        more = len(page) > limit
+        page = page[:limit]
+        return {
+            "searches": [search_view(s) for s in page],
             "next_cursor": str(page[-1].id) if page else str(after),
             "has_more": more,
         }

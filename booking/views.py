@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from booking.domain import Status
-from booking.store.tables import BookingRow, EventRow
+from booking.store.tables import BookingRow, EventRow, FlightSearchRow
 from tenants.duffel.models import Offer, Segment
 from tenants.pricing import from_minor
 
@@ -254,4 +254,26 @@ def event_view(event: EventRow) -> dict[str, Any]:
         "detail": event.detail,
         "actor": event.actor,
         "occurred_at": iso(event.occurred_at),
+    }
+
+
+def search_view(search: FlightSearchRow) -> dict[str, Any]:
+    """One answered flight search as the searches feed gives it."""
+    return {
+        "id": str(search.id),
+        "search_id": search.search_id,
+        "tenant_id": search.tenant_id,
+        "member_id": search.member_id,
+        "origin": search.origin,
+        "destination": search.destination,
+        "departure_date": search.departure_date.isoformat(),
+        "return_date": search.return_date.isoformat() if search.return_date else None,
+        "cabin_class": search.cabin_class,
+        "passengers": {
+            "adults": search.adults,
+            "children": search.children,
+            "infants": search.infants,
+        },
+        "result_count": search.result_count,
+        "occurred_at": iso(search.occurred_at),
     }

@@ -40,6 +40,12 @@ case "$role" in
     exec python -m sandbox serve --history "$history" \
       --host "${SANDBOX_HOST:-0.0.0.0}" --port-offset "${SANDBOX_PORT_OFFSET:-0}" "$@"
     ;;
+  traffic)
+    # Members of the stand-ins' history booking through the booking API (BOOKING_API_URL,
+    # BOOKING_OPERATOR_TOKEN); it waits for the API, and needs the history the sandbox made.
+    exec python -m sandbox traffic \
+      --history "${SANDBOX_HISTORY:-${DATA_DIR:-/app/data}/sandbox/history}" "$@"
+    ;;
   pipeline)
     ensure_dagster_home
     exec python pipeline.py "$@"

@@ -39,9 +39,10 @@ ingest_reference_job = dg.define_asset_job(
 )
 ingest_platform_job = dg.define_asset_job(
     "ingest_platform_job",
-    selection=dg.AssetSelection.assets(platform.EVENTS_KEY),
+    selection=dg.AssetSelection.assets(platform.EVENTS_KEY, platform.SEARCHES_KEY),
     executor_def=_in_process,
-    description="One tenant's booking events from the booking API's event feed (by cursor).",
+    description="One tenant's booking events and flight searches from the booking API's "
+    "feeds (by cursor).",
 )
 
 
@@ -100,6 +101,7 @@ defs = dg.Definitions(
         duffel.airlines,
         duffel.airports,
         platform.booking_events,
+        platform.flight_searches,
     ],
     asset_checks=[
         loyalty.ledger_no_duplicate_ids,
@@ -109,6 +111,8 @@ defs = dg.Definitions(
         duffel.orders_quarantine_share,
         platform.booking_events_no_duplicate_ids,
         platform.booking_events_quarantine_share,
+        platform.flight_searches_no_duplicate_ids,
+        platform.flight_searches_quarantine_share,
     ],
     jobs=[
         ingest_activity_job,

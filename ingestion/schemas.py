@@ -173,6 +173,28 @@ BOOKING_EVENTS = pl.Schema(
     }
 )
 
+# raw/platform/flight_searches: one row per answered flight search, from the searches feed.
+FLIGHT_SEARCHES = pl.Schema(
+    {
+        "tenant_id": pl.String,
+        "feed_id": pl.Int64,  # the searches feed's id and cursor: commit order
+        "search_id": pl.String,  # the search's id as its answer gave it
+        "member_id": pl.String,
+        "origin": pl.String,
+        "destination": pl.String,
+        "departure_date": pl.Date,
+        "return_date": pl.Date,
+        "cabin_class": pl.String,
+        "adults": pl.Int32,
+        "children": pl.Int32,
+        "infants": pl.Int32,
+        "result_count": pl.Int32,  # flights the member was shown
+        "occurred_at": UTC_TS,
+        "_loaded_at": UTC_TS,
+        "_batch_id": pl.String,
+    }
+)
+
 # Quarantine: one row per rejected record, with the reason and the raw payload (secrets never).
 QUARANTINE = pl.Schema(
     {
@@ -195,4 +217,5 @@ ENTITIES: dict[tuple[str, str], pl.Schema] = {
     ("duffel", "airlines"): AIRLINES,
     ("duffel", "airports"): AIRPORTS,
     ("platform", "booking_events"): BOOKING_EVENTS,
+    ("platform", "flight_searches"): FLIGHT_SEARCHES,
 }

@@ -1,4 +1,5 @@
-"""Command line: ``python -m sandbox generate`` writes a history, ``python -m sandbox serve`` runs the stand-ins."""
+"""Command line: ``python -m sandbox generate`` writes a history, ``python -m sandbox serve`` runs the
+stand-ins, ``python -m sandbox traffic`` sends members through the booking API."""
 
 from __future__ import annotations
 
@@ -94,9 +95,15 @@ def _serve(args: argparse.Namespace) -> int:
         },
     )
     print("starting stand-ins ...", flush=True)
-    sandbox = start_sandbox(config)
+    try:
+        sandbox = start_sandbox(config)
+    except ValueError as error:  # traffic without an operator token: say what to set
+        print(f"cannot start the traffic: {error}", file=sys.stderr)
+        return 2
     for name, url in sandbox.urls.items():
         print(f"  {name:12} {url}")
+    if sandbox.traffic is not None:
+        print(f"  traffic      through the booking API at {sandbox.traffic.api_url}")
     print(
         f"traffic: {args.traffic:g} bookings/min; reset: "
         f"{f'every {args.reset_interval:g}s' if args.reset_interval else 'off'}; "
@@ -109,6 +116,54 @@ def _serve(args: argparse.Namespace) -> int:
     stop.wait()
     print("stopping stand-ins ...", flush=True)
     sandbox.stop()
+    return 0
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from sandbox.seed import reference_members_frame
+    from sandbox.traffic import Traffic, members_from_frame
+    from tenants.platform import PlatformSettings
+    from tenants.registry import get_registry
+
+    if args.rate <= 0:
+        print("--rate: bookings per minute must be more than 0", file=sys.stderr)
+        return 2
+    settings = PlatformSettings()
+    if args.api_url:
+        settings = settings.model_copy(update={"booking_api_url": args.api_url})
+    if settings.booking_operator_token is None:
+        print(
+            "set BOOKING_OPERATOR_TOKEN to the booking API's operator token (the operator "
+            "decides the bookings that need approval)",
+            file=sys.stderr,
+        )
+        return 2
+    members_file = args.history / "members.parquet" if args.history else None
+    if members_file is not None and not members_file.exists():
+        print(
+            f"no members in {args.history}; pass --no-history for the seeded ones", file=sys.stderr
+        )
+        return 2
+    frame = pl.read_parquet(members_file) if members_file else reference_members_frame()
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Traffic(
+        settings.booking_api_url,
+        settings.booking_operator_token,
+        members_from_frame(frame),
+        get_registry(),
+        seed=args.seed,
+    ) as traffic:
+        print(
+            f"traffic: {args.rate:g} bookings/min through {settings.booking_api_url} for "
+            f"{sum(len(m) for m in traffic.members.values()):,} members; Ctrl-C stops",
+            flush=True,
+        )
+        traffic.run(args.rate, stop)
+        print(f"traffic stopped after {traffic.ticks:,} bookings: {dict(traffic.outcomes)}")
     return 0
 
 
@@ -140,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--port-offset", type=int, default=0, help="add to the default ports 8001-8004"
     )
-    serve.add_argument("--traffic", type=float, default=0.0, help="new bookings per minute")
+    serve.add_argument(
+        "--traffic",
+        type=float,
+        default=0.0,
+        help="bookings per minute by members through the booking API (BOOKING_API_URL, "
+        "BOOKING_OPERATOR_TOKEN)",
+    )
     serve.add_argument(
         "--reset-interval", type=float, default=None, help="seconds between resets to the seed"
     )
@@ -165,6 +226,24 @@ def main(argv: list[str] | None = None) -> int:
         "headers",
     )
     serve.set_defaults(run=_serve)
+    traffic = sub.add_parser(
+        "traffic",
+        help="members searching and booking through a running booking API until Ctrl-C",
+    )
+    traffic.add_argument("--rate", type=float, default=30.0, help="bookings per minute")
+    traffic.add_argument("--api-url", help="the booking API (default: BOOKING_API_URL)")
+    traffic.add_argument(
+        "--history", type=Path, default=DEFAULT_HISTORY, help="whose members.parquet to act for"
+    )
+    traffic.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_const",
+        const=None,
+        help="act for the seeded reference members only",
+    )
+    traffic.add_argument("--seed", type=int, default=0)
+    traffic.set_defaults(run=_traffic)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return args.run(args)

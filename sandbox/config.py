@@ -40,7 +40,9 @@ class SandboxConfig:
     telcocorp_token_ttl_seconds: int = 3600
     fintechapp_session_ttl_seconds: int = 86400
     reset_interval_seconds: float | None = None  # the real services reset hourly
-    traffic_per_minute: float = 0.0  # new bookings per minute while running
+    # Bookings per minute by members through the booking API (BOOKING_API_URL, its operator
+    # token in BOOKING_OPERATOR_TOKEN) while running; sandbox/traffic.py.
+    traffic_per_minute: float = 0.0
     timeout_stall_seconds: float = 35.0  # X-Mock-Error: api-timeout
     # Duffel order creation with the `timeout` fault: past the Duffel client's 130 s.
     order_timeout_stall_seconds: float = 135.0

@@ -20,6 +20,7 @@ from sandbox.servers import RunningServers, serve_in_background
 
 if TYPE_CHECKING:
     from sandbox.duffel.webhooks import WebhookHub
+    from sandbox.traffic import Traffic
 
 log = logging.getLogger("sandbox")
 
@@ -57,7 +58,7 @@ class Sandbox:
     loyalty: object
     duffel: object
     servers: RunningServers
-    traffic: object | None = None
+    traffic: Traffic | None = None
     duffel_webhooks: WebhookHub | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -100,6 +101,8 @@ class Sandbox:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+        if self.traffic is not None:
+            self.traffic.close()
         self.servers.stop()
         if self.duffel_webhooks is not None:
             self.duffel_webhooks.stop()
@@ -170,18 +173,50 @@ def start_sandbox(config: SandboxConfig | None = None) -> Sandbox:
     if config.reset_interval_seconds:
         sandbox._every(config.reset_interval_seconds, sandbox.reset, "sandbox-reset")
     if config.traffic_per_minute > 0:
-        from sandbox.traffic import Traffic
-
-        manifest = _manifest(config.history_dir)
-        members = tables["members"] if tables["members"].height else reference_members_frame()
-        traffic = Traffic(
-            loyalty,
-            duffel,
-            config,
-            members,
-            first_counter=manifest.get("next_counter", 0),
-            seed=manifest.get("seed", 0),
-        )
-        sandbox.traffic = traffic
-        sandbox._every(60.0 / config.traffic_per_minute, traffic.book_one, "sandbox-traffic")
+        try:
+            sandbox.traffic = start_traffic(sandbox, tables["members"])
+        except Exception:
+            sandbox.stop()
+            raise
     return sandbox
+
+
+def start_traffic(sandbox: Sandbox, members: pl.DataFrame) -> Traffic:
+    """Members of these stand-ins booking through the booking API, in a background thread.
+
+    The API is found at ``BOOKING_API_URL`` and the operator who decides approvals uses
+    ``BOOKING_OPERATOR_TOKEN``; the members' apps use these stand-ins' own credentials.
+    Raises ``ValueError`` when no operator token is set.
+    """
+    from sandbox.traffic import MemberApps, Traffic, members_from_frame
+    from tenants.platform import PlatformSettings
+    from tenants.registry import get_registry
+
+    settings = PlatformSettings()
+    if settings.booking_operator_token is None:
+        raise ValueError(
+            "traffic goes through the booking API: set BOOKING_OPERATOR_TOKEN (and "
+            "BOOKING_API_URL unless it is http://127.0.0.1:8000) to the API's operator token"
+        )
+    config = sandbox.config
+    registry = get_registry()
+    credentials = sandbox.client_env()
+    tenant_urls = {name: url for name, url in sandbox.urls.items() if name in registry}
+    manifest = _manifest(config.history_dir)
+    traffic = Traffic(
+        settings.booking_api_url,
+        settings.booking_operator_token,
+        members_from_frame(members if members.height else reference_members_frame()),
+        registry,
+        apps=MemberApps(registry, urls=tenant_urls, lookup=credentials.get),
+        seed=manifest.get("seed", 0),
+    )
+    thread = threading.Thread(
+        target=traffic.run,
+        args=(config.traffic_per_minute, sandbox._stop),
+        name="sandbox-traffic",
+        daemon=True,
+    )
+    thread.start()
+    sandbox._threads.append(thread)
+    return traffic

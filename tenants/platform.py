@@ -1,4 +1,5 @@
-"""A client for our own booking API's event feed (``GET /api/v1/admin/events``), for analytics.
+"""A client for our own booking API's event feed (``GET /api/v1/admin/events``), for analytics,
+and for its searches feed (``GET /api/v1/admin/searches``), which has the same shape.
 
 The feed is read by cursor: each page's ``next_cursor`` is the id of the last event on it, and
 events come in id order, which is their commit order. The operator token is a secret: it is
@@ -31,6 +32,7 @@ from tenants.redact import register_secret
 from tenants.registry import RateLimit
 
 FEED = Route("GET", "/api/v1/admin/events", Safety.READ)
+SEARCHES = Route("GET", "/api/v1/admin/searches", Safety.READ)
 # The feed's own ceiling on ``limit`` (the API refuses more).
 MAX_PAGE_SIZE = 1000
 # Admin routes are not rate limited by the API; this only keeps a backfill from hogging it.
@@ -162,12 +164,19 @@ class BookingEventsClient:
         self._http.close()
 
     def iter_pages(
-        self, after: int = 0, *, tenant_id: str | None = None, page_size: int = 500
+        self,
+        after: int = 0,
+        *,
+        tenant_id: str | None = None,
+        page_size: int = 500,
+        route: Route = FEED,
+        key: str = "events",
     ) -> Iterator[EventPage]:
-        """Pages of events with ids after ``after``, in order, until the feed has no more.
+        """Pages of records with ids after ``after``, in order, until the feed has no more.
 
-        A page whose cursor does not move forward, or that says there is more while empty,
-        is a broken contract: raised, never looped on.
+        ``route`` and ``key`` name another feed of the same shape (the searches feed:
+        ``SEARCHES``, ``"searches"``). A page whose cursor does not move forward, or that
+        says there is more while empty, is a broken contract: raised, never looped on.
         """
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size: {page_size} is outside 1..{MAX_PAGE_SIZE}")
@@ -178,23 +187,23 @@ class BookingEventsClient:
                 params["cursor"] = str(cursor)
             if tenant_id is not None:
                 params["tenant_id"] = tenant_id
-            body = self._runner.send_json(FEED, params=params)
-            with self._runner.reading(FEED):
+            body = self._runner.send_json(route, params=params)
+            with self._runner.reading(route):
                 data = body["data"]
                 records, next_cursor, has_more = (
-                    data["events"],
+                    data[key],
                     str(data["next_cursor"]),
                     bool(data["has_more"]),
                 )
                 if not isinstance(records, list):
-                    raise TypeError("data.events is not a list")
+                    raise TypeError(f"data.{key} is not a list")
             moved = next_cursor.isdigit() and int(next_cursor) > cursor
             if (records and not moved) or (not records and has_more):
                 raise FeedContractError(
-                    f"page after cursor {cursor} returned {len(records)} events with "
+                    f"page after cursor {cursor} returned {len(records)} {key} with "
                     f"next_cursor {next_cursor!r} and has_more={has_more}",
                     tenant="platform",
-                    endpoint=FEED.label,
+                    endpoint=route.label,
                     status=200,
                 )
             yield EventPage(records, next_cursor, has_more)

@@ -151,7 +151,7 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
 def test_live_job_brings_new_bookings_to_the_snapshot(history: Path, tmp_path: Path) -> None:
     """Live mode's micro-batch: one cycle lands, builds and publishes; the next cycle takes
     exactly the bookings made in between, and records its steps as asset materializations."""
-    from sandbox.traffic import Traffic
+    from tests.helpers.history_bookings import HistoryBookings
 
     data_dir = tmp_path / "data"
     config = history_config(history)
@@ -178,7 +178,7 @@ def test_live_job_brings_new_bookings_to_the_snapshot(history: Path, tmp_path: P
             live_job = defs.resolve_job_def("live_job")
             assert live_job.execute_in_process(run_config=one_cycle, instance=instance).success
             before = bookings()
-            traffic = Traffic(
+            traffic = HistoryBookings(
                 sandbox.loyalty,
                 sandbox.duffel,
                 sandbox.config,

@@ -10,11 +10,31 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from booking.domain import Status, check_transition, event_type
-from booking.store.tables import BookingRow, EventRow, EventSequenceRow, IdempotencyRow, OfferRow
+from booking.store.tables import (
+    BookingRow,
+    EventRow,
+    EventSequenceRow,
+    FlightSearchRow,
+    IdempotencyRow,
+    OfferRow,
+)
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def next_feed_id(session: Session, feed: str) -> int:
+    """The next id of a feed read by cursor ("events", "searches").
+
+    The sequence row's lock is held until commit: writers queue here, so a reader that sees
+    id n has already seen every id below n.
+    """
+    sequence = session.scalars(
+        sa.select(EventSequenceRow).where(EventSequenceRow.name == feed).with_for_update()
+    ).one()
+    sequence.value += 1
+    return sequence.value
 
 
 class BookingRepository:
@@ -167,13 +187,7 @@ class EventLog:
         self.session = session
 
     def _next_id(self) -> int:
-        # The row lock is held until commit: writers of events queue here, so a reader that
-        # sees id n has already seen every id below n.
-        sequence = self.session.scalars(
-            sa.select(EventSequenceRow).where(EventSequenceRow.name == "events").with_for_update()
-        ).one()
-        sequence.value += 1
-        return sequence.value
+        return next_feed_id(self.session, "events")
 
     def append(
         self,
@@ -226,6 +240,26 @@ class EventLog:
                 sa.select(EventRow).where(EventRow.booking_id == booking_id).order_by(EventRow.id)
             ).all()
         )
+
+
+class SearchLog:
+    """The answered flight searches, appended in commit order and read by cursor."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def append(self, search: FlightSearchRow) -> FlightSearchRow:
+        """Add the search with the next feed id (it commits with the caller's unit of work)."""
+        search.id = next_feed_id(self.session, "searches")
+        self.session.add(search)
+        return search
+
+    def read(self, after: int, limit: int, tenant_id: str | None = None) -> list[FlightSearchRow]:
+        """Searches with id > ``after``, in id order."""
+        query = sa.select(FlightSearchRow).where(FlightSearchRow.id > after)
+        if tenant_id:
+            query = query.where(FlightSearchRow.tenant_id == tenant_id)
+        return list(self.session.scalars(query.order_by(FlightSearchRow.id).limit(limit)).all())
 
 
 class IdempotencyRepository:

@@ -124,6 +124,31 @@ class EventRow(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
+class FlightSearchRow(Base):
+    """One flight search a member made and was answered: the top of the booking funnel."""
+
+    __tablename__ = "flight_searches"
+
+    # Assigned from ``event_sequence`` (name "searches") under a row lock: commit order, so a
+    # cursor over the feed never skips a search that commits later with a smaller id.
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    search_id: Mapped[str] = mapped_column(sa.String(64))
+    tenant_id: Mapped[str] = mapped_column(sa.String(32))
+    member_id: Mapped[str] = mapped_column(sa.String(64))
+    origin: Mapped[str] = mapped_column(sa.String(3))
+    destination: Mapped[str] = mapped_column(sa.String(3))
+    departure_date: Mapped[dt.date] = mapped_column(sa.Date)
+    return_date: Mapped[dt.date | None] = mapped_column(sa.Date)
+    cabin_class: Mapped[str] = mapped_column(sa.String(32))
+    adults: Mapped[int] = mapped_column(sa.Integer)
+    children: Mapped[int] = mapped_column(sa.Integer)
+    infants: Mapped[int] = mapped_column(sa.Integer)
+    result_count: Mapped[int] = mapped_column(sa.Integer)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (sa.Index("ix_flight_searches_tenant", "tenant_id", "id"),)
+
+
 class EventSequenceRow(Base):
     """The last event id handed out; locked by each writer so feed ids follow commit order."""
 

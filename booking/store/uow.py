@@ -14,6 +14,7 @@ from booking.store.repository import (
     EventLog,
     IdempotencyRepository,
     OfferRepository,
+    SearchLog,
 )
 from booking.store.tables import RateLimitRow
 
@@ -30,6 +31,7 @@ class UnitOfWork:
         self.bookings = BookingRepository(self.session, self.events)
         self.idempotency = IdempotencyRepository(self.session)
         self.offers = OfferRepository(self.session)
+        self.searches = SearchLog(self.session)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,10 +1,12 @@
-"""The booking API's event feed, one partition per tenant, with its checks."""
+"""The booking API's feeds (events, searches), one partition per tenant, with their checks."""
 
 import dagster as dg
 
 from ingestion import checks
 from ingestion.partitions import tenant_partitions
-from ingestion.platform.events import ENTITY, SOURCE, sync_booking_events
+from ingestion.platform.events import EVENTS_FEED
+from ingestion.platform.feed import SOURCE, PlatformFeed, sync_feed
+from ingestion.platform.searches import SEARCHES_FEED
 from ingestion.resources import LandingResource
 from ingestion.sync import RequestCounter, SyncStats
 from tenants.http import RetryPolicy
@@ -17,7 +19,8 @@ from tenants.platform import (
 )
 
 GROUP = "platform"
-EVENTS_KEY = dg.AssetKey(["raw", SOURCE, ENTITY])
+EVENTS_KEY = dg.AssetKey(["raw", SOURCE, EVENTS_FEED.entity])
+SEARCHES_KEY = dg.AssetKey(["raw", SOURCE, SEARCHES_FEED.entity])
 
 
 class BookingApiResource(dg.ConfigurableResource):
@@ -44,35 +47,33 @@ class BookingApiResource(dg.ConfigurableResource):
         )
 
 
-def _not_offered(context: dg.AssetExecutionContext, why: str) -> dg.MaterializeResult:
-    message = f"{context.partition_key}: booking events not offered: {why}; nothing landed"
+def _not_offered(context: dg.AssetExecutionContext, what: str, why: str) -> dg.MaterializeResult:
+    message = f"{context.partition_key}: {what} not offered: {why}; nothing landed"
     context.log.warning(message)
     return dg.MaterializeResult(
         metadata={"outcome": f"not offered: {why}", "detail": message, "landed": 0}
     )
 
 
-@dg.asset(
-    key=EVENTS_KEY,
-    group_name=GROUP,
-    partitions_def=tenant_partitions,
-    kinds={"python", "parquet"},
-    description="One row per booking event (state change or note) of the tenant's bookings, "
-    "from the booking API's event feed: amounts in loyalty units and USD with the rates used.",
-)
-def booking_events(
-    context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
+def land_feed(
+    context: dg.AssetExecutionContext,
+    feed: PlatformFeed,
+    booking_api: BookingApiResource,
+    landing: LandingResource,
 ) -> dg.MaterializeResult:
+    """Land the partition's records of one booking API feed, each exactly once."""
+    what = f"{feed.noun} records ({feed.entity})"
     settings = booking_api.settings()
     if settings.booking_operator_token is None:
-        return _not_offered(context, "no operator token (BOOKING_OPERATOR_TOKEN is not set)")
+        return _not_offered(context, what, "no operator token (BOOKING_OPERATOR_TOKEN is not set)")
     if not 1 <= booking_api.page_size <= MAX_PAGE_SIZE:
         raise dg.Failure(f"booking_api.page_size: {booking_api.page_size} is outside 1..1000")
     requests = RequestCounter()
     stats = SyncStats()
     try:
         with booking_api.client(settings, requests) as client:
-            sync_booking_events(
+            sync_feed(
+                feed,
                 client,
                 landing.zone(),
                 context.partition_key,
@@ -86,25 +87,65 @@ def booking_events(
         # token, a 5xx, a failure after some pages) is a failure of this partition.
         if error.status is None and stats.pages == 0:
             return _not_offered(
-                context, f"the booking API is not reachable at {settings.booking_api_url}"
+                context, what, f"the booking API is not reachable at {settings.booking_api_url}"
             )
         raise
     metadata = stats.metadata()
     metadata.pop("cursor_since")
     context.log.info(
-        f"{context.partition_key} booking events: fetched {stats.fetched:,}, landed "
+        f"{context.partition_key} {feed.entity}: fetched {stats.fetched:,}, landed "
         f"{stats.landed:,}, quarantined {stats.quarantined:,} in {stats.requests:,} requests"
     )
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset(
+    key=EVENTS_KEY,
+    group_name=GROUP,
+    partitions_def=tenant_partitions,
+    kinds={"python", "parquet"},
+    description="One row per booking event (state change or note) of the tenant's bookings, "
+    "from the booking API's event feed: amounts in loyalty units and USD with the rates used.",
+)
+def booking_events(
+    context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    return land_feed(context, EVENTS_FEED, booking_api, landing)
+
+
 @dg.asset_check(asset=EVENTS_KEY, description="No booking event landed twice within a tenant.")
 def booking_events_no_duplicate_ids(landing: LandingResource) -> dg.AssetCheckResult:
-    return checks.duplicate_ids(landing.zone(), SOURCE, ENTITY, ["event_id"])
+    return checks.duplicate_ids(landing.zone(), SOURCE, EVENTS_FEED.entity, ["event_id"])
 
 
 @dg.asset_check(
     asset=EVENTS_KEY, description="Quarantined booking events stay under 1% of deliveries."
 )
 def booking_events_quarantine_share(landing: LandingResource) -> dg.AssetCheckResult:
-    return checks.quarantine_share(landing.zone(), SOURCE, ENTITY)
+    return checks.quarantine_share(landing.zone(), SOURCE, EVENTS_FEED.entity)
+
+
+@dg.asset(
+    key=SEARCHES_KEY,
+    group_name=GROUP,
+    partitions_def=tenant_partitions,
+    kinds={"python", "parquet"},
+    description="One row per flight search a member of the tenant made and was answered "
+    "(route, dates, cabin, passengers, flights shown), from the booking API's searches feed.",
+)
+def flight_searches(
+    context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    return land_feed(context, SEARCHES_FEED, booking_api, landing)
+
+
+@dg.asset_check(asset=SEARCHES_KEY, description="No flight search landed twice within a tenant.")
+def flight_searches_no_duplicate_ids(landing: LandingResource) -> dg.AssetCheckResult:
+    return checks.duplicate_ids(landing.zone(), SOURCE, SEARCHES_FEED.entity, ["feed_id"])
+
+
+@dg.asset_check(
+    asset=SEARCHES_KEY, description="Quarantined flight searches stay under 1% of deliveries."
+)
+def flight_searches_quarantine_share(landing: LandingResource) -> dg.AssetCheckResult:
+    return checks.quarantine_share(landing.zone(), SOURCE, SEARCHES_FEED.entity)

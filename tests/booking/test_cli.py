@@ -18,6 +18,7 @@ TABLES = {
     "bookings",
     "booking_events",
     "event_sequence",
+    "flight_searches",
     "idempotency_keys",
     "offers",
     "rate_limit_counters",

@@ -30,6 +30,16 @@ READS = {
     "daemon": TENANTS,
     "dashboard": frozenset(),
     "booking-api": TENANTS | BOOKING,
+    # Members' apps present the tenant's app credentials (FintechApp members open their own
+    # sessions, no partner secret); its operator decides approvals.
+    "traffic": frozenset(
+        {
+            "COFFEECHAIN_API_KEY",
+            "TELCOCORP_CLIENT_ID",
+            "TELCOCORP_CLIENT_SECRET",
+            "BOOKING_OPERATOR_TOKEN",
+        }
+    ),
 }
 
 

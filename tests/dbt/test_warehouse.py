@@ -25,6 +25,7 @@ ASSET_KEYS = {
     ("duffel", "airlines"): ["raw", "duffel", "airlines"],
     ("duffel", "airports"): ["raw", "duffel", "airports"],
     ("platform", "booking_events"): ["raw", "platform", "booking_events"],
+    ("platform", "flight_searches"): ["raw", "platform", "flight_searches"],
 }
 
 
@@ -34,7 +35,7 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 19
+    assert kinds["model"] == 21
     assert kinds["unit_test"] >= 10
     assert kinds["test"] >= 100
 
@@ -194,6 +195,7 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
     ]
     assert sorted(tables) == [
         "approvals",
+        "booking_funnel",
         "booking_segments",
         "bookings",
         "daily_tenant_metrics",

@@ -21,7 +21,8 @@ import pytest
 from ingestion.definitions import defs
 from ingestion.landing import CURSOR_KEY, LandingZone
 from ingestion.platform import events as platform_events
-from ingestion.platform.assets import EVENTS_KEY, BookingApiResource, booking_events
+from ingestion.platform import feed as platform_feed
+from ingestion.platform.assets import EVENTS_KEY, SEARCHES_KEY, BookingApiResource, booking_events
 from ingestion.resources import LandingResource
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
@@ -259,7 +260,7 @@ def test_a_crash_between_batches_then_a_rerun_lands_exactly_a_clean_runs_set(
     clean = outcome(materialize(api.url, clean_dir, tenant, page_size=2, batch_size=2))
     assert clean["batches"] > after_batch, "the feed must span more batches than the crash point"
 
-    real_land = platform_events.land
+    real_land = platform_feed.land
     count = {"batches": 0}
 
     def land(*args: Any, **kwargs: Any) -> Path:
@@ -270,7 +271,7 @@ def test_a_crash_between_batches_then_a_rerun_lands_exactly_a_clean_runs_set(
         return path
 
     with monkeypatch.context() as patch:
-        patch.setattr(platform_events, "land", land)
+        patch.setattr(platform_feed, "land", land)
         crashed = materialize(api.url, crashed_dir, tenant, page_size=2, batch_size=2)
     assert not crashed.success
     (failure,) = [e for e in crashed.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -330,7 +331,8 @@ def test_the_code_location_has_the_asset_its_checks_and_job() -> None:
     assert (node.description or "").startswith("One row per booking event")
     assert set(node.partitions_def.get_partition_keys()) >= set(TENANTS)
     job = defs.resolve_job_def("ingest_platform_job")
-    assert job.asset_layer.executable_asset_keys == {EVENTS_KEY}
+    # The platform job lands both of the booking API's feeds (events and searches).
+    assert job.asset_layer.executable_asset_keys == {EVENTS_KEY, SEARCHES_KEY}
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == EVENTS_KEY}
     assert checks == {"booking_events_no_duplicate_ids", "booking_events_quarantine_share"}
 
@@ -457,7 +459,15 @@ def test_the_pipeline_step_lands_events_when_the_api_answers_and_says_not_offere
         ran = pipeline._run_job(instance, code_location, "ingest_platform_job", "telcocorp")
         assert ran.ok, ran.detail
         events = feed(client, "telcocorp")
-        assert ran.detail == f"raw/platform/booking_events: {len(events)} landed"
+        searches = client.get(
+            "/api/v1/admin/searches",
+            headers=operator(),
+            params={"tenant_id": "telcocorp", "limit": 1000},
+        ).json()["data"]["searches"]
+        assert ran.detail == (
+            f"raw/platform/booking_events: {len(events)} landed; "
+            f"raw/platform/flight_searches: {len(searches)} landed"
+        )
         assert as_feed(landed(tmp_path, "telcocorp")) == expected(events)
 
         monkeypatch.setenv("BOOKING_OPERATOR_TOKEN", "")
@@ -465,5 +475,7 @@ def test_the_pipeline_step_lands_events_when_the_api_answers_and_says_not_offere
     assert idle.ok, idle.detail
     assert idle.detail == (
         "raw/platform/booking_events: 0 landed "
+        "(not offered: no operator token (BOOKING_OPERATOR_TOKEN is not set)); "
+        "raw/platform/flight_searches: 0 landed "
         "(not offered: no operator token (BOOKING_OPERATOR_TOKEN is not set))"
     )

@@ -19,8 +19,8 @@ from ingestion.loyalty.assets import ledger_transactions, members
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.generator import generate
 from sandbox.runner import Sandbox
-from sandbox.traffic import Traffic
 from tenants.registry import REGISTRY_DIR
+from tests.helpers.history_bookings import HistoryBookings
 from tests.ingestion.standins import serve_standins
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
@@ -162,7 +162,7 @@ def test_incremental_run_lands_exactly_the_new_bookings_and_survives_a_reset(
 ) -> None:
     data_dir = tmp_path / "data"
     shutil.copytree(first_run, data_dir)
-    traffic = Traffic(
+    traffic = HistoryBookings(
         sandbox.loyalty,
         sandbox.duffel,
         sandbox.config,
