@@ -25,9 +25,35 @@ def scramble(counter: np.ndarray, salt: int) -> np.ndarray:
     return x
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLES = np.arange(44, -1, -4, dtype=np.uint64)
+
+
+def hex_matrix(values: np.ndarray, digits: int = 12) -> np.ndarray:
+    """The last ``digits`` hex digits of each 48-bit value, one row of ASCII codes per value."""
+    nibbles = (values[:, None] >> _NIBBLES[12 - digits :]) & np.uint64(0xF)
+    return _HEX[nibbles.astype(np.intp)]
+
+
+def ascii_rows(*parts: np.ndarray | str, n: int) -> np.ndarray:
+    """Fixed-width ASCII strings (numpy ``U``) from literal prefixes and code matrices."""
+    columns = [
+        np.broadcast_to(np.frombuffer(p.encode(), dtype=np.uint8), (n, len(p)))
+        if isinstance(p, str)
+        else p
+        for p in parts
+    ]
+    matrix = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.uint8)
+    width = matrix.shape[1]
+    return matrix.view(f"S{width}").ravel().astype(f"U{width}")
+
+
 def hex_ids(prefix: str, counter: np.ndarray, salt: int) -> list[str]:
     """``prefix`` + 12 lower-case hex digits, e.g. ``txn_0a1b2c3d4e5f``."""
-    return [f"{prefix}{value:012x}" for value in scramble(counter, salt).tolist()]
+    counter = np.asarray(counter)
+    if not counter.size:
+        return []
+    return ascii_rows(prefix, hex_matrix(scramble(counter, salt)), n=counter.size).tolist()
 
 
 def duffel_ids(prefix: str, counter: np.ndarray, salt: int) -> list[str]:
