@@ -12,6 +12,8 @@ import polars as pl
 import pytest
 
 from booking.domain import INITIAL, Status, can_transition, event_type
+from ingestion.landing import LandingZone
+from ingestion.platform.events import landed_event_cursor
 from ingestion.schemas import BOOKING_EVENTS
 from sandbox.duffel.render import order_json, wire_row
 from sandbox.generator import RECONCILIATION_KINDS, generate
@@ -19,6 +21,7 @@ from sandbox.reference import AIRLINES, airports
 from sandbox.seed import REFERENCE_MEMBERS
 from tenants.pricing import fare_to_usd, loyalty_units_for_usd
 from tenants.registry import load_registry
+from tests.helpers.landing_from_history import write_landing
 
 ANCHOR = dt.date(2026, 11, 1)
 TABLES = ("members", "ledger", "orders", "bookings", "events")
@@ -427,3 +430,21 @@ def test_feed_order_is_by_update_time(history: dict) -> None:
         assert frame["updated_at"].is_sorted()
     for _, frame in history["orders"].group_by("tenant_id"):
         assert frame["created_at"].is_sorted()
+
+
+def test_the_landing_shortcut_lands_the_events_as_the_platform_asset_does(
+    history: dict, tmp_path: Path
+) -> None:
+    landed = write_landing(history["dir"], tmp_path / "landing", batch_rows=1000)
+    zone = LandingZone(root=tmp_path / "landing", quarantine_root=tmp_path / "quarantine")
+    events = history["events"]
+    assert landed["booking_events"] == events.height
+    for tenant_id, feed in events.partition_by("tenant_id", as_dict=True).items():
+        tenant = tenant_id[0]
+        files = zone.files("platform", "booking_events", tenant)
+        assert len(files) == -(-feed.height // 1000)
+        # The cursor the asset resumes from: the tenant's last event id.
+        assert landed_event_cursor(zone, tenant) == feed["event_id"].max()
+        rows = zone.scan("platform", "booking_events", tenant).collect()
+        assert dict(rows.schema) == dict(BOOKING_EVENTS)
+        assert rows.drop("_loaded_at", "_batch_id").sort("event_id").equals(feed)
