@@ -308,7 +308,13 @@ def _check_columns(frame: pl.DataFrame, table: sa.Table) -> None:
         )
 
 
+def _without_empty_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns that are NULL in every row are left out of the insert (they default to NULL)."""
+    return frame.select(c for c in frame.columns if frame[c].null_count() < frame.height)
+
+
 def _insert_sqlite(connection: sa.Connection, table: str, frame: pl.DataFrame) -> None:
+    frame = _without_empty_columns(frame)
     cursor = connection.connection.driver_connection.cursor()
     columns = ", ".join(frame.columns)
     marks = ", ".join("?" for _ in frame.columns)
@@ -319,6 +325,7 @@ def _insert_sqlite(connection: sa.Connection, table: str, frame: pl.DataFrame) -
 
 
 def _copy_postgres(connection: sa.Connection, table: str, frame: pl.DataFrame) -> None:
+    frame = _without_empty_columns(frame)
     cursor = connection.connection.driver_connection.cursor()
     columns = ", ".join(frame.columns)
     # Booleans travel as 0/1 in the frame (SQLite's form); PostgreSQL wants true/false.
@@ -333,6 +340,24 @@ def _copy_postgres(connection: sa.Connection, table: str, frame: pl.DataFrame) -
             frame.slice(offset, CHUNK).write_csv(buffer, include_header=False)
             copy.write(buffer.getvalue())
     cursor.close()
+
+
+def _secondary_indexes(
+    connection: sa.Connection, tables: tuple[str, ...], postgres: bool
+) -> list[tuple[str, str]]:
+    """(name, exact CREATE statement) of every index on ``tables`` but the primary keys."""
+    if postgres:
+        query = sa.text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename IN :tables AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+        ).bindparams(sa.bindparam("tables", expanding=True))
+    else:
+        # Indexes without SQL are the automatic ones of primary keys and unique constraints.
+        query = sa.text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name IN :tables AND sql IS NOT NULL"
+        ).bindparams(sa.bindparam("tables", expanding=True))
+    return [(name, sql) for name, sql in connection.execute(query, {"tables": list(tables)})]
 
 
 def import_history(url: str, history_dir: Path) -> ImportResult:
@@ -368,10 +393,21 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
         feed = event_rows(events, bookings)
         _check_columns(rows, BookingRow.__table__)
         _check_columns(feed, EventRow.__table__)
-        insert = _copy_postgres if engine.dialect.name == "postgresql" else _insert_sqlite
+        postgres = engine.dialect.name == "postgresql"
+        insert = _copy_postgres if postgres else _insert_sqlite
         with engine.begin() as connection:
-            insert(connection, BookingRow.__tablename__, rows)
+            if not postgres:
+                # Room for the indexes being built (KiB; the connection's own setting).
+                connection.exec_driver_sql("PRAGMA cache_size=-262144")
+            tables = (BookingRow.__tablename__, EventRow.__tablename__)
+            # Secondary indexes are built once after the rows are in, not row by row.
+            indexes = _secondary_indexes(connection, tables, postgres)
+            for name, _ in indexes:
+                connection.exec_driver_sql(f"DROP INDEX {name}")
+            insert(connection, BookingRow.__tablename__, rows.sort("id"))
             insert(connection, EventRow.__tablename__, feed)
+            for _, definition in indexes:
+                connection.exec_driver_sql(definition)
             connection.execute(
                 sa.update(EventSequenceRow)
                 .where(EventSequenceRow.name == "events", EventSequenceRow.value < last_event_id)
