@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -30,10 +29,12 @@ from tenants.registry import load_registry
 
 # How SQLAlchemy's SQLite DateTime stores an instant (naive UTC), and PostgreSQL reads it.
 STORE_TIME = "%Y-%m-%d %H:%M:%S%.6f"
-CHUNK = 50_000
+CHUNK = 50_000  # rows per executemany / COPY write
+SLICE = 200_000  # rows turned into the store's form at a time
 # Companions of the member on a booking with several passengers.
 COMPANIONS = ("Alex", "Sam", "Robin", "Kim", "Jordan", "Charlie")
 OFFER_LIFETIME_MINUTES = 30
+MAX_PASSENGERS = 9  # Duffel's limit per order
 
 
 class HistoryImportError(RuntimeError):
@@ -74,10 +75,14 @@ def _rate_texts() -> dict[Decimal, str]:
     return texts
 
 
-def _rate_text(column: str, texts: dict[Decimal, str]) -> pl.Expr:
-    return pl.col(column).map_elements(
-        lambda value: texts.get(value, format(value.normalize(), "f")), return_dtype=pl.String
-    )
+def _rate_text(column: str, values: pl.Series, texts: dict[Decimal, str]) -> pl.Expr:
+    """Rates as the text the booking API stored (``values``: the column, to map its few
+    distinct rates once)."""
+    mapping = {
+        str(value): texts.get(value, format(value.normalize(), "f"))
+        for value in values.drop_nulls().unique().to_list()
+    }
+    return pl.col(column).cast(pl.String).replace_strict(mapping, default=None)
 
 
 def _iso(column: str) -> pl.Expr:
@@ -181,23 +186,25 @@ def booking_rows(bookings: pl.DataFrame) -> pl.DataFrame:
         _json_text("cabin_class"),
         _json_text("expires_text"),
     )
-    passengers = [
-        json.dumps(
-            [
-                {
-                    "type": "adult",
-                    "first_name": given if k == 0 else COMPANIONS[(k - 1) % len(COMPANIONS)],
-                    "last_name": family,
-                    "duffel_passenger_id": f"pas_{offer[4:]}_{k}",
-                }
-                for k in range(count)
-            ],
-            separators=(",", ":"),
+
+    def passenger(k: int) -> pl.Expr:
+        name = _json_text("given_name") if k == 0 else pl.lit(f'"{COMPANIONS[(k - 1) % 6]}"')
+        return _fill(
+            '{"type":"adult","first_name":%s,"last_name":%s,"duffel_passenger_id":"pas_%s_'
+            + str(k)
+            + '"}',
+            name,
+            _json_text("family_name"),
+            pl.col("offer_id").str.slice(4),
         )
-        for given, family, count, offer in frame.select(
-            "given_name", "family_name", "passenger_count", "offer_id"
-        ).iter_rows()
+
+    people = [passenger(0)] + [
+        pl.when(pl.col("passenger_count") > k)
+        .then(pl.lit(",") + passenger(k))
+        .otherwise(pl.lit(""))
+        for k in range(1, MAX_PASSENGERS)
     ]
+    passengers = pl.concat_str([pl.lit("["), *people, pl.lit("]")])
     return frame.select(
         "id",
         "tenant_id",
@@ -206,7 +213,7 @@ def booking_rows(bookings: pl.DataFrame) -> pl.DataFrame:
         "offer_id",
         "cabin_class",
         flight.alias("flight"),
-        pl.Series("passengers", passengers, dtype=pl.String),
+        passengers.alias("passengers"),
         pl.lit(None, dtype=pl.String).alias("contact"),
         pl.col("outbound_departure").dt.strftime("%Y-%m-%d").alias("departure_date"),
         "flight_number",
@@ -258,13 +265,19 @@ def booking_rows(bookings: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def event_rows(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
-    """The store's ``booking_events`` columns: amounts back to integer minor units."""
-    texts = _rate_texts()
+def with_decimals(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
+    """The events with their booking's loyalty decimals (the feed renders amounts by them)."""
     decimals = bookings.select(pl.col("id").alias("booking_id"), "loyalty_decimals")
     frame = events.join(decimals, on="booking_id", how="left", maintain_order="left")
     if frame["loyalty_decimals"].null_count():
         raise HistoryImportError("events.parquet names bookings that bookings.parquet lacks")
+    return frame
+
+
+def event_rows(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
+    """The store's ``booking_events`` columns: amounts back to integer minor units."""
+    texts = _rate_texts()
+    frame = events if "loyalty_decimals" in events.columns else with_decimals(events, bookings)
 
     def minor(column: str, places: pl.Expr | int) -> pl.Expr:
         scale = (
@@ -287,10 +300,10 @@ def event_rows(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
         minor("cashback_amount", 2).alias("cashback_minor"),
         minor("refund_amount", places).alias("refund_minor"),
         minor("usd_amount", 2).alias("usd_cents"),
-        _rate_text("usd_per_unit", texts).alias("usd_per_unit"),
+        _rate_text("usd_per_unit", events["usd_per_unit"], texts).alias("usd_per_unit"),
         pl.col("fare_amount").cast(pl.String),
         "fare_currency",
-        _rate_text("fx_rate", texts).alias("fx_rate"),
+        _rate_text("fx_rate", events["fx_rate"], texts).alias("fx_rate"),
         "loyalty_transaction_id",
         "refund_transaction_id",
         "duffel_order_id",
@@ -389,10 +402,10 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
                     f"events that are not the history in {history_dir}; import into an empty "
                     "store (a new SQLite file or database)"
                 )
-        rows = booking_rows(bookings)
-        feed = event_rows(events, bookings)
-        _check_columns(rows, BookingRow.__table__)
-        _check_columns(feed, EventRow.__table__)
+        _check_columns(booking_rows(bookings.head(1)), BookingRow.__table__)
+        _check_columns(event_rows(events.head(1), bookings), EventRow.__table__)
+        bookings = bookings.sort("id")  # the primary key's index grows at its end
+        events = with_decimals(events, bookings)
         postgres = engine.dialect.name == "postgresql"
         insert = _copy_postgres if postgres else _insert_sqlite
         with engine.begin() as connection:
@@ -404,8 +417,13 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
             indexes = _secondary_indexes(connection, tables, postgres)
             for name, _ in indexes:
                 connection.exec_driver_sql(f"DROP INDEX {name}")
-            insert(connection, BookingRow.__tablename__, rows.sort("id"))
-            insert(connection, EventRow.__tablename__, feed)
+            # A slice at a time, so the rows as the store takes them never all sit in memory.
+            for offset in range(0, bookings.height, SLICE):
+                rows = booking_rows(bookings.slice(offset, SLICE))
+                insert(connection, BookingRow.__tablename__, rows)
+            for offset in range(0, events.height, SLICE):
+                rows = event_rows(events.slice(offset, SLICE), bookings)
+                insert(connection, EventRow.__tablename__, rows)
             for _, definition in indexes:
                 connection.exec_driver_sql(definition)
             connection.execute(
