@@ -1535,9 +1535,37 @@ def generate(
     world = World(registry, members)
     plan = plan_bookings(rng, world, size, start_us, end_us, resolve_until_us=end_us)
     extra = booking_facts(world, plan, first_counter=0, seed=seed)
-    bookings, events = build_platform(world, plan, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The platform's tables are final: written now, so their memory is free for the rest.
+    ledger, orders = ledger_and_orders(world, plan, extra)
+    ledger, orders, anomalies = _inject_anomalies(
+        rng, ledger, orders, plan, extra, anomaly_rate, seed
+    )
+    status = booking_status(plan)
+    _write(members, out_dir, "members")
+    # One table at a time: sorted, written, counted, dropped.
+    ledger = ledger.sort(["tenant_id", "updated_at", "transaction_id"], maintain_order=True)
+    _write(ledger, out_dir, "ledger")
+    ledger_counts = {
+        tenant: (delivered, unique)
+        for tenant, delivered, unique in ledger.group_by("tenant_id")
+        .agg(
+            pl.len(),
+            pl.col("transaction_id").filter(pl.col("raw_override").is_null()).n_unique(),
+        )
+        .iter_rows()
+    }
+    del ledger
+    orders = orders.sort(["tenant_id", "created_at", "order_id"])
+    _write(orders, out_dir, "orders")
+    order_counts = {
+        tenant: (delivered, wellformed)
+        for tenant, delivered, wellformed in orders.group_by("tenant_id")
+        .agg(pl.len(), pl.col("raw_override").is_null().sum())
+        .iter_rows()
+    }
+    del orders
+    # The platform's records last: the tenants' tables are written and their memory is free.
+    bookings, events = build_platform(world, plan, extra)
     platform_counts = {
         "events": dict(events.group_by("tenant_id").len().iter_rows()),
         "last_event_id": events.height,
@@ -1545,32 +1573,21 @@ def generate(
     for name, frame in (("bookings", bookings), ("events", events)):
         _write(frame, out_dir, name)
     del bookings, events
-    ledger, orders = ledger_and_orders(world, plan, extra)
-    ledger, orders, anomalies = _inject_anomalies(
-        rng, ledger, orders, plan, extra, anomaly_rate, seed
-    )
-    ledger = ledger.sort(["tenant_id", "updated_at", "transaction_id"], maintain_order=True)
-    orders = orders.sort(["tenant_id", "created_at", "order_id"])
-    status = booking_status(plan)
-    for name, frame in (("members", members), ("ledger", ledger), ("orders", orders)):
-        _write(frame, out_dir, name)
     counts = {}
     for tenant in world.tenant_ids:
-        t_ledger = ledger.filter(pl.col("tenant_id") == tenant)
-        t_orders = orders.filter(pl.col("tenant_id") == tenant)
         kinds = [a for a in anomalies if a["tenant_id"] == tenant]
         t_status = status[(extra["tenant"] == tenant).to_numpy()]
+        delivered, unique = ledger_counts.get(tenant, (0, 0))
+        orders_delivered, wellformed = order_counts.get(tenant, (0, 0))
         counts[tenant] = {
             "members": members.filter(pl.col("tenant_id") == tenant).height,
-            "ledger_delivered": t_ledger.height,
+            "ledger_delivered": delivered,
             "ledger_malformed": sum(a["kind"] == "malformed_ledger_record" for a in kinds),
             "ledger_duplicates": sum(a["kind"] == "duplicate_delivery" for a in kinds),
-            "ledger_transactions": t_ledger.filter(pl.col("raw_override").is_null())[
-                "transaction_id"
-            ].n_unique(),
-            "orders_delivered": t_orders.height,
+            "ledger_transactions": unique,
+            "orders_delivered": orders_delivered,
             "orders_malformed": sum(a["kind"] == "malformed_order" for a in kinds),
-            "orders": t_orders.filter(pl.col("raw_override").is_null()).height,
+            "orders": wellformed,
             "bookings": int(t_status.shape[0]),
             "events": platform_counts["events"].get(tenant, 0),
             "bookings_by_status": {
