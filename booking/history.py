@@ -61,18 +61,20 @@ def _read(history_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return pl.read_parquet(paths["bookings"]), pl.read_parquet(paths["events"])
 
 
-def _rate_texts() -> dict[Decimal, str]:
-    """Exact rate texts as the booking API writes them (from the FX seed and the tenants)."""
-    texts = {Decimal(1): "1"}
+def _rate_texts() -> tuple[dict[Decimal, str], dict[Decimal, str]]:
+    """Exact rate texts as the booking API writes them: (FX rates of fares, from the FX seed;
+    loyalty currencies' USD per unit, from the tenants)."""
+    fx = {Decimal(1): "1"}  # USD fares
     for period in load_fx():
-        texts[period.usd_per_unit] = format(period.usd_per_unit, "f")
+        fx[period.usd_per_unit] = format(period.usd_per_unit, "f")
+    units: dict[Decimal, str] = {}
     for tenant in load_registry().values():
         for rate in (
             tenant.currency.usd_per_unit,
             *(p.usd_per_unit for p in tenant.currency.rate_history),
         ):
-            texts[rate] = format(rate, "f")
-    return texts
+            units[rate] = format(rate, "f")
+    return fx, units
 
 
 def _rate_text(column: str, values: pl.Series, texts: dict[Decimal, str]) -> pl.Expr:
@@ -276,7 +278,7 @@ def with_decimals(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
 
 def event_rows(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
     """The store's ``booking_events`` columns: amounts back to integer minor units."""
-    texts = _rate_texts()
+    fx_texts, unit_texts = _rate_texts()
     frame = events if "loyalty_decimals" in events.columns else with_decimals(events, bookings)
 
     def minor(column: str, places: pl.Expr | int) -> pl.Expr:
@@ -300,10 +302,10 @@ def event_rows(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
         minor("cashback_amount", 2).alias("cashback_minor"),
         minor("refund_amount", places).alias("refund_minor"),
         minor("usd_amount", 2).alias("usd_cents"),
-        _rate_text("usd_per_unit", events["usd_per_unit"], texts).alias("usd_per_unit"),
+        _rate_text("usd_per_unit", events["usd_per_unit"], unit_texts).alias("usd_per_unit"),
         pl.col("fare_amount").cast(pl.String),
         "fare_currency",
-        _rate_text("fx_rate", events["fx_rate"], texts).alias("fx_rate"),
+        _rate_text("fx_rate", events["fx_rate"], fx_texts).alias("fx_rate"),
         "loyalty_transaction_id",
         "refund_transaction_id",
         "duffel_order_id",

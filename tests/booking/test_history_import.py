@@ -21,6 +21,7 @@ from booking.history import HistoryImportError, import_history
 from booking.store.uow import Store
 from booking.views import event_view
 from sandbox.generator import generate
+from tenants.pricing import load_fx
 from tenants.registry import load_registry
 from tests.booking.test_http import ROOT, ApiServer, _env, coffeechain, operator
 
@@ -112,6 +113,19 @@ def test_the_api_serves_the_imported_feed_exactly(history: Path, served: Any) ->
     expected = expected_feed(history)
     assert len(records) == len(expected)
     assert [comparable(r) for r in records] == [comparable(e) for e in expected]
+    # The rates as the booking API writes them (format(Decimal, "f") of its sources).
+    units = {
+        format(rate, "f")
+        for tenant in load_registry().values()
+        for rate in (
+            tenant.currency.usd_per_unit,
+            *(p.usd_per_unit for p in tenant.currency.rate_history),
+        )
+    }
+    assert {r["usd_per_unit"] for r in records} <= units
+    assert {r["fx_rate"] for r in records} <= {"1"} | {
+        format(p.usd_per_unit, "f") for p in load_fx()
+    }
 
 
 def test_the_api_serves_the_imported_bookings(history: Path, served: Any) -> None:
