@@ -1,12 +1,15 @@
-"""Deterministic history for the stand-ins: members, Duffel orders and loyalty ledgers.
+"""Deterministic history: a year of the platform as the booking API would have left it.
 
-Every booking is made as our platform would make it: the member's loyalty currency is
-debited (at the rate in force that day, rounded up so the member never pays less than
-the fare), a Duffel order is created in the tenant's own organisation with metadata
-naming tenant, member, booking and ledger transaction, and the tenant's rules apply
-(CoffeeChain approvals above its threshold, TelcoCorp economy only, FintechApp
-cashback). A small share of deliberate anomalies is written to ``manifest.json`` so
-later stages can prove they find exactly these.
+Every booking is made as the booking API makes it (booking/service.py): priced at the rate
+in force that day (tenants/pricing.py: the fare to USD half-even to the cent, USD to loyalty
+units rounded up), approved by an operator where the tenant wants approval (re-priced that
+day), charged through the tenant's loyalty API, ordered at Duffel in the tenant's own
+organisation with the API's metadata (booking, tenant, member, ledger transaction), and
+maybe cancelled with a refund later. The history is written from all three sides, which
+agree: the booking API's store rows and event feed, the tenants' ledgers, Duffel's orders.
+A small share of deliberate anomalies (the ledger or Duffel disagreeing with the platform,
+broken deliveries) is written to ``manifest.json`` so later stages can prove they find
+exactly these.
 
 All arithmetic on money is on integers (cents, minor units); the same seed, size and
 anchor give byte-identical tables.
