@@ -50,7 +50,9 @@ class ImportResult:
     already: bool = False  # the store held this history already: nothing was written
 
 
-def _read(history_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read(history_dir: Path) -> tuple[pl.DataFrame, pl.LazyFrame]:
+    """The bookings (read whole: a million are a few hundred MB) and the events (scanned: read
+    a slice at a time while they go into the store)."""
     paths = {name: history_dir / f"{name}.parquet" for name in ("bookings", "events")}
     for name, path in paths.items():
         if not path.exists():
@@ -58,7 +60,7 @@ def _read(history_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
                 f"{path} is missing: generate the history with `python -m sandbox generate "
                 f"--out {history_dir}` (it writes the platform's {name} too)"
             )
-    return pl.read_parquet(paths["bookings"]), pl.read_parquet(paths["events"])
+    return pl.read_parquet(paths["bookings"]), pl.scan_parquet(paths["events"])
 
 
 def _rate_texts() -> tuple[dict[Decimal, str], dict[Decimal, str]]:
@@ -268,12 +270,16 @@ def booking_rows(bookings: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_decimals(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
-    """The events with their booking's loyalty decimals (the feed renders amounts by them)."""
-    decimals = bookings.select(pl.col("id").alias("booking_id"), "loyalty_decimals")
-    frame = events.join(decimals, on="booking_id", how="left", maintain_order="left")
-    if frame["loyalty_decimals"].null_count():
-        raise HistoryImportError("events.parquet names bookings that bookings.parquet lacks")
-    return frame
+    """The events with their loyalty currency's decimals (the feed renders amounts by them),
+    each checked to be of a booking of the history."""
+    unknown = events.filter(~pl.col("booking_id").is_in(bookings["id"].implode()))
+    if unknown.height:
+        raise HistoryImportError(
+            f"events.parquet: event {unknown['event_id'][0]} is of booking "
+            f"{unknown['booking_id'][0]}, which bookings.parquet lacks"
+        )
+    decimals = bookings.select("loyalty_currency", "loyalty_decimals").unique()
+    return events.join(decimals, on="loyalty_currency", how="left", maintain_order="left")
 
 
 def event_rows(events: pl.DataFrame, bookings: pl.DataFrame) -> pl.DataFrame:
@@ -380,7 +386,8 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
     first); a store already holding this history is left alone, any other is refused."""
     started = time.perf_counter()
     bookings, events = _read(history_dir)
-    last_event_id = int(events["event_id"].max() or 0)
+    count, last = events.select(pl.len(), pl.col("event_id").max()).collect().row(0)
+    last_event_id = int(last or 0)
     engine = create_store_engine(url)
     try:
         migrate(engine)
@@ -405,9 +412,11 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
                     "store (a new SQLite file or database)"
                 )
         _check_columns(booking_rows(bookings.head(1)), BookingRow.__table__)
-        _check_columns(event_rows(events.head(1), bookings), EventRow.__table__)
+        _check_columns(
+            event_rows(with_decimals(events.head(1).collect(), bookings), bookings),
+            EventRow.__table__,
+        )
         bookings = bookings.sort("id")  # the primary key's index grows at its end
-        events = with_decimals(events, bookings)
         postgres = engine.dialect.name == "postgresql"
         insert = _copy_postgres if postgres else _insert_sqlite
         with engine.begin() as connection:
@@ -423,9 +432,9 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
             for offset in range(0, bookings.height, SLICE):
                 rows = booking_rows(bookings.slice(offset, SLICE))
                 insert(connection, BookingRow.__tablename__, rows)
-            for offset in range(0, events.height, SLICE):
-                rows = event_rows(events.slice(offset, SLICE), bookings)
-                insert(connection, EventRow.__tablename__, rows)
+            for offset in range(0, count, SLICE):
+                chunk = with_decimals(events.slice(offset, SLICE).collect(), bookings)
+                insert(connection, EventRow.__tablename__, event_rows(chunk, bookings))
             for _, definition in indexes:
                 connection.exec_driver_sql(definition)
             connection.execute(
@@ -435,9 +444,7 @@ def import_history(url: str, history_dir: Path) -> ImportResult:
             )
     finally:
         engine.dispose()
-    return ImportResult(
-        bookings.height, events.height, last_event_id, time.perf_counter() - started
-    )
+    return ImportResult(bookings.height, count, last_event_id, time.perf_counter() - started)
 
 
 def describe(result: ImportResult, history_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -227,3 +228,23 @@ def test_import_into_postgresql(history: Path, postgres_server: Any) -> None:
     assert [comparable(r) for r in rendered] == [comparable(e) for e in expected_feed(history)]
     assert import_history(url, history).already
     _continue_after_import(url, history)
+
+
+def test_events_of_a_booking_the_history_lacks_are_refused(history: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    bookings = pl.read_parquet(history / "bookings.parquet")
+    missing = bookings["id"][10]
+    bookings.filter(pl.col("id") != missing).write_parquet(broken / "bookings.parquet")
+    shutil.copy(history / "events.parquet", broken / "events.parquet")
+    url = f"sqlite:///{tmp_path / 'booking.sqlite3'}"
+    with pytest.raises(HistoryImportError, match=f"of booking {missing}, which bookings"):
+        import_history(url, broken)
+    store = Store(url)
+    try:
+        with store.uow() as uow:
+            # All or nothing: the bookings that went in first were rolled back too.
+            assert uow.events.read(0, 1) == []
+            assert uow.bookings.list_by_status(["confirmed"], 1) == []
+    finally:
+        store.dispose()
