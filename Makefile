@@ -36,19 +36,19 @@ help:
 
 setup: .venv/.synced .env
 
-$(HISTORY)/manifest.json: | setup
+$(HISTORY)/events.parquet: | setup
 	$(PY) -m sandbox generate --size $(SIZE) --seed $(SEED) --out $(HISTORY)
 
 generate: setup
 	$(PY) -m sandbox generate --size $(SIZE) --seed $(SEED) --out $(HISTORY)
 
-sandbox: setup $(HISTORY)/manifest.json
+sandbox: setup $(HISTORY)/events.parquet
 	$(PY) -m sandbox serve --history $(HISTORY)
 
-demo: setup $(HISTORY)/manifest.json
+demo: setup $(HISTORY)/events.parquet
 	$(PY) demo.py --history $(HISTORY)
 
-pipeline: setup $(HISTORY)/manifest.json
+pipeline: setup $(HISTORY)/events.parquet
 	$(PY) pipeline.py --with-sandbox $(HISTORY)
 
 dagster: setup

@@ -187,6 +187,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         for port in (8001, 8002, 8003, 8004):
             wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
+        # The history's bookings and events go into the API's store before it starts, so it
+        # serves them (its feed included); a store that already holds them is left alone.
+        print("demo: booking store: loading the history ...", end="", flush=True)
+        loaded = subprocess.run(
+            [PY, "-m", "booking", "import-history", str(args.history)],
+            cwd=ROOT,
+            env=api_env,
+            capture_output=True,
+            text=True,
+        )
+        if loaded.returncode != 0:
+            raise SystemExit(
+                f"\n{loaded.stderr.strip()}\n(the demo's store is {api_env['BOOKING_DATABASE_URL']}; "
+                "remove it to load a newly generated history)"
+            )
+        print(" " + loaded.stdout.strip().removeprefix("booking store: "), flush=True)
         print("demo: booking API (its store in data/booking/)", flush=True)
         children.append(
             start_child(

@@ -10,6 +10,7 @@ from benchmarks import (
     bench_dlt,
     bench_freshness,
     bench_generate,
+    bench_history_import,
     bench_ingest,
     bench_standins,
     bench_warehouse,
@@ -27,6 +28,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     report("generate", bench_generate.run(args.size))
+    report("history_import", bench_history_import.run(args.size))
     report("standins", bench_standins.run(args.size, max_pages=1_000))
     report("ingest", bench_ingest.run(args.size))
     report("dlt", bench_dlt.run(args.dlt_size, repeats=2))

@@ -30,7 +30,8 @@ def ensure_history(size: int, path: Path = HISTORY) -> Path:
     from sandbox.generator import generate
 
     manifest = path / "manifest.json"
-    if not manifest.exists() or orjson.loads(manifest.read_bytes())["size"] != size:
+    stale = not (path / "events.parquet").exists()  # written before the platform's feed was
+    if stale or not manifest.exists() or orjson.loads(manifest.read_bytes())["size"] != size:
         print(f"generating {size:,} bookings into {path} ...", flush=True)
         generate(size, 7, path)
     return path

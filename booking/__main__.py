@@ -1,9 +1,12 @@
-"""``python -m booking``: serve the API (migrations first), or ``migrate`` the store by hand."""
+"""``python -m booking``: serve the API (migrations first), ``migrate`` the store by hand, or
+``import-history DIR``: load a generated history's bookings and events into an empty store."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from booking.config import get_booking_settings
 
@@ -13,6 +16,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="serve the API (the default)")
     commands.add_parser("migrate", help="bring the store's schema up to date and exit")
+    history = commands.add_parser(
+        "import-history",
+        help="bulk-load a generated history (bookings.parquet, events.parquet) into an empty "
+        "store; a store already holding it is left alone, any other is refused",
+    )
+    history.add_argument("history_dir", type=Path)
     for target in (parser, serve):
         # Unset: BOOKING_HOST / BOOKING_PORT, else 127.0.0.1:8000 (booking/config.py).
         target.add_argument("--host", default=None)
@@ -23,6 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     from booking.store.db import create_store_engine, migrate
 
     settings = get_booking_settings()
+    if args.command == "import-history":
+        from booking.history import HistoryImportError, describe, import_history
+
+        try:
+            result = import_history(settings.url(), args.history_dir)
+        except HistoryImportError as error:
+            sys.exit(f"booking store: {error}")
+        print(describe(result, args.history_dir), flush=True)
+        return
     engine = create_store_engine(settings.url())
     migrate(engine)
     engine.dispose()

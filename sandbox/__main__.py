@@ -36,7 +36,8 @@ def _generate(args: argparse.Namespace) -> int:
     )
     for tenant, counts in result.manifest["counts"].items():
         print(
-            f"  {tenant:12} {counts['bookings']:>9,} bookings  {counts['ledger_delivered']:>9,} ledger "
+            f"  {tenant:12} {counts['bookings']:>9,} bookings  {counts['events']:>9,} events  "
+            f"{counts['ledger_delivered']:>9,} ledger "
             f"records  {counts['orders_delivered']:>9,} orders  {counts['members']:>7,} members"
         )
     print(

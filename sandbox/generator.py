@@ -1,12 +1,15 @@
-"""Deterministic history for the stand-ins: members, Duffel orders and loyalty ledgers.
+"""Deterministic history: a year of the platform as the booking API would have left it.
 
-Every booking is made as our platform would make it: the member's loyalty currency is
-debited (at the rate in force that day, rounded up so the member never pays less than
-the fare), a Duffel order is created in the tenant's own organisation with metadata
-naming tenant, member, booking and ledger transaction, and the tenant's rules apply
-(CoffeeChain approvals above its threshold, TelcoCorp economy only, FintechApp
-cashback). A small share of deliberate anomalies is written to ``manifest.json`` so
-later stages can prove they find exactly these.
+Every booking is made as the booking API makes it (booking/service.py): priced at the rate
+in force that day (tenants/pricing.py: the fare to USD half-even to the cent, USD to loyalty
+units rounded up), approved by an operator where the tenant wants approval (re-priced that
+day), charged through the tenant's loyalty API, ordered at Duffel in the tenant's own
+organisation with the API's metadata (booking, tenant, member, ledger transaction), and
+maybe cancelled with a refund later. The history is written from all three sides, which
+agree: the booking API's store rows and event feed, the tenants' ledgers, Duffel's orders.
+A small share of deliberate anomalies (the ledger or Duffel disagreeing with the platform,
+broken deliveries) is written to ``manifest.json`` so later stages can prove they find
+exactly these.
 
 All arithmetic on money is on integers (cents, minor units); the same seed, size and
 anchor give byte-identical tables.
@@ -26,9 +29,20 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sandbox.ids import duffel_ids, hex_ids, pnrs
+from sandbox.duffel.render import stable_int
+from sandbox.ids import (
+    as_series,
+    ascii_bytes,
+    duffel_ids,
+    duffel_series,
+    hex_ids,
+    hex_matrix,
+    hex_series,
+    pnrs,
+    scramble,
+)
 from sandbox.reference import AIRLINE_REGIONS, HUBS, airports
-from sandbox.schema import LEDGER, MEMBERS, ORDERS
+from sandbox.schema import LEDGER, MEMBERS, MONEY, ORDERS, PLATFORM_BOOKINGS, RATE
 from sandbox.seed import REFERENCE_MEMBERS, reference_members_frame
 from tenants.registry import TenantConfig, load_registry
 
@@ -138,25 +152,52 @@ SALT = {
     "cancellation": 18,
     "pnr": 19,
     "malformed": 20,
+    "booking_tail": 21,
+    "offer": 22,
+    "passenger": 23,
+    "stray": 24,
 }
 TXN_PREFIX = {
-    "coffeechain": {
-        "deduction": "txn_",
-        "refund": "ref_",
-        "approval": "appr_",
-        "decision": "aprd_",
-    },
+    "coffeechain": {"deduction": "txn_", "refund": "ref_", "approval": "appr_"},
     "telcocorp": {"deduction": "tctxn_", "refund": "tcref_"},
     "fintechapp": {"deduction": "fatxn_", "refund": "faref_", "cashback": "facb_"},
 }
+# What members give as the reason of a cancellation (the booking API keeps it as the detail).
+CANCEL_REASONS = ("plans changed", "found another flight", None, "illness", None)
+# Who decides approvals in the booking API (the events' actor is "operator:<who>").
+OPERATORS = ("alice", "bashir", "chen", "dana")
+# Kinds of planted anomalies: where the tenant's ledger or Duffel disagrees with the
+# platform's records (reconciliation), or how a delivery is broken (deduplication, quarantine).
+RECONCILIATION_KINDS = (
+    "ledger_missing_deduction",
+    "ledger_amount_mismatch",
+    "ledger_unknown_deduction",
+    "ledger_missing_refund",
+    "order_missing",
+    "order_not_cancelled",
+    "order_without_booking",
+)
+# The reconciliation check (C1's check_name) that can see each kind.
+CHECK_OF_KIND = {
+    kind: "ledger_vs_platform" if kind.startswith("ledger_") else "duffel_vs_platform"
+    for kind in RECONCILIATION_KINDS
+}
 ANOMALY_KINDS = (
-    "deduction_without_order",
-    "cancelled_without_refund",
-    "amount_mismatch",
+    *RECONCILIATION_KINDS,
     "duplicate_delivery",
     "malformed_ledger_record",
     "malformed_order",
 )
+# A saga's steps take this long after the step that starts them (microseconds).
+CHECK_APPROVAL_US = 100_000  # the tenant's approval request, before the booking commits
+DEDUCT_US = 200_000  # the tenant's deduction, after the charging commit
+CHARGED_US = 400_000  # the "charged" commit (charging -> ordering)
+ORDER_US = 800_000  # Duffel's order
+CONFIRMED_US = 1_200_000  # the "ordered" commit (ordering -> confirmed)
+FAILED_US = 400_000  # a refused charge's commit (charging -> failed)
+DUFFEL_CANCEL_US = 500_000  # Duffel's cancellation, after the cancelling commit
+REFUND_US = 1_000_000  # the tenant's refund
+CANCELLED_US = 1_500_000  # the "refunded" commit (cancelling -> cancelled)
 
 
 @dataclass(frozen=True)
@@ -206,47 +247,103 @@ def _div_ceil(numerator: np.ndarray, denominator: np.ndarray | int) -> np.ndarra
     return -((-numerator) // denominator)
 
 
-def _load_fx() -> dict[str, list[tuple[int, int, int]]]:
-    """currency -> [(valid_from_us, valid_to_us, usd per unit in 1/10000)]."""
-    table: dict[str, list[tuple[int, int, int]]] = {}
+def _load_fx() -> dict[str, list[tuple[int, int, int, str]]]:
+    """currency -> [(valid_from_us, valid_to_us, usd per unit in 1/10000, rate as written)]."""
+    table: dict[str, list[tuple[int, int, int, str]]] = {}
     with FX_SEED.open() as handle:
         for row in csv.DictReader(handle):
             rate = Fraction(row["usd_per_unit"]) * 10_000
             if rate.denominator != 1:
                 raise ValueError(f"fx_rates.csv: {row} has more than 4 decimals")
-            table.setdefault(row["currency"], []).append(
+            table.setdefault(row["currency"].strip().upper(), []).append(
                 (
                     _utc_us(dt.date.fromisoformat(row["valid_from"])),
                     _utc_us(dt.date.fromisoformat(row["valid_to"])),
                     int(rate),
+                    format(Decimal(row["usd_per_unit"]), "f"),
                 )
             )
     return table
 
 
-def _lookup_periods(periods: list[tuple[int, int, int]], at_us: np.ndarray) -> np.ndarray:
+def _lookup_periods(
+    periods: list[tuple[int, int, int, str]], at_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rate in 1/10000, rate as written) of the period in force at each instant."""
     starts = np.array([p[0] for p in periods])
     values = np.array([p[2] for p in periods])
+    texts = np.array([p[3] for p in periods], dtype=object)
     index = np.searchsorted(starts, at_us, side="right") - 1
     if (index < 0).any() or (at_us >= periods[-1][1]).any():
         raise ValueError(
             "a booking falls outside the FX table; extend dbt_project/seeds/fx_rates.csv"
         )
-    return values[index]
+    return values[index], texts[index]
 
 
-def _rate_fraction(tenant: TenantConfig, at_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """USD per loyalty unit in force at each instant, as numerator/denominator arrays."""
+def _rate_fraction(
+    tenant: TenantConfig, at_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """USD per loyalty unit in force at each instant: numerator, denominator and its text,
+    as ``Currency.usd_per_unit_on`` picks it (before the first period: today's rate)."""
+    current = tenant.currency.usd_per_unit
     periods = tenant.currency.rate_history
     if not periods:
-        rate = Fraction(tenant.currency.usd_per_unit)
-        return np.full(at_us.shape, rate.numerator), np.full(at_us.shape, rate.denominator)
+        rate = Fraction(current)
+        return (
+            np.full(at_us.shape, rate.numerator),
+            np.full(at_us.shape, rate.denominator),
+            np.full(at_us.shape, format(current, "f"), dtype=object),
+        )
     starts = np.array([_utc_us(p.valid_from) for p in periods])
-    index = np.clip(np.searchsorted(starts, at_us, side="right") - 1, 0, None)
-    fractions = [Fraction(p.usd_per_unit) for p in periods]
+    index = np.searchsorted(starts, at_us, side="right") - 1
+    rates = [*(p.usd_per_unit for p in periods), current]
+    index = np.where(index < 0, len(periods), index)
+    fractions = [Fraction(r) for r in rates]
     nums = np.array([f.numerator for f in fractions])[index]
     dens = np.array([f.denominator for f in fractions])[index]
-    return nums, dens
+    texts = np.array([format(r, "f") for r in rates], dtype=object)[index]
+    return nums, dens, texts
+
+
+def price_at(
+    world: World,
+    tenant_idx: np.ndarray,
+    total_cents: np.ndarray,
+    currency: np.ndarray,
+    at_us: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Price fares as the booking API does on the UTC day of ``at_us`` (tenants/pricing.py):
+    the fare to USD at the FX rate of the day, half-even to the cent; USD to loyalty minor
+    units at the tenant's rate of the day, rounded up."""
+    n = total_cents.shape[0]
+    fx_e4 = np.full(n, 10_000, dtype=np.int64)
+    fx_text = np.full(n, "1", dtype=object)
+    for code in np.unique(currency).tolist():
+        if code == "USD":
+            continue
+        mask = currency == code
+        fx_e4[mask], fx_text[mask] = _lookup_periods(world.fx[code], at_us[mask])
+    usd_cents = _div_half_even(total_cents * fx_e4, 10_000)
+    amount_minor = np.zeros(n, dtype=np.int64)
+    usd_per_unit = np.empty(n, dtype=object)
+    for k, tenant_id in enumerate(world.tenant_ids):
+        tenant = world.registry[tenant_id]
+        mask = tenant_idx == k
+        if not mask.any():
+            continue
+        num, den, text = _rate_fraction(tenant, at_us[mask])
+        amount_minor[mask] = loyalty_minor_units(
+            usd_cents[mask], tenant.currency.decimals, num, den
+        )
+        usd_per_unit[mask] = text
+    return {
+        "fx_e4": fx_e4,
+        "fx_text": fx_text,
+        "usd_cents": usd_cents,
+        "amount_minor": amount_minor,
+        "usd_per_unit": usd_per_unit,
+    }
 
 
 def loyalty_minor_units(
@@ -371,7 +468,8 @@ def _booking_times(rng: np.random.Generator, n: int, start_us: int, end_us: int)
     )
     hour = rng.choice(24, n, p=hour_w / hour_w.sum())
     at = day_start[day] + hour * HOUR + rng.integers(0, HOUR, n)
-    return np.minimum(at, end_us - 1)
+    # A booking's saga takes a few seconds: the last ones still end inside the history.
+    return np.minimum(at, end_us - 10 * US)
 
 
 def plan_bookings(
@@ -446,24 +544,21 @@ def plan_bookings(
     for code in ("GBP", "EUR"):
         mask = currency == code
         if mask.any():
-            fx_e4[mask] = _lookup_periods(world.fx[code], created[mask])
+            fx_e4[mask] = _lookup_periods(world.fx[code], created[mask])[0]
     total_cents = np.maximum(
         (usd_guess * 100 * 10_000 / fx_e4).astype(np.int64), 1_000
     )  # local cents
-    usd_cents = _div_half_even(total_cents * fx_e4, 10_000)
     tax_cents = _div_half_even(total_cents * 18, 100)
-    # Loyalty charge at the rate in force when booked.
-    amount_minor = np.zeros(n, dtype=np.int64)
+    # The price the booking API quoted when the booking was made.
+    quoted = price_at(world, tenant_idx, total_cents, currency, created)
+    amount_minor = quoted["amount_minor"]
     threshold = np.full(n, np.iinfo(np.int64).max)
     for k, tenant_id in enumerate(tenant_ids):
         tenant = world.registry[tenant_id]
-        mask = tenant_idx == k
-        num, den = _rate_fraction(tenant, created[mask])
-        amount_minor[mask] = loyalty_minor_units(
-            usd_cents[mask], tenant.currency.decimals, num, den
-        )
         if tenant.rules.approval_threshold:
-            threshold[mask] = tenant.rules.approval_threshold * 10**tenant.currency.decimals
+            threshold[tenant_idx == k] = (
+                tenant.rules.approval_threshold * 10**tenant.currency.decimals
+            )
     # Outcomes.
     needs_approval = amount_minor > threshold
     decided_at = created + rng.integers(1 * HOUR, 30 * HOUR, n)
@@ -478,6 +573,8 @@ def plan_bookings(
     cancelled = (
         confirmed & (rng.random(n) < 0.06) & (cancel_at < np.minimum(outbound, resolve_until_us))
     )
+    # An approved booking is priced again on the day of the decision, then charged.
+    charged_price = price_at(world, tenant_idx, total_cents, currency, charged_at)
     return {
         "tenant_idx": tenant_idx,
         "member_idx": member_idx,
@@ -492,8 +589,14 @@ def plan_bookings(
         "currency": currency,
         "total_cents": total_cents,
         "tax_cents": tax_cents,
-        "usd_cents": usd_cents,
+        "usd_cents": quoted["usd_cents"],
         "amount_minor": amount_minor,
+        "fx_text": quoted["fx_text"],
+        "usd_per_unit": quoted["usd_per_unit"],
+        "charge_usd_cents": charged_price["usd_cents"],
+        "charge_minor": charged_price["amount_minor"],
+        "charge_fx_text": charged_price["fx_text"],
+        "charge_usd_per_unit": charged_price["usd_per_unit"],
         "needs_approval": needs_approval,
         "approved": approved,
         "rejected": rejected,
@@ -504,6 +607,8 @@ def plan_bookings(
         "confirmed": confirmed,
         "cancelled": cancelled,
         "cancel_at": cancel_at,
+        "cancel_reason": rng.integers(0, len(CANCEL_REASONS), n),
+        "operator": rng.integers(0, len(OPERATORS), n),
     }
 
 
@@ -517,56 +622,156 @@ def booking_status(plan: dict[str, np.ndarray]) -> np.ndarray:
     return status
 
 
-def build_tables(
-    world: World,
-    plan: dict[str, np.ndarray],
-    first_counter: int,
-    seed: int,
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, np.ndarray]]:
-    """Turn planned bookings into ledger rows and Duffel order rows (unsorted)."""
+def booking_ids(counter: np.ndarray, seed: int) -> pl.Series:
+    """Booking ids in the booking API's format: ``bkg_`` + 20 lower-case hex digits."""
+    salt = seed * 1_000
+    head = hex_matrix(scramble(counter, salt + SALT["booking"]))
+    tail = hex_matrix(scramble(counter, salt + SALT["booking_tail"]), digits=8)
+    return as_series(ascii_bytes("bkg_", head, tail, n=counter.shape[0]))
+
+
+def _flight_numbers(owner: np.ndarray, origin: np.ndarray, first_stop: np.ndarray) -> pl.Series:
+    """Marketing flight numbers of the first leg, as the Duffel stand-in numbers them."""
+    legs = pl.DataFrame({"owner": owner, "origin": origin, "to": first_stop})
+    unique = legs.unique()
+    numbers = unique.with_columns(
+        pl.Series(
+            "number",
+            [
+                f"{o}{stable_int(f'{o}{a}{b}') % 9000 + 100}"
+                for o, a, b in unique.select("owner", "origin", "to").iter_rows()
+            ],
+            dtype=pl.String,
+        )
+    )
+    return legs.join(numbers, on=["owner", "origin", "to"], how="left", maintain_order="left")[
+        "number"
+    ]
+
+
+def _in_booking_order(parts: list[tuple[np.ndarray, pl.Series | None]]) -> pl.Series:
+    """Per-tenant series (``None``: nulls for that tenant) put back in booking order."""
+    order = np.concatenate([np.where(mask)[0] for mask, _ in parts])
+    values = pl.concat(
+        [
+            part
+            if part is not None
+            else pl.repeat(None, int(mask.sum()), dtype=pl.String, eager=True)
+            for mask, part in parts
+        ]
+    )
+    return values.gather(np.argsort(order, kind="stable"))
+
+
+def booking_facts(
+    world: World, plan: dict[str, np.ndarray], first_counter: int, seed: int
+) -> dict[str, np.ndarray | pl.Series]:
+    """Everything each planned booking is called: ids (booking, ledger transactions, Duffel
+    order), member, flight, amounts in loyalty minor units. Strings are polars series (a
+    fraction of the memory and time of a million Python strings each)."""
     n = plan["created"].shape[0]
     counter = np.arange(first_counter, first_counter + n, dtype=np.int64)
     salt = seed * 1_000
-    tenant_arr = np.array(world.tenant_ids, dtype=object)[plan["tenant_idx"]]
-    member_id = np.empty(n, dtype=object)
-    given = np.empty(n, dtype=object)
-    family = np.empty(n, dtype=object)
-    for k, tenant in enumerate(world.tenant_ids):
-        mask = plan["tenant_idx"] == k
-        members = world.members[tenant]
-        idx = plan["member_idx"][mask]
-        member_id[mask] = members["member_id"].to_numpy()[idx]
-        given[mask] = members["given_name"].to_numpy()[idx]
-        family[mask] = members["family_name"].to_numpy()[idx]
-    booking_id = np.array(hex_ids("bkg_", counter, salt + SALT["booking"]), dtype=object)
-    codes = world.codes
-    route = np.char.add(np.char.add(codes[plan["origin"]], "-"), codes[plan["destination"]]).astype(
-        object
-    )
-    ids = {
-        kind: np.empty(n, dtype=object)
-        for kind in ("deduction", "refund", "cashback", "approval", "decision")
+    masks = [plan["tenant_idx"] == k for k in range(len(world.tenant_ids))]
+    people = {
+        column: _in_booking_order(
+            [
+                (mask, world.members[tenant][column].gather(plan["member_idx"][mask]))
+                for tenant, mask in zip(world.tenant_ids, masks, strict=True)
+            ]
+        )
+        for column in ("member_id", "given_name", "family_name")
     }
-    for tenant in world.tenant_ids:
-        mask = tenant_arr == tenant
-        for kind, prefix in TXN_PREFIX[tenant].items():
-            ids[kind][mask] = hex_ids(prefix, counter[mask], salt + SALT[kind])
+    ids = {
+        kind: _in_booking_order(
+            [
+                (
+                    mask,
+                    hex_series(TXN_PREFIX[tenant][kind], counter[mask], salt + SALT[kind])
+                    if kind in TXN_PREFIX[tenant]
+                    else None,
+                )
+                for tenant, mask in zip(world.tenant_ids, masks, strict=True)
+            ]
+        )
+        for kind in ("deduction", "refund", "cashback", "approval")
+    }
+    codes = pl.Series(world.codes)
+    origin = codes.gather(plan["origin"])
+    destination = codes.gather(plan["destination"])
+    owner = _airline(world, plan)
+    first_stop = np.where(
+        plan["via"] >= 0, world.codes[np.maximum(plan["via"], 0)], world.codes[plan["destination"]]
+    )
     # Decimal(18, 2) holds every amount; whole-unit currencies scale by 100.
-    scale = np.array(
-        [100 if world.registry[t].currency.decimals == 0 else 1 for t in world.tenant_ids]
-    )[plan["tenant_idx"]]
-    amount = plan["amount_minor"] * scale
-    currency_code = np.array(
-        [world.registry[t].currency.code for t in world.tenant_ids], dtype=object
-    )[plan["tenant_idx"]]
-    cashback_rate = {t: Fraction(world.registry[t].rules.cashback_rate) for t in world.tenant_ids}
+    decimals = np.array([world.registry[t].currency.decimals for t in world.tenant_ids])[
+        plan["tenant_idx"]
+    ]
+    amount = plan["charge_minor"] * 10 ** (2 - decimals)
     cashback = np.zeros(n, dtype=np.int64)
     for k, tenant in enumerate(world.tenant_ids):
-        if cashback_rate[tenant]:
-            mask = plan["tenant_idx"] == k
-            cashback[mask] = cashback_minor(amount[mask], cashback_rate[tenant])
+        rate = Fraction(world.registry[tenant].rules.cashback_rate)
+        if rate:
+            cashback[masks[k]] = cashback_minor(amount[masks[k]], rate)
+    return {
+        "counter": counter,
+        "salt": np.array(salt),
+        "booking_id": booking_ids(counter, seed),
+        **people,
+        "tenant": pl.Series(world.tenant_ids).gather(plan["tenant_idx"]),
+        "deduction_id": ids["deduction"],
+        "refund_id": ids["refund"],
+        "cashback_id": ids["cashback"],
+        "approval_id": ids["approval"],
+        # Only a charged booking has an order.
+        "order_id": duffel_series("ord_", counter, salt + SALT["order"]).set(
+            pl.Series(~plan["confirmed"]), None
+        ),
+        "cancellation_id": duffel_series("ore_", counter, salt + SALT["cancellation"]),
+        "booking_reference": _text(np.array(pnrs(counter, salt + SALT["pnr"]), dtype=object)),
+        "owner": pl.Series(owner),
+        "flight_number": _flight_numbers(owner, world.codes[plan["origin"]], first_stop),
+        "origin": origin,
+        "destination": destination,
+        "route": pl.select(pl.lit(origin) + "-" + pl.lit(destination)).to_series(),
+        "amount": amount,
+        "cashback": cashback,
+        "currency": pl.Series([world.registry[t].currency.code for t in world.tenant_ids]).gather(
+            plan["tenant_idx"]
+        ),
+        "decimals": decimals,
+    }
+
+
+def _only(values: np.ndarray | pl.Series, mask: np.ndarray) -> np.ndarray | pl.Series:
+    if isinstance(values, pl.Series):
+        return values.filter(pl.Series(mask))
+    return values[mask]
+
+
+def ledger_and_orders(
+    world: World, plan: dict[str, np.ndarray], facts: dict[str, np.ndarray | pl.Series]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The tenants' ledger rows and Duffel's order rows (unsorted), as the booking API's
+    calls left them: an approval request when the tenant wants one, the deduction (and
+    cashback) when charged, an instant order once charged, and on cancellation Duffel's
+    cancellation and the tenant's refund."""
+    n = plan["created"].shape[0]
+    amount, cashback = facts["amount"], facts["cashback"]
     charged = plan["confirmed"]
+    deducted_at = plan["charged_at"] + DEDUCT_US
     parts = []
+    texts = pl.DataFrame(
+        {
+            "booking": facts["booking_id"],
+            "route": facts["route"],
+            "flight": facts["flight_number"],
+        }
+    )
+
+    def described(*pieces: str | pl.Expr) -> pl.Series:
+        exprs = [pl.lit(p) if isinstance(p, str) else p for p in pieces]
+        return texts.select(pl.concat_str(exprs).alias("d"))["d"]
 
     def ledger_part(mask, kind, txn_id, amount_minor, status, at, related, description):
         if not mask.any():
@@ -574,16 +779,18 @@ def build_tables(
         parts.append(
             _frame(
                 {
-                    "tenant_id": tenant_arr[mask],
-                    "transaction_id": txn_id[mask],
-                    "member_id": member_id[mask],
+                    "tenant_id": _only(facts["tenant"], mask),
+                    "transaction_id": _only(txn_id, mask),
+                    "member_id": _only(facts["member_id"], mask),
                     "type": kind,
                     "amount": _money(amount_minor[mask]),
                     "status": status,
-                    "reference_id": booking_id[mask],
-                    "related_transaction_id": related[mask] if related is not None else None,
-                    "approval_id": ids["approval"][mask] if kind.startswith("approval") else None,
-                    "description": description[mask],
+                    "reference_id": _only(facts["booking_id"], mask),
+                    "related_transaction_id": _only(related, mask) if related is not None else None,
+                    "approval_id": _only(facts["approval_id"], mask)
+                    if kind.startswith("approval")
+                    else None,
+                    "description": _only(description, mask),
                     "created_at": _ts(at[mask]),
                     "updated_at": _ts(at[mask]),
                     "raw_override": None,
@@ -592,127 +799,399 @@ def build_tables(
             )
         )
 
-    none = np.full(n, None, dtype=object)
-    zeros = np.zeros(n, dtype=np.int64)
-    booking_text = np.char.add("Flight booking ", route.astype(str)).astype(object)
     ledger_part(
         plan["needs_approval"],
         "approval_request",
-        ids["approval"],
-        zeros,
+        facts["approval_id"],
+        np.zeros(n, dtype=np.int64),
         "requested",
-        plan["created"],
-        none,
-        np.char.add("Approval requested for ", route.astype(str)).astype(object),
+        plan["created"] - CHECK_APPROVAL_US,
+        None,
+        described("Approval requested for ", pl.col("booking")),
     )
-    decision_status = np.where(plan["approved"], "approved", "rejected").astype(object)
-    decided = plan["approved"] | plan["rejected"]
-    if decided.any():
-        ledger_part(
-            decided,
-            "approval_decision",
-            ids["decision"],
-            zeros,
-            decision_status[decided],
-            plan["decided_at"],
-            ids["approval"],
-            np.char.add("Approval decision for ", route.astype(str)).astype(object),
-        )
     ledger_part(
         charged,
         "deduction",
-        ids["deduction"],
+        facts["deduction_id"],
         -amount,
         "posted",
-        plan["charged_at"],
-        none,
-        booking_text,
+        deducted_at,
+        None,
+        described("Flight booking ", pl.col("route"), " ", pl.col("flight")),
     )
     ledger_part(
         charged & (cashback > 0),
         "cashback",
-        ids["cashback"],
+        facts["cashback_id"],
         cashback,
         "posted",
-        plan["charged_at"],
-        ids["deduction"],
-        np.char.add("Cashback on ", route.astype(str)).astype(object),
+        deducted_at,
+        facts["deduction_id"],
+        described("Cashback on ", pl.col("booking")),
     )
     ledger_part(
         plan["cancelled"],
         "refund",
-        ids["refund"],
+        facts["refund_id"],
         amount,
         "posted",
-        plan["cancel_at"],
-        ids["deduction"],
-        np.char.add("Refund for cancelled ", route.astype(str)).astype(object),
+        plan["cancel_at"] + REFUND_US,
+        facts["deduction_id"],
+        described("Booking ", pl.col("booking"), " cancelled"),
     )
     ledger = pl.concat(parts) if parts else LEDGER.to_frame()
 
-    hold = plan["needs_approval"] | plan["failed"]
-    paid_at = np.where(charged, plan["charged_at"] + 3 * US, 0)
-    cancelled_at = np.where(plan["cancelled"], plan["cancel_at"] + 2 * US, 0)
-    cancelled_at = np.where(plan["rejected"], plan["decided_at"] + 2 * US, cancelled_at)
-    cancelled_at = np.where(plan["failed"], plan["created"] + 40 * US, cancelled_at)
-    order_created = np.where(hold, plan["created"], plan["charged_at"] + 2 * US)
-    any_cancel = cancelled_at > 0
-    order_id = duffel_ids("ord_", counter, salt + SALT["order"])
-    cancellation_id = np.array(
-        duffel_ids("ore_", counter, salt + SALT["cancellation"]), dtype=object
-    )
+    # Only a charged booking has an order: an instant order, paid from the Duffel balance.
+    o = charged
+    ordered_at = plan["charged_at"][o] + ORDER_US
+    cancelled = plan["cancelled"][o]
+    via = plan["via"][o]
     orders = _frame(
         {
-            "tenant_id": tenant_arr,
-            "order_id": order_id,
-            "booking_reference": pnrs(counter, salt + SALT["pnr"]),
-            "created_at": _ts(order_created),
-            "order_type": np.where(hold, "hold", "instant"),
-            "owner_iata": _airline(world, plan),
-            "cabin_class": CABINS[plan["cabin"]],
-            "passenger_count": plan["pax"].astype(np.int8),
-            "origin": codes[plan["origin"]],
-            "destination": codes[plan["destination"]],
-            "via": np.where(plan["via"] >= 0, codes[np.maximum(plan["via"], 0)], None),
-            "outbound_departure": _ts(plan["outbound"]),
-            "return_departure": _ts(plan["return"]).set(pl.Series(plan["return"] == 0), None),
-            "total_amount": _money(plan["total_cents"]),
-            "base_amount": _money(plan["total_cents"] - plan["tax_cents"]),
-            "tax_amount": _money(plan["tax_cents"]),
-            "total_currency": plan["currency"].astype(str),
-            "paid_at": _ts(paid_at).set(pl.Series(paid_at == 0), None),
-            "payment_required_by": _ts(plan["created"] + 72 * HOUR).set(pl.Series(~hold), None),
-            "cancelled_at": _ts(cancelled_at).set(pl.Series(~any_cancel), None),
-            "cancellation_id": np.where(any_cancel, cancellation_id, None),
-            "refund_amount": _money(np.where(plan["cancelled"], plan["total_cents"], 0)).set(
-                pl.Series(~any_cancel), None
+            "tenant_id": _only(facts["tenant"], o),
+            "order_id": _only(facts["order_id"], o),
+            "booking_reference": _only(facts["booking_reference"], o),
+            "created_at": _ts(ordered_at),
+            "order_type": "instant",
+            "owner_iata": _only(facts["owner"], o),
+            "cabin_class": CABINS[plan["cabin"][o]],
+            "passenger_count": plan["pax"][o].astype(np.int8),
+            "origin": _only(facts["origin"], o),
+            "destination": _only(facts["destination"], o),
+            "via": np.where(via >= 0, world.codes[np.maximum(via, 0)], None),
+            "outbound_departure": _ts(plan["outbound"][o]),
+            "return_departure": _ts(plan["return"][o]).set(pl.Series(plan["return"][o] == 0), None),
+            "total_amount": _money(plan["total_cents"][o]),
+            "base_amount": _money(plan["total_cents"][o] - plan["tax_cents"][o]),
+            "tax_amount": _money(plan["tax_cents"][o]),
+            "total_currency": plan["currency"][o].astype(str),
+            "paid_at": _ts(ordered_at),
+            "payment_required_by": None,
+            "cancelled_at": _ts(plan["cancel_at"][o] + DUFFEL_CANCEL_US).set(
+                pl.Series(~cancelled), None
             ),
-            "refund_to": np.where(
-                plan["cancelled"], "balance", np.where(any_cancel, "awaiting_payment", None)
-            ),
-            "booking_id": booking_id,
-            "member_id": member_id,
-            "member_given_name": given,
-            "member_family_name": family,
-            "loyalty_transaction_id": np.where(charged, ids["deduction"], None),
+            "cancellation_id": _only(facts["cancellation_id"], o).set(pl.Series(~cancelled), None),
+            "refund_amount": _money(plan["total_cents"][o]).set(pl.Series(~cancelled), None),
+            "refund_to": np.where(cancelled, "balance", None),
+            "booking_id": _only(facts["booking_id"], o),
+            "member_id": _only(facts["member_id"], o),
+            "member_given_name": _only(facts["given_name"], o),
+            "member_family_name": _only(facts["family_name"], o),
+            "loyalty_transaction_id": _only(facts["deduction_id"], o),
             "raw_override": None,
         },
         schema=ORDERS,
     )
-    extra = {
-        "booking_id": booking_id,
-        "member_id": member_id,
-        "tenant": tenant_arr,
-        "deduction_id": ids["deduction"],
-        "refund_id": ids["refund"],
-        "amount": amount,
-        "cashback": cashback,
-        "cashback_rate": np.array([cashback_rate[t] for t in world.tenant_ids], dtype=object)[
-            plan["tenant_idx"]
+    return ledger, orders
+
+
+def build_tables(
+    world: World,
+    plan: dict[str, np.ndarray],
+    first_counter: int,
+    seed: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, np.ndarray | pl.Series]]:
+    """Planned bookings as ledger rows and Duffel order rows (unsorted), with their facts."""
+    facts = booking_facts(world, plan, first_counter, seed)
+    ledger, orders = ledger_and_orders(world, plan, facts)
+    return ledger, orders, facts
+
+
+def _text(values: np.ndarray | pl.Series) -> pl.Series:
+    """A numpy array of strings (object arrays may hold None) as a polars String series."""
+    if isinstance(values, pl.Series):
+        return values
+    if values.dtype == object:
+        return pl.Series(values.tolist(), dtype=pl.String)
+    return pl.Series(values.astype(str), dtype=pl.String)
+
+
+def _minor_text(minor: pl.Expr, places: pl.Expr) -> pl.Expr:
+    """Integer minor units as exact decimal text, as ``format(Decimal, "f")`` writes them."""
+    text = minor.cast(pl.String)
+    for digits in range(1, 5):
+        unit = 10**digits
+        text = (
+            pl.when(places == digits)
+            .then(
+                (minor // unit).cast(pl.String)
+                + "."
+                + (minor % unit).cast(pl.String).str.zfill(digits)
+            )
+            .otherwise(text)
+        )
+    return text
+
+
+def build_platform(
+    world: World, plan: dict[str, np.ndarray], extra: dict[str, np.ndarray]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The booking API's own records of the planned bookings: its store's rows and its event
+    feed, as booking/service.py's saga writes them (events ordered by commit, ids from 1).
+
+    Each event carries the booking's values at that step, as ``EventLog.append`` does: the
+    price (fare, FX rate, USD, loyalty amount and the rate used) from creation, re-priced
+    when an operator approves; the ledger transaction and cashback from ``ordering``; the
+    Duffel order from ``confirmed``; the refund from ``cancelled``.
+    """
+    n = plan["created"].shape[0]
+    charged = plan["confirmed"]
+    cancelled = plan["cancelled"]
+    approval = plan["needs_approval"]
+    cashback = np.where(charged & (extra["cashback"] > 0), extra["cashback"], -1)
+    codes = world.codes
+    base = pl.DataFrame(
+        {
+            "booking_idx": np.arange(n, dtype=np.int64),
+            "tenant_id": _text(extra["tenant"]),
+            "booking_id": _text(extra["booking_id"]),
+            "member_id": _text(extra["member_id"]),
+            "loyalty_currency": _text(extra["currency"]),
+            "loyalty_decimals": extra["decimals"].astype(np.int32),
+            "amount0": plan["amount_minor"],
+            "usd0": plan["usd_cents"],
+            "upu0": _text(plan["usd_per_unit"]),
+            "fx0": _text(plan["fx_text"]),
+            "amount1": plan["charge_minor"],
+            "usd1": plan["charge_usd_cents"],
+            "upu1": _text(plan["charge_usd_per_unit"]),
+            "fx1": _text(plan["charge_fx_text"]),
+            "fare_cents": plan["total_cents"],
+            "fare_currency": _text(plan["currency"]),
+            "cashback_minor": cashback,
+            "deduction_id": _text(extra["deduction_id"]),
+            "refund_id": _text(extra["refund_id"]),
+            "order_id": _text(extra["order_id"]),
+            "operator": pl.Series(np.array(OPERATORS)[plan["operator"]]),
+            "reason": pl.Series(list(CANCEL_REASONS), dtype=pl.String).gather(
+                plan["cancel_reason"]
+            ),
+            "needs_approval": approval,
+            "created": plan["created"],
+            "decided": plan["decided_at"],
+            "charged": plan["charged_at"],
+            "cancel": plan["cancel_at"],
+        }
+    ).with_columns(
+        approved_text=pl.format(
+            "approved at {} {}",
+            _minor_text(pl.col("amount1"), pl.col("loyalty_decimals")),
+            pl.col("loyalty_currency"),
+        )
+    )
+    # The saga's steps: (from, to, detail, priced at approval, charged, ordered, refunded).
+    # Only the narrow keys are sorted into commit order; the wide columns are gathered after.
+    saga = [
+        (None, "charging", None, False, False, False, False),
+        (None, "pending_approval", "approval required", False, False, False, False),
+        ("pending_approval", "charging", "<approved>", True, False, False, False),
+        ("pending_approval", "rejected", "rejected", False, False, False, False),
+        ("charging", "failed", "insufficient balance", False, False, False, False),
+        ("charging", "ordering", "charged", True, True, False, False),
+        ("ordering", "confirmed", "ordered", True, True, True, False),
+        ("confirmed", "cancelling", "<reason>", True, True, True, False),
+        ("cancelling", "cancelled", "cancelled at Duffel; refunded", True, True, True, True),
+    ]
+    when_us = [
+        (0, ~approval, plan["created"]),
+        (1, approval, plan["created"]),
+        (2, plan["approved"], plan["decided_at"]),
+        (3, plan["rejected"], plan["decided_at"]),
+        (4, plan["failed"], plan["created"] + FAILED_US),
+        (5, charged, plan["charged_at"] + CHARGED_US),
+        (6, charged, plan["charged_at"] + CONFIRMED_US),
+        (7, cancelled, plan["cancel_at"]),
+        (8, cancelled, plan["cancel_at"] + CANCELLED_US),
+    ]
+    order = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "occurred_us": at[mask],
+                    "booking_idx": np.where(mask)[0],
+                    "step": np.full(int(mask.sum()), code, dtype=np.int8),
+                }
+            )
+            for code, mask, at in when_us
+        ]
+    ).sort("occurred_us", "booking_idx", "step")
+    last = order.group_by("booking_idx").agg(pl.col("occurred_us").max()).sort("booking_idx")
+    steps = pl.DataFrame(
+        {
+            "step": np.arange(len(saga), dtype=np.int8),
+            "from_state": [s[0] for s in saga],
+            "to_state": [s[1] for s in saga],
+            "fixed_detail": [s[2] for s in saga],
+            "repriced": [s[3] for s in saga],
+            "paid": [s[4] for s in saga],
+            "ordered": [s[5] for s in saga],
+            "refunded": [s[6] for s in saga],
+        },
+        schema_overrides={"from_state": pl.String, "fixed_detail": pl.String},
+    )
+    raw = order.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("event_id")).join(
+        steps, on="step", how="left", maintain_order="left"
+    )
+    del order
+
+    def col(name: str) -> pl.Expr:
+        """The booking's value for each event (gathered straight into the output column)."""
+        return pl.lit(base[name]).gather(pl.col("booking_idx"))
+
+    def pick(flag: str, column: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+        return pl.when(pl.col(flag)).then(col(column)).otherwise(pl.lit(None, dtype=dtype))
+
+    def price(name: str) -> pl.Expr:
+        return pl.when("repriced").then(col(f"{name}1")).otherwise(col(f"{name}0"))
+
+    def money(minor: pl.Expr, places: pl.Expr | int) -> pl.Expr:
+        """Minor units as Decimal(18, 2) (null stays null)."""
+        if not isinstance(places, int):
+            minor = minor * pl.lit(10, dtype=pl.Int64).pow(2 - places)
+        return _scaled(minor.cast(pl.Int64)).cast(MONEY)
+
+    places = col("loyalty_decimals").cast(pl.Int64)
+    detail = (
+        pl.when(pl.col("fixed_detail") == "<approved>")
+        .then(col("approved_text"))
+        .when(pl.col("fixed_detail") == "<reason>")
+        .then(col("reason"))
+        .otherwise(pl.col("fixed_detail"))
+    )
+    events = raw.select(
+        col("tenant_id").alias("tenant_id"),
+        "event_id",
+        col("booking_id").alias("booking_id"),
+        col("member_id").alias("member_id"),
+        ("booking." + pl.col("to_state")).alias("type"),
+        "from_state",
+        "to_state",
+        money(price("amount"), places).alias("loyalty_amount"),
+        col("loyalty_currency").alias("loyalty_currency"),
+        money(
+            pl.when(pl.col("paid") & (col("cashback_minor") >= 0)).then(col("cashback_minor")),
+            2,
+        ).alias("cashback_amount"),
+        money(pick("refunded", "amount1", pl.Int64), places).alias("refund_amount"),
+        money(price("usd"), 2).alias("usd_amount"),
+        price("upu").cast(RATE).alias("usd_per_unit"),
+        money(col("fare_cents"), 2).alias("fare_amount"),
+        col("fare_currency").alias("fare_currency"),
+        price("fx").cast(RATE).alias("fx_rate"),
+        pick("paid", "deduction_id").alias("loyalty_transaction_id"),
+        pick("refunded", "refund_id").alias("refund_transaction_id"),
+        pick("ordered", "order_id").alias("duffel_order_id"),
+        detail.alias("detail"),
+        pl.when(pl.col("from_state") == "pending_approval")
+        .then("operator:" + col("operator"))
+        .alias("actor"),
+        pl.from_epoch(pl.col("occurred_us"), time_unit="us")
+        .dt.replace_time_zone("UTC")
+        .alias("occurred_at"),
+    )
+    del raw
+    # Approval re-priced the booking on the day of the decision (the same, without approval).
+    repriced = pl.Series(plan["approved"])
+    flags = pl.DataFrame(
+        {
+            "charged_flag": charged,
+            "cancelled_flag": cancelled,
+            "approval_flag": approval,
+            "failed_flag": plan["failed"],
+        }
+    )
+
+    def when(flag: str, value: pl.Expr) -> pl.Expr:
+        return pl.when(pl.col(flag)).then(value)
+
+    def ts(expr: pl.Expr) -> pl.Expr:
+        return pl.from_epoch(expr, time_unit="us").dt.replace_time_zone("UTC")
+
+    bookings = pl.concat(
+        [
+            base,
+            flags,
+            pl.DataFrame(
+                {
+                    "status": _text(booking_status(plan)),
+                    "offer_id": _text(
+                        np.array(
+                            duffel_ids("off_", extra["counter"], int(extra["salt"]) + SALT["offer"])
+                        )
+                    ),
+                    "cabin_class": pl.Series(CABINS[plan["cabin"]]),
+                    "passenger_count": plan["pax"].astype(np.int8),
+                    "given_name": _text(extra["given_name"]),
+                    "family_name": _text(extra["family_name"]),
+                    "origin": pl.Series(codes[plan["origin"]]),
+                    "destination": pl.Series(codes[plan["destination"]]),
+                    "via_code": pl.Series(codes[np.maximum(plan["via"], 0)]),
+                    "has_via": plan["via"] >= 0,
+                    "owner_iata": _text(extra["owner"]),
+                    "flight_number": _text(extra["flight_number"]),
+                    "outbound": plan["outbound"],
+                    "return": plan["return"],
+                    "approval_id": _text(extra["approval_id"]),
+                    "cancellation_id": _text(extra["cancellation_id"]),
+                    "booking_reference": _text(extra["booking_reference"]),
+                    "repriced": repriced,
+                    "updated": last["occurred_us"],
+                }
+            ),
         ],
-        "currency": currency_code,
-    }
-    return ledger, orders, extra
+        how="horizontal",
+    ).select(
+        pl.col("booking_id").alias("id"),
+        "tenant_id",
+        "member_id",
+        "status",
+        "offer_id",
+        "cabin_class",
+        "passenger_count",
+        "given_name",
+        "family_name",
+        "origin",
+        "destination",
+        when("has_via", pl.col("via_code")).alias("via"),
+        "owner_iata",
+        "flight_number",
+        ts(pl.col("outbound")).alias("outbound_departure"),
+        pl.when(pl.col("return") > 0).then(ts(pl.col("return"))).alias("return_departure"),
+        _minor_text(pl.col("fare_cents"), pl.lit(2)).alias("fare_amount"),
+        "fare_currency",
+        pl.when("repriced").then(pl.col("fx1")).otherwise(pl.col("fx0")).alias("fx_rate"),
+        pl.when("repriced").then(pl.col("usd1")).otherwise(pl.col("usd0")).alias("usd_cents"),
+        pl.when("repriced").then(pl.col("upu1")).otherwise(pl.col("upu0")).alias("usd_per_unit"),
+        pl.when("repriced")
+        .then(pl.col("amount1"))
+        .otherwise(pl.col("amount0"))
+        .alias("loyalty_minor"),
+        "loyalty_currency",
+        "loyalty_decimals",
+        pl.when(pl.col("cashback_minor") >= 0)
+        .then(pl.col("cashback_minor"))
+        .alias("cashback_minor"),
+        when("charged_flag", pl.col("deduction_id")).alias("loyalty_transaction_id"),
+        when("approval_flag", pl.col("approval_id")).alias("approval_id"),
+        when("charged_flag", pl.col("order_id")).alias("duffel_order_id"),
+        when("charged_flag", pl.col("booking_reference")).alias("booking_reference"),
+        when("cancelled_flag", pl.col("cancellation_id")).alias("duffel_cancellation_id"),
+        when("cancelled_flag", ts(pl.col("cancel") + DUFFEL_CANCEL_US)).alias(
+            "duffel_cancelled_at"
+        ),
+        pl.col("cancelled_flag").alias("cancel_requested"),
+        when("cancelled_flag", pl.col("reason")).alias("cancel_reason"),
+        when("cancelled_flag", pl.col("refund_id")).alias("refund_transaction_id"),
+        when("cancelled_flag", pl.col("amount1")).alias("refund_minor"),
+        when("cancelled_flag", ts(pl.col("cancel") + REFUND_US)).alias("refunded_at"),
+        when("failed_flag", pl.lit("insufficient_balance")).alias("failure_code"),
+        when("failed_flag", pl.lit("The member's balance does not cover the charge")).alias(
+            "failure_reason"
+        ),
+        ts(pl.col("created")).alias("created_at"),
+        ts(pl.col("updated")).alias("updated_at"),
+    )
+    return bookings.cast(dict(PLATFORM_BOOKINGS)).select(PLATFORM_BOOKINGS.names()), events
 
 
 def _airline(world: World, plan: dict[str, np.ndarray]) -> np.ndarray:
@@ -727,6 +1206,11 @@ def _airline(world: World, plan: dict[str, np.ndarray]) -> np.ndarray:
     return result.astype(str)
 
 
+def _amount_text(minor: int) -> str:
+    """A Decimal(18, 2) amount held as integer hundredths, as text ("-512.00")."""
+    return str(Decimal(int(minor)).scaleb(-2).quantize(Decimal("0.01")))
+
+
 def _inject_anomalies(
     rng: np.random.Generator,
     ledger: pl.DataFrame,
@@ -736,7 +1220,13 @@ def _inject_anomalies(
     rate: float,
     seed: int,
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[dict]]:
-    """Plant a few deliberate faults and describe each in the manifest."""
+    """Plant a few deliberate faults and describe each in the manifest.
+
+    The platform's records (events and store) are the truth and are never changed: a
+    reconciliation anomaly is the tenant's ledger or Duffel disagreeing with them, or a
+    record there that the platform never made. Each planted booking carries exactly one
+    anomaly, and every other booking agrees across all three sources.
+    """
     n = plan["created"].shape[0]
     per_kind = max(1, round(n * rate)) if n >= 200 else 0
     manifest: list[dict] = []
@@ -744,94 +1234,209 @@ def _inject_anomalies(
         return ledger, orders, manifest
     plain = np.where(plan["confirmed"] & ~plan["cancelled"] & ~plan["needs_approval"])[0]
     cancelled = np.where(plan["cancelled"])[0]
-    chosen = rng.choice(plain, min(len(plain), 3 * per_kind), replace=False)
-    no_order, mismatch, duplicate = np.array_split(chosen, 3)
-    no_refund = (
-        rng.choice(cancelled, min(len(cancelled), per_kind), replace=False)
-        if len(cancelled)
-        else np.array([], int)
+    chosen = rng.choice(plain, min(len(plain), 6 * per_kind), replace=False)
+    # Plain int lists: they index numpy arrays and polars series alike.
+    missing_deduction, mismatch, missing_order, duplicate, strays, loose = (
+        part.tolist() for part in np.array_split(chosen, 6)
     )
+    chosen_cancelled = rng.choice(cancelled, min(len(cancelled), 2 * per_kind), replace=False)
+    missing_refund, live_order = (part.tolist() for part in np.array_split(chosen_cancelled, 2))
 
-    def entry(kind: str, i: int, expected_in: str, **detail: object) -> dict:
-        return {
+    def entry(kind: str, i: int | None, expected_in: str, **detail: object) -> dict:
+        item = {
             "kind": kind,
             "tenant_id": str(extra["tenant"][i]),
             "booking_id": str(extra["booking_id"][i]),
             "member_id": str(extra["member_id"][i]),
             "expected_in": expected_in,
-            **detail,
+        }
+        if kind in CHECK_OF_KIND:
+            item["check"] = CHECK_OF_KIND[kind]
+        return {**item, **detail}
+
+    def charge(i: int) -> dict:
+        return {
+            "transaction_id": str(extra["deduction_id"][i]),
+            "order_id": str(extra["order_id"][i]),
+            "currency": str(extra["currency"][i]),
         }
 
-    drop_orders = set(extra["booking_id"][no_order].tolist())
-    for i in no_order:
+    # The tenant has no record of a charge the platform made (nor of its cashback).
+    drop_txns = set()
+    for i in missing_deduction:
+        drop_txns.add(str(extra["deduction_id"][i]))
+        if extra["cashback_id"][i] is not None:
+            drop_txns.add(str(extra["cashback_id"][i]))
         manifest.append(
             entry(
-                "deduction_without_order",
+                "ledger_missing_deduction",
                 i,
                 "reconciliation",
-                transaction_id=str(extra["deduction_id"][i]),
+                **charge(i),
+                expected_amount=_amount_text(-extra["amount"][i]),
             )
         )
-    drop_refunds = set(extra["refund_id"][no_refund].tolist())
-    for i in no_refund:
-        manifest.append(
-            entry(
-                "cancelled_without_refund",
-                i,
-                "reconciliation",
-                transaction_id=str(extra["deduction_id"][i]),
-                order_id=None,
-                missing_transaction_id=str(extra["refund_id"][i]),
-            )
-        )
-    # A deduction that disagrees with the fare at the rate in force: charged a few units off.
+    # The tenant deducted another amount than the platform charged (its cashback and
+    # everything else agree with the platform).
     bump = {}
     for i in mismatch:
-        delta = int(rng.integers(1, 50)) * (100 if extra["currency"][i] != "coins" else 1)
+        delta = int(rng.integers(1, 50)) * (100 if extra["decimals"][i] == 0 else 1)
         bump[str(extra["deduction_id"][i])] = delta
         manifest.append(
             entry(
-                "amount_mismatch",
+                "ledger_amount_mismatch",
                 i,
                 "reconciliation",
-                transaction_id=str(extra["deduction_id"][i]),
-                expected_amount=str(Decimal(-int(extra["amount"][i])).scaleb(-2)),
-                actual_amount=str(Decimal(-int(extra["amount"][i] + delta)).scaleb(-2)),
+                **charge(i),
+                expected_amount=_amount_text(-extra["amount"][i]),
+                actual_amount=_amount_text(-(extra["amount"][i] + delta)),
             )
         )
-    orders = orders.filter(~pl.col("booking_id").is_in(list(drop_orders)))
-    order_ids = dict(zip(orders["booking_id"].to_list(), orders["order_id"].to_list(), strict=True))
-    for item in manifest:
-        if item["kind"] == "cancelled_without_refund":
-            item["order_id"] = order_ids[item["booking_id"]]
-    ledger = ledger.filter(~pl.col("transaction_id").is_in(list(drop_refunds)))
-    if bump:
-        # The tenant overcharged; its cashback follows what it actually charged.
-        cashback_of = {}
-        for i in mismatch:
-            charged = extra["amount"][i] + bump[str(extra["deduction_id"][i])]
-            rate = extra["cashback_rate"][i]
-            if rate:
-                cashback_of[str(extra["deduction_id"][i])] = int(
-                    cashback_minor(np.array([charged]), rate)[0]
-                )
-        delta = pl.col("transaction_id").replace_strict(bump, default=0, return_dtype=pl.Int64)
-        cashback = pl.col("related_transaction_id").replace_strict(
-            cashback_of, default=0, return_dtype=pl.Int64
+    # The platform refunded a cancellation; the tenant's ledger has no refund.
+    for i in missing_refund:
+        drop_txns.add(str(extra["refund_id"][i]))
+        manifest.append(
+            entry(
+                "ledger_missing_refund",
+                i,
+                "reconciliation",
+                transaction_id=str(extra["refund_id"][i]),
+                deduction_transaction_id=str(extra["deduction_id"][i]),
+                order_id=str(extra["order_id"][i]),
+                currency=str(extra["currency"][i]),
+                expected_amount=_amount_text(extra["amount"][i]),
+            )
         )
+    ledger = ledger.filter(~pl.col("transaction_id").is_in(list(drop_txns)))
+    if bump:
+        delta = pl.col("transaction_id").replace_strict(bump, default=0, return_dtype=pl.Int64)
         ledger = ledger.with_columns(
             pl.when(pl.col("transaction_id").is_in(list(bump)))
             .then((pl.col("amount") - _scaled(delta)).cast(pl.Decimal(18, 2)))
-            .when(
-                (pl.col("type") == "cashback")
-                & pl.col("related_transaction_id").is_in(list(cashback_of))
-            )
-            .then(_scaled(cashback).cast(pl.Decimal(18, 2)))
             .otherwise(pl.col("amount"))
             .alias("amount")
         )
+    # Deductions the tenant posted with a reference that is no booking of the platform's
+    # (a member of a charged booking, an amount like a fare; FintechApp credits cashback).
+    salt = seed * 1_000 + SALT["stray"]
+    stray_counter = np.arange(len(strays), dtype=np.int64)
+    stray_refs = [
+        f"bkg_{a}{b[:8]}"
+        for a, b in zip(
+            hex_ids("", stray_counter, salt), hex_ids("", stray_counter, salt + 1), strict=True
+        )
+    ]
+    known = set(extra["booking_id"].to_list())
+    stray_rows = []
+    for j, i in enumerate(strays):
+        tenant = str(extra["tenant"][i])
+        prefixes = TXN_PREFIX[tenant]
+        txn = hex_ids(prefixes["deduction"], np.array([j]), salt + 2)[0]
+        if stray_refs[j] in known:
+            raise ValueError(f"stray reference {stray_refs[j]} collides with a booking id")
+        at = int(plan["charged_at"][i] + 2 * HOUR + j * US)
+        base = {
+            "tenant_id": tenant,
+            "member_id": str(extra["member_id"][i]),
+            "status": "posted",
+            "reference_id": stray_refs[j],
+            "approval_id": None,
+            "created_at": _ts(np.array([at]))[0],
+            "updated_at": _ts(np.array([at]))[0],
+            "raw_override": None,
+        }
+        stray_rows.append(
+            {
+                **base,
+                "transaction_id": txn,
+                "type": "deduction",
+                "amount": Decimal(-int(extra["amount"][i])).scaleb(-2),
+                "related_transaction_id": None,
+                "description": f"Flight booking {extra['route'][i]}",
+            }
+        )
+        if extra["cashback"][i] > 0:
+            stray_rows.append(
+                {
+                    **base,
+                    "transaction_id": hex_ids(prefixes["cashback"], np.array([j]), salt + 3)[0],
+                    "type": "cashback",
+                    "amount": Decimal(int(extra["cashback"][i])).scaleb(-2),
+                    "related_transaction_id": txn,
+                    "description": f"Cashback on {stray_refs[j]}",
+                }
+            )
+        manifest.append(
+            {
+                **entry(
+                    "ledger_unknown_deduction",
+                    i,
+                    "reconciliation",
+                    transaction_id=txn,
+                    reference_id=stray_refs[j],
+                    currency=str(extra["currency"][i]),
+                    actual_amount=_amount_text(-extra["amount"][i]),
+                ),
+                "booking_id": None,
+            }
+        )
+    if stray_rows:
+        ledger = pl.concat([ledger, pl.DataFrame(stray_rows, schema=LEDGER)])
+    # Duffel lost an order the platform recorded; Duffel kept a cancelled booking's order live.
+    for i in missing_order:
+        manifest.append(
+            entry("order_missing", i, "reconciliation", order_id=str(extra["order_id"][i]))
+        )
+    for i in live_order:
+        manifest.append(
+            entry("order_not_cancelled", i, "reconciliation", order_id=str(extra["order_id"][i]))
+        )
+    orders = orders.filter(~pl.col("order_id").is_in(extra["order_id"][missing_order].to_list()))
+    live = pl.col("order_id").is_in(extra["order_id"][live_order].to_list())
+    orders = orders.with_columns(
+        *(
+            pl.when(live).then(None).otherwise(pl.col(c)).alias(c)
+            for c in ("cancelled_at", "cancellation_id", "refund_amount", "refund_to")
+        )
+    )
+    # Orders made in the tenant's Duffel organisation outside the platform: no platform
+    # booking has their id and their metadata names none (only the organisation's tenant).
+    loose_ids = duffel_ids("ord_", np.arange(len(loose), dtype=np.int64), salt + 4)
+    loose_pnrs = pnrs(np.arange(len(loose), dtype=np.int64), salt + 5)
+    templates = orders.filter(pl.col("order_id").is_in(extra["order_id"][loose].to_list()))
+    by_order = {str(extra["order_id"][i]): k for k, i in enumerate(loose)}
+    made = []
+    for row in templates.iter_rows(named=True):
+        k = by_order[row["order_id"]]
+        made.append(
+            {
+                **row,
+                "order_id": loose_ids[k],
+                "booking_reference": loose_pnrs[k],
+                "created_at": row["created_at"] + dt.timedelta(hours=3),
+                "paid_at": row["paid_at"] + dt.timedelta(hours=3),
+                "booking_id": None,
+                "member_id": None,
+                "member_given_name": None,
+                "member_family_name": None,
+                "loyalty_transaction_id": None,
+            }
+        )
+        manifest.append(
+            {
+                "kind": "order_without_booking",
+                "tenant_id": row["tenant_id"],
+                "booking_id": None,
+                "member_id": None,
+                "expected_in": "reconciliation",
+                "check": CHECK_OF_KIND["order_without_booking"],
+                "order_id": loose_ids[k],
+            }
+        )
+    if made:
+        orders = pl.concat([orders, pl.DataFrame(made, schema=ORDERS)])
     # Duplicate deliveries: the same record twice, adjacent in the feed.
-    dup_ids = extra["deduction_id"][duplicate].tolist()
+    dup_ids = extra["deduction_id"][duplicate].to_list()
     dups = ledger.filter(pl.col("transaction_id").is_in(dup_ids))
     for i in duplicate:
         manifest.append(
@@ -928,6 +1533,12 @@ def _scaled(minor: pl.Expr) -> pl.Expr:
     return minor.cast(pl.Decimal(18, 2)) * pl.lit(Decimal("0.01"), dtype=pl.Decimal(18, 4))
 
 
+def _write(frame: pl.DataFrame, out_dir: Path, name: str) -> None:
+    tmp = out_dir / f".{name}.parquet.tmp"
+    frame.write_parquet(tmp, compression="zstd", statistics=True)
+    tmp.replace(out_dir / f"{name}.parquet")
+
+
 def generate(
     size: int,
     seed: int,
@@ -937,7 +1548,8 @@ def generate(
     anomaly_rate: float = 0.001,
     registry: dict[str, TenantConfig] | None = None,
 ) -> GenerationResult:
-    """Write members, ledger and orders Parquet files plus ``manifest.json`` into ``out_dir``."""
+    """Write the history into ``out_dir``: the tenants' members and ledgers, Duffel's orders,
+    the booking API's bookings and event feed (Parquet), and ``manifest.json``."""
     started = time.perf_counter()
     registry = registry or load_registry()
     anchor = anchor or dt.datetime.now(dt.UTC).date()
@@ -947,36 +1559,62 @@ def generate(
     members = _members(rng, registry, size, end_us)
     world = World(registry, members)
     plan = plan_bookings(rng, world, size, start_us, end_us, resolve_until_us=end_us)
-    ledger, orders, extra = build_tables(world, plan, first_counter=0, seed=seed)
+    extra = booking_facts(world, plan, first_counter=0, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ledger, orders = ledger_and_orders(world, plan, extra)
     ledger, orders, anomalies = _inject_anomalies(
         rng, ledger, orders, plan, extra, anomaly_rate, seed
     )
-    ledger = ledger.sort(["tenant_id", "updated_at", "transaction_id"], maintain_order=True)
-    orders = orders.sort(["tenant_id", "created_at", "order_id"])
     status = booking_status(plan)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("members", members), ("ledger", ledger), ("orders", orders)):
-        tmp = out_dir / f".{name}.parquet.tmp"
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
-        tmp.replace(out_dir / f"{name}.parquet")
+    _write(members, out_dir, "members")
+    # One table at a time: sorted, written, counted, dropped.
+    ledger = ledger.sort(["tenant_id", "updated_at", "transaction_id"], maintain_order=True)
+    _write(ledger, out_dir, "ledger")
+    ledger_counts = {
+        tenant: (delivered, unique)
+        for tenant, delivered, unique in ledger.group_by("tenant_id")
+        .agg(
+            pl.len(),
+            pl.col("transaction_id").filter(pl.col("raw_override").is_null()).n_unique(),
+        )
+        .iter_rows()
+    }
+    del ledger
+    orders = orders.sort(["tenant_id", "created_at", "order_id"])
+    _write(orders, out_dir, "orders")
+    order_counts = {
+        tenant: (delivered, wellformed)
+        for tenant, delivered, wellformed in orders.group_by("tenant_id")
+        .agg(pl.len(), pl.col("raw_override").is_null().sum())
+        .iter_rows()
+    }
+    del orders
+    # The platform's records last: the tenants' tables are written and their memory is free.
+    bookings, events = build_platform(world, plan, extra)
+    platform_counts = {
+        "events": dict(events.group_by("tenant_id").len().iter_rows()),
+        "last_event_id": events.height,
+    }
+    for name, frame in (("bookings", bookings), ("events", events)):
+        _write(frame, out_dir, name)
+    del bookings, events
     counts = {}
     for tenant in world.tenant_ids:
-        t_ledger = ledger.filter(pl.col("tenant_id") == tenant)
-        t_orders = orders.filter(pl.col("tenant_id") == tenant)
         kinds = [a for a in anomalies if a["tenant_id"] == tenant]
-        t_status = status[extra["tenant"] == tenant]
+        t_status = status[(extra["tenant"] == tenant).to_numpy()]
+        delivered, unique = ledger_counts.get(tenant, (0, 0))
+        orders_delivered, wellformed = order_counts.get(tenant, (0, 0))
         counts[tenant] = {
             "members": members.filter(pl.col("tenant_id") == tenant).height,
-            "ledger_delivered": t_ledger.height,
+            "ledger_delivered": delivered,
             "ledger_malformed": sum(a["kind"] == "malformed_ledger_record" for a in kinds),
             "ledger_duplicates": sum(a["kind"] == "duplicate_delivery" for a in kinds),
-            "ledger_transactions": t_ledger.filter(pl.col("raw_override").is_null())[
-                "transaction_id"
-            ].n_unique(),
-            "orders_delivered": t_orders.height,
+            "ledger_transactions": unique,
+            "orders_delivered": orders_delivered,
             "orders_malformed": sum(a["kind"] == "malformed_order" for a in kinds),
-            "orders": t_orders.filter(pl.col("raw_override").is_null()).height,
+            "orders": wellformed,
             "bookings": int(t_status.shape[0]),
+            "events": platform_counts["events"].get(tenant, 0),
             "bookings_by_status": {
                 s: int((t_status == s).sum())
                 for s in ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
@@ -989,6 +1627,7 @@ def generate(
         "months": months,
         "anomaly_rate": anomaly_rate,
         "next_counter": size,
+        "last_event_id": platform_counts["last_event_id"],
         "history_start": dt.datetime.fromtimestamp(start_us / US, dt.UTC).isoformat(),
         "history_end": dt.datetime.fromtimestamp(end_us / US, dt.UTC).isoformat(),
         "counts": counts,

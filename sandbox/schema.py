@@ -85,4 +85,83 @@ ORDERS = pl.Schema(
     }
 )
 
+RATE = pl.Decimal(18, 8)
+
+# The booking API's event feed (``events.parquet``), one row per event in commit order:
+# exactly the columns ``/api/v1/admin/events`` serves and ingestion lands
+# (``ingestion.schemas.BOOKING_EVENTS`` without its ``_`` lineage columns).
+EVENTS = pl.Schema(
+    {
+        "tenant_id": pl.String,
+        "event_id": pl.Int64,  # from 1, ascending in commit order (and occurred_at)
+        "booking_id": pl.String,
+        "member_id": pl.String,
+        "type": pl.String,  # booking.<to_state>
+        "from_state": pl.String,  # null on a booking's first event
+        "to_state": pl.String,
+        "loyalty_amount": MONEY,  # in loyalty_currency
+        "loyalty_currency": pl.String,
+        "cashback_amount": MONEY,  # from the charge on (FintechApp)
+        "refund_amount": MONEY,  # once refunded
+        "usd_amount": MONEY,  # the fare in USD at fx_rate, to the cent
+        "usd_per_unit": RATE,  # the loyalty currency's rate the booking API priced with
+        "fare_amount": MONEY,  # in fare_currency, as Duffel quoted it
+        "fare_currency": pl.String,
+        "fx_rate": RATE,  # USD per unit of fare_currency
+        "loyalty_transaction_id": pl.String,  # from the charge on
+        "refund_transaction_id": pl.String,  # once refunded
+        "duffel_order_id": pl.String,  # once ordered
+        "detail": pl.String,
+        "actor": pl.String,  # operator:<who> for approval decisions, else null
+        "occurred_at": UTC_TS,
+    }
+)
+
+# The booking API's store rows (``bookings.parquet``): what ``python -m booking
+# import-history`` writes into its ``bookings`` table next to the events.
+PLATFORM_BOOKINGS = pl.Schema(
+    {
+        "id": pl.String,
+        "tenant_id": pl.String,
+        "member_id": pl.String,
+        "status": pl.String,
+        "offer_id": pl.String,
+        "cabin_class": pl.String,
+        "passenger_count": pl.Int8,
+        "given_name": pl.String,  # the member travels, with companions of the same family name
+        "family_name": pl.String,
+        "origin": pl.String,
+        "destination": pl.String,
+        "via": pl.String,
+        "owner_iata": pl.String,
+        "flight_number": pl.String,
+        "outbound_departure": UTC_TS,
+        "return_departure": UTC_TS,
+        "fare_amount": pl.String,  # exact texts, as the store keeps them
+        "fare_currency": pl.String,
+        "fx_rate": pl.String,
+        "usd_cents": pl.Int64,
+        "usd_per_unit": pl.String,
+        "loyalty_minor": pl.Int64,
+        "loyalty_currency": pl.String,
+        "loyalty_decimals": pl.Int32,
+        "cashback_minor": pl.Int64,
+        "loyalty_transaction_id": pl.String,
+        "approval_id": pl.String,
+        "duffel_order_id": pl.String,
+        "booking_reference": pl.String,
+        "duffel_cancellation_id": pl.String,
+        "duffel_cancelled_at": UTC_TS,
+        "cancel_requested": pl.Boolean,
+        "cancel_reason": pl.String,
+        "refund_transaction_id": pl.String,
+        "refund_minor": pl.Int64,
+        "refunded_at": UTC_TS,
+        "failure_code": pl.String,
+        "failure_reason": pl.String,
+        "created_at": UTC_TS,
+        "updated_at": UTC_TS,
+    }
+)
+
 TABLES = {"members": MEMBERS, "ledger": LEDGER, "orders": ORDERS}

@@ -13,6 +13,9 @@ What it does as ingestion would:
   ledger batches overlap by a few records (the re-fetch window of an incremental cursor);
 - an order that changed after it was first seen (a paid hold order, a cancelled order) is
   also landed in its earlier version, in an earlier batch;
+- the booking API's events land per tenant in batches named and footed as
+  ``ingestion/platform/events.py`` lands them: the batch id hashes the event ids, and the
+  footer's cursor is the last event id the batch covers;
 - order columns are flattened as ingestion flattens Duffel's JSON: ``departing_at`` is the
   outbound departure, ``version_at`` the latest of created/paid/cancelled, segments come
   from origin / via / destination (return slices reversed) timed as the Duffel stand-in
@@ -27,9 +30,14 @@ from pathlib import Path
 
 import polars as pl
 
+from ingestion.landing import CURSOR_KEY, batch_id, write_atomically
+from ingestion.platform.events import CURSOR_FIELD
+from ingestion.platform.events import ENTITY as EVENTS_ENTITY
+from ingestion.platform.events import SOURCE as EVENTS_SOURCE
 from ingestion.schemas import (
     AIRLINES,
     AIRPORTS,
+    BOOKING_EVENTS,
     LEDGER_TRANSACTIONS,
     MEMBERS,
     ORDER_SEGMENTS,
@@ -109,6 +117,29 @@ def _ledger(
                 LEDGER_TRANSACTIONS,
                 folder / f"{batch_id}.parquet",
             )
+    return landed
+
+
+def _booking_events(
+    history_dir: Path, landing_root: Path, start: dt.datetime, batch_rows: int
+) -> int:
+    """The booking API's feed per tenant, in id order, one batch file per ``batch_rows``."""
+    events = pl.read_parquet(history_dir / "events.parquet")
+    landed = 0
+    for (tenant_id,), feed in events.partition_by(
+        "tenant_id", as_dict=True, maintain_order=True
+    ).items():
+        folder = _partition(landing_root, EVENTS_SOURCE, EVENTS_ENTITY, tenant_id)
+        for number, offset in enumerate(range(0, feed.height, batch_rows)):
+            batch = feed.slice(offset, batch_rows)
+            ids = batch["event_id"]
+            name = batch_id(EVENTS_ENTITY, [str(i) for i in ids.to_list()])
+            frame = _lineage(batch, name, start + number * MINUTE).select(
+                [pl.col(c).cast(t) for c, t in BOOKING_EVENTS.items()]
+            )
+            cursor = json.dumps({CURSOR_FIELD: str(ids.max())}, sort_keys=True)
+            write_atomically(frame, folder / f"{name}.parquet", {CURSOR_KEY: cursor})
+            landed += frame.height
     return landed
 
 
@@ -370,6 +401,7 @@ def write_landing(
             history_dir, landing_root, loaded_from, batch_rows, overlap_rows
         ),
         "members": _members(history_dir, landing_root, loaded_from),
+        "booking_events": _booking_events(history_dir, landing_root, loaded_from, batch_rows),
         **_orders(history_dir, landing_root, loaded_from, batch_rows),
         **_reference(landing_root, loaded_from),
     }
