@@ -1,4 +1,5 @@
-"""The whole pipeline on generated history: stand-ins -> Dagster ingestion -> dbt -> serving snapshot."""
+"""The whole pipeline on generated history: the booking API serving the platform's history,
+stand-ins for the tenants and Duffel -> Dagster ingestion -> dbt -> serving snapshot."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import httpx
 import polars as pl
 import pytest
 
+from booking.history import import_history
 from definitions import defs
 from sandbox.generator import generate
 from sandbox.runner import Sandbox, start_sandbox
 from tenants.settings import get_settings
+from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env, book, coffeechain, search
 from tests.helpers.snapshot_reader import read_for
 from tests.helpers.standins import history_config
 from transforms.publish import SNAPSHOT, VERSION, publish_snapshot
@@ -36,39 +40,54 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One full run, exactly as `make pipeline` does it, into a temporary data folder."""
-    data_dir = tmp_path_factory.mktemp("data")
-    config = history_config(history)
+def platform(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stand-ins serving the history, and the booking API serving the platform's side of
+    it (imported into its store); the clients' environment points at both. Yields the API's URL."""
+    folder = tmp_path_factory.mktemp("platform")
+    database = folder / "booking.sqlite3"
+    import_history(f"sqlite:///{database}", history)
     saved = dict(os.environ)
-    sandbox: Sandbox = start_sandbox(config)
+    sandbox: Sandbox = start_sandbox(history_config(history))
+    api = None
     try:
+        api = ApiServer(_env(sandbox, database), folder / "api.log")
         os.environ.update(sandbox.client_env())
+        os.environ.update(BOOKING_API_URL=api.url, BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN)
         get_settings.cache_clear()
-        resources = {
-            "landing": {"config": {"data_dir": str(data_dir)}},
-            "warehouse": {"config": {"data_dir": str(data_dir)}},
-        }
-        with dg.instance_for_test() as instance:
-            for tenant in ("coffeechain", "fintechapp", "telcocorp"):
-                for job in ("ingest_activity_job", "ingest_members_job"):
-                    result = defs.resolve_job_def(job).execute_in_process(
-                        run_config={**QUIET, "resources": {"landing": resources["landing"]}},
-                        instance=instance,
-                        partition_key=tenant,
-                    )
-                    assert result.success, (job, tenant)
-            result = defs.resolve_job_def("warehouse_job").execute_in_process(
-                run_config={**QUIET, "resources": {"warehouse": resources["warehouse"]}},
-                instance=instance,
-            )
-            assert result.success
-        yield data_dir
+        yield api.url
     finally:
+        if api is not None:
+            api.stop()
         sandbox.stop()
         os.environ.clear()
         os.environ.update(saved)
         get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(platform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full run, exactly as `make pipeline` does it, into a temporary data folder."""
+    data_dir = tmp_path_factory.mktemp("data")
+    resources = {
+        "landing": {"config": {"data_dir": str(data_dir)}},
+        "warehouse": {"config": {"data_dir": str(data_dir)}},
+    }
+    with dg.instance_for_test() as instance:
+        for tenant in ("coffeechain", "fintechapp", "telcocorp"):
+            # the platform's records first: members without a list are looked up from them
+            for job in ("ingest_platform_job", "ingest_activity_job", "ingest_members_job"):
+                result = defs.resolve_job_def(job).execute_in_process(
+                    run_config={**QUIET, "resources": {"landing": resources["landing"]}},
+                    instance=instance,
+                    partition_key=tenant,
+                )
+                assert result.success, (job, tenant)
+        result = defs.resolve_job_def("warehouse_job").execute_in_process(
+            run_config={**QUIET, "resources": {"warehouse": resources["warehouse"]}},
+            instance=instance,
+        )
+        assert result.success
+    return data_dir
 
 
 def _snapshot(data_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -148,16 +167,13 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
     assert sorted(p.name for p in serving.iterdir()) == [SNAPSHOT, VERSION]
 
 
-def test_live_job_brings_new_bookings_to_the_snapshot(history: Path, tmp_path: Path) -> None:
+def test_live_job_brings_new_bookings_to_the_snapshot(
+    platform: str, history: Path, tmp_path: Path
+) -> None:
     """Live mode's micro-batch: one cycle lands, builds and publishes; the next cycle takes
-    exactly the bookings made in between, and records its steps as asset materializations."""
-    from tests.helpers.history_bookings import HistoryBookings
-
+    exactly the bookings made in between through the booking API, and records its steps as
+    asset materializations."""
     data_dir = tmp_path / "data"
-    config = history_config(history)
-    manifest = json.loads((history / "manifest.json").read_text())
-    saved = dict(os.environ)
-    sandbox = start_sandbox(config)
     one_cycle = {
         **QUIET,
         "ops": {"live_cycles": {"config": {"minutes": 0.001}}},
@@ -171,37 +187,33 @@ def test_live_job_brings_new_bookings_to_the_snapshot(history: Path, tmp_path: P
         with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
             return con.execute("select count(*) from bookings").fetchone()[0]
 
-    try:
-        os.environ.update(sandbox.client_env())
-        get_settings.cache_clear()
-        with dg.instance_for_test() as instance:
-            live_job = defs.resolve_job_def("live_job")
-            assert live_job.execute_in_process(run_config=one_cycle, instance=instance).success
-            before = bookings()
-            traffic = HistoryBookings(
-                sandbox.loyalty,
-                sandbox.duffel,
-                sandbox.config,
-                pl.read_parquet(history / "members.parquet"),
-                first_counter=manifest["next_counter"],
-                seed=manifest["seed"],
+    with dg.instance_for_test() as instance:
+        live_job = defs.resolve_job_def("live_job")
+        assert live_job.execute_in_process(run_config=one_cycle, instance=instance).success
+        before = bookings()
+        with httpx.Client(base_url=platform, timeout=30) as client:
+            # the five richest active CoffeeChain members, a search each (booking an offer
+            # spends its request)
+            richest = (
+                pl.read_parquet(history / "members.parquet")
+                .filter((pl.col("tenant_id") == "coffeechain") & (pl.col("status") == "active"))
+                .sort("balance", descending=True)["member_id"]
+                .head(5)
             )
-            for _ in range(5):
-                traffic.book_one()
-            result = live_job.execute_in_process(run_config=one_cycle, instance=instance)
-            assert result.success
-            assert bookings() == before + 5
-            materialized = {
-                (event.asset_key.to_user_string(), event.partition)
-                for event in result.get_asset_materialization_events()
-                for event in [event.materialization]
-            }
-            for tenant in ("coffeechain", "fintechapp", "telcocorp"):
-                assert ("raw/duffel/orders", tenant) in materialized
-            assert ("marts/bookings", None) in materialized
-            assert ("serving/snapshot", None) in materialized
-    finally:
-        sandbox.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
+            for days, member_id in enumerate(richest, start=40):
+                member = coffeechain(member_id)
+                booked = book(client, member, search(client, member, days=days)[0])
+                assert booked.status_code == 201, booked.text
+        result = live_job.execute_in_process(run_config=one_cycle, instance=instance)
+        assert result.success
+        assert bookings() == before + 5
+        materialized = {
+            (event.asset_key.to_user_string(), event.partition)
+            for event in result.get_asset_materialization_events()
+            for event in [event.materialization]
+        }
+        for tenant in ("coffeechain", "fintechapp", "telcocorp"):
+            assert ("raw/platform/booking_events", tenant) in materialized
+            assert ("raw/duffel/orders", tenant) in materialized
+        assert ("marts/bookings", None) in materialized
+        assert ("serving/snapshot", None) in materialized
