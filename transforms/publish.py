@@ -26,6 +26,8 @@ SERVING_TABLES = (
     "booking_segments",
     "ledger_transactions",
     "saga_health",
+    "approvals",
+    "booking_funnel",
 )
 SNAPSHOT = "serving.duckdb"
 VERSION = "serving.json"  # small file the dashboard polls to notice a new snapshot
