@@ -30,7 +30,7 @@ from tenants.models import (
     utc_text,
 )
 from tenants.ratelimit import limiter_for, quota_key
-from tenants.registry import CAPABILITY_NAMES, Endpoint, JwtSessionAuth, TenantConfig
+from tenants.registry import CAPABILITY_NAMES, Endpoint, JwtSessionAuth, RateLimit, TenantConfig
 from tenants.settings import tenant_base_url
 
 
@@ -530,10 +530,14 @@ def build_loyalty_client(
     retry: RetryPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
     event_hooks: dict[str, list[Any]] | None = None,
+    budget: RateLimit | None = None,
+    budget_name: str = "",
 ) -> LoyaltyClient:
     """The tenant's loyalty client: its base URL, auth, read timeout and shared rate limiter.
 
     The base URL and secrets come from the environment variables its registry entry names.
+    With ``budget``, its requests also pass a limiter of their own (``budget_name`` names
+    it, shared like the tenant's), so one kind of work takes only that share of the quota.
     """
     base_url = tenant_base_url(tenant)
     http = build_http_client(
@@ -543,5 +547,10 @@ def build_loyalty_client(
         read_timeout=tenant.api.read_timeout_seconds,
         transport=transport,
         event_hooks=event_hooks,
+        budget=(
+            limiter_for(quota_key(f"{tenant.id}.{budget_name}", base_url), budget)
+            if budget is not None
+            else None
+        ),
     )
     return LoyaltyClient(tenant, http, retry=retry)

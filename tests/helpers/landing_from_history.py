@@ -117,6 +117,7 @@ def _members(history_dir: Path, landing_root: Path, snapshot_at: dt.datetime) ->
     members = pl.read_parquet(history_dir / "members.parquet").with_columns(
         pl.col("tenant_id").replace_strict(codes).alias("currency"),
         pl.lit(snapshot_at, dtype=pl.Datetime("us", "UTC")).alias("snapshot_at"),
+        pl.lit("member_list").alias("source"),
     )
     landed = 0
     for (tenant_id,), snapshot in members.partition_by("tenant_id", as_dict=True).items():
