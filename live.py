@@ -27,6 +27,7 @@ import dagster as dg
 from ingestion.definitions import LIVE
 from ingestion.duffel.assets import ORDERS_KEY, SEGMENTS_KEY
 from ingestion.loyalty.assets import LEDGER_KEY
+from ingestion.loyalty.capabilities import land_probes
 from ingestion.partitions import tenant_partitions
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
@@ -52,11 +53,24 @@ class LiveConfig(dg.Config):
     idle_seconds: float = 2.0  # pause after a cycle that landed nothing new
 
 
+def _feed_offered(
+    tenant_apis: TenantApisResource, landing: LandingResource, tenant_id: str, found: dict
+) -> bool:
+    """Whether the tenant's API offers its ledger feed: probed (and the answer landed) once
+    per run, so a tenant without one costs no request per cycle and no failed cycle."""
+    if tenant_id not in found:
+        with tenant_apis.loyalty(tenant_id, RequestCounter()) as client:
+            probe = client.probe("ledger_feed")
+        if probe is not None:
+            land_probes(landing.zone(), tenant_id, [probe])
+        found[tenant_id] = probe is not None and probe.offered
+    return found[tenant_id]
+
+
 def _land_tenant(
-    tenant_apis: TenantApisResource, landing: LandingResource, tenant_id: str
+    tenant_apis: TenantApisResource, landing: LandingResource, tenant_id: str, feeds: dict
 ) -> Iterator[tuple[dg.AssetKey, SyncStats]]:
-    tenant = tenant_apis.tenant(tenant_id)
-    if tenant.capabilities.ledger_feed is not None:
+    if _feed_offered(tenant_apis, landing, tenant_id, feeds):
         requests = RequestCounter()
         with tenant_apis.loyalty(tenant_id, requests) as client:
             yield LEDGER_KEY, sync_ledger(client, landing.zone(), tenant_id, requests=requests)
@@ -66,13 +80,16 @@ def _land_tenant(
 
 
 def _ingest(
-    context: dg.OpExecutionContext, tenant_apis: TenantApisResource, landing: LandingResource
+    context: dg.OpExecutionContext,
+    tenant_apis: TenantApisResource,
+    landing: LandingResource,
+    feeds: dict,
 ) -> tuple[list[dg.AssetMaterialization], int]:
     """Land every tenant's new activity; returns its materializations and the rows landed."""
     events, landed = [], 0
     for tenant_id in tenant_partitions.get_partition_keys():
         try:
-            for key, stats in _land_tenant(tenant_apis, landing, tenant_id):
+            for key, stats in _land_tenant(tenant_apis, landing, tenant_id, feeds):
                 landed += stats.landed
                 events.append(
                     dg.AssetMaterialization(key, partition=tenant_id, metadata=stats.metadata())
@@ -108,11 +125,12 @@ def live_cycles(
     os.environ.update(warehouse.dbt_env())
     # dbt runs in this process: its start-up is paid once per run, not once per cycle.
     dbt, translator, cycles, rounds = InProcessDbt(warehouse), LayerTranslator(), 0, 0
+    feeds: dict[str, bool] = {}  # tenant -> offers a ledger feed (probed once per run)
     deadline = time.monotonic() + config.minutes * 60
     while rounds == 0 or time.monotonic() < deadline:  # at least one round per run
         rounds += 1
         started = time.monotonic()
-        events, landed = _ingest(context, tenant_apis, landing)
+        events, landed = _ingest(context, tenant_apis, landing, feeds)
         yield from events
         if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
             time.sleep(config.idle_seconds)
