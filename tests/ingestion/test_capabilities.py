@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from ingestion.definitions import defs
+from ingestion.duffel.assets import orders
 from ingestion.landing import LandingZone, land
 from ingestion.loyalty.assets import (
     CAPABILITIES_KEY,
@@ -111,7 +112,7 @@ def booked_and_landed(
 
 def _run(data_dir: Path, tenant: str, tenants_dir: Path | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [capabilities_asset, ledger_transactions, members],
+        [capabilities_asset, ledger_transactions, members, orders],
         partition_key=tenant,
         resources={
             "tenant_apis": TenantApisResource(
@@ -184,6 +185,9 @@ def test_against_reference_services_every_job_succeeds_and_records_what_is_missi
                     now.status,
                 ), row["member_id"]
         assert LandingZone.under(data_dir).scan("loyalty", "ledger_transactions", tenant) is None
+        # Duffel is the same in both modes: the orders the bookings made land as usual.
+        landed_orders = LandingZone.under(data_dir).scan("duffel", "orders", tenant).collect()
+        assert landed_orders.height >= len(BOOKERS[tenant]), tenant
 
 
 def test_against_extended_stand_ins_the_extensions_are_found_and_the_list_is_used(
