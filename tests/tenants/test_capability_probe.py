@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tenants.errors import AuthError, NotFound, UpstreamUnavailable
-from tenants.registry import TenantConfig
+from tenants.registry import REGISTRY_DIR, RegistryError, TenantConfig, load_tenant_file
 
 from .test_loyalty_mock import Script, _error
 
@@ -70,3 +70,20 @@ def test_a_capability_the_file_does_not_declare_is_not_asked(tenants, mock_loyal
     script = Script()
     assert mock_loyalty(tenants["coffeechain"], script).probe("partner_session") is None
     assert not script.requests
+
+
+def test_a_declaration_the_registry_cannot_honour_is_refused_naming_the_field(
+    tmp_path,
+) -> None:
+    text = (REGISTRY_DIR / "coffeechain.yaml").read_text()
+    session = tmp_path / "coffeechain.yaml"
+    session.write_text(
+        text.replace("  refunds: true\n", "  refunds: true\n  partner_session: probe\n")
+    )
+    with pytest.raises(RegistryError, match=r"coffeechain\.yaml.*partner_session"):
+        load_tenant_file(session)
+    offered = tmp_path / "other" / "coffeechain.yaml"
+    offered.parent.mkdir()
+    offered.write_text(text.replace("offered: probe}", "offered: maybe}", 1))
+    with pytest.raises(RegistryError, match=r"capabilities\.ledger_feed\.offered"):
+        load_tenant_file(offered)
