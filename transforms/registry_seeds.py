@@ -145,9 +145,7 @@ def seed_files(registry: dict[str, TenantConfig]) -> dict[str, str]:
     return {
         "loyalty_rates.csv": render_csv(LOYALTY_RATES_COLUMNS, loyalty_rate_rows(registry)),
         "tenants.csv": render_csv(TENANTS_COLUMNS, tenant_rows(registry)),
-        "capability_declarations.csv": render_csv(
-            DECLARATIONS_COLUMNS, declaration_rows(registry)
-        ),
+        "capability_declarations.csv": render_csv(DECLARATIONS_COLUMNS, declaration_rows(registry)),
     }
 
 
