@@ -5,7 +5,8 @@ launches a process per run, and each process spends seconds importing Dagster an
 any work. For the demo's promise (a new booking on the dashboard within a minute) this job
 instead loops in one run, in micro-batches:
 
-    every tenant's booking events, ledger and orders  ->  dbt build (incremental)  ->  publish
+    every tenant's booking events and searches, ledger and orders
+        ->  dbt build (incremental)  ->  publish
 
 using the same sync functions as the ingestion assets and the same dbt build and publish as
 the warehouse assets (dbt invoked in-process, so its start-up is paid once per run), and
@@ -27,9 +28,12 @@ import dagster as dg
 from ingestion.definitions import LIVE
 from ingestion.duffel.assets import ORDERS_KEY, SEGMENTS_KEY
 from ingestion.loyalty.assets import LEDGER_KEY
+from ingestion.loyalty.capabilities import land_probes
 from ingestion.partitions import tenant_partitions
-from ingestion.platform.assets import EVENTS_KEY, BookingApiResource
-from ingestion.platform.events import sync_booking_events
+from ingestion.platform.assets import EVENTS_KEY, SEARCHES_KEY, BookingApiResource
+from ingestion.platform.events import EVENTS_FEED
+from ingestion.platform.feed import sync_feed
+from ingestion.platform.searches import SEARCHES_FEED
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
 from tenants.errors import UpstreamError
@@ -54,31 +58,47 @@ class LiveConfig(dg.Config):
     idle_seconds: float = 2.0  # pause after a cycle that landed nothing new
 
 
+def _feed_offered(
+    tenant_apis: TenantApisResource, landing: LandingResource, tenant_id: str, found: dict
+) -> bool:
+    """Whether the tenant's API offers its ledger feed: probed (and the answer landed) once
+    per run, so a tenant without one costs no request per cycle and no failed cycle."""
+    if tenant_id not in found:
+        with tenant_apis.loyalty(tenant_id, RequestCounter()) as client:
+            probe = client.probe("ledger_feed")
+        if probe is not None:
+            land_probes(landing.zone(), tenant_id, [probe])
+        found[tenant_id] = probe is not None and probe.offered
+    return found[tenant_id]
+
+
 def _land_tenant(
     tenant_apis: TenantApisResource,
     booking_api: BookingApiResource,
     landing: LandingResource,
     tenant_id: str,
+    feeds: dict,
 ) -> Iterator[tuple[dg.AssetKey, SyncStats]]:
-    # The platform's own records first: they are the bookings; the tenant's ledger and Duffel's
-    # orders are the checks.
+    # The platform's own records first: they are the bookings (and the funnel's searches); the
+    # tenant's ledger and Duffel's orders are the checks.
     settings = booking_api.settings()
     if settings.booking_operator_token is not None:
-        requests = RequestCounter()
-        with booking_api.client(settings, requests) as client:
-            yield (
-                EVENTS_KEY,
-                sync_booking_events(
-                    client,
-                    landing.zone(),
-                    tenant_id,
-                    page_size=booking_api.page_size,
-                    batch_size=booking_api.batch_size,
-                    requests=requests,
-                ),
-            )
-    tenant = tenant_apis.tenant(tenant_id)
-    if tenant.capabilities.ledger_feed is not None:
+        for key, feed in ((EVENTS_KEY, EVENTS_FEED), (SEARCHES_KEY, SEARCHES_FEED)):
+            requests = RequestCounter()
+            with booking_api.client(settings, requests) as client:
+                yield (
+                    key,
+                    sync_feed(
+                        feed,
+                        client,
+                        landing.zone(),
+                        tenant_id,
+                        page_size=booking_api.page_size,
+                        batch_size=booking_api.batch_size,
+                        requests=requests,
+                    ),
+                )
+    if _feed_offered(tenant_apis, landing, tenant_id, feeds):
         requests = RequestCounter()
         with tenant_apis.loyalty(tenant_id, requests) as client:
             yield LEDGER_KEY, sync_ledger(client, landing.zone(), tenant_id, requests=requests)
@@ -92,12 +112,13 @@ def _ingest(
     tenant_apis: TenantApisResource,
     booking_api: BookingApiResource,
     landing: LandingResource,
+    feeds: dict,
 ) -> tuple[list[dg.AssetMaterialization], int]:
     """Land every tenant's new activity; returns its materializations and the rows landed."""
     events, landed = [], 0
     for tenant_id in tenant_partitions.get_partition_keys():
         try:
-            for key, stats in _land_tenant(tenant_apis, booking_api, landing, tenant_id):
+            for key, stats in _land_tenant(tenant_apis, booking_api, landing, tenant_id, feeds):
                 landed += stats.landed
                 events.append(
                     dg.AssetMaterialization(key, partition=tenant_id, metadata=stats.metadata())
@@ -134,11 +155,12 @@ def live_cycles(
     os.environ.update(warehouse.dbt_env())
     # dbt runs in this process: its start-up is paid once per run, not once per cycle.
     dbt, translator, cycles, rounds = InProcessDbt(warehouse), LayerTranslator(), 0, 0
+    feeds: dict[str, bool] = {}  # tenant -> offers a ledger feed (probed once per run)
     deadline = time.monotonic() + config.minutes * 60
     while rounds == 0 or time.monotonic() < deadline:  # at least one round per run
         rounds += 1
         started = time.monotonic()
-        events, landed = _ingest(context, tenant_apis, booking_api, landing)
+        events, landed = _ingest(context, tenant_apis, booking_api, landing, feeds)
         yield from events
         if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
             time.sleep(config.idle_seconds)

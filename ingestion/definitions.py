@@ -27,9 +27,10 @@ ingest_activity_job = dg.define_asset_job(
 )
 ingest_members_job = dg.define_asset_job(
     "ingest_members_job",
-    selection=dg.AssetSelection.assets(loyalty.MEMBERS_KEY),
+    selection=dg.AssetSelection.assets(loyalty.CAPABILITIES_KEY, loyalty.MEMBERS_KEY),
     executor_def=_in_process,
-    description="A snapshot of one tenant's member balances.",
+    description="What one tenant's API offers (capability probes), and a snapshot of its "
+    "member balances (from its member list, or balance lookups where it offers none).",
 )
 ingest_reference_job = dg.define_asset_job(
     "ingest_reference_job",
@@ -95,6 +96,7 @@ ingest_reference_schedule = dg.ScheduleDefinition(
 
 defs = dg.Definitions(
     assets=[
+        loyalty.capabilities,
         loyalty.ledger_transactions,
         loyalty.members,
         duffel.orders,

@@ -55,7 +55,8 @@ class LandingZone:
         files = self.files(source, entity, tenant_id)
         if not files:
             return None
-        return pl.scan_parquet(files, schema=ENTITIES[(source, entity)])
+        # A column added to an entity later reads as null in the files landed before it.
+        return pl.scan_parquet(files, schema=ENTITIES[(source, entity)], missing_columns="insert")
 
 
 def batch_id(prefix: str, keys: Iterable[str]) -> str:

@@ -117,7 +117,9 @@ def ledger_row(tenant_id: str, txn: LedgerTransaction) -> dict[str, Any]:
     }
 
 
-def member_row(tenant_id: str, member: Member, snapshot_at: dt.datetime) -> dict[str, Any]:
+def member_row(
+    tenant_id: str, member: Member, snapshot_at: dt.datetime, source: str = "member_list"
+) -> dict[str, Any]:
     return {
         "tenant_id": tenant_id,
         "member_id": member.member_id,
@@ -126,6 +128,7 @@ def member_row(tenant_id: str, member: Member, snapshot_at: dt.datetime) -> dict
         "balance": member.balance,
         "currency": member.currency,
         "snapshot_at": snapshot_at,
+        "source": source,
     }
 
 

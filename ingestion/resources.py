@@ -43,6 +43,20 @@ class TenantApisResource(dg.ConfigurableResource):
             tenant, retry=_patient(tenant.rate_limit), event_hooks={"response": [requests]}
         )
 
+    def loyalty_lookups(
+        self, tenant_id: str, requests: RequestCounter, budget: RateLimit
+    ) -> LoyaltyClient:
+        """A loyalty client whose requests take at most ``budget`` (a share of the tenant's
+        limit, shared by every process like the tenant's own) of the tenant's quota."""
+        tenant = self.tenant(tenant_id)
+        return build_loyalty_client(
+            tenant,
+            retry=_patient(budget),
+            event_hooks={"response": [requests]},
+            budget=budget,
+            budget_name="balance_lookups",
+        )
+
     def duffel(self, tenant_id: str, requests: RequestCounter) -> DuffelClient:
         tenant = self.tenant(tenant_id)
         return build_duffel_client(

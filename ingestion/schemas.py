@@ -47,6 +47,24 @@ MEMBERS = pl.Schema(
         "balance": MONEY,
         "currency": pl.String,
         "snapshot_at": UTC_TS,
+        # member_list (the tenant's list) | balance_lookup (one balance call per member the
+        # platform knows, where the tenant offers no list). Files landed before this column
+        # existed read as null here and in staging: they all came from the member list.
+        "source": pl.String,
+        "_loaded_at": UTC_TS,
+        "_batch_id": pl.String,
+    }
+)
+
+# raw/loyalty/capabilities: one row per probe of a declared capability of a tenant's API.
+CAPABILITIES = pl.Schema(
+    {
+        "tenant_id": pl.String,
+        "capability": pl.String,  # ledger_feed | member_list | refunds | partner_session
+        "offered": pl.Boolean,
+        "status_code": pl.Int32,  # the probe's HTTP status; null when not asked (declared true)
+        "detail": pl.String,  # what was asked and what it answered, in words
+        "checked_at": UTC_TS,
         "_loaded_at": UTC_TS,
         "_batch_id": pl.String,
     }
@@ -212,6 +230,7 @@ QUARANTINE = pl.Schema(
 ENTITIES: dict[tuple[str, str], pl.Schema] = {
     ("loyalty", "ledger_transactions"): LEDGER_TRANSACTIONS,
     ("loyalty", "members"): MEMBERS,
+    ("loyalty", "capabilities"): CAPABILITIES,
     ("duffel", "orders"): ORDERS,
     ("duffel", "order_segments"): ORDER_SEGMENTS,
     ("duffel", "airlines"): AIRLINES,

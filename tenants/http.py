@@ -361,13 +361,21 @@ def build_http_client(
     headers: dict[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
     event_hooks: dict[str, list[Any]] | None = None,
+    budget: ClientRateLimiter | None = None,
 ) -> httpx.Client:
-    """An ``httpx.Client`` whose every request (token requests too) passes ``limiter``."""
+    """An ``httpx.Client`` whose every request (token requests too) passes ``limiter``.
+
+    With ``budget``, a request first passes that limiter too (a share of the quota for one
+    kind of work): outside ``limiter``, so waiting for the share holds no slot of the quota.
+    """
+    limited: httpx.BaseTransport = RateLimitedTransport(transport or httpx.HTTPTransport(), limiter)
+    if budget is not None:
+        limited = RateLimitedTransport(limited, budget)
     return httpx.Client(
         base_url=base_url,
         auth=auth,
         headers={"Accept": "application/json", **(headers or {})},
         timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_SECONDS),
-        transport=RateLimitedTransport(transport or httpx.HTTPTransport(), limiter),
+        transport=limited,
         event_hooks=event_hooks,
     )

@@ -30,7 +30,7 @@ from tenants.models import (
     utc_text,
 )
 from tenants.ratelimit import limiter_for, quota_key
-from tenants.registry import Endpoint, TenantConfig
+from tenants.registry import CAPABILITY_NAMES, Endpoint, JwtSessionAuth, RateLimit, TenantConfig
 from tenants.settings import tenant_base_url
 
 
@@ -116,6 +116,20 @@ class RawPage(NamedTuple):
 
     records: list[dict[str, Any]]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class CapabilityProbe:
+    """What asking the tenant's API for one capability found: a fact, not the registry's hope."""
+
+    capability: str
+    offered: bool
+    status_code: int | None
+    detail: str
+
+
+# A member id no tenant issues: refund routes are probed by path only, never acted on.
+_PROBE_MEMBER = "capability-probe"
 
 
 _LEDGER_PAGE = TypeAdapter(list[LedgerTransaction])
@@ -367,6 +381,116 @@ class LoyaltyClient:
             seen.add(next_cursor)
             cursor = next_cursor
 
+    def probe(self, capability: str) -> CapabilityProbe | None:
+        """Ask the tenant's API whether it offers ``capability``; None when it is not declared.
+
+        A declared ``probe`` answered with a bare 404 (no error code of the tenant's: the
+        route does not exist) is "not offered"; so is a feed or list that needs FintechApp's
+        partner session when the session endpoint does not know the partner (404). Any other
+        failure raises, as does a 404 on a capability declared ``true``. Refunds are probed
+        without credentials by a GET of the refund path, which can never move money: 405
+        (method not allowed) says the route exists, a bare 404 that it does not.
+        """
+        if capability not in CAPABILITY_NAMES:
+            raise ValueError(f"unknown capability {capability!r} (known: {CAPABILITY_NAMES})")
+        declared = self.tenant.capabilities.declared(capability)
+        if declared is None:
+            return None
+        if capability == "refunds":
+            return self._probe_refunds(declared)
+        if capability == "partner_session":
+            return self._probe_partner_session(declared)
+        endpoint = getattr(self.tenant.capabilities, capability)
+        route = Route("GET", endpoint.path, Safety.READ)
+        try:
+            self._runner.send(route, params={"limit": 1})
+        except NotFound as exc:
+            if exc.not_sent:
+                if not self._session_auth():
+                    raise  # the token endpoint's 404: a configuration fault, not a fact
+                # The partner session was refused before the feed was even asked.
+                missing = self._session_missing(exc, declared)
+                return CapabilityProbe(
+                    capability,
+                    False,
+                    exc.status,
+                    f"needs {self.tenant.name}'s partner session, which it does not offer "
+                    f"({missing.detail})",
+                )
+            return self._missing_route(capability, route.label, exc, declared)
+        return CapabilityProbe(capability, True, 200, f"{route.label} answered 200")
+
+    def _session_auth(self) -> bool:
+        return isinstance(self.tenant.auth, JwtSessionAuth)
+
+    def _missing_route(
+        self, capability: str, label: str, exc: NotFound, declared: object
+    ) -> CapabilityProbe:
+        if exc.code is not None or declared != "probe":
+            raise exc  # the tenant's own 404 (a coded error), or a promised route missing
+        return CapabilityProbe(
+            capability,
+            False,
+            exc.status,
+            f"{label} answered {exc.status} Not Found: {self.tenant.name}'s API has no such route",
+        )
+
+    def _session_missing(self, exc: NotFound, declared: object) -> CapabilityProbe:
+        if declared is True and self.tenant.capabilities.partner_session is True:
+            raise exc
+        code = f" {exc.code}" if exc.code else ""
+        return CapabilityProbe(
+            "partner_session",
+            False,
+            exc.status,
+            f"{exc.endpoint} answered {exc.status}{code} for the partner principal",
+        )
+
+    def _probe_partner_session(self, declared: object) -> CapabilityProbe:
+        if not self._session_auth():
+            raise self._not_supported("a partner session", "its auth has no sessions")
+        # /health needs no credentials, so any refusal is the session's own.
+        route = Route("GET", "/health", Safety.READ)
+        try:
+            self._runner.send(route)
+        except NotFound as exc:
+            if not exc.not_sent:
+                raise
+            return self._session_missing(exc, declared)
+        return CapabilityProbe(
+            "partner_session", True, 200, "the session endpoint issued the partner a session"
+        )
+
+    def _probe_refunds(self, declared: object) -> CapabilityProbe:
+        path = self.dialect.refund_path
+        if declared is True:
+            return CapabilityProbe(
+                "refunds",
+                path is not None,
+                None,
+                "declared offered in the tenant registry (refunds: true); not probed, "
+                "a refund probe could move money",
+            )
+        if path is None:
+            return CapabilityProbe("refunds", False, None, "its API family has no refund path")
+        route = Route("GET", path, Safety.READ)
+        try:
+            self._runner.send(route, path_params={"member_id": _PROBE_MEMBER}, auth=httpx.Auth())
+        except NotFound as exc:
+            return self._missing_route("refunds", f"POST {path}", exc, declared)
+        except UpstreamError as exc:
+            if exc.status == 405:  # the route exists, for POST only
+                return CapabilityProbe(
+                    "refunds", True, 405, f"POST {path} exists (a GET of it answered 405)"
+                )
+            raise
+        raise UpstreamError(
+            "a GET of the refund path succeeded; cannot tell whether refunds are offered",
+            tenant=self.tenant.id,
+            endpoint=route.label,
+            status=200,
+        )
+
     def iter_ledger_pages(
         self,
         updated_since: dt.datetime | None = None,
@@ -406,10 +530,14 @@ def build_loyalty_client(
     retry: RetryPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
     event_hooks: dict[str, list[Any]] | None = None,
+    budget: RateLimit | None = None,
+    budget_name: str = "",
 ) -> LoyaltyClient:
     """The tenant's loyalty client: its base URL, auth, read timeout and shared rate limiter.
 
     The base URL and secrets come from the environment variables its registry entry names.
+    With ``budget``, its requests also pass a limiter of their own (``budget_name`` names
+    it, shared like the tenant's), so one kind of work takes only that share of the quota.
     """
     base_url = tenant_base_url(tenant)
     http = build_http_client(
@@ -419,5 +547,10 @@ def build_loyalty_client(
         read_timeout=tenant.api.read_timeout_seconds,
         transport=transport,
         event_hooks=event_hooks,
+        budget=(
+            limiter_for(quota_key(f"{tenant.id}.{budget_name}", base_url), budget)
+            if budget is not None
+            else None
+        ),
     )
     return LoyaltyClient(tenant, http, retry=retry)

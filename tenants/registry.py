@@ -135,17 +135,41 @@ Auth = Annotated[
 ]
 
 
+# How a capability is declared: ``true``, the tenant's API has it (a 404 there is an error);
+# ``probe``, the reference API lacks it but a service may add it (ours do): ingestion asks,
+# and a 404 is recorded as "not offered" instead of failing the run.
+Offered = Literal[True, "probe"]
+CAPABILITY_NAMES = ("ledger_feed", "member_list", "refunds", "partner_session")
+
+
 class Endpoint(_Strict):
     path: str = Field(pattern=r"^/")
     page_size: int = Field(default=1000, ge=1, le=1000)
+    offered: Offered = True
 
 
 class Capabilities(_Strict):
-    """Extensions beyond the reference API; a tenant without one must still work."""
+    """Extensions beyond the reference API; a tenant without one must still work.
+
+    Absent (or ``false``) means not offered and never asked for; ``probe`` means ask, and
+    take the answer as the fact (see ``Offered``).
+    """
 
     ledger_feed: Endpoint | None = None
     member_list: Endpoint | None = None
-    refunds: bool = False
+    refunds: bool | Literal["probe"] = False
+    # FintechApp-style session auth: a partner principal's session for the tenant-wide
+    # endpoints (ledger feed, member list). Only meaningful with ``auth.kind: jwt_session``.
+    partner_session: bool | Literal["probe"] = False
+
+    def declared(self, capability: str) -> Offered | None:
+        """How ``capability`` is declared: True, "probe", or None when it is not."""
+        if capability not in CAPABILITY_NAMES:
+            raise ValueError(f"unknown capability {capability!r} (known: {CAPABILITY_NAMES})")
+        value = getattr(self, capability)
+        if isinstance(value, Endpoint):
+            return value.offered
+        return value or None
 
 
 class ApiConfig(_Strict):
@@ -181,6 +205,14 @@ class TenantConfig(_Strict):
     auth: Auth
     capabilities: Capabilities = Capabilities()
     duffel: DuffelConfig
+
+    @model_validator(mode="after")
+    def _partner_session_needs_sessions(self) -> TenantConfig:
+        if self.capabilities.partner_session and self.auth.kind != "jwt_session":
+            raise ValueError(
+                "capabilities.partner_session: only a jwt_session tenant has a partner session"
+            )
+        return self
 
     @field_validator("member_id_pattern")
     @classmethod

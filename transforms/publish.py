@@ -28,6 +28,8 @@ SERVING_TABLES = (
     "saga_health",
     "approvals",
     "booking_funnel",
+    "tenant_capabilities",
+    "reconciliation_checks",
 )
 SNAPSHOT = "serving.duckdb"
 VERSION = "serving.json"  # small file the dashboard polls to notice a new snapshot

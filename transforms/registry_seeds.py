@@ -1,7 +1,9 @@
 """Write the dbt seeds that mirror the tenant registry, so dbt never reads the YAML itself.
 
 ``loyalty_rates.csv`` holds each tenant's rate history (one open period from 2000-01-01 when
-the tenant has none) and ``tenants.csv`` one row of rules per tenant. Regenerate them before
+the tenant has none), ``tenants.csv`` one row of rules per tenant, and
+``capability_declarations.csv`` what each tenant file declares about each capability (what
+the APIs really offer is probed by ingestion, never taken from here). Regenerate them before
 every dbt build (``python -m transforms.registry_seeds``): a new tenant YAML then reaches the
 warehouse with no dbt change.
 """
@@ -14,7 +16,7 @@ import io
 from decimal import Decimal
 from pathlib import Path
 
-from tenants.registry import RatePeriod, TenantConfig, load_registry
+from tenants.registry import CAPABILITY_NAMES, RatePeriod, TenantConfig, load_registry
 from tenants.settings import get_settings
 
 SEEDS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
@@ -38,6 +40,8 @@ TENANTS_COLUMNS = (
     "has_member_list",
     "has_refunds",
 )
+
+DECLARATIONS_COLUMNS = ("tenant_id", "capability", "declared", "declared_as")
 
 
 def _exact(value: Decimal, places: int, what: str) -> str:
@@ -96,11 +100,34 @@ def tenant_rows(registry: dict[str, TenantConfig]) -> list[dict[str, str]]:
                 ),
                 "cashback_rate": _exact(rules.cashback_rate, RATE_PLACES, f"{tenant.id} cashback"),
                 "allowed_cabins": ",".join(rules.allowed_cabins),
-                "has_ledger_feed": str(capabilities.ledger_feed is not None).lower(),
-                "has_member_list": str(capabilities.member_list is not None).lower(),
-                "has_refunds": str(capabilities.refunds).lower(),
+                # Declared in the file (offered or to probe), not found: see
+                # capability_declarations and the tenant_capabilities mart.
+                "has_ledger_feed": _declared(capabilities.declared("ledger_feed")),
+                "has_member_list": _declared(capabilities.declared("member_list")),
+                "has_refunds": _declared(capabilities.declared("refunds")),
             }
         )
+    return rows
+
+
+def _declared(how: object) -> str:
+    return str(how is not None).lower()
+
+
+def declaration_rows(registry: dict[str, TenantConfig]) -> list[dict[str, str]]:
+    """One row per tenant and capability: declared or not, and how (``true`` or ``probe``)."""
+    rows = []
+    for tenant in registry.values():
+        for capability in CAPABILITY_NAMES:
+            how = tenant.capabilities.declared(capability)
+            rows.append(
+                {
+                    "tenant_id": tenant.id,
+                    "capability": capability,
+                    "declared": _declared(how),
+                    "declared_as": "" if how is None else str(how).lower(),
+                }
+            )
     return rows
 
 
@@ -118,6 +145,7 @@ def seed_files(registry: dict[str, TenantConfig]) -> dict[str, str]:
     return {
         "loyalty_rates.csv": render_csv(LOYALTY_RATES_COLUMNS, loyalty_rate_rows(registry)),
         "tenants.csv": render_csv(TENANTS_COLUMNS, tenant_rows(registry)),
+        "capability_declarations.csv": render_csv(DECLARATIONS_COLUMNS, declaration_rows(registry)),
     }
 
 

@@ -36,3 +36,43 @@
     {%- endfor -%}
     {{ return("(select " ~ typed_nulls | join(", ") ~ " where 1 = 0)") }}
 {%- endmacro %}
+
+{#
+    A landed column that older files may lack (one added to the landing layout later).
+
+    On DuckDB the sources read with `union_by_name`, which fills the column with null in
+    the files that lack it, but a column that no landed file has at all does not exist:
+    then this returns a typed null instead of the column's name. Elsewhere (loaded tables)
+    the column is always there.
+#}
+{% macro landed_column(source_name, table_name, column_name, data_type) -%}
+    {{ return(adapter.dispatch('landed_column')(source_name, table_name, column_name, data_type)) }}
+{%- endmacro %}
+
+{% macro default__landed_column(source_name, table_name, column_name, data_type) -%}
+    {{ return(column_name) }}
+{%- endmacro %}
+
+{% macro duckdb__landed_column(source_name, table_name, column_name, data_type) -%}
+    {%- if not execute -%}
+        {{ return(column_name) }}
+    {%- endif -%}
+    {%- set node = graph.sources.values()
+        | selectattr('source_name', 'equalto', source_name)
+        | selectattr('name', 'equalto', table_name)
+        | first -%}
+    {%- set files = node.config.meta.landing_files -%}
+    {%- set found = run_query("select count(*) from glob('" ~ files ~ "')").columns[0].values()[0] -%}
+    {%- if found == 0 -%}
+        {#- landing_source's empty relation has every column of the YAML -#}
+        {{ return(column_name) }}
+    {%- endif -%}
+    {%- set present = run_query(
+        "select count(*) from (describe select * from read_parquet('" ~ files
+        ~ "', union_by_name = true)) where column_name = " ~ dbt.string_literal(column_name)
+    ).columns[0].values()[0] -%}
+    {%- if present > 0 -%}
+        {{ return(column_name) }}
+    {%- endif -%}
+    {{ return("cast(null as " ~ data_type ~ ")") }}
+{%- endmacro %}

@@ -39,8 +39,15 @@ def test_a_new_tenant_yaml_reaches_the_seeds(tmp_path) -> None:
     extra = registry["telcocorp"].model_copy(update={"id": "airmiles", "name": "AirMiles"})
     written = write_seeds(tmp_path, {**registry, "airmiles": extra})
     tenants_csv = (tmp_path / "tenants.csv").read_text()
-    assert [p.name for p in written] == ["loyalty_rates.csv", "tenants.csv"]
+    assert [p.name for p in written] == [
+        "loyalty_rates.csv",
+        "tenants.csv",
+        "capability_declarations.csv",
+    ]
     assert "\nairmiles,AirMiles,points,0.01,0,,0,economy,true,true,true\n" in tenants_csv
+    declarations = (tmp_path / "capability_declarations.csv").read_text()
+    assert "\nairmiles,refunds,true,probe\n" in declarations
+    assert "\nairmiles,partner_session,false,\n" in declarations
 
 
 def test_a_rate_the_seed_type_cannot_hold_is_refused() -> None:

@@ -20,6 +20,7 @@ MONEY_COLUMN = re.compile(r"amount|usd|balance|volume|expected|actual|rate")
 ASSET_KEYS = {
     ("loyalty", "ledger_transactions"): ["raw", "loyalty", "ledger_transactions"],
     ("loyalty", "members"): ["raw", "loyalty", "members"],
+    ("loyalty", "capabilities"): ["raw", "loyalty", "capabilities"],
     ("duffel", "orders"): ["raw", "duffel", "orders"],
     ("duffel", "order_segments"): ["raw", "duffel", "order_segments"],
     ("duffel", "airlines"): ["raw", "duffel", "airlines"],
@@ -35,7 +36,7 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 21
+    assert kinds["model"] == 24
     assert kinds["unit_test"] >= 10
     assert kinds["test"] >= 100
 
@@ -201,8 +202,10 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
         "daily_tenant_metrics",
         "ledger_transactions",
         "members",
+        "reconciliation_checks",
         "reconciliation_issues",
         "saga_health",
+        "tenant_capabilities",
         "tenants",
     ]
     for table in tables:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ingestion.landing import CURSOR_KEY, batch_id, write_atomically
+from ingestion.landing import CURSOR_KEY, LandingZone, batch_id, write_atomically
+from ingestion.loyalty.capabilities import land_probes
 from ingestion.platform.events import CURSOR_FIELD
 from ingestion.platform.events import ENTITY as EVENTS_ENTITY
 from ingestion.platform.events import SOURCE as EVENTS_SOURCE
@@ -46,6 +47,7 @@ from ingestion.schemas import (
 from sandbox.duffel.render import child_id, id_seed, layover_minutes, stable_int
 from sandbox.reference import AIRLINES as REFERENCE_AIRLINES
 from sandbox.reference import airports, flight_minutes, great_circle_km
+from tenants.loyalty import CapabilityProbe
 from tenants.registry import load_registry
 
 MINUTE = dt.timedelta(minutes=1)
@@ -148,6 +150,7 @@ def _members(history_dir: Path, landing_root: Path, snapshot_at: dt.datetime) ->
     members = pl.read_parquet(history_dir / "members.parquet").with_columns(
         pl.col("tenant_id").replace_strict(codes).alias("currency"),
         pl.lit(snapshot_at, dtype=pl.Datetime("us", "UTC")).alias("snapshot_at"),
+        pl.lit("member_list").alias("source"),
     )
     landed = 0
     for (tenant_id,), snapshot in members.partition_by("tenant_id", as_dict=True).items():
@@ -382,6 +385,21 @@ def _reference(landing_root: Path, loaded_at: dt.datetime) -> dict[str, int]:
     }
 
 
+def _capabilities(history_dir: Path, landing_root: Path, loaded_from: dt.datetime) -> int:
+    """The probes of stand-ins serving this history: the ledger feed and member list found."""
+    tenants = pl.read_parquet(history_dir / "members.parquet", columns=["tenant_id"])
+    zone = LandingZone(root=landing_root, quarantine_root=landing_root.parent / "quarantine")
+    found = [
+        CapabilityProbe(name, offered=True, status_code=200, detail=f"GET {name}: 200")
+        for name in ("ledger_feed", "member_list")
+    ]
+    landed = 0
+    for tenant_id in sorted(tenants["tenant_id"].unique()):
+        land_probes(zone, tenant_id, found, checked_at=loaded_from)
+        landed += len(found)
+    return landed
+
+
 def write_landing(
     history_dir: Path,
     landing_root: Path,
@@ -402,6 +420,7 @@ def write_landing(
         ),
         "members": _members(history_dir, landing_root, loaded_from),
         "booking_events": _booking_events(history_dir, landing_root, loaded_from, batch_rows),
+        "capabilities": _capabilities(history_dir, landing_root, loaded_from),
         **_orders(history_dir, landing_root, loaded_from, batch_rows),
         **_reference(landing_root, loaded_from),
     }

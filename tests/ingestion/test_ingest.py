@@ -24,6 +24,8 @@ from tests.helpers.history_bookings import HistoryBookings
 from tests.ingestion.standins import serve_standins
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
+# Each run lands a new member snapshot and new capability probes: facts of their moment.
+SNAPSHOTS = {"members", "capabilities"}
 ANCHOR = dt.date(2026, 11, 1)
 
 
@@ -145,7 +147,7 @@ def test_rerun_is_idempotent(sandbox: Sandbox, first_run: Path, tmp_path: Path) 
     data_dir = tmp_path / "data"
     shutil.copytree(first_run, data_dir)
     before = sorted(
-        p.relative_to(data_dir) for p in data_dir.rglob("*.parquet") if "members" not in p.parts
+        p.relative_to(data_dir) for p in data_dir.rglob("*.parquet") if not SNAPSHOTS & set(p.parts)
     )
     for tenant in TENANTS:
         result = ingest(data_dir, tenant)
@@ -153,7 +155,7 @@ def test_rerun_is_idempotent(sandbox: Sandbox, first_run: Path, tmp_path: Path) 
         assert metadata(result, "raw/loyalty/ledger_transactions")["landed"] == 0
         assert metadata(result, "raw/duffel/orders")["landed"] == 0
     after = sorted(
-        p.relative_to(data_dir) for p in data_dir.rglob("*.parquet") if "members" not in p.parts
+        p.relative_to(data_dir) for p in data_dir.rglob("*.parquet") if not SNAPSHOTS & set(p.parts)
     )
     assert after == before
     for tenant in TENANTS:

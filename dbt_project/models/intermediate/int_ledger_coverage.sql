@@ -1,19 +1,22 @@
 -- The tenants whose ledger the warehouse can check the platform's charges and refunds against
--- (tenant_id): for now, those with any ledger record landed. Every ledger kind of
--- reconciliation_issues is limited to these tenants, and this is the one place that decides
--- it; a tenant outside it has no ledger check, not a clean one.
+-- (tenant_id): those whose API was last found to offer its ledger feed (a fact landed by
+-- ingestion's probe, not the tenant file's hope). Every ledger kind of reconciliation_issues is
+-- limited to these tenants, and this is the one place that decides it; a tenant outside it
+-- has no ledger check, not a clean one (reconciliation_checks says so).
 with
 
-ledger as (
+probes as (
 
-    select * from {{ ref('stg_loyalty__ledger_transactions') }}
+    select * from {{ ref('stg_loyalty__capabilities') }}
 
 ),
 
 covered as (
 
     select distinct tenant_id
-    from ledger
+    from probes
+    where capability = 'ledger_feed'
+        and offered
 
 )
 

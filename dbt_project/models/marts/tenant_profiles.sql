@@ -10,22 +10,50 @@ tenants as (
 
 ),
 
-final as (
+-- What the tenant's API was found to offer, not what its file hopes: false when the file
+-- does not declare it (never used), null while a declared one has never been probed.
+found as (
 
     select
         tenant_id,
-        name as tenant_name,
-        currency,
-        usd_per_unit,
-        currency_decimals,
-        approval_threshold,
-        cashback_rate,
-        allowed_cabins,
-        has_ledger_feed,
-        has_member_list,
-        has_refunds
+        capability,
+        case when declared then cast(offered as integer) else 0 end as offered
+
+    from {{ ref('tenant_capabilities') }}
+
+),
+
+capabilities as (
+
+    select
+        tenant_id,
+        max(case when capability = 'ledger_feed' then offered end) as ledger_feed,
+        max(case when capability = 'member_list' then offered end) as member_list,
+        max(case when capability = 'refunds' then offered end) as refunds
+
+    from found
+    group by tenant_id
+
+),
+
+final as (
+
+    select
+        tenants.tenant_id,
+        tenants.name as tenant_name,
+        tenants.currency,
+        tenants.usd_per_unit,
+        tenants.currency_decimals,
+        tenants.approval_threshold,
+        tenants.cashback_rate,
+        tenants.allowed_cabins,
+        cast(capabilities.ledger_feed as {{ dbt.type_boolean() }}) as has_ledger_feed,
+        cast(capabilities.member_list as {{ dbt.type_boolean() }}) as has_member_list,
+        cast(capabilities.refunds as {{ dbt.type_boolean() }}) as has_refunds
 
     from tenants
+    left join capabilities
+        on tenants.tenant_id = capabilities.tenant_id
 
 )
 

@@ -16,6 +16,14 @@ renamed as (
         cast(balance as {{ money_type() }}) as balance,
         cast(currency as {{ dbt.type_string() }}) as currency,
         cast(snapshot_at as {{ utc_timestamp_type() }}) as snapshot_at,
+        -- files landed before the column existed all came from the member list
+        coalesce(
+            cast(
+                {{ landed_column('loyalty', 'members', 'source', 'varchar') }}
+                as {{ dbt.type_string() }}
+            ),
+            'member_list'
+        ) as snapshot_source,
         cast(_loaded_at as {{ utc_timestamp_type() }}) as loaded_at,
         cast(_batch_id as {{ dbt.type_string() }}) as batch_id
 
@@ -57,6 +65,7 @@ latest as (
         balance,
         currency,
         snapshot_at,
+        snapshot_source,
         loaded_at
 
     from snapshots
