@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
-import os
 import shutil
 from collections.abc import Iterator
 from decimal import Decimal
@@ -18,18 +17,14 @@ import httpx
 import polars as pl
 import pytest
 
-from booking.history import import_history
 from definitions import defs
 from sandbox.generator import generate
-from sandbox.runner import Sandbox, start_sandbox
-from tenants.settings import get_settings
-from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env, book, coffeechain, search
+from tests.booking.test_http import book, coffeechain, search
+from tests.helpers.platform import QUIET, run_pipeline, serving_history
 from tests.helpers.snapshot_reader import read_for
-from tests.helpers.standins import history_config
 from transforms.publish import SNAPSHOT, VERSION, publish_snapshot
 
 ANCHOR = dt.date(2026, 11, 1)
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @pytest.fixture(scope="module")
@@ -41,52 +36,16 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The stand-ins serving the history, and the booking API serving the platform's side of
-    it (imported into its store); the clients' environment points at both. Yields the API's URL."""
-    folder = tmp_path_factory.mktemp("platform")
-    database = folder / "booking.sqlite3"
-    import_history(f"sqlite:///{database}", history)
-    saved = dict(os.environ)
-    sandbox: Sandbox = start_sandbox(history_config(history))
-    api = None
-    try:
-        api = ApiServer(_env(sandbox, database), folder / "api.log")
-        os.environ.update(sandbox.client_env())
-        os.environ.update(BOOKING_API_URL=api.url, BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN)
-        get_settings.cache_clear()
-        yield api.url
-    finally:
-        if api is not None:
-            api.stop()
-        sandbox.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
+    """The stand-ins and the booking API serving the history; yields the API's URL."""
+    with serving_history(history, tmp_path_factory.mktemp("platform")) as api_url:
+        yield api_url
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(platform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One full run, exactly as `make pipeline` does it, into a temporary data folder."""
     data_dir = tmp_path_factory.mktemp("data")
-    resources = {
-        "landing": {"config": {"data_dir": str(data_dir)}},
-        "warehouse": {"config": {"data_dir": str(data_dir)}},
-    }
-    with dg.instance_for_test() as instance:
-        for tenant in ("coffeechain", "fintechapp", "telcocorp"):
-            # the platform's records first: members without a list are looked up from them
-            for job in ("ingest_platform_job", "ingest_activity_job", "ingest_members_job"):
-                result = defs.resolve_job_def(job).execute_in_process(
-                    run_config={**QUIET, "resources": {"landing": resources["landing"]}},
-                    instance=instance,
-                    partition_key=tenant,
-                )
-                assert result.success, (job, tenant)
-        result = defs.resolve_job_def("warehouse_job").execute_in_process(
-            run_config={**QUIET, "resources": {"warehouse": resources["warehouse"]}},
-            instance=instance,
-        )
-        assert result.success
+    run_pipeline(data_dir)
     return data_dir
 
 

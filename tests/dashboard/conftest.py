@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import httpx
 import pytest
@@ -27,18 +26,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from dashboard.auth import create_demo_users
 from dashboard.data import OPERATIONS_TABLES
-from definitions import defs
 from sandbox.generator import generate
-from sandbox.runner import start_sandbox
 from tenants.registry import get_registry
-from tenants.settings import get_settings
-from tests.helpers.standins import history_config
+from tests.helpers.platform import TENANTS, run_pipeline, serving_history
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 ANCHOR = dt.date(2026, 11, 1)
-TENANTS = ("coffeechain", "fintechapp", "telcocorp")
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -54,48 +48,14 @@ POLL_MS = 1000  # the tests wait for new snapshots; a short poll keeps that wait
 WAIT_MS = 20_000  # upper bound for anything the page should show; not a timing assertion
 
 
-def run_pipeline(history: Path, data_dir: Path) -> None:
-    """Ingest every tenant from the stand-ins, build the warehouse and publish, as `make pipeline`."""
-    config = history_config(history)
-    saved = dict(os.environ)
-    sandbox = start_sandbox(config)
-    try:
-        os.environ.update(sandbox.client_env())
-        get_settings.cache_clear()
-        with dg.instance_for_test() as instance:
-            for tenant in TENANTS:
-                for job in ("ingest_activity_job", "ingest_members_job"):
-                    result = defs.resolve_job_def(job).execute_in_process(
-                        run_config={
-                            **QUIET,
-                            "resources": {"landing": {"config": {"data_dir": str(data_dir)}}},
-                        },
-                        instance=instance,
-                        partition_key=tenant,
-                    )
-                    assert result.success, (job, tenant)
-            result = defs.resolve_job_def("warehouse_job").execute_in_process(
-                run_config={
-                    **QUIET,
-                    "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
-                },
-                instance=instance,
-            )
-            assert result.success
-    finally:
-        sandbox.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
-
-
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder holding a real pipeline run over ~3,000 generated bookings."""
     history = tmp_path_factory.mktemp("dashboard-history")
     generate(3000, 11, history, anchor=ANCHOR, anomaly_rate=0.003)
     folder = tmp_path_factory.mktemp("dashboard-data")
-    run_pipeline(history, folder)
+    with serving_history(history, tmp_path_factory.mktemp("dashboard-platform")):
+        run_pipeline(folder)
     return folder
 
 
