@@ -119,9 +119,9 @@ def _fill(template: str, *values: pl.Expr) -> pl.Expr:
     return pl.concat_str(parts)
 
 
-def _minor_text(column: str, decimals: str) -> pl.Expr:
-    """Integer minor units as exact decimal text ("41235", "412.35"), as the API renders them."""
-    minor, places = pl.col(column), pl.col(decimals)
+def minor_text(minor: pl.Expr, places: pl.Expr) -> pl.Expr:
+    """Integer minor units as exact decimal text ("41235", "412.35"), as the API renders them
+    (``format(Decimal, "f")``); ``places`` is 0 to 4."""
     text = minor.cast(pl.String)
     for digits in range(1, 5):
         unit = 10**digits
@@ -153,7 +153,7 @@ def booking_rows(bookings: pl.DataFrame) -> pl.DataFrame:
             + "."
             + (pl.col("usd_cents") % 100).cast(pl.String).str.zfill(2)
         ).alias("usd_text"),
-        _minor_text("loyalty_minor", "loyalty_decimals").alias("loyalty_text"),
+        minor_text(pl.col("loyalty_minor"), pl.col("loyalty_decimals")).alias("loyalty_text"),
     )
     ret = pl.when(pl.col("return_departure").is_null()).then(pl.lit("null"))
     ret = ret.otherwise(

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from booking.history import minor_text
 from sandbox.duffel.render import stable_int
 from sandbox.ids import (
     as_series,
@@ -906,23 +907,6 @@ def _text(values: np.ndarray | pl.Series) -> pl.Series:
     return pl.Series(values.astype(str), dtype=pl.String)
 
 
-def _minor_text(minor: pl.Expr, places: pl.Expr) -> pl.Expr:
-    """Integer minor units as exact decimal text, as ``format(Decimal, "f")`` writes them."""
-    text = minor.cast(pl.String)
-    for digits in range(1, 5):
-        unit = 10**digits
-        text = (
-            pl.when(places == digits)
-            .then(
-                (minor // unit).cast(pl.String)
-                + "."
-                + (minor % unit).cast(pl.String).str.zfill(digits)
-            )
-            .otherwise(text)
-        )
-    return text
-
-
 def build_platform(
     world: World, plan: dict[str, np.ndarray], extra: dict[str, np.ndarray]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -975,7 +959,7 @@ def build_platform(
     ).with_columns(
         approved_text=pl.format(
             "approved at {} {}",
-            _minor_text(pl.col("amount1"), pl.col("loyalty_decimals")),
+            minor_text(pl.col("amount1"), pl.col("loyalty_decimals")),
             pl.col("loyalty_currency"),
         )
     )
@@ -1157,7 +1141,7 @@ def build_platform(
         "flight_number",
         ts(pl.col("outbound")).alias("outbound_departure"),
         pl.when(pl.col("return") > 0).then(ts(pl.col("return"))).alias("return_departure"),
-        _minor_text(pl.col("fare_cents"), pl.lit(2)).alias("fare_amount"),
+        minor_text(pl.col("fare_cents"), pl.lit(2)).alias("fare_amount"),
         "fare_currency",
         pl.when("repriced").then(pl.col("fx1")).otherwise(pl.col("fx0")).alias("fx_rate"),
         pl.when("repriced").then(pl.col("usd1")).otherwise(pl.col("usd0")).alias("usd_cents"),

@@ -17,27 +17,19 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import dagster as dg
 import duckdb
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from definitions import defs
 from sandbox.config import SERVICES, Limit
 from sandbox.runner import Sandbox, start_sandbox
-from sandbox.seed import reference_members_frame
-from sandbox.traffic import MemberApps, Traffic, members_from_frame
-from tenants.registry import get_registry
 from tenants.settings import get_settings
 from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
+from tests.helpers.platform import TENANTS, run_pipeline
 from tests.helpers.standins import sandbox_config
-from tests.sandbox.test_traffic import Clock, read_feed
+from tests.sandbox.test_traffic import Clock, read_feed, reference_traffic
 from transforms.publish import SNAPSHOT
 
-TENANTS = ("coffeechain", "fintechapp", "telcocorp")
-JOBS = ("ingest_platform_job", "ingest_activity_job", "ingest_members_job")
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 TICKS = 30  # three decks of traffic: approvals, cancellations and failures in each
 
 
@@ -53,24 +45,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     api = None
     try:
         api = ApiServer(_env(sandbox, folder / "booking.sqlite3"), folder / "api.log")
-        registry = get_registry()
         clock = Clock()
-        apps = MemberApps(
-            registry,
-            urls={t: u for t, u in sandbox.urls.items() if t in registry},
-            lookup=sandbox.client_env().get,
-        )
-        with Traffic(
-            api.url,
-            SecretStr(OPERATOR_TOKEN),
-            members_from_frame(reference_members_frame()),
-            registry,
-            apps=apps,
-            seed=11,
-            approval_delay=(30.0, 90.0),
-            cancel_delay=(60.0, 300.0),
-            clock=clock,
-        ) as traffic:
+        with reference_traffic(sandbox, api.url, clock, seed=11) as traffic:
             for _ in range(TICKS):
                 traffic.tick()
             clock.now += 301.0
@@ -78,30 +54,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         os.environ.update(sandbox.client_env())
         os.environ.update(BOOKING_API_URL=api.url, BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN)
         get_settings.cache_clear()
-        landing = {"landing": {"config": {"data_dir": str(data_dir)}}}
-        outcomes = {}
-        with dg.instance_for_test() as instance:
-            for tenant in TENANTS:
-                for job in JOBS:
-                    result = defs.resolve_job_def(job).execute_in_process(
-                        run_config={**QUIET, "resources": landing},
-                        instance=instance,
-                        partition_key=tenant,
-                    )
-                    assert result.success, (job, tenant)
-                    for event in result.get_asset_materialization_events():
-                        materialization = event.materialization
-                        outcomes[(materialization.asset_key.to_user_string(), tenant)] = {
-                            k: v.value for k, v in materialization.metadata.items()
-                        }
-            warehouse = defs.resolve_job_def("warehouse_job").execute_in_process(
-                run_config={
-                    **QUIET,
-                    "resources": {"warehouse": {"config": {"data_dir": str(data_dir)}}},
-                },
-                instance=instance,
-            )
-            assert warehouse.success
+        outcomes = run_pipeline(data_dir)
         with httpx.Client(base_url=api.url, timeout=60) as client:
             client.headers["Authorization"] = f"Bearer {OPERATOR_TOKEN}"
             events = read_feed(client, "/api/v1/admin/events", "events")

@@ -52,10 +52,12 @@ def serving_history(history: Path, folder: Path) -> Iterator[str]:
         get_settings.cache_clear()
 
 
-def run_pipeline(data_dir: Path) -> None:
-    """Every ingestion job for every tenant, then the warehouse job (build and publish)."""
+def run_pipeline(data_dir: Path) -> dict[tuple[str, str], dict[str, object]]:
+    """Every ingestion job for every tenant, then the warehouse job (build and publish).
+    Returns each ingestion asset's materialization metadata by (asset key, tenant)."""
     landing = {"landing": {"config": {"data_dir": str(data_dir)}}}
     warehouse = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
+    outcomes: dict[tuple[str, str], dict[str, object]] = {}
     with dg.instance_for_test() as instance:
         for tenant in TENANTS:
             for job in INGEST_JOBS:
@@ -65,7 +67,13 @@ def run_pipeline(data_dir: Path) -> None:
                     partition_key=tenant,
                 )
                 assert result.success, (job, tenant)
+                for event in result.get_asset_materialization_events():
+                    materialization = event.materialization
+                    outcomes[(materialization.asset_key.to_user_string(), tenant)] = {
+                        k: v.value for k, v in materialization.metadata.items()
+                    }
         result = defs.resolve_job_def("warehouse_job").execute_in_process(
             run_config={**QUIET, "resources": warehouse}, instance=instance
         )
         assert result.success
+    return outcomes

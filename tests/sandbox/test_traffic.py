@@ -51,6 +51,28 @@ class Clock:
         return self.now
 
 
+def reference_traffic(stand_ins: Sandbox, api_url: str, clock: Clock, seed: int) -> Traffic:
+    """Traffic by the reference members, through the API at ``api_url``, on the test's clock:
+    approvals decided 30-90 s and cancellations 60-300 s after (so 301 s settles all)."""
+    registry = get_registry()
+    apps = MemberApps(
+        registry,
+        urls={t: u for t, u in stand_ins.urls.items() if t in registry},
+        lookup=stand_ins.client_env().get,
+    )
+    return Traffic(
+        api_url,
+        SecretStr(OPERATOR_TOKEN),
+        members_from_frame(reference_members_frame()),
+        registry,
+        apps=apps,
+        seed=seed,
+        approval_delay=(30.0, 90.0),
+        cancel_delay=(60.0, 300.0),
+        clock=clock,
+    )
+
+
 def read_feed(client: httpx.Client, path: str, key: str) -> list[dict[str, Any]]:
     """Every record of an admin feed, page by page by cursor."""
     records: list[dict[str, Any]] = []
@@ -88,24 +110,8 @@ def api(
 @pytest.fixture(scope="module")
 def traffic_run(reference_stand_ins: Sandbox, api: ApiServer) -> Iterator[dict[str, Any]]:
     """Two decks of traffic through the API, follow-ups done; what the API recorded."""
-    registry = get_registry()
     clock = Clock()
-    apps = MemberApps(
-        registry,
-        urls={t: u for t, u in reference_stand_ins.urls.items() if t in registry},
-        lookup=reference_stand_ins.client_env().get,
-    )
-    with Traffic(
-        api.url,
-        SecretStr(OPERATOR_TOKEN),
-        members_from_frame(reference_members_frame()),
-        registry,
-        apps=apps,
-        seed=3,
-        approval_delay=(30.0, 90.0),
-        cancel_delay=(60.0, 300.0),
-        clock=clock,
-    ) as traffic:
+    with reference_traffic(reference_stand_ins, api.url, clock, seed=3) as traffic:
         for _ in range(TICKS):
             traffic.tick()
         waiting = traffic.pending()

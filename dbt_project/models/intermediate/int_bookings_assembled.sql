@@ -85,11 +85,16 @@ fx_rates as (
 
 candidate_orders as (
 
-    -- the order the platform recorded
+    -- match_rank 0: the order the platform recorded; 1: an order whose metadata names the
+    -- booking (the platform recorded none, or Duffel lacks the one it recorded)
+    {%- set matches = [('duffel_order_id', 'order_id'), ('booking_id', 'booking_id')] %}
+    {%- for booking_key, order_key in matches %}
+    {% if not loop.first %}union all{% endif %}
+
     select
         platform_bookings.tenant_id,
         platform_bookings.booking_id,
-        0 as match_rank,
+        {{ loop.index0 }} as match_rank,
         orders.order_id,
         orders.pnr,
         orders.created_at,
@@ -111,38 +116,8 @@ candidate_orders as (
     from platform_bookings
     inner join orders
         on platform_bookings.tenant_id = orders.tenant_id
-        and platform_bookings.duffel_order_id = orders.order_id
-
-    union all
-
-    -- an order whose metadata names the booking (the platform recorded none, or Duffel
-    -- lacks the one it recorded)
-    select
-        platform_bookings.tenant_id,
-        platform_bookings.booking_id,
-        1 as match_rank,
-        orders.order_id,
-        orders.pnr,
-        orders.created_at,
-        orders.paid_at,
-        orders.is_awaiting_payment,
-        orders.cancelled_at,
-        orders.refund_amount,
-        orders.departing_at,
-        orders.origin,
-        orders.destination,
-        orders.airline_iata,
-        orders.airline_name,
-        orders.cabin,
-        orders.passenger_count,
-        orders.total_amount,
-        orders.total_currency,
-        orders.loaded_at
-
-    from platform_bookings
-    inner join orders
-        on platform_bookings.tenant_id = orders.tenant_id
-        and platform_bookings.booking_id = orders.booking_id
+        and platform_bookings.{{ booking_key }} = orders.{{ order_key }}
+    {%- endfor %}
 
 ),
 
