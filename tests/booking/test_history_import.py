@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from booking.domain import Status
 from booking.history import HistoryImportError, import_history
+from booking.store.tables import BookingRow
 from booking.store.uow import Store
 from booking.views import event_view
 from sandbox.generator import generate
@@ -213,6 +215,15 @@ def test_the_api_continues_the_feed_after_the_history(history: Path, tmp_path: P
     result = import_history(url, history)
     assert (result.bookings, result.already) == (1500, False)
     _continue_after_import(url, history)
+    # A booking made after the import (the demo's traffic) is the store's own: the next start
+    # imports nothing and goes on.
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        row = dict(connection.execute(sa.select(BookingRow.__table__).limit(1)).mappings().one())
+        connection.execute(sa.insert(BookingRow.__table__), [{**row, "id": "bkg_made_after"}])
+    engine.dispose()
+    again = import_history(url, history)
+    assert (again.already, again.bookings) == (True, 1501)
 
 
 def test_import_into_postgresql(history: Path, postgres_server: Any) -> None:
