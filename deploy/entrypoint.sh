@@ -10,6 +10,7 @@
 #   DASHBOARD_HTTPS [0]  DASHBOARD_PROXIES [0]  (behind a TLS-terminating proxy: 1 and 1)
 #   BOOKING_HOST [0.0.0.0]  BOOKING_PORT [8000]  BOOKING_WORKERS [1]
 #   BOOKING_DATABASE_URL [SQLite in /app/data/booking]  BOOKING_OPERATOR_TOKEN [unset: no operators]
+#   BOOKING_IMPORT_HISTORY [unset: none]  (a generated history to load into an empty store)
 # deploy/healthcheck.py reads the same variables.
 set -euo pipefail
 cd /app
@@ -65,7 +66,12 @@ case "$role" in
       --host "${DASHBOARD_HOST:-0.0.0.0}" --port "${DASHBOARD_PORT:-8050}" "$@"
     ;;
   api)
-    # The booking API: migrations of its store first, then uvicorn (booking/__main__.py).
+    # The booking API: migrations of its store first, then uvicorn (booking/__main__.py). With
+    # BOOKING_IMPORT_HISTORY naming a generated history (the stand-ins'), its platform side is
+    # loaded into the store first; a store already holding it is left as it is.
+    if [ -n "${BOOKING_IMPORT_HISTORY:-}" ] && [ -f "$BOOKING_IMPORT_HISTORY/manifest.json" ]; then
+      python -m booking import-history "$BOOKING_IMPORT_HISTORY"
+    fi
     exec python -m booking --host "${BOOKING_HOST:-0.0.0.0}" --port "${BOOKING_PORT:-8000}" \
       --workers "${BOOKING_WORKERS:-1}" "$@"
     ;;
@@ -73,7 +79,7 @@ case "$role" in
     exec python -m dashboard create-demo-users "$@"
     ;;
   help | --help | -h)
-    sed -n '2,13p' "$0"
+    sed -n '2,15p' "$0"
     echo "roles: sandbox pipeline webserver daemon dashboard api create-users (or any command)"
     ;;
   *)

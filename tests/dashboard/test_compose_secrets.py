@@ -16,7 +16,8 @@ from tests.dashboard.conftest import REPO, tenant_secret_names
 # deploy/dagster.yaml); the dashboard reads the serving snapshot and its users file. The booking
 # API charges members and orders flights with the tenants' secrets, and reads its own: the
 # operator token, its store's URL (it may hold a password) and each tenant's Duffel webhook
-# secret (booking/api.py names it after the tenant).
+# secret (booking/api.py names it after the tenant). The ingestion (pipeline, daemon) reads the
+# booking API's feeds with the operator token.
 TENANTS = frozenset(tenant_secret_names())
 BOOKING = frozenset(
     {"BOOKING_OPERATOR_TOKEN", "BOOKING_DATABASE_URL"}
@@ -25,9 +26,9 @@ BOOKING = frozenset(
 ALL = TENANTS | BOOKING
 READS = {
     "sandbox": frozenset(),
-    "pipeline": TENANTS,
+    "pipeline": TENANTS | {"BOOKING_OPERATOR_TOKEN"},
     "webserver": frozenset(),
-    "daemon": TENANTS,
+    "daemon": TENANTS | {"BOOKING_OPERATOR_TOKEN"},
     "dashboard": frozenset(),
     "booking-api": TENANTS | BOOKING,
     # Members' apps present the tenant's app credentials (FintechApp members open their own
