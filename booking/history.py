@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
+from booking.minor_units import minor_text
 from booking.store.db import create_store_engine, migrate
 from booking.store.tables import BookingRow, EventRow, EventSequenceRow
 from tenants.pricing import load_fx
@@ -117,24 +118,6 @@ def _fill(template: str, *values: pl.Expr) -> pl.Expr:
         if value is not None:
             parts.append(value)
     return pl.concat_str(parts)
-
-
-def minor_text(minor: pl.Expr, places: pl.Expr) -> pl.Expr:
-    """Integer minor units as exact decimal text ("41235", "412.35"), as the API renders them
-    (``format(Decimal, "f")``); ``places`` is 0 to 4."""
-    text = minor.cast(pl.String)
-    for digits in range(1, 5):
-        unit = 10**digits
-        text = (
-            pl.when(places == digits)
-            .then(
-                (minor // unit).cast(pl.String)
-                + "."
-                + (minor % unit).cast(pl.String).str.zfill(digits)
-            )
-            .otherwise(text)
-        )
-    return text
 
 
 def booking_rows(bookings: pl.DataFrame) -> pl.DataFrame:

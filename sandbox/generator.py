@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from booking.history import minor_text
+from booking.minor_units import minor_text
 from sandbox.duffel.render import stable_int
 from sandbox.ids import (
     as_series,
