@@ -210,11 +210,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pipeline: ingesting {len(tenants)} tenants ({', '.join(tenants)})", flush=True)
         results.append(_run_job(instance, defs, "ingest_reference_job", None))
         for tenant in tenants:
+            # The platform's records first: they are the bookings, and a tenant without a
+            # member list has its members looked up from them. Says "not offered" (and
+            # succeeds) when the booking API is not running or no operator token is set.
+            results.append(_run_job(instance, defs, "ingest_platform_job", tenant))
             results.append(_run_job(instance, defs, "ingest_activity_job", tenant))
             results.append(_run_job(instance, defs, "ingest_members_job", tenant))
-            # Says "not offered" (and succeeds) when the booking API is not running or no
-            # operator token is set.
-            results.append(_run_job(instance, defs, "ingest_platform_job", tenant))
     if args.skip_warehouse:
         print("pipeline: warehouse build and publish skipped (--skip-warehouse)", flush=True)
     else:
