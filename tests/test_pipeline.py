@@ -34,10 +34,17 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module", params=["extended", "reference"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The stand-ins with our extensions, or with the tenants' reference behaviour only."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def platform(history: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def platform(history: Path, mode: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stand-ins and the booking API serving the history; yields the API's URL."""
-    with serving_history(history, tmp_path_factory.mktemp("platform")) as api_url:
+    folder = tmp_path_factory.mktemp(f"platform-{mode}")
+    with serving_history(history, folder, reference=mode == "reference") as api_url:
         yield api_url
 
 
@@ -54,20 +61,54 @@ def _snapshot(data_dir: Path) -> duckdb.DuckDBPyConnection:
 
 
 def test_reconciliation_lists_exactly_the_planted_anomalies(
-    pipeline_run: Path, history: Path
+    pipeline_run: Path, history: Path, mode: str
 ) -> None:
+    """Every planted anomaly a check can see, and nothing else: against reference services
+    the ledger checks cannot run (no ledger feed), so only the Duffel ones are listed."""
     manifest = json.loads((history / "manifest.json").read_text())
+    checks = {"ledger_vs_platform", "duffel_vs_platform"}
+    if mode == "reference":
+        checks = {"duffel_vs_platform"}
     planted = {
         (a["kind"], a["tenant_id"], a["booking_id"])
         for a in manifest["anomalies"]
-        if a["expected_in"] == "reconciliation"
+        if a["expected_in"] == "reconciliation" and a["check"] in checks
     }
+    with _snapshot(pipeline_run) as con:
+        unavailable = {
+            (tenant, check)
+            for tenant, check in con.execute(
+                "select tenant_id, check_name from reconciliation_checks where not available"
+            ).fetchall()
+        }
+    tenants = set(manifest["counts"])
+    expected_unavailable = (
+        {(t, "ledger_vs_platform") for t in tenants} if mode == "reference" else set()
+    )
+    assert unavailable == expected_unavailable
     with _snapshot(pipeline_run) as con:
         found = set(
             con.execute("select kind, tenant_id, booking_id from reconciliation_issues").fetchall()
         )
     assert planted  # the generator did plant some
     assert found == planted
+
+
+def test_the_member_snapshot_follows_what_the_tenant_offers(pipeline_run: Path, mode: str) -> None:
+    source = "balance lookups" if mode == "reference" else "from the member list"
+    with _snapshot(pipeline_run) as con:
+        reasons = dict(
+            con.execute(
+                "select tenant_id, reason from reconciliation_checks"
+                " where check_name = 'member_liability' and available"
+            ).fetchall()
+        )
+        members = dict(
+            con.execute("select tenant_id, count(*) from members group by all").fetchall()
+        )
+    assert set(reasons) == set(members) == {"coffeechain", "fintechapp", "telcocorp"}
+    assert all(source in reason for reason in reasons.values()), reasons
+    assert all(n > 0 for n in members.values())
 
 
 def test_bookings_match_the_generated_statuses(pipeline_run: Path, history: Path) -> None:

@@ -29,13 +29,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @contextmanager
-def serving_history(history: Path, folder: Path) -> Iterator[str]:
-    """Stand-ins and the booking API serving ``history``; yields the API's URL."""
+def serving_history(history: Path, folder: Path, *, reference: bool = False) -> Iterator[str]:
+    """Stand-ins (``reference``: reference behaviour only) and the booking API serving
+    ``history``; yields the API's URL."""
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "booking.sqlite3"
     import_history(f"sqlite:///{database}", history)
     saved = dict(os.environ)
-    sandbox = start_sandbox(history_config(history))
+    sandbox = start_sandbox(history_config(history, reference=reference))
     api = None
     try:
         api = ApiServer(_env(sandbox, database), folder / "api.log")

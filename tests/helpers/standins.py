@@ -19,11 +19,13 @@ def sandbox_config(**overrides: object) -> SandboxConfig:
     return dataclasses.replace(base, **overrides)
 
 
-def history_config(history: Path) -> SandboxConfig:
-    """Stand-ins serving a generated history on free ports, quiet, with limits no test reaches."""
+def history_config(history: Path, *, reference: bool = False) -> SandboxConfig:
+    """Stand-ins serving a generated history on free ports, quiet, with limits no test reaches
+    (``reference``: the tenants' reference behaviour only, no extension)."""
     return dataclasses.replace(
         SandboxConfig(),
         history_dir=history,
+        reference=reference,
         ports=dict.fromkeys(SERVICES, 0),
         log_requests=False,
         limits=dict.fromkeys(SERVICES, Limit(100_000)),
