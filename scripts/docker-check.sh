@@ -6,12 +6,15 @@
 #      (no registry pull needed), trusting the same extra CA certificates as this host;
 #   3. the image built from the Dockerfile;
 #   4. stand-ins (sandbox role) up and healthy on free ports;
-#   5. the pipeline role run against them: exit 0 and a serving snapshot in the data volume;
-#   6. demo users (create-users role), then the dashboard role: sign-in page, HEALTHCHECK, and a
+#   5. the api role (booking API), the history's platform side imported into its store:
+#      HEALTHCHECK, /api/v1/health and /docs 200, a CoffeeChain flight search through it from
+#      another container, its admin routes open to the operator token, its event feed serving
+#      the history;
+#   6. the pipeline role run against the stand-ins and the API's feeds: exit 0 and a serving
+#      snapshot in the data volume with every tenant's bookings;
+#   7. demo users (create-users role), then the dashboard role: sign-in page, HEALTHCHECK, and a
 #      signed-in CSV export read from the snapshot;
-#   7. the Dagster webserver and daemon roles healthy, the webserver showing the pipeline's runs;
-#   8. the api role (booking API): HEALTHCHECK, /api/v1/health and /docs 200, a CoffeeChain flight
-#      search through it from another container, and its admin routes open to the operator token.
+#   8. the Dagster webserver and daemon roles healthy, the webserver showing the pipeline's runs.
 #
 # Every container and the data volume are removed at the end, pass or fail; the images stay,
 # so a re-run reuses the base image and the build cache.
@@ -229,89 +232,14 @@ wait_healthy "$RUN_ID-sandbox" 300
 ok "sandbox role: history generated into the volume, 4 stand-ins healthy (HEALTHCHECK)"
 done_step
 
-# ---------------------------------------------------------------- 5. pipeline
-step 5 "pipeline role: ingest -> dbt build -> publish"
-# Its progress lines are shown; dbt's own output goes to a log, shown on failure.
-pipeline_log="$WORK/pipeline.log"
-podman_run --rm --name "$RUN_ID-pipeline" --network host --volume "$VOLUME:/app/data" \
-  "${standin_env[@]}" "$IMAGE" pipeline 2>&1 | tee "$pipeline_log" |
-  grep --line-buffered -E '^(pipeline:|  [✓✗…]|  failed:)' | sed 's/^/    /' || {
-  tail -40 "$pipeline_log" | sed 's/^/    /' >&2
-  show_logs "$RUN_ID-sandbox"
-  fail "the pipeline role exited non-zero"
-}
-steps_ok=$(sed -n 's|^pipeline: \([0-9]*\)/\1 steps succeeded.*|\1|p' "$pipeline_log")
-[ -n "$steps_ok" ] || fail "the pipeline did not report all steps succeeded"
-ok "pipeline role exited 0: $steps_ok/$steps_ok runs succeeded"
-# The snapshot must be in the shared volume and hold every tenant's bookings.
-podman_run --rm --volume "$VOLUME:/app/data" "$IMAGE" python -c '
-import json, pathlib, sys
-import duckdb
-serving = pathlib.Path("/app/data/serving")
-version = json.loads((serving / "serving.json").read_text())["version"]
-with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
-    per_tenant = dict(con.sql("select tenant_id, count(*) from bookings group by 1").fetchall())
-print(f"    snapshot {version}: bookings per tenant {per_tenant}")
-sys.exit(0 if len(per_tenant) == 3 and all(per_tenant.values()) else 1)
-' || fail "the serving snapshot is missing or lacks a tenant's bookings"
-ok "serving snapshot published in the data volume with bookings for all 3 tenants"
-done_step
-
-# ---------------------------------------------------------------- 6. dashboard
-step 6 "create-users and dashboard roles"
-users=$(podman_run --rm --volume "$VOLUME:/app/data" "$IMAGE" create-users) ||
-  fail "the create-users role failed"
-password=$(awk '$1 == "operator" { print $2 }' <<<"$users")
-[ -n "$password" ] || fail "create-users printed no operator sign-in"
-ok "create-users role wrote demo users to the volume"
-dashboard_port=$(free_port_from 18050)
-start_role dashboard --env DASHBOARD_HOST=127.0.0.1 --env "DASHBOARD_PORT=$dashboard_port" \
-  "$IMAGE" dashboard
-wait_healthy "$RUN_ID-dashboard" 120
-dashboard="http://127.0.0.1:$dashboard_port"
-status=$(curl --silent --output /dev/null --write-out '%{http_code}' "$dashboard/login")
-[ "$status" = 200 ] || fail "GET /login answered $status"
-ok "dashboard role: GET /login 200 and HEALTHCHECK healthy (port $dashboard_port)"
-jar="$WORK/cookies"
-# The sign-in form carries a CSRF token bound to the session cookie: fetch both, send both.
-csrf=$(curl --silent --fail --cookie-jar "$jar" "$dashboard/login" |
-  sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
-[ -n "$csrf" ] || fail "the sign-in form carries no CSRF token"
-status=$(curl --silent --output /dev/null --write-out '%{http_code}' --cookie "$jar" \
-  --cookie-jar "$jar" --data-urlencode "csrf_token=$csrf" --data-urlencode username=operator \
-  --data-urlencode "password=$password" "$dashboard/login")
-[ "$status" = 302 ] || fail "signing in as operator answered $status, not a redirect"
-rows=$(curl --silent --fail --cookie "$jar" "$dashboard/export/bookings.csv" | tail -n +2 | wc -l)
-[ "$rows" -gt 0 ] || fail "the signed-in bookings export is empty"
-ok "dashboard sign-in as operator works; bookings export from the snapshot: $rows rows"
-done_step
-
-# ---------------------------------------------------------------- 7. Dagster
-step 7 "webserver and daemon roles"
-webserver_port=$(free_port_from 13000)
-start_role webserver --env DAGSTER_WEBSERVER_HOST=127.0.0.1 \
-  --env "DAGSTER_WEBSERVER_PORT=$webserver_port" "${standin_env[@]}" "$IMAGE" webserver
-start_role daemon "${standin_env[@]}" "$IMAGE" daemon
-wait_healthy "$RUN_ID-webserver" 180
-ok "webserver role: /server_info answers, HEALTHCHECK healthy (port $webserver_port)"
-# The runs of the pipeline container are in the instance the webserver reads: one shared
-# DAGSTER_HOME in the data volume.
-runs=$(curl --silent --fail -H 'Content-Type: application/json' \
-  --data '{"query": "{ runsOrError { ... on Runs { results { status } } } }"}' \
-  "http://127.0.0.1:$webserver_port/graphql" | grep -o '"SUCCESS"' | wc -l)
-[ "$runs" -ge "$steps_ok" ] || fail "the webserver shows $runs successful runs, expected $steps_ok"
-ok "webserver shows the pipeline container's $runs successful runs (shared Dagster instance)"
-wait_healthy "$RUN_ID-daemon" 180
-ok "daemon role: every daemon heartbeating (dagster-daemon liveness-check via HEALTHCHECK)"
-done_step
-
-# ---------------------------------------------------------------- 8. booking API
-step 8 "api role: the booking API"
+# ---------------------------------------------------------------- 5. booking API
+step 5 "api role: the booking API, the platform's side of the history imported"
 api_port=$(free_port_from 18000)
 # A throwaway operator token for this check only (the example env file leaves it empty).
 api_token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 start_role api "${standin_env[@]}" --env BOOKING_HOST=127.0.0.1 --env "BOOKING_PORT=$api_port" \
-  --env "BOOKING_OPERATOR_TOKEN=$api_token" "$IMAGE" api
+  --env "BOOKING_OPERATOR_TOKEN=$api_token" \
+  --env BOOKING_IMPORT_HISTORY=/app/data/sandbox/history "$IMAGE" api
 wait_healthy "$RUN_ID-api" 120
 api="http://127.0.0.1:$api_port"
 for path in /api/v1/health /docs; do
@@ -358,7 +286,90 @@ status=$(curl --silent --output /dev/null --write-out '%{http_code}' \
   -H "Authorization: Bearer $api_token" "$api/api/v1/admin/events")
 [ "$status" = 200 ] || fail "admin events with the operator token answered $status"
 ok "api role: admin routes 401 without the operator token, 200 with it"
+events=$(curl --silent --fail -H "Authorization: Bearer $api_token" \
+  "$api/api/v1/admin/events?limit=1000" | grep -o '"booking_id"' | wc -l)
+[ "$events" -gt 0 ] || fail "the API serves no event of the imported history"
+ok "api role: the generated history's platform side imported; its event feed serves it"
+# What the ingestion needs to read the API's feeds.
+feed_env=(--env "BOOKING_API_URL=$api" --env "BOOKING_OPERATOR_TOKEN=$api_token")
 done_step
+
+# ---------------------------------------------------------------- 6. pipeline
+step 6 "pipeline role: ingest -> dbt build -> publish"
+# Its progress lines are shown; dbt's own output goes to a log, shown on failure.
+pipeline_log="$WORK/pipeline.log"
+podman_run --rm --name "$RUN_ID-pipeline" --network host --volume "$VOLUME:/app/data" \
+  "${standin_env[@]}" "${feed_env[@]}" "$IMAGE" pipeline 2>&1 | tee "$pipeline_log" |
+  grep --line-buffered -E '^(pipeline:|  [✓✗…]|  failed:)' | sed 's/^/    /' || {
+  tail -40 "$pipeline_log" | sed 's/^/    /' >&2
+  show_logs "$RUN_ID-sandbox"
+  fail "the pipeline role exited non-zero"
+}
+steps_ok=$(sed -n 's|^pipeline: \([0-9]*\)/\1 steps succeeded.*|\1|p' "$pipeline_log")
+[ -n "$steps_ok" ] || fail "the pipeline did not report all steps succeeded"
+ok "pipeline role exited 0: $steps_ok/$steps_ok runs succeeded"
+# The snapshot must be in the shared volume and hold every tenant's bookings.
+podman_run --rm --volume "$VOLUME:/app/data" "$IMAGE" python -c '
+import json, pathlib, sys
+import duckdb
+serving = pathlib.Path("/app/data/serving")
+version = json.loads((serving / "serving.json").read_text())["version"]
+with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
+    per_tenant = dict(con.sql("select tenant_id, count(*) from bookings group by 1").fetchall())
+print(f"    snapshot {version}: bookings per tenant {per_tenant}")
+sys.exit(0 if len(per_tenant) == 3 and all(per_tenant.values()) else 1)
+' || fail "the serving snapshot is missing or lacks a tenant's bookings"
+ok "serving snapshot published in the data volume with bookings for all 3 tenants"
+done_step
+
+# ---------------------------------------------------------------- 7. dashboard
+step 7 "create-users and dashboard roles"
+users=$(podman_run --rm --volume "$VOLUME:/app/data" "$IMAGE" create-users) ||
+  fail "the create-users role failed"
+password=$(awk '$1 == "operator" { print $2 }' <<<"$users")
+[ -n "$password" ] || fail "create-users printed no operator sign-in"
+ok "create-users role wrote demo users to the volume"
+dashboard_port=$(free_port_from 18050)
+start_role dashboard --env DASHBOARD_HOST=127.0.0.1 --env "DASHBOARD_PORT=$dashboard_port" \
+  "$IMAGE" dashboard
+wait_healthy "$RUN_ID-dashboard" 120
+dashboard="http://127.0.0.1:$dashboard_port"
+status=$(curl --silent --output /dev/null --write-out '%{http_code}' "$dashboard/login")
+[ "$status" = 200 ] || fail "GET /login answered $status"
+ok "dashboard role: GET /login 200 and HEALTHCHECK healthy (port $dashboard_port)"
+jar="$WORK/cookies"
+# The sign-in form carries a CSRF token bound to the session cookie: fetch both, send both.
+csrf=$(curl --silent --fail --cookie-jar "$jar" "$dashboard/login" |
+  sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' | head -1)
+[ -n "$csrf" ] || fail "the sign-in form carries no CSRF token"
+status=$(curl --silent --output /dev/null --write-out '%{http_code}' --cookie "$jar" \
+  --cookie-jar "$jar" --data-urlencode "csrf_token=$csrf" --data-urlencode username=operator \
+  --data-urlencode "password=$password" "$dashboard/login")
+[ "$status" = 302 ] || fail "signing in as operator answered $status, not a redirect"
+rows=$(curl --silent --fail --cookie "$jar" "$dashboard/export/bookings.csv" | tail -n +2 | wc -l)
+[ "$rows" -gt 0 ] || fail "the signed-in bookings export is empty"
+ok "dashboard sign-in as operator works; bookings export from the snapshot: $rows rows"
+done_step
+
+# ---------------------------------------------------------------- 8. Dagster
+step 8 "webserver and daemon roles"
+webserver_port=$(free_port_from 13000)
+start_role webserver --env DAGSTER_WEBSERVER_HOST=127.0.0.1 \
+  --env "DAGSTER_WEBSERVER_PORT=$webserver_port" "${standin_env[@]}" "$IMAGE" webserver
+start_role daemon "${standin_env[@]}" "${feed_env[@]}" "$IMAGE" daemon
+wait_healthy "$RUN_ID-webserver" 180
+ok "webserver role: /server_info answers, HEALTHCHECK healthy (port $webserver_port)"
+# The runs of the pipeline container are in the instance the webserver reads: one shared
+# DAGSTER_HOME in the data volume.
+runs=$(curl --silent --fail -H 'Content-Type: application/json' \
+  --data '{"query": "{ runsOrError { ... on Runs { results { status } } } }"}' \
+  "http://127.0.0.1:$webserver_port/graphql" | grep -o '"SUCCESS"' | wc -l)
+[ "$runs" -ge "$steps_ok" ] || fail "the webserver shows $runs successful runs, expected $steps_ok"
+ok "webserver shows the pipeline container's $runs successful runs (shared Dagster instance)"
+wait_healthy "$RUN_ID-daemon" 180
+ok "daemon role: every daemon heartbeating (dagster-daemon liveness-check via HEALTHCHECK)"
+done_step
+
 
 echo
 echo "docker-check passed in $((SECONDS - started)) s. Verified:"
