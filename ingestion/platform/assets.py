@@ -28,7 +28,9 @@ class BookingApiResource(dg.ConfigurableResource):
     ``BOOKING_OPERATOR_TOKEN`` when the run starts, so it never appears in run config or the UI."""
 
     base_url: str | None = None  # else BOOKING_API_URL (default http://127.0.0.1:8000)
-    page_size: int = 500
+    # The API's largest page: a backfill of a million bookings is ~3 million events, and
+    # operator requests share one limit (600 a minute), so fewer, larger pages.
+    page_size: int = MAX_PAGE_SIZE
     batch_size: int = 10_000
 
     def settings(self) -> PlatformSettings:
