@@ -119,6 +119,29 @@ def _cycles(
     return found
 
 
+def _dagster_dev(scratch: Path, env: dict[str, str], logs: Path) -> tuple[str, subprocess.Popen]:
+    """`dagster dev` started in the scratch folder, not the project's: it loads the ``.env`` of
+    the folder it starts in OVER the environment (an empty ``BOOKING_OPERATOR_TOKEN=`` there
+    would blank the benchmark's token, and the live job would read no booking events)."""
+    workspace = scratch / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: definitions\n"
+        f"      working_directory: {json.dumps(str(ROOT))}\n"
+    )
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        *("dev", "-w", str(workspace), "-p", str(DAGSTER_PORT)),
+    ]
+    log = open(logs / "dagster.log", "ab")  # noqa: SIM115 - the child process owns it
+    print(f"  starting dagster (log: {log.name})", flush=True)
+    process = subprocess.Popen(
+        command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return "dagster", process
+
+
 class _Steps:
     """Wall time of each set-up step, printed as it ends and reported with the figures."""
 
@@ -240,21 +263,7 @@ def run(
                     print(f"  pipeline:{line}", flush=True)
             first = _version(serving)
             with steps.timed("dagster dev up in live mode (INGEST_LIVE=1)"):
-                children.append(
-                    demo.start_child(
-                        "dagster",
-                        [
-                            str(Path(sys.executable).parent / "dagster"),
-                            "dev",
-                            "-w",
-                            "workspace.yaml",
-                            "-p",
-                            str(DAGSTER_PORT),
-                        ],
-                        env,
-                        logs,
-                    )
-                )
+                children.append(_dagster_dev(scratch, env, logs))
                 demo.wait_healthy(
                     f"http://127.0.0.1:{DAGSTER_PORT}/server_info", 300, children[-1][1]
                 )
