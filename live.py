@@ -162,6 +162,7 @@ def live_cycles(
         started = time.monotonic()
         events, landed = _ingest(context, tenant_apis, booking_api, landing, feeds)
         yield from events
+        ingested = time.monotonic()
         if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
             time.sleep(config.idle_seconds)
             continue
@@ -176,6 +177,7 @@ def live_cycles(
                     metadata={"dbt_status": str(node.status), "seconds": node.execution_time},
                 )
         warehouse.fingerprint_file.write_text(fingerprint)
+        built = time.monotonic()
         published = publish_snapshot(
             warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
         )
@@ -184,9 +186,11 @@ def live_cycles(
             metadata={"version": str(published.version), "seconds": round(published.seconds, 3)},
         )
         cycles += 1
+        done = time.monotonic()
         context.log.info(
             f"live: cycle {cycles} landed {landed:,} rows and published snapshot "
-            f"{published.version} in {time.monotonic() - started:.1f} s"
+            f"{published.version} in {done - started:.1f} s (ingest {ingested - started:.1f} s, "
+            f"dbt build {built - ingested:.1f} s, publish {done - built:.1f} s)"
         )
 
 

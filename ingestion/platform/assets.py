@@ -11,6 +11,7 @@ from ingestion.resources import LandingResource
 from ingestion.sync import RequestCounter, SyncStats
 from tenants.http import RetryPolicy
 from tenants.platform import (
+    FEED_RATE_LIMIT,
     MAX_PAGE_SIZE,
     BookingApiUnavailable,
     BookingEventsClient,
@@ -28,7 +29,9 @@ class BookingApiResource(dg.ConfigurableResource):
     ``BOOKING_OPERATOR_TOKEN`` when the run starts, so it never appears in run config or the UI."""
 
     base_url: str | None = None  # else BOOKING_API_URL (default http://127.0.0.1:8000)
-    page_size: int = 500
+    # The API's largest page: a backfill of a million bookings is ~3 million events, and
+    # operator requests share one limit (600 a minute), so fewer, larger pages.
+    page_size: int = MAX_PAGE_SIZE
     batch_size: int = 10_000
 
     def settings(self) -> PlatformSettings:
@@ -38,11 +41,16 @@ class BookingApiResource(dg.ConfigurableResource):
         return settings
 
     def client(self, settings: PlatformSettings, requests: RequestCounter) -> BookingEventsClient:
-        # A refused connection is retried briefly: an API that is not running should say so
-        # in seconds, not hold the pipeline for a whole budget.
+        # A refused connection is retried briefly (3 attempts, sub-second backoff): an API that
+        # is not running should say so in seconds, not hold the pipeline for a whole budget.
+        # A call may wait out the feed's request quota, though: a backfill of millions of
+        # events spends a minute's quota in under a minute, and the next page has to wait for
+        # the next window instead of failing the run.
         return build_booking_events_client(
             settings,
-            retry=RetryPolicy(max_attempts=3, max_elapsed_seconds=10),
+            retry=RetryPolicy(
+                max_attempts=3, max_elapsed_seconds=FEED_RATE_LIMIT.window_seconds + 5
+            ),
             event_hooks={"response": [requests]},
         )
 
