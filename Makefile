@@ -46,7 +46,7 @@ sandbox: setup $(HISTORY)/events.parquet
 	$(PY) -m sandbox serve --history $(HISTORY)
 
 demo: setup $(HISTORY)/events.parquet
-	$(PY) demo.py --history $(HISTORY)
+	$(PY) demo.py --history $(HISTORY) $(ARGS)
 
 pipeline: setup $(HISTORY)/events.parquet
 	$(PY) pipeline.py --with-sandbox $(HISTORY)

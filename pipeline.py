@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ class StepResult:
 
 
 def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepResult:
+    from dagster import DagsterRunStatus
     from dagster._core.utils import make_new_run_id
 
     from transforms.pool import host_tags
@@ -64,6 +66,10 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
             tags=host_tags(),
         )
     seconds = time.perf_counter() - started
+    if instance.get_run_by_id(run_id).status == DagsterRunStatus.CANCELED:
+        # Stopped from outside (the demo's Ctrl-C marks the run canceling, then interrupts it).
+        print(f"  ■ {label} canceled after {seconds:.1f} s", flush=True)
+        raise KeyboardInterrupt
     if result.success:
         summary = []
         for event in result.get_asset_materialization_events():
@@ -170,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     ensure_dagster_home()
+    # SIGTERM stops the run as Ctrl-C does (during a job, Dagster handles both itself).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sandbox = _sandbox_for_run(args.with_sandbox) if args.with_sandbox else None
     try:
         return _run(args)
+    except KeyboardInterrupt:
+        print("pipeline: stopped; the remaining jobs did not run", flush=True)
+        return 130
     finally:
         if sandbox is not None:
             sandbox.stop()
