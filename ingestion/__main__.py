@@ -1,4 +1,5 @@
-"""Ingestion's operator commands: ``python -m ingestion replay-quarantine --tenant X``."""
+"""Ingestion's operator commands: ``python -m ingestion replay-quarantine --tenant X``,
+``python -m ingestion compact`` (merge the landing zone's small files)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from ingestion.landing import LandingZone
+from ingestion.compaction import compact_all
+from ingestion.landing import LandingZone, LockTimeout
 from ingestion.replay import REPLAYABLE, replay_quarantine
 from tenants.registry import get_registry, load_registry
 
@@ -38,6 +40,31 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    try:
+        results = compact_all(LandingZone.under(args.data_dir), args.tenant, wait_seconds=args.wait)
+    except LockTimeout as error:
+        print(f"{error}; nothing was changed, try again later", file=sys.stderr)
+        return 1
+    for result in results:
+        print(result.line(), flush=True)
+    merged = [r for r in results if r.into is not None]
+    print(
+        f"compaction done: {sum(r.merged_files for r in merged):,} files merged into {len(merged)}",
+        flush=True,
+    )
+    return 0
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR", "data")),
+        help="the data folder holding landing/ and quarantine/ (default: $DATA_DIR or data)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,14 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--tenant", required=True)
     replay.add_argument("--source", choices=sorted({s for s, _ in REPLAYABLE}))
     replay.add_argument("--entity", choices=sorted({e for _, e in REPLAYABLE}))
-    replay.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("DATA_DIR", "data")),
-        help="the data folder holding landing/ and quarantine/ (default: $DATA_DIR or data)",
-    )
+    _data_dir(replay)
     replay.add_argument("--tenants-dir", type=Path, help="another tenant registry folder")
     replay.set_defaults(run=_replay)
+    compact = sub.add_parser(
+        "compact",
+        help="merge the small landed files of each folder into one (safe while ingestion "
+        "and builds run)",
+    )
+    compact.add_argument("--tenant", help="only this tenant's folders (default: all folders)")
+    compact.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for readers (a dbt build) to let go of the landing zone",
+    )
+    _data_dir(compact)
+    compact.set_defaults(run=_compact)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -15,12 +15,13 @@ def duplicate_ids(
     zone: LandingZone, source: str, entity: str, key: list[str]
 ) -> dg.AssetCheckResult:
     """No record version landed twice within a tenant (re-runs must not duplicate)."""
-    frames = [zone.scan(source, entity, t) for t in _tenants(zone, source, entity)]
-    frames = [f for f in frames if f is not None]
-    if not frames:
-        return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
-    landed = pl.concat(frames).select(["tenant_id", *key])
-    dupes = landed.group_by(["tenant_id", *key]).len().filter(pl.col("len") > 1).collect()
+    with zone.reading():
+        frames = [zone.scan(source, entity, t) for t in _tenants(zone, source, entity)]
+        frames = [f for f in frames if f is not None]
+        if not frames:
+            return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+        landed = pl.concat(frames).select(["tenant_id", *key])
+        dupes = landed.group_by(["tenant_id", *key]).len().filter(pl.col("len") > 1).collect()
     return dg.AssetCheckResult(
         passed=dupes.height == 0,
         metadata={"duplicated_keys": dupes.height, "examples": str(dupes.head(5).to_dicts())},
@@ -29,7 +30,8 @@ def duplicate_ids(
 
 def quarantine_share(zone: LandingZone, source: str, entity: str) -> dg.AssetCheckResult:
     """Open (unresolved) rejected records stay a small share of what was delivered."""
-    landed = sum(_count(zone.folder(source, entity, t)) for t in _tenants(zone, source, entity))
+    with zone.reading():
+        landed = sum(_count(zone.folder(source, entity, t)) for t in _tenants(zone, source, entity))
     rejected = sum(
         dead_letters.entries(zone, source, entity, t)["open"].sum()
         for t in _tenants(zone, source, entity, quarantine=True)

@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from ingestion.compaction_job import compact_landing_job
 from ingestion.duffel import assets as duffel
 from ingestion.loyalty import assets as loyalty
 from ingestion.partitions import tenant_partitions
@@ -86,6 +87,12 @@ ingest_platform_schedule = _per_tenant_schedule(
     os.environ.get("INGEST_PLATFORM_CRON", "*/5 * * * *"),
     running=not LIVE,
 )
+# Live mode lands a batch every few seconds: merge them before they pile up.
+compact_landing_schedule = _per_tenant_schedule(
+    "compact_landing_schedule",
+    compact_landing_job,
+    os.environ.get("COMPACT_LANDING_CRON", "*/10 * * * *" if LIVE else "15 * * * *"),
+)
 ingest_reference_schedule = dg.ScheduleDefinition(
     name="ingest_reference_schedule",
     job=ingest_reference_job,
@@ -122,12 +129,14 @@ defs = dg.Definitions(
         ingest_reference_job,
         ingest_platform_job,
         quarantine_replay_job,
+        compact_landing_job,
     ],
     schedules=[
         ingest_activity_schedule,
         ingest_members_schedule,
         ingest_platform_schedule,
         ingest_reference_schedule,
+        compact_landing_schedule,
     ],
     resources={
         "tenant_apis": TenantApisResource(),

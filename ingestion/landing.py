@@ -5,16 +5,24 @@ again rewrites the same file instead of adding a copy. Cursors for incremental p
 are derived from what has landed, never from a separate state file: from the landed rows,
 or from the progress a pull wrote into a batch file's footer (``landed_cursor``), which
 lands atomically with the rows it speaks for.
+
+Compaction (``ingestion/compaction.py``) merges a partition's small files into one. Readers
+and writers of the landing zone hold its lock shared (``LandingZone.reading``) while they
+list and read files; compaction swaps files only while holding it exclusively, so nobody
+ever sees both a merged file and the files merged into it, or neither.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +34,14 @@ TENANT_LEVEL = "tenant_id="
 # Batches landed by a quarantine replay are named so: they are no evidence of how far a
 # pull got, so no cursor is derived from them.
 REPLAY_PREFIX = "replay-"
+# The footer of a merged file lists the batches merged into it (JSON list of names).
+MERGED_KEY = "ingest.merged"
+COMPACTED_PREFIX = "compacted-"
+LOCK_FILE = ".lock"
+
+
+class LockTimeout(TimeoutError):
+    """The landing zone stayed in use longer than a compaction would wait for it."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,53 @@ class LandingZone:
 
     def files(self, source: str, entity: str, tenant_id: str | None) -> list[Path]:
         return sorted(self.folder(source, entity, tenant_id).glob("*.parquet"))
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the landing zone's lock shared: no compaction swaps files meanwhile.
+
+        Anyone listing files and reading them later (a lazy scan, a dbt build) holds it
+        until done; writers hold it while a batch lands.
+        """
+        with self._lock(fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def swapping(self, wait_seconds: float) -> Iterator[None]:
+        """Hold the lock exclusively (compaction's swap), waiting at most ``wait_seconds``
+        for readers to finish; ``LockTimeout`` if they do not."""
+        with self._lock(fcntl.LOCK_EX, wait_seconds):
+            yield
+
+    @contextlib.contextmanager
+    def _lock(self, kind: int, wait_seconds: float | None = None) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if wait_seconds is None:
+                fcntl.flock(descriptor, kind)
+            else:  # polled: Linux lets new shared holders in ahead of a waiting exclusive one
+                deadline = time.monotonic() + wait_seconds
+                while True:
+                    try:
+                        fcntl.flock(descriptor, kind | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise LockTimeout(
+                                f"the landing zone {self.root} stayed in use for {wait_seconds:g} s"
+                            ) from None
+                        time.sleep(0.05)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
+    def merged_batches(self, folder: Path) -> set[str]:
+        """Names of the batches merged into the compacted files of ``folder``."""
+        merged: set[str] = set()
+        for path in folder.glob(f"{COMPACTED_PREFIX}*.parquet"):
+            merged.update(json.loads(pl.read_parquet_metadata(path).get(MERGED_KEY, "[]")))
+        return merged
 
     def scan(self, source: str, entity: str, tenant_id: str | None) -> pl.LazyFrame | None:
         """Everything landed for one entity (and tenant), or None before the first batch."""
@@ -102,9 +165,16 @@ def land(
     schema = ENTITIES[(source, entity)]
     frame = frame.select(schema.names()).cast(dict(schema))  # type: ignore[arg-type]
     metadata = {CURSOR_KEY: json.dumps(cursor, sort_keys=True)} if cursor else None
-    return write_atomically(
-        frame, zone.folder(source, entity, tenant_id) / f"{batch}.parquet", metadata
-    )
+    folder = zone.folder(source, entity, tenant_id)
+    with zone.reading():
+        if batch in zone.merged_batches(folder):
+            # The same records landed before and were compacted since: landing them again
+            # would copy them. Only the pull's progress is new, in an empty batch of its own.
+            frame = frame.clear()
+            if cursor is None:
+                return folder / f"{batch}.parquet"
+            batch = batch_id(f"{batch}-cursor", [metadata[CURSOR_KEY]])
+        return write_atomically(frame, folder / f"{batch}.parquet", metadata)
 
 
 CURSOR_KEY = "ingest.cursor"
@@ -127,10 +197,11 @@ def landed_cursor(
     zone: LandingZone, source: str, entity: str, tenant_id: str | None
 ) -> LandedCursor:
     """The furthest progress any landed batch of this entity committed with its rows."""
-    files = zone.files(source, entity, tenant_id)
     best: dt.datetime | None = None
-    for path in files:
-        text = pl.read_parquet_metadata(path).get(CURSOR_KEY)
+    with zone.reading():
+        files = zone.files(source, entity, tenant_id)
+        footers = [pl.read_parquet_metadata(path).get(CURSOR_KEY) for path in files]
+    for text in footers:
         if not text:
             continue
         value = json.loads(text).get("complete_through")
@@ -154,11 +225,12 @@ def max_landed(
 ) -> dt.datetime | None:
     """The latest value of ``column`` landed by a pull so far (the basis of incremental
     cursors; replayed batches do not count)."""
-    frame = zone.scan(source, entity, tenant_id)
-    if frame is None:
-        return None
-    pulled = frame.filter(~pl.col("_batch_id").str.starts_with(REPLAY_PREFIX))
-    return pulled.select(pl.col(column).max()).collect().item()
+    with zone.reading():
+        frame = zone.scan(source, entity, tenant_id)
+        if frame is None:
+            return None
+        pulled = frame.filter(~pl.col("_batch_id").str.starts_with(REPLAY_PREFIX))
+        return pulled.select(pl.col(column).max()).collect().item()
 
 
 def landed_keys(
@@ -171,8 +243,9 @@ def landed_keys(
     since: dt.datetime,
 ) -> set[tuple]:
     """Keys of records landed at or after ``since``: what a re-fetched overlap must not land twice."""
-    frame = zone.scan(source, entity, tenant_id)
-    if frame is None:
-        return set()
-    rows = frame.filter(pl.col(since_column) >= since).select(key_columns).collect()
+    with zone.reading():
+        frame = zone.scan(source, entity, tenant_id)
+        if frame is None:
+            return set()
+        rows = frame.filter(pl.col(since_column) >= since).select(key_columns).collect()
     return set(rows.iter_rows())

@@ -140,15 +140,16 @@ def _close_superseded(
     """Entries a valid version of which landed after them (a pull that stopped before it
     could record so): closed as superseded, not replayed."""
     key = {LEDGER: "transaction_id", MEMBERS: "member_id", ORDERS: "order_id"}[which]
-    landed = zone.scan(*which, tenant_id)
-    if landed is None:
-        return open_
-    latest = (
-        landed.filter(pl.col(key).is_in(open_["record_key"].drop_nulls().implode()))
-        .group_by(key)
-        .agg(pl.col("_loaded_at").max().alias("_landed_at"))
-        .collect()
-    )
+    with zone.reading():
+        landed = zone.scan(*which, tenant_id)
+        if landed is None:
+            return open_
+        latest = (
+            landed.filter(pl.col(key).is_in(open_["record_key"].drop_nulls().implode()))
+            .group_by(key)
+            .agg(pl.col("_loaded_at").max().alias("_landed_at"))
+            .collect()
+        )
     joined = open_.join(latest, left_on="record_key", right_on=key, how="left")
     done = joined.filter(pl.col("_landed_at") > pl.col("_loaded_at"))
     dead_letters.resolve(

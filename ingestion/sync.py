@@ -296,14 +296,15 @@ def _landed_versions(
     """(id, version as epoch microseconds) of what landed at or after ``since`` (all of it
     when ``since`` is None) -> (its ``same`` columns, where it landed): a re-delivery of a
     version must carry the same values, or it is a conflict."""
-    frame = zone.scan(*entity, tenant_id)
-    if frame is None:
-        return {}
-    if since is not None:
-        frame = frame.filter(pl.col(since_column) >= since)
-    rows = frame.select(
-        pl.col(id_column), pl.col(version_column).cast(pl.Int64), "_batch_id", *same
-    ).collect()
+    with zone.reading():
+        frame = zone.scan(*entity, tenant_id)
+        if frame is None:
+            return {}
+        if since is not None:
+            frame = frame.filter(pl.col(since_column) >= since)
+        rows = frame.select(
+            pl.col(id_column), pl.col(version_column).cast(pl.Int64), "_batch_id", *same
+        ).collect()
     return {(row[0], row[1]): (row[3:], f"landed in batch {row[2]}") for row in rows.iter_rows()}
 
 

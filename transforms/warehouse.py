@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from ingestion.landing import LandingZone
 from transforms.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
 from transforms.publish import publish_snapshot
 from transforms.registry_seeds import write_seeds
@@ -54,6 +55,11 @@ class WarehouseResource(dg.ConfigurableResource):
         if self.warehouse.exists() and built_from != fingerprint:
             return ["build", "--full-refresh"]
         return ["build"]
+
+    def landing(self) -> LandingZone:
+        """The landing zone dbt reads: a build holds it (``reading``), so no compaction swaps
+        files under a build's feet."""
+        return LandingZone.under(self.root)
 
     def dbt_env(self) -> dict[str, str]:
         return {
@@ -138,11 +144,16 @@ class InProcessDbt:
         from dbt.cli.main import dbtRunner  # dbt is imported only where it runs in-process
 
         self.runner = dbtRunner()
+        self.landing = warehouse.landing()
         self.state = warehouse.root / "dbt"  # target and logs, outside the source tree
         self.manifest: dict[str, Any] | None = None
 
     def build(self, args: list[str]) -> list[Any]:
         """Run `dbt <args>`; returns dbt's node results, or raises naming the failed nodes."""
+        with self.landing.reading():
+            return self._build(args)
+
+    def _build(self, args: list[str]) -> list[Any]:
         try:
             result = self.runner.invoke(
                 [
@@ -227,7 +238,8 @@ def warehouse_models(
     # Unit tests check the models' logic, not the data: `make test` runs them on every
     # change (tests/dbt); a production build runs the models and their data tests.
     args += ["--exclude-resource-type", "unit_test"]
-    yield from dbt.cli(args, context=context).stream()
+    with warehouse.landing().reading():
+        yield from dbt.cli(args, context=context).stream()
     if not context.is_subset:
         # Only a build of every model brings the whole warehouse up to this fingerprint.
         warehouse.fingerprint_file.write_text(fingerprint)

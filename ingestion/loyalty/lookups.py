@@ -41,34 +41,39 @@ def lookup_limit(tenant: TenantConfig, share: float = LOOKUP_SHARE) -> RateLimit
 
 def members_to_look_up(zone: LandingZone, tenant_id: str) -> list[str]:
     """Members named by the tenant's landed booking events, in the order to look them up."""
-    events = zone.scan("platform", "booking_events", tenant_id)
-    if events is None:
-        return []
-    active = (
-        events.filter(pl.col("member_id").is_not_null())
-        .group_by("member_id")
-        .agg(pl.col("occurred_at").max().alias("last_active"))
-    )
-    snapshots = zone.scan(*MEMBERS, tenant_id)
-    if snapshots is None:
-        seen = pl.LazyFrame(schema={"member_id": pl.String, "last_seen": pl.Datetime("us", "UTC")})
-    else:
-        seen = snapshots.group_by("member_id").agg(pl.col("snapshot_at").max().alias("last_seen"))
-    ordered = (
-        active.join(seen, on="member_id", how="left")
-        .with_columns(
-            stale=pl.col("last_seen").is_null() | (pl.col("last_seen") < pl.col("last_active")),
+    with zone.reading():
+        events = zone.scan("platform", "booking_events", tenant_id)
+        if events is None:
+            return []
+        active = (
+            events.filter(pl.col("member_id").is_not_null())
+            .group_by("member_id")
+            .agg(pl.col("occurred_at").max().alias("last_active"))
         )
-        .with_columns(
-            # stale: most recently active first; the rest: longest since their lookup first
-            rank=pl.when(pl.col("stale"))
-            .then(-pl.col("last_active").dt.epoch("us"))
-            .otherwise(pl.col("last_seen").dt.epoch("us"))
+        snapshots = zone.scan(*MEMBERS, tenant_id)
+        if snapshots is None:
+            seen = pl.LazyFrame(
+                schema={"member_id": pl.String, "last_seen": pl.Datetime("us", "UTC")}
+            )
+        else:
+            seen = snapshots.group_by("member_id").agg(
+                pl.col("snapshot_at").max().alias("last_seen")
+            )
+        ordered = (
+            active.join(seen, on="member_id", how="left")
+            .with_columns(
+                stale=pl.col("last_seen").is_null() | (pl.col("last_seen") < pl.col("last_active")),
+            )
+            .with_columns(
+                # stale: most recently active first; the rest: longest since their lookup first
+                rank=pl.when(pl.col("stale"))
+                .then(-pl.col("last_active").dt.epoch("us"))
+                .otherwise(pl.col("last_seen").dt.epoch("us"))
+            )
+            .sort(["stale", "rank", "member_id"], descending=[True, False, False])
+            .select("member_id")
+            .collect()
         )
-        .sort(["stale", "rank", "member_id"], descending=[True, False, False])
-        .select("member_id")
-        .collect()
-    )
     return ordered["member_id"].to_list()
 
 

@@ -54,8 +54,10 @@ class PlatformFeed:
 def landed_feed_cursor(zone: LandingZone, feed: PlatformFeed, tenant_id: str) -> int:
     """The last id any landed batch of ``feed`` committed with its rows (0 before the first)."""
     best = 0
-    for path in zone.files(SOURCE, feed.entity, tenant_id):
-        text = pl.read_parquet_metadata(path).get(CURSOR_KEY)
+    with zone.reading():
+        files = zone.files(SOURCE, feed.entity, tenant_id)
+        footers = [pl.read_parquet_metadata(path).get(CURSOR_KEY) for path in files]
+    for text in footers:
         if text:
             best = max(best, int(json.loads(text)[feed.cursor_field]))
     return best
