@@ -359,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
     }
     children: dict[str, subprocess.Popen] = {}
     runs: DagsterRuns | None = None
+    first: PipelineProgress | None = None
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -498,6 +499,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_children(children, runs)
+        if first is not None:
+            first.finish()  # the last lines of its output into its log
         print("demo: stopped", flush=True)
 
 

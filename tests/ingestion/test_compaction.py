@@ -75,7 +75,9 @@ def landed(zone: LandingZone) -> dict[tuple, pl.DataFrame]:
 
 
 def cursors(zone: LandingZone) -> dict:
-    tenants = sorted(p.name.split("=")[1] for p in (zone.root / "loyalty" / "ledger_transactions").iterdir())
+    tenants = sorted(
+        p.name.split("=")[1] for p in (zone.root / "loyalty" / "ledger_transactions").iterdir()
+    )
     return {
         tenant: (
             landed_cursor(zone, *LEDGER, tenant).complete_through,
@@ -92,8 +94,14 @@ def parquet_files(zone: LandingZone) -> list[Path]:
 def add_cursor(zone: LandingZone, tenant: str, through: dt.datetime) -> None:
     """A cursor-only batch, as a pull that found nothing new commits its progress."""
     schema = ENTITIES[LEDGER]
-    land(zone, *LEDGER, tenant, pl.DataFrame(schema=schema), batch_id("c", [str(through)]),
-         cursor={"complete_through": through.isoformat()})
+    land(
+        zone,
+        *LEDGER,
+        tenant,
+        pl.DataFrame(schema=schema),
+        batch_id("c", [str(through)]),
+        cursor={"complete_through": through.isoformat()},
+    )
 
 
 def new_batch(tenant: str, number: int) -> tuple[str, pl.DataFrame]:
