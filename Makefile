@@ -12,6 +12,7 @@ export DO_NOT_TRACK := 1
 
 help:
 	@echo "make demo       stand-ins + booking API + pipeline + dashboard (the main job)"
+	@echo "                ARGS=--new-passwords gives the dashboard's demo users new passwords"
 	@echo "make test       the whole test suite"
 	@echo "make sandbox    generate history (SIZE=$(SIZE)) if missing, run the four stand-ins"
 	@echo "make generate   (re)generate the sandbox history: SIZE=, SEED="

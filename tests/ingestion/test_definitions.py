@@ -52,12 +52,14 @@ def test_jobs_and_schedules_follow_the_naming_and_cadence() -> None:
         "ingest_members_job",
         "ingest_reference_job",
         "quarantine_replay_job",
+        "compact_landing_job",
     } <= jobs
     schedules = {s.name: s for s in repo.schedule_defs}
     assert schedules["ingest_activity_schedule"].cron_schedule == "*/15 * * * *"
     assert schedules["ingest_members_schedule"].cron_schedule == "0 * * * *"
     assert schedules["ingest_platform_schedule"].cron_schedule == "*/5 * * * *"
     assert schedules["ingest_reference_schedule"].cron_schedule == "30 2 * * *"
+    assert schedules["compact_landing_schedule"].job_name == "compact_landing_job"
     assert all(s.job_name.endswith("_job") for s in schedules.values())
 
 
