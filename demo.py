@@ -52,22 +52,14 @@ def standin_env(config: SandboxConfig) -> dict[str, str]:
     return client_env(config, urls)
 
 
-def write_owner_only(path: Path, text: str) -> None:
-    """Write ``text`` to a file created owner-only: never readable by others, even briefly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(text)
-    os.replace(tmp, path)
-
-
 def operator_token(path: Path) -> str:
     """The booking API's operator token: made on the first start, kept (owner-only) for the next."""
+    from dashboard.auth import write_private
+
     if path.exists() and (token := path.read_text().strip()):
         return token
     token = secrets.token_urlsafe(32)
-    write_owner_only(path, token + "\n")
+    write_private(path, token + "\n")
     return token
 
 
@@ -82,6 +74,7 @@ def demo_sign_ins(
     users file was rewritten, e.g. by ``python -m dashboard create-demo-users``).
     """
     from dashboard import auth
+    from dashboard.auth import write_private
 
     if not new and passwords_file.exists() and users_file.exists():
         kept = [tuple(line.split(" ", 1)) for line in passwords_file.read_text().splitlines()]
@@ -95,7 +88,7 @@ def demo_sign_ins(
         (user.username, password)
         for user, password in auth.create_demo_users(users_file, tenant_ids)
     ]
-    write_owner_only(passwords_file, "".join(f"{name} {password}\n" for name, password in created))
+    write_private(passwords_file, "".join(f"{name} {password}\n" for name, password in created))
     return created
 
 

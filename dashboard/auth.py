@@ -140,7 +140,7 @@ def _parse_users(payload: dict) -> dict[str, User]:
     return users
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -154,7 +154,7 @@ def write_users(path: Path, users: Iterable[User]) -> None:
     """Write the users file atomically, readable by its owner only."""
     fields = ("username", "role", "tenant_id", "password_hash")
     payload = {"users": [{name: getattr(u, name) for name in fields} for u in users]}
-    _write_private(path, json.dumps(payload, indent=2) + "\n")
+    write_private(path, json.dumps(payload, indent=2) + "\n")
 
 
 def create_demo_users(path: Path, tenant_ids: Iterable[str]) -> list[tuple[User, str]]:
@@ -177,7 +177,7 @@ def secret_key(data_dir: Path) -> str:
         return configured
     path = data_dir / SECRET_FILE
     if not path.exists():
-        _write_private(path, secrets.token_hex(32))
+        write_private(path, secrets.token_hex(32))
     return path.read_text().strip()
 
 
