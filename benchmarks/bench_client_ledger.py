@@ -21,9 +21,9 @@ import orjson
 import polars as pl
 
 from benchmarks.common import Figure, report
+from clients.loyalty.client import build_loyalty_client
 from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.runner import start_sandbox
-from tenants.loyalty import build_loyalty_client
 from tenants.registry import load_registry
 from tenants.settings import get_settings
 

@@ -32,7 +32,7 @@ from benchmarks.common import Figure, report
 from dashboard.auth import create_demo_users
 from tests.dbt.build import dbt_build
 from tests.helpers.landing_from_history import write_landing
-from transforms.publish import publish_snapshot
+from warehouse.publish import publish_snapshot
 
 ROOT = Path("data/bench")
 REPEATS = 15

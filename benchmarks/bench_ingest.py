@@ -181,10 +181,10 @@ def _tenant(name: str, *, lifted: bool):
 
 
 def _backfill(offset: int, streams: int) -> dict[str, Any]:
-    from ingestion.landing import LandingZone
+    from clients.duffel.client import build_duffel_client
+    from clients.loyalty.client import build_loyalty_client
+    from ingestion.landing.zone import LandingZone
     from ingestion.sync import snapshot_members, snapshot_reference, sync_ledger, sync_orders
-    from tenants.duffel.client import build_duffel_client
-    from tenants.loyalty import build_loyalty_client
 
     _point_clients_at(offset)
     result: dict[str, Any] = {"steps": []}
@@ -260,11 +260,11 @@ def _until(deadline: float, pages: Iterator) -> Iterator:
 
 def _limits(offset: int, seconds: float) -> dict[str, Any]:
     """Pull every quota flat out for ``seconds`` at the registry's limits."""
-    from ingestion.landing import LandingZone
+    from clients.duffel.client import build_duffel_client
+    from clients.http import RetryPolicy
+    from clients.loyalty.client import build_loyalty_client
+    from ingestion.landing.zone import LandingZone
     from ingestion.sync import sync_ledger, sync_orders
-    from tenants.duffel.client import build_duffel_client
-    from tenants.http import RetryPolicy
-    from tenants.loyalty import build_loyalty_client
 
     _point_clients_at(offset)
     deadline = time.monotonic() + seconds

@@ -26,8 +26,8 @@ from benchmarks.common import Figure, report
 from sandbox.generator import generate
 from tests.dbt.build import dbt_build
 from tests.helpers.landing_from_history import write_landing
-from transforms.publish import publish_snapshot
-from transforms.warehouse import InProcessDbt, WarehouseResource
+from warehouse.dbt import InProcessDbt, WarehouseResource
+from warehouse.publish import publish_snapshot
 
 
 def _increment(workdir: Path, landing: Path, size: int, anchor: dt.date, seed: int) -> None:

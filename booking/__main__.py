@@ -71,7 +71,7 @@ def _share_upstream_limits() -> None:
     Each worker process has its own tenants/ clients; naming one state folder (under the data
     folder unless ``RATE_LIMIT_STATE_DIR`` already names one) makes their limiters share it.
     """
-    from tenants.ratelimit import STATE_DIR_ENV
+    from clients.ratelimit import STATE_DIR_ENV
     from tenants.settings import env_value, get_settings
 
     if not env_value(STATE_DIR_ENV):

@@ -19,7 +19,7 @@ def _users_file(explicit: str | None) -> Path:
 
 def create_demo_users(users_file: Path) -> None:
     """Write an operator and one staff user per tenant with fresh random passwords, and print them."""
-    from tenants.registry import get_registry
+    from tenants.settings import get_registry
 
     created = auth.create_demo_users(users_file, get_registry())
     print(f"Demo users written to {users_file} (the passwords are shown only now):")

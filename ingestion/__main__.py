@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from ingestion.landing import LandingZone
+from ingestion.landing.zone import LandingZone
 from ingestion.replay import REPLAYABLE, replay_quarantine
-from tenants.registry import get_registry, load_registry
+from tenants.registry import load_registry
+from tenants.settings import get_registry
 
 
 def _replay(args: argparse.Namespace) -> int:

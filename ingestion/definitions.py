@@ -11,7 +11,7 @@ from ingestion.platform import assets as platform
 from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.resources import LandingResource, TenantApisResource
 
-# Live mode (the demo): live.py's job keeps every tenant's activity flowing in one run, so
+# Live mode (the demo): orchestration/live.py's job keeps every tenant's activity flowing in one run, so
 # the per-tenant activity schedule stands down and no tenant is synced twice at once.
 LIVE = os.environ.get("INGEST_LIVE") == "1"
 

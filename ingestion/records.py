@@ -30,10 +30,10 @@ from pydantic import (
     ValidationError,
 )
 
-from ingestion.landing import Rejected
-from ingestion.schemas import ENTITIES
-from tenants.duffel.models import Airline, Airport
-from tenants.models import LedgerTransaction, LedgerType, Member
+from clients.duffel.models import Airline, Airport
+from clients.loyalty.models import LedgerTransaction, LedgerType, Member
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import Rejected
 
 M = TypeVar("M", bound=BaseModel)
 

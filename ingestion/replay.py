@@ -9,7 +9,7 @@ or runs the Dagster job ``quarantine_replay_job``. Each open entry's payload goe
 today's validation. A record that now validates lands (once: a version already landed is
 recognised, a conflicting one stays quarantined as a conflict); one that still fails stays
 quarantined, under today's reason. Every outcome is recorded beside the entry
-(``ingestion.quarantine``), so a replay can be repeated or resumed after a crash and neither
+(``ingestion.landing.quarantine``), so a replay can be repeated or resumed after a crash and neither
 loses nor duplicates a record.
 """
 
@@ -22,10 +22,11 @@ from typing import Any
 
 import polars as pl
 
-from ingestion import quarantine as dead_letters
+from clients.loyalty.models import Member
 from ingestion import records
-from ingestion.landing import REPLAY_PREFIX, LandingZone, Rejected, batch_id, land
-from ingestion.schemas import ENTITIES
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import REPLAY_PREFIX, LandingZone, Rejected, batch_id, land
 from ingestion.sync import (
     LEDGER,
     LEDGER_SAME,
@@ -38,7 +39,6 @@ from ingestion.sync import (
     _unseen,
     _unseen_orders,
 )
-from tenants.models import Member
 from tenants.registry import TenantConfig
 
 REPLAYABLE = (LEDGER, MEMBERS, ORDERS)

@@ -23,21 +23,15 @@ from typing import Any, TypeVar
 import msgspec
 import polars as pl
 
-from ingestion import quarantine as dead_letters
+from clients.duffel.client import DuffelClient, RawListPage
+from clients.duffel.models import Airline, Airport
+from clients.loyalty.client import LoyaltyClient
+from clients.loyalty.models import Member
 from ingestion import records
-from ingestion.landing import (
-    LandingZone,
-    Rejected,
-    batch_id,
-    land,
-    landed_cursor,
-    max_landed,
-)
-from ingestion.schemas import ENTITIES
-from tenants.duffel.client import DuffelClient, RawListPage
-from tenants.duffel.models import Airline, Airport
-from tenants.loyalty import LoyaltyClient
-from tenants.models import Member
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.cursors import landed_cursor, max_landed
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import LandingZone, Rejected, batch_id, land
 
 log = logging.getLogger("ingestion")
 T = TypeVar("T")

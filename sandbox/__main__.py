@@ -123,10 +123,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _traffic(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from clients.platform import PlatformSettings
     from sandbox.seed import reference_members_frame
     from sandbox.traffic import Traffic, members_from_frame
-    from tenants.platform import PlatformSettings
-    from tenants.registry import get_registry
+    from tenants.settings import get_registry
 
     if args.rate <= 0:
         print("--rate: bookings per minute must be more than 0", file=sys.stderr)

@@ -30,9 +30,9 @@ import numpy as np
 import polars as pl
 from pydantic import SecretStr
 
+from clients.errors import UpstreamError
+from clients.loyalty.member_auth import member_header
 from tenants.auth import ApiKeyAuth, JwtSession, OAuth2ClientCredentials
-from tenants.errors import UpstreamError
-from tenants.member_auth import member_header
 from tenants.registry import ApiKeyAuth as ApiKeyConfig
 from tenants.registry import JwtSessionAuth as JwtSessionConfig
 from tenants.registry import OAuthClientCredentialsAuth as OAuth2Config

@@ -11,7 +11,6 @@ import datetime as dt
 import itertools
 import re
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -308,11 +307,3 @@ def load_registry(directory: Path | None = None) -> dict[str, TenantConfig]:
     if not files:
         raise RegistryError(f"no tenant files (*.yaml) in {folder}")
     return {tenant.id: tenant for tenant in map(load_tenant_file, files)}
-
-
-@cache
-def get_registry() -> dict[str, TenantConfig]:
-    """The registry of this deployment, loaded once per process."""
-    from tenants.settings import get_settings
-
-    return load_registry(get_settings().tenants_dir)

@@ -10,7 +10,7 @@ from dotenv import dotenv_values
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tenants.registry import REGISTRY_DIR, TenantConfig
+from tenants.registry import REGISTRY_DIR, TenantConfig, load_registry
 
 
 class MissingSecretError(RuntimeError):
@@ -28,6 +28,12 @@ class Settings(BaseSettings):
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+@cache
+def get_registry() -> dict[str, TenantConfig]:
+    """The registry of this deployment (from ``TENANTS_DIR``), loaded once per process."""
+    return load_registry(get_settings().tenants_dir)
 
 
 @cache

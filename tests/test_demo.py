@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from demo import operator_token, standin_env
+from orchestration.demo import operator_token, standin_env
 from sandbox.config import DEFAULT_PORTS
 from sandbox.runner import Sandbox
 

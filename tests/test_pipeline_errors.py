@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-import pipeline
 from definitions import defs
+from orchestration import pipeline
 from tenants.settings import get_settings
 
 

@@ -28,7 +28,7 @@ from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
 from tests.helpers.platform import TENANTS, run_pipeline
 from tests.helpers.standins import sandbox_config
 from tests.sandbox.test_traffic import Clock, read_feed, reference_traffic
-from transforms.publish import SNAPSHOT
+from warehouse.publish import SNAPSHOT
 
 TICKS = 30  # three decks of traffic: approvals, cancellations and failures in each
 

@@ -18,12 +18,12 @@ import time
 
 import polars as pl
 
+from clients.errors import NotFound
+from clients.loyalty.client import LoyaltyClient
+from clients.loyalty.models import Member
 from ingestion import records
-from ingestion.landing import LandingZone, Rejected
+from ingestion.landing.zone import LandingZone, Rejected
 from ingestion.sync import MEMBERS, RequestCounter, SyncStats, _Batcher
-from tenants.errors import NotFound
-from tenants.loyalty import LoyaltyClient
-from tenants.models import Member
 from tenants.registry import JwtSessionAuth, OAuthClientCredentialsAuth, RateLimit, TenantConfig
 
 log = logging.getLogger("ingestion")

@@ -23,11 +23,11 @@ from typing import Any
 
 import polars as pl
 
-from ingestion import quarantine as dead_letters
-from ingestion.landing import CURSOR_KEY, LandingZone, Rejected, batch_id, land
+from clients.http import Route
+from clients.platform import BookingEventsClient, FeedContractError
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.zone import CURSOR_KEY, LandingZone, Rejected, batch_id, land
 from ingestion.sync import RequestCounter, SyncStats, _BatchStamps
-from tenants.http import Route
-from tenants.platform import BookingEventsClient, FeedContractError
 
 SOURCE = "platform"
 

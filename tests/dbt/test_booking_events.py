@@ -16,9 +16,9 @@ import httpx
 import polars as pl
 import pytest
 
-from ingestion.landing import LandingZone, land
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone, land
 from ingestion.platform.events import CURSOR_FIELD
-from ingestion.schemas import BOOKING_EVENTS
 from sandbox.runner import Sandbox
 from tests.booking.test_http import (
     OPERATOR_TOKEN,

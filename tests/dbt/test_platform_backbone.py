@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from ingestion.duffel.assets import orders
-from ingestion.landing import LandingZone
+from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import start_sandbox

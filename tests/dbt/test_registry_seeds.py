@@ -8,13 +8,13 @@ from decimal import Decimal
 import pytest
 
 from tenants.registry import load_registry
-from transforms.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
+from warehouse.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
 
 
 def test_committed_seeds_equal_the_registry() -> None:
     for name, text in seed_files(load_registry()).items():
         assert (SEEDS_DIR / name).read_text(encoding="utf-8") == text, (
-            f"{name} is stale: run python -m transforms.registry_seeds"
+            f"{name} is stale: run python -m warehouse.registry_seeds"
         )
 
 

@@ -2,7 +2,7 @@
 
 A TEST SHORTCUT for warehouse-level tests (dbt models, marts, reconciliation against the
 manifest): it skips the stand-in APIs and the ingestion assets and writes directly the
-Parquet files they would produce, in the layout and column types of ``ingestion/schemas.py``.
+Parquet files they would produce, in the layout and column types of ``ingestion/landing/schemas.py``.
 It does not prove that ingestion lands what it should; the real pipeline test (stand-ins ->
 ingestion -> landing -> dbt) comes from ingestion.
 
@@ -30,12 +30,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ingestion.landing import CURSOR_KEY, LandingZone, batch_id, write_atomically
-from ingestion.loyalty.capabilities import land_probes
-from ingestion.platform.events import CURSOR_FIELD
-from ingestion.platform.events import ENTITY as EVENTS_ENTITY
-from ingestion.platform.events import SOURCE as EVENTS_SOURCE
-from ingestion.schemas import (
+from clients.loyalty.client import CapabilityProbe
+from ingestion.landing.schemas import (
     AIRLINES,
     AIRPORTS,
     BOOKING_EVENTS,
@@ -44,10 +40,14 @@ from ingestion.schemas import (
     ORDER_SEGMENTS,
     ORDERS,
 )
+from ingestion.landing.zone import CURSOR_KEY, LandingZone, batch_id, write_atomically
+from ingestion.loyalty.capabilities import land_probes
+from ingestion.platform.events import CURSOR_FIELD
+from ingestion.platform.events import ENTITY as EVENTS_ENTITY
+from ingestion.platform.events import SOURCE as EVENTS_SOURCE
 from sandbox.duffel.render import child_id, id_seed, layover_minutes, stable_int
 from sandbox.reference import AIRLINES as REFERENCE_AIRLINES
 from sandbox.reference import airports, flight_minutes, great_circle_km
-from tenants.loyalty import CapabilityProbe
 from tenants.registry import load_registry
 
 MINUTE = dt.timedelta(minutes=1)

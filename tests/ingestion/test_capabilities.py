@@ -23,9 +23,11 @@ import polars as pl
 import pytest
 import yaml
 
+from clients.loyalty.client import build_loyalty_client
 from ingestion.definitions import defs
 from ingestion.duffel.assets import orders
-from ingestion.landing import LandingZone, land
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone, land
 from ingestion.loyalty.assets import (
     CAPABILITIES_KEY,
     LEDGER_KEY,
@@ -35,9 +37,7 @@ from ingestion.loyalty.assets import (
 )
 from ingestion.loyalty.assets import capabilities as capabilities_asset
 from ingestion.resources import LandingResource, TenantApisResource
-from ingestion.schemas import BOOKING_EVENTS
 from sandbox.runner import Sandbox, start_sandbox
-from tenants.loyalty import build_loyalty_client
 from tenants.registry import REGISTRY_DIR, load_registry
 from tenants.settings import get_settings
 from tests.booking.test_http import (

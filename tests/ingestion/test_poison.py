@@ -16,9 +16,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ingestion import quarantine as dead_letters
+from clients.loyalty.client import build_loyalty_client
 from ingestion import records
-from ingestion.landing import LandingZone
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
 from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.replay import replay_quarantine
@@ -26,7 +27,6 @@ from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, snapshot_members, sync_orders
 from sandbox.duffel.render import order_bytes
 from sandbox.runner import Sandbox
-from tenants.loyalty import build_loyalty_client
 from tenants.registry import load_registry
 from tests.ingestion.standins import (
     MemberBalances,

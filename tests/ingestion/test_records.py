@@ -18,12 +18,12 @@ import httpx
 import polars as pl
 import pytest
 
+from clients.duffel.client import DuffelClient
+from clients.errors import DuffelError
+from clients.loyalty.models import LedgerTransaction
 from ingestion import records
-from ingestion.quarantine import Known, digest, payload_text
+from ingestion.landing.quarantine import Known, digest, payload_text
 from ingestion.sync import _prefetched
-from tenants.duffel.client import DuffelClient
-from tenants.errors import DuffelError
-from tenants.models import LedgerTransaction
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "duffel" / "order.json"
 TENANT = "coffeechain"

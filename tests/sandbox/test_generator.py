@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from booking.domain import INITIAL, Status, can_transition, event_type
-from ingestion.landing import LandingZone
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone
 from ingestion.platform.events import landed_event_cursor
-from ingestion.schemas import BOOKING_EVENTS
 from sandbox.duffel.render import order_json, wire_row
 from sandbox.generator import RECONCILIATION_KINDS, generate
 from sandbox.reference import AIRLINES, airports

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenants.duffel import build_duffel_client
-from tenants.errors import (
+from clients.duffel import build_duffel_client
+from clients.errors import (
     DuffelError,
     DuffelRejected,
     DuffelUnavailable,

@@ -8,7 +8,7 @@ started by this project also carry the host they run on (``HOST_TAG``). A run wh
 recorded process no longer exists on its host is reported as failed, and the slots of
 every ended run are freed, before a new build claims the pool.
 
-``python -m transforms.pool`` shows who holds the pool; ``python -m transforms.pool free
+``python -m warehouse.pool`` shows who holds the pool; ``python -m warehouse.pool free
 RUN_ID`` marks a run failed and frees its slots (for a run on another host that is gone).
 """
 
@@ -30,7 +30,7 @@ WAREHOUSE_POOL = "warehouse"
 # Which machine (and boot of it) a run's process runs on, so its pid can be judged.
 HOST_TAG = "loyalty_flights/host"
 UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-CLEAR_HINT = "python -m transforms.pool free {run_id}"
+CLEAR_HINT = "python -m warehouse.pool free {run_id}"
 
 
 def host_identity() -> str:
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         release(
-            instance, state, "Marked failed by hand (transforms.pool free): its process is gone."
+            instance, state, "Marked failed by hand (warehouse.pool free): its process is gone."
         )
         print(f"{state.describe()}: marked failed, slots freed")
         return 0

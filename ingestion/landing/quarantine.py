@@ -19,8 +19,8 @@ from decimal import Decimal
 
 import polars as pl
 
-from ingestion.landing import LandingZone, Rejected, batch_id, write_atomically
-from ingestion.schemas import QUARANTINE, UTC_TS
+from ingestion.landing.schemas import QUARANTINE, UTC_TS
+from ingestion.landing.zone import LandingZone, Rejected, batch_id, write_atomically
 
 RESOLVED_FOLDER = "resolved"
 

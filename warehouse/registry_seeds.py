@@ -4,7 +4,7 @@
 the tenant has none), ``tenants.csv`` one row of rules per tenant, and
 ``capability_declarations.csv`` what each tenant file declares about each capability (what
 the APIs really offer is probed by ingestion, never taken from here). Regenerate them before
-every dbt build (``python -m transforms.registry_seeds``): a new tenant YAML then reaches the
+every dbt build (``python -m warehouse.registry_seeds``): a new tenant YAML then reaches the
 warehouse with no dbt change.
 """
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 # The console shows this script's progress lines; Dagster's event log stays in the instance (UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -45,7 +45,7 @@ class StepResult:
 def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepResult:
     from dagster._core.utils import make_new_run_id
 
-    from transforms.pool import host_tags
+    from warehouse.pool import host_tags
 
     label = f"{job_name}[{partition_key}]" if partition_key else job_name
     print(f"  … {label}", flush=True)
@@ -101,7 +101,7 @@ def _cause(error) -> str:
 
 
 def _reap(instance, exclude: list[str]) -> list[str]:
-    from transforms.pool import reap
+    from warehouse.pool import reap
 
     return reap(instance, exclude=exclude)
 
@@ -133,7 +133,7 @@ class _PoolWatch:
         self._thread.join(timeout=10)
 
     def _watch(self) -> None:
-        from transforms.pool import pool_holders, waiting_in_pool, waiting_message
+        from warehouse.pool import pool_holders, waiting_in_pool, waiting_message
 
         said, said_at = "", 0.0
         while not self._stop.wait(self.POLL_SECONDS):

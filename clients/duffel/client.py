@@ -13,8 +13,7 @@ import httpx
 import msgspec
 from pydantic import BaseModel, TypeAdapter
 
-from tenants.auth import build_duffel_auth
-from tenants.duffel.models import (
+from clients.duffel.models import (
     Airline,
     Airport,
     DuffelOrder,
@@ -24,16 +23,17 @@ from tenants.duffel.models import (
     OrderCancellation,
     Payment,
 )
-from tenants.errors import (
+from clients.errors import (
     DUFFEL_ERRORS,
     DuffelError,
     OrderOutcomeUnknown,
     UpstreamTimeout,
     duffel_error,
 )
-from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
-from tenants.models import utc_text
-from tenants.ratelimit import limiter_for, quota_key
+from clients.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
+from clients.loyalty.models import utc_text
+from clients.ratelimit import limiter_for, quota_key
+from tenants.auth import build_duffel_auth
 from tenants.registry import TenantConfig
 from tenants.settings import Settings, get_settings
 

@@ -17,8 +17,7 @@ import httpx
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tenants.auth import BearerTokenAuth
-from tenants.errors import (
+from clients.errors import (
     ErrorFamily,
     RateLimited,
     UpstreamError,
@@ -26,9 +25,10 @@ from tenants.errors import (
     UpstreamUnavailable,
     tenant_error,
 )
-from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
-from tenants.ratelimit import limiter_for, quota_key
-from tenants.redact import register_secret
+from clients.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
+from clients.ratelimit import limiter_for, quota_key
+from clients.redact import register_secret
+from tenants.auth import BearerTokenAuth
 from tenants.registry import RateLimit
 
 FEED = Route("GET", "/api/v1/admin/events", Safety.READ)

@@ -5,8 +5,7 @@ import os
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from transforms.pool import pool_holders, reap, waiting_message
-from transforms.warehouse import (
+from warehouse.dbt import (
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
     WarehouseResource,
@@ -14,6 +13,7 @@ from transforms.warehouse import (
     serving_snapshot,
     warehouse_models,
 )
+from warehouse.pool import pool_holders, reap, waiting_message
 
 warehouse_job = dg.define_asset_job(
     "warehouse_job",

@@ -16,10 +16,9 @@ from typing import Any, NamedTuple
 import httpx
 from pydantic import TypeAdapter
 
-from tenants.auth import TenantAuth, build_auth
-from tenants.errors import NotFound, NotSupported, UpstreamError, tenant_error
-from tenants.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
-from tenants.models import (
+from clients.errors import NotFound, NotSupported, UpstreamError, tenant_error
+from clients.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
+from clients.loyalty.models import (
     ApprovalCheck,
     Balance,
     Deduction,
@@ -29,7 +28,8 @@ from tenants.models import (
     TravelEligibility,
     utc_text,
 )
-from tenants.ratelimit import limiter_for, quota_key
+from clients.ratelimit import limiter_for, quota_key
+from tenants.auth import TenantAuth, build_auth
 from tenants.registry import CAPABILITY_NAMES, Endpoint, JwtSessionAuth, RateLimit, TenantConfig
 from tenants.settings import tenant_base_url
 

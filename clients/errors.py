@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from tenants.ratelimit import parse_retry_after
-from tenants.redact import redact
+from clients.ratelimit import parse_retry_after
+from clients.redact import redact
 
 PROBLEM_BASE = "urn:loyalty-flights:problem:"
 

@@ -12,11 +12,11 @@ from collections.abc import Generator, Mapping
 import httpx
 from pydantic import SecretStr
 
+from clients.http import RetryPolicy, build_http_client
+from clients.loyalty.client import LoyaltyClient
+from clients.loyalty.models import Balance
+from clients.ratelimit import limiter_for, quota_key
 from tenants.auth import TenantAuth
-from tenants.http import RetryPolicy, build_http_client
-from tenants.loyalty import LoyaltyClient
-from tenants.models import Balance
-from tenants.ratelimit import limiter_for, quota_key
 from tenants.registry import ApiKeyAuth, TenantConfig
 from tenants.settings import tenant_base_url
 

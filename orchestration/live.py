@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from clients.errors import UpstreamError
 from ingestion.definitions import LIVE
 from ingestion.duffel.assets import ORDERS_KEY, SEGMENTS_KEY
 from ingestion.loyalty.assets import LEDGER_KEY
@@ -36,11 +37,7 @@ from ingestion.platform.feed import sync_feed
 from ingestion.platform.searches import SEARCHES_FEED
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
-from tenants.errors import UpstreamError
-from transforms.pool import host_tags, reap
-from transforms.publish import publish_snapshot
-from transforms.registry_seeds import write_seeds
-from transforms.warehouse import (
+from warehouse.dbt import (
     WAREHOUSE_POOL,
     InProcessDbt,
     LayerTranslator,
@@ -49,6 +46,9 @@ from transforms.warehouse import (
     project_fingerprint,
     tag_host,
 )
+from warehouse.pool import host_tags, reap
+from warehouse.publish import publish_snapshot
+from warehouse.registry_seeds import write_seeds
 
 SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
 

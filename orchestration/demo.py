@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from pipeline import ensure_dagster_home
+from orchestration.pipeline import ensure_dagster_home
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
 from sandbox.runner import client_env
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 OPERATOR_TOKEN_FILE = ROOT / "data" / "booking" / "operator-token"
 
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         print("demo: first pipeline run (ingest -> dbt build -> publish)", flush=True)
-        first = subprocess.run([PY, "pipeline.py"], cwd=ROOT, env=env)
+        first = subprocess.run([PY, "-m", "orchestration.pipeline"], cwd=ROOT, env=env)
         if first.returncode != 0:
             print(
                 "demo: the first pipeline run reported failures (see above); continuing", flush=True

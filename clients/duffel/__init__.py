@@ -1,7 +1,7 @@
 """Duffel flights API: the client and its lenient models."""
 
-from tenants.duffel.client import DuffelClient, build_duffel_client
-from tenants.duffel.models import (
+from clients.duffel.client import DuffelClient, build_duffel_client
+from clients.duffel.models import (
     Airline,
     Airport,
     DuffelOrder,
@@ -11,7 +11,7 @@ from tenants.duffel.models import (
     Payment,
     parse_duration,
 )
-from tenants.duffel.webhooks import (
+from clients.duffel.webhooks import (
     DuffelWebhook,
     DuffelWebhookEvent,
     WebhookSignatureError,

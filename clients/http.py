@@ -20,23 +20,23 @@ from urllib.parse import quote
 
 import httpx
 
-from tenants.errors import (
+from clients.errors import (
     LOYALTY_ERRORS,
     ErrorFamily,
     RateLimited,
     UpstreamError,
     decode_body,
 )
-from tenants.ratelimit import (
+from clients.ratelimit import (
     DEADLINE_EXTENSION,
     ClientRateLimiter,
     RateLimitedTransport,
     RateLimitWait,
     parse_retry_after,
 )
-from tenants.redact import get_logger
+from clients.redact import get_logger
 
-log = get_logger("tenants.http")
+log = get_logger("clients.http")
 
 # A request under this much remaining budget is not worth starting.
 _MIN_ATTEMPT_SECONDS = 0.05

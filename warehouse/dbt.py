@@ -12,9 +12,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from transforms.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
-from transforms.publish import publish_snapshot
-from transforms.registry_seeds import write_seeds
+from warehouse.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
+from warehouse.publish import publish_snapshot
+from warehouse.registry_seeds import write_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = ROOT / "dbt_project"

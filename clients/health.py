@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tenants.duffel.client import build_duffel_client
-from tenants.errors import UpstreamError
-from tenants.http import RetryPolicy
+from clients.duffel.client import build_duffel_client
+from clients.errors import UpstreamError
+from clients.http import RetryPolicy
 from tenants.registry import TenantConfig
 from tenants.settings import tenant_base_url
 

@@ -1,4 +1,5 @@
-"""The landing zone: immutable Parquet batches written atomically, and what has landed so far.
+"""The landing zone: immutable Parquet batches written atomically, and what has landed so far
+(cursors derived from it: ``ingestion.landing.cursors``).
 
 A batch file is named by a hash of the records it holds, so fetching the same records
 again rewrites the same file instead of adding a copy. Cursors for incremental pulls
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ingestion.schemas import ENTITIES
+from ingestion.landing.schemas import ENTITIES
 
 TENANT_LEVEL = "tenant_id="
 # Batches landed by a quarantine replay are named so: they are no evidence of how far a
@@ -111,54 +112,12 @@ CURSOR_KEY = "ingest.cursor"
 
 
 @dataclass(frozen=True)
-class LandedCursor:
-    """What the landed batches' footers say about a pull's progress.
-
-    ``complete_through``: every record created at or before it has landed (or been
-    quarantined). ``files`` is how many batch files there are; files without a cursor (from
-    before cursors were committed with the data) leave ``complete_through`` None.
-    """
-
-    complete_through: dt.datetime | None
-    files: int
-
-
-def landed_cursor(
-    zone: LandingZone, source: str, entity: str, tenant_id: str | None
-) -> LandedCursor:
-    """The furthest progress any landed batch of this entity committed with its rows."""
-    files = zone.files(source, entity, tenant_id)
-    best: dt.datetime | None = None
-    for path in files:
-        text = pl.read_parquet_metadata(path).get(CURSOR_KEY)
-        if not text:
-            continue
-        value = json.loads(text).get("complete_through")
-        if value:
-            moment = dt.datetime.fromisoformat(value)
-            best = moment if best is None or moment > best else best
-    return LandedCursor(best, len(files))
-
-
-@dataclass(frozen=True)
 class Rejected:
     """A record that failed validation, with a reason naming the record and the field."""
 
     record_key: str | None
     reason: str
     raw: object
-
-
-def max_landed(
-    zone: LandingZone, source: str, entity: str, tenant_id: str | None, column: str
-) -> dt.datetime | None:
-    """The latest value of ``column`` landed by a pull so far (the basis of incremental
-    cursors; replayed batches do not count)."""
-    frame = zone.scan(source, entity, tenant_id)
-    if frame is None:
-        return None
-    pulled = frame.filter(~pl.col("_batch_id").str.starts_with(REPLAY_PREFIX))
-    return pulled.select(pl.col(column).max()).collect().item()
 
 
 def landed_keys(

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from tenants.duffel.models import DuffelWebhook
-from tenants.models import UtcDatetime
+from clients.duffel.models import DuffelWebhook
+from clients.loyalty.models import UtcDatetime
 
 __all__ = [
     "DuffelWebhook",

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import httpx
 
-from tenants.redact import get_logger
+from clients.redact import get_logger
 from tenants.registry import RateLimit
 from tenants.settings import env_value
 
-log = get_logger("tenants.ratelimit")
+log = get_logger("clients.ratelimit")
 
 # A request's deadline (time.monotonic()) travels to the transport in the request extensions.
 DEADLINE_EXTENSION = "tenants.deadline"
