@@ -48,7 +48,7 @@ class ApiKeyAuth(TenantAuth):
     @classmethod
     def from_config(cls, tenant: registry.TenantConfig, base_url: str) -> ApiKeyAuth:
         config = tenant.auth
-        assert isinstance(config, registry.ApiKeyAuth)
+        assert isinstance(config, registry.ApiKeyConfig)
         key = secret(config.key_env, tenant=tenant.id)
         register_secret(key.get_secret_value())
         return cls(config.header, key)
@@ -190,7 +190,7 @@ class OAuth2ClientCredentials(_IssuedTokenAuth):
     @classmethod
     def from_config(cls, tenant: registry.TenantConfig, base_url: str) -> OAuth2ClientCredentials:
         config = tenant.auth
-        assert isinstance(config, registry.OAuthClientCredentialsAuth)
+        assert isinstance(config, registry.OAuthClientCredentialsConfig)
         client_secret = secret(config.client_secret_env, tenant=tenant.id)
         register_secret(client_secret.get_secret_value())
         return cls(
@@ -247,7 +247,7 @@ class JwtSession(_IssuedTokenAuth):
     @classmethod
     def from_config(cls, tenant: registry.TenantConfig, base_url: str) -> JwtSession:
         config = tenant.auth
-        assert isinstance(config, registry.JwtSessionAuth)
+        assert isinstance(config, registry.JwtSessionConfig)
         partner_secret = secret(config.partner_secret_env, tenant=tenant.id)
         register_secret(partner_secret.get_secret_value())
         return cls(

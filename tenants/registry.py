@@ -101,7 +101,7 @@ class RateLimit(_Strict):
     window_seconds: float = Field(default=60.0, gt=0)
 
 
-class ApiKeyAuth(_Strict):
+class ApiKeyConfig(_Strict):
     kind: Literal["api_key"]
     header: str = Field(min_length=1)
     key_env: EnvName
@@ -109,7 +109,7 @@ class ApiKeyAuth(_Strict):
     _check = field_validator("key_env")(_env_name)
 
 
-class OAuthClientCredentialsAuth(_Strict):
+class OAuthClientCredentialsConfig(_Strict):
     kind: Literal["oauth2_client_credentials"]
     token_path: str = Field(pattern=r"^/")
     client_id_env: EnvName
@@ -119,7 +119,7 @@ class OAuthClientCredentialsAuth(_Strict):
     _check = field_validator("client_id_env", "client_secret_env")(_env_name)
 
 
-class JwtSessionAuth(_Strict):
+class JwtSessionConfig(_Strict):
     kind: Literal["jwt_session"]
     session_path: str = Field(pattern=r"^/")
     partner_id_env: EnvName
@@ -130,7 +130,7 @@ class JwtSessionAuth(_Strict):
 
 
 Auth = Annotated[
-    ApiKeyAuth | OAuthClientCredentialsAuth | JwtSessionAuth, Field(discriminator="kind")
+    ApiKeyConfig | OAuthClientCredentialsConfig | JwtSessionConfig, Field(discriminator="kind")
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
@@ -134,40 +135,16 @@ class DuffelClient:
     def iter_pages(
         self, path: str | Route, params: Mapping[str, Any] | None = None
     ) -> Iterator[list[dict[str, Any]]]:
-        """Raw pages of a list endpoint, following ``meta.after`` until it is null."""
-        route = path if isinstance(path, Route) else Route("GET", path, Safety.READ)
-        query = dict(params or {})
-        seen: set[str] = set()
-        while True:
-            body = self._runner.send_json(route, params=query)
-            data = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(data, list):
-                raise DuffelError(
-                    "list response has no 'data' array",
-                    tenant=self.tenant_id,
-                    endpoint=route.label,
-                    status=200,
-                )
-            yield data
-            meta = body.get("meta") or {}
-            after = meta.get("after") if isinstance(meta, dict) else None
-            if not after:
-                return
-            if after in seen:
-                raise DuffelError(
-                    "Duffel returned a cursor it had already returned; stopping to avoid a loop",
-                    tenant=self.tenant_id,
-                    endpoint=route.label,
-                    status=200,
-                    code="repeated_cursor",
-                )
-            seen.add(after)
-            query["after"] = after
+        """Pages of a list endpoint as decoded records (numbers exact), following ``meta.after``
+        until it is null."""
+        for page in self.iter_pages_raw(path, params):
+            yield json.loads(page.body, parse_float=Decimal)["data"]
 
     def iter_pages_raw(
         self, path: str | Route, params: Mapping[str, Any] | None = None
     ) -> Iterator[RawListPage]:
-        """Like ``iter_pages``, but each page's body is handed back undecoded (bytes).
+        """Raw pages of a list endpoint, following ``meta.after`` until it is null; each page's
+        body is handed back undecoded (bytes), with the cursor of the next page.
 
         Only the envelope is read here (is ``data`` an array, what is ``meta.after``), so a
         consumer can decode the records however suits it, e.g. columnar with a slim schema.

@@ -30,7 +30,7 @@ from clients.loyalty.models import (
 )
 from clients.ratelimit import limiter_for, quota_key
 from tenants.auth import TenantAuth, build_auth
-from tenants.registry import CAPABILITY_NAMES, Endpoint, JwtSessionAuth, RateLimit, TenantConfig
+from tenants.registry import CAPABILITY_NAMES, Endpoint, JwtSessionConfig, RateLimit, TenantConfig
 from tenants.settings import tenant_base_url
 
 
@@ -421,7 +421,7 @@ class LoyaltyClient:
         return CapabilityProbe(capability, True, 200, f"{route.label} answered 200")
 
     def _session_auth(self) -> bool:
-        return isinstance(self.tenant.auth, JwtSessionAuth)
+        return isinstance(self.tenant.auth, JwtSessionConfig)
 
     def _missing_route(
         self, capability: str, label: str, exc: NotFound, declared: object

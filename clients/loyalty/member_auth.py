@@ -17,7 +17,7 @@ from clients.loyalty.client import LoyaltyClient
 from clients.loyalty.models import Balance
 from clients.ratelimit import limiter_for, quota_key
 from tenants.auth import TenantAuth
-from tenants.registry import ApiKeyAuth, TenantConfig
+from tenants.registry import ApiKeyConfig, TenantConfig
 from tenants.settings import tenant_base_url
 
 # The header naming the member, per API family (the tenants' own conventions).
@@ -50,7 +50,7 @@ def member_header(tenant: TenantConfig) -> str:
 
 def credential_header(tenant: TenantConfig) -> str:
     """The request header that carries the tenant's credential."""
-    return tenant.auth.header if isinstance(tenant.auth, ApiKeyAuth) else "Authorization"
+    return tenant.auth.header if isinstance(tenant.auth, ApiKeyConfig) else "Authorization"
 
 
 def presented_credential(tenant: TenantConfig, headers: Mapping[str, str]) -> SecretStr | None:

@@ -14,7 +14,6 @@ import polars as pl
 MONEY = pl.Decimal(18, 2)
 UTC_TS = pl.Datetime("us", "UTC")
 
-LINEAGE = {"tenant_id": pl.String, "_loaded_at": UTC_TS, "_batch_id": pl.String}
 
 # raw/loyalty/ledger_transactions: one row per ledger transaction version delivered by a tenant's feed.
 LEDGER_TRANSACTIONS = pl.Schema(

@@ -10,7 +10,6 @@ lands atomically with the rows it speaks for.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -118,20 +117,3 @@ class Rejected:
     record_key: str | None
     reason: str
     raw: object
-
-
-def landed_keys(
-    zone: LandingZone,
-    source: str,
-    entity: str,
-    tenant_id: str | None,
-    key_columns: list[str],
-    since_column: str,
-    since: dt.datetime,
-) -> set[tuple]:
-    """Keys of records landed at or after ``since``: what a re-fetched overlap must not land twice."""
-    frame = zone.scan(source, entity, tenant_id)
-    if frame is None:
-        return set()
-    rows = frame.filter(pl.col(since_column) >= since).select(key_columns).collect()
-    return set(rows.iter_rows())

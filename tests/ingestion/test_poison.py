@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from clients.loyalty.client import build_loyalty_client
-from ingestion import records
+from ingestion import validation
 from ingestion.landing import quarantine as dead_letters
 from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
@@ -169,7 +169,7 @@ def test_a_ledger_amount_finer_than_the_currency_is_quarantined_not_rounded(
 
 def snapshot(
     data_dir: Path, tenant: str, registry: Path, balances: dict[str, str]
-) -> records.Sorted | object:
+) -> validation.Sorted | object:
     config = load_registry(registry)[tenant]
     requests = RequestCounter()
     client = build_loyalty_client(config, transport=MemberBalances(balances))
