@@ -49,7 +49,7 @@ demo: setup $(HISTORY)/events.parquet
 	$(PY) -m orchestration.demo --history $(HISTORY)
 
 pipeline: setup $(HISTORY)/events.parquet
-	$(PY) -m orchestration.pipeline --with-sandbox $(HISTORY)
+	$(PY) -m sandbox pipeline --history $(HISTORY)
 
 dagster: setup
 	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(PY) -c "from orchestration import pipeline; pipeline.ensure_dagster_home()"

@@ -24,8 +24,8 @@ from benchmarks.common import Figure, report
 from clients.loyalty.client import build_loyalty_client
 from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.runner import start_sandbox
+from settings import get_settings
 from tenants.registry import load_registry
-from tenants.settings import get_settings
 
 TENANT = "coffeechain"
 PAGE_SIZE = 1_000

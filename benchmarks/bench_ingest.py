@@ -40,9 +40,10 @@ from typing import Any
 import httpx
 
 from benchmarks.common import Figure, report
+from settings import STANDIN_PORTS
 
 TENANTS = ("coffeechain", "telcocorp", "fintechapp")
-DEFAULT_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+DEFAULT_PORTS = STANDIN_PORTS
 LEDGER_TARGET = 50_000
 ORDERS_TARGET = 10_000
 RSS_TARGET_MB = 1024
@@ -154,7 +155,7 @@ def _point_clients_at(offset: int) -> None:
     # Quarantined records are counted in the figures; one warning line each is noise here.
     logging.getLogger("ingestion").setLevel(logging.ERROR)
     os.environ.update(client_env(offset))
-    from tenants.settings import get_settings
+    from settings import get_settings
 
     get_settings.cache_clear()
 

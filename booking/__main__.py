@@ -72,7 +72,8 @@ def _share_upstream_limits() -> None:
     folder unless ``RATE_LIMIT_STATE_DIR`` already names one) makes their limiters share it.
     """
     from clients.ratelimit import STATE_DIR_ENV
-    from tenants.settings import env_value, get_settings
+    from settings import get_settings
+    from tenants.settings import env_value
 
     if not env_value(STATE_DIR_ENV):
         folder = get_settings().data_dir / "booking" / "ratelimit"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from ingestion.landing.zone import LandingZone
 from ingestion.replay import REPLAYABLE, replay_quarantine
+from settings import get_settings
 from tenants.registry import load_registry
 from tenants.settings import get_registry
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("DATA_DIR", "data")),
+        default=get_settings().data_dir,
         help="the data folder holding landing/ and quarantine/ (default: $DATA_DIR or data)",
     )
     replay.add_argument("--tenants-dir", type=Path, help="another tenant registry folder")

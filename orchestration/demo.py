@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 
 from orchestration.pipeline import ensure_dagster_home
-from sandbox.config import DEFAULT_PORTS, SandboxConfig
+from sandbox.config import SandboxConfig
 from sandbox.runner import client_env
+from settings import STANDIN_PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -32,7 +33,7 @@ def standin_env(config: SandboxConfig) -> dict[str, str]:
 
     Set for every child, so a ``.env`` holding real tenants' values never meets the stand-ins.
     """
-    urls = {name: f"http://{config.host}:{DEFAULT_PORTS[name]}" for name in DEFAULT_PORTS}
+    urls = {name: f"http://{config.host}:{port}" for name, port in STANDIN_PORTS.items()}
     return client_env(config, urls)
 
 
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_dir,
             )
         )
-        for port in (8001, 8002, 8003, 8004):
+        for port in STANDIN_PORTS.values():
             wait_healthy(f"http://127.0.0.1:{port}/health", 60, children[0][1])
         # The history's bookings and events go into the API's store before it starts, so it
         # serves them (its feed included); a store that already holds them is left alone.

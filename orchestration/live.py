@@ -38,6 +38,7 @@ from ingestion.platform.searches import SEARCHES_FEED
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
 from warehouse.dbt import (
+    SERVING_SNAPSHOT_KEY,
     WAREHOUSE_POOL,
     InProcessDbt,
     LayerTranslator,
@@ -50,7 +51,7 @@ from warehouse.pool import host_tags, reap
 from warehouse.publish import publish_snapshot
 from warehouse.registry_seeds import write_seeds
 
-SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
+SNAPSHOT_KEY = SERVING_SNAPSHOT_KEY
 
 
 class LiveConfig(dg.Config):
@@ -163,7 +164,7 @@ def live_cycles(
         events, landed = _ingest(context, tenant_apis, booking_api, landing, feeds)
         yield from events
         ingested = time.monotonic()
-        if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
+        if landed == 0 and warehouse.layout.serving_version_file.exists():
             time.sleep(config.idle_seconds)
             continue
         write_seeds()

@@ -161,37 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="build the warehouse and publish from what has already landed",
     )
-    parser.add_argument(
-        "--with-sandbox",
-        type=Path,
-        metavar="HISTORY",
-        help="serve this generated history on the default ports for the run "
-        "(unless stand-ins already answer there)",
-    )
     args = parser.parse_args(argv)
     ensure_dagster_home()
-    sandbox = _sandbox_for_run(args.with_sandbox) if args.with_sandbox else None
-    try:
-        return _run(args)
-    finally:
-        if sandbox is not None:
-            sandbox.stop()
-
-
-def _sandbox_for_run(history: Path):
-    import httpx
-
-    try:
-        httpx.get("http://127.0.0.1:8001/health", timeout=1)
-        print("pipeline: using the stand-ins already running on 127.0.0.1:8001-8004", flush=True)
-        return None
-    except httpx.HTTPError:
-        pass
-    from sandbox.config import SandboxConfig
-    from sandbox.runner import start_sandbox
-
-    print(f"pipeline: starting stand-ins over {history}", flush=True)
-    return start_sandbox(SandboxConfig(history_dir=history, log_requests=False))
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

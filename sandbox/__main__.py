@@ -168,6 +168,37 @@ def _traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    """One pipeline run against the stand-ins, started for it unless some already answer.
+
+    Here rather than in ``orchestration.pipeline``: the pipeline itself never imports the
+    sandbox (it talks to whatever URLs its settings name); this is the dev convenience."""
+    import httpx
+
+    from orchestration import pipeline
+    from settings import LOCALHOST, STANDIN_PORTS
+
+    first = min(STANDIN_PORTS.values())
+    sandbox = None
+    try:
+        httpx.get(f"http://{LOCALHOST}:{first}/health", timeout=1)
+        print(
+            f"pipeline: using the stand-ins already running on {LOCALHOST}:"
+            f"{first}-{max(STANDIN_PORTS.values())}",
+            flush=True,
+        )
+    except httpx.HTTPError:
+        print(f"pipeline: starting stand-ins over {args.history}", flush=True)
+        from sandbox.runner import start_sandbox
+
+        sandbox = start_sandbox(SandboxConfig(history_dir=args.history, log_requests=False))
+    try:
+        return pipeline.main(args.pipeline_args)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         "headers",
     )
     serve.set_defaults(run=_serve)
+    run = sub.add_parser(
+        "pipeline",
+        help="one pipeline run (python -m orchestration.pipeline ARGS...) against the stand-ins, "
+        "started for the run over --history unless they already answer",
+    )
+    run.add_argument("--history", type=Path, default=DEFAULT_HISTORY)
+    run.add_argument("pipeline_args", nargs=argparse.REMAINDER, help="the pipeline's own options")
+    run.set_defaults(run=_pipeline)
     traffic = sub.add_parser(
         "traffic",
         help="members searching and booking through a running booking API until Ctrl-C",

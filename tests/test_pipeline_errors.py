@@ -9,7 +9,7 @@ import pytest
 
 from definitions import defs
 from orchestration import pipeline
-from tenants.settings import get_settings
+from settings import get_settings
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from sandbox.config import SERVICES, Limit
 from sandbox.runner import Sandbox, start_sandbox
-from tenants.settings import get_settings
+from settings import get_settings
 from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
 from tests.helpers.platform import TENANTS, run_pipeline
 from tests.helpers.standins import sandbox_config

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from settings import DataLayout, get_settings
 from warehouse.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
 from warehouse.publish import publish_snapshot
 from warehouse.registry_seeds import write_seeds
@@ -33,12 +34,16 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.data_dir).resolve()
 
     @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.root)
+
+    @property
     def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        return self.layout.warehouse
 
     @property
     def serving_dir(self) -> Path:
-        return self.root / "serving"
+        return self.layout.serving
 
     @property
     def fingerprint_file(self) -> Path:
@@ -58,7 +63,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def dbt_env(self) -> dict[str, str]:
         return {
             "WAREHOUSE_PATH": str(self.warehouse),
-            "LANDING_ROOT": str(self.root / "landing"),
+            "LANDING_ROOT": str(self.layout.landing),
             "DO_NOT_TRACK": "1",
         }
 
@@ -111,7 +116,7 @@ if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
         cwd=ROOT,
         env={
             **os.environ,
-            **WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")).dbt_env(),
+            **WarehouseResource(data_dir=str(get_settings().data_dir)).dbt_env(),
         },
     )
     MANIFEST_FINGERPRINT.write_text(project_fingerprint())
@@ -233,11 +238,12 @@ def warehouse_models(
         warehouse.fingerprint_file.write_text(fingerprint)
 
 
+SERVING_SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
 MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]
 
 
 @dg.asset(
-    key=dg.AssetKey(["serving", "snapshot"]),
+    key=SERVING_SNAPSHOT_KEY,
     deps=MART_KEYS,
     group_name="serving",
     pool=WAREHOUSE_POOL,

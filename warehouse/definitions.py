@@ -1,10 +1,9 @@
 """The warehouse's Dagster definitions: dbt assets, the publish step, the job that runs them."""
 
-import os
-
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from settings import get_settings
 from warehouse.dbt import (
     DBT_EXECUTABLE,
     DBT_PROJECT_DIR,
@@ -14,6 +13,8 @@ from warehouse.dbt import (
     warehouse_models,
 )
 from warehouse.pool import pool_holders, reap, waiting_message
+
+SETTINGS = get_settings()
 
 warehouse_job = dg.define_asset_job(
     "warehouse_job",
@@ -29,17 +30,15 @@ warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
     # In live mode (INGEST_LIVE=1) the live job builds and publishes after every batch.
     default_status=(
-        dg.DefaultSensorStatus.STOPPED
-        if os.environ.get("INGEST_LIVE") == "1"
-        else dg.DefaultSensorStatus.RUNNING
+        dg.DefaultSensorStatus.STOPPED if SETTINGS.ingest_live else dg.DefaultSensorStatus.RUNNING
     ),
-    minimum_interval_seconds=int(os.environ.get("WAREHOUSE_AUTOMATION_INTERVAL_SECONDS", "10")),
+    minimum_interval_seconds=SETTINGS.warehouse_automation_interval_seconds,
 )
 
 
 @dg.sensor(
     name="warehouse_pool_sensor",
-    minimum_interval_seconds=int(os.environ.get("WAREHOUSE_POOL_SENSOR_INTERVAL_SECONDS", "15")),
+    minimum_interval_seconds=SETTINGS.warehouse_pool_sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Fails runs whose process is gone (killed outright) and frees the warehouse "
     "pool slots they and other ended runs still hold, so scheduled builds do not wait forever.",
@@ -68,6 +67,6 @@ defs = dg.Definitions(
             profiles_dir=str(DBT_PROJECT_DIR),
             dbt_executable=DBT_EXECUTABLE,
         ),
-        "warehouse": WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")),
+        "warehouse": WarehouseResource(data_dir=str(SETTINGS.data_dir)),
     },
 )

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from settings import SERVING_FILE, SERVING_VERSION_FILE, DataLayout
+
 SERVING_TABLES = (
     "bookings",
     "members",
@@ -31,8 +33,8 @@ SERVING_TABLES = (
     "tenant_capabilities",
     "reconciliation_checks",
 )
-SNAPSHOT = "serving.duckdb"
-VERSION = "serving.json"  # small file the dashboard polls to notice a new snapshot
+SNAPSHOT = SERVING_FILE
+VERSION = SERVING_VERSION_FILE  # small file the dashboard polls to notice a new snapshot
 HEALTH_ENTITIES = (("loyalty", "ledger_transactions"), ("loyalty", "members"), ("duffel", "orders"))
 _PER_TENANT = "select tenant_id, count(*) as n, max(_loaded_at) as at from read_parquet(?, hive_partitioning = true) group by tenant_id"
 _NOTHING = "select null::varchar as tenant_id, 0 as n, null::timestamptz as at where false"
@@ -72,7 +74,7 @@ def _health(
     con.execute("insert into snapshot_info values (?)", [published_at])
     if landing_root is None:
         return
-    quarantine_root = landing_root.parent / "quarantine"
+    quarantine_root = DataLayout.of_landing(landing_root).quarantine
     for source, entity in HEALTH_ENTITIES:
         landed = [
             str(p) for p in sorted((landing_root / source / entity).glob("tenant_id=*/*.parquet"))

@@ -16,8 +16,8 @@ import io
 from decimal import Decimal
 from pathlib import Path
 
+from settings import get_settings
 from tenants.registry import CAPABILITY_NAMES, RatePeriod, TenantConfig, load_registry
-from tenants.settings import get_settings
 
 SEEDS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 OPEN_PERIOD_START = dt.date(2000, 1, 1)

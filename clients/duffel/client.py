@@ -34,9 +34,9 @@ from clients.errors import (
 from clients.http import RequestRunner, RetryPolicy, Route, Safety, build_http_client
 from clients.loyalty.models import utc_text
 from clients.ratelimit import limiter_for, quota_key
+from settings import Settings, get_settings
 from tenants.auth import build_duffel_auth
 from tenants.registry import TenantConfig
-from tenants.settings import Settings, get_settings
 
 DUFFEL_VERSION = "v2"
 MAX_PAGE_SIZE = 200

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from ingestion.landing.schemas import ENTITIES
+from settings import DataLayout
 
 TENANT_LEVEL = "tenant_id="
 # Batches landed by a quarantine replay are named so: they are no evidence of how far a
@@ -37,7 +38,8 @@ class LandingZone:
 
     @classmethod
     def under(cls, data_dir: Path) -> LandingZone:
-        return cls(root=data_dir / "landing", quarantine_root=data_dir / "quarantine")
+        layout = DataLayout(data_dir)
+        return cls(root=layout.landing, quarantine_root=layout.quarantine)
 
     def folder(self, source: str, entity: str, tenant_id: str | None) -> Path:
         base = self.root / source / entity

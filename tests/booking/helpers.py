@@ -18,8 +18,9 @@ from booking.upstream import Upstreams
 from clients.duffel.client import DuffelClient, build_duffel_client
 from clients.http import RetryPolicy
 from clients.loyalty.client import build_loyalty_client
+from settings import Settings
 from tenants.registry import RateLimit, TenantConfig
-from tenants.settings import Settings, get_registry
+from tenants.settings import get_registry
 
 FAST = RetryPolicy(max_attempts=2, max_elapsed_seconds=5, base_delay_seconds=0.01)
 

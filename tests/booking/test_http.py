@@ -529,7 +529,8 @@ def test_rate_limit_holds_across_two_workers(
 def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_path: Path) -> None:
     from clients.duffel.client import build_duffel_client
     from clients.duffel.webhooks import sign_webhook
-    from tenants.settings import Settings, get_registry
+    from settings import Settings
+    from tenants.settings import get_registry
 
     stand_ins.reset()  # the seeded balances: earlier tests spent this member's stars
     tenant = get_registry()["coffeechain"]

@@ -24,7 +24,7 @@ from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import start_sandbox
-from tenants.settings import get_settings
+from settings import get_settings
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,

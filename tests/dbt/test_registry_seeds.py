@@ -60,8 +60,8 @@ def test_a_rate_the_seed_type_cannot_hold_is_refused() -> None:
 
 def test_seeds_come_from_the_deployments_tenants_dir(tmp_path, monkeypatch) -> None:
     """With TENANTS_DIR set, the seeds describe that registry, not the repository's."""
+    from settings import get_settings
     from tenants.registry import REGISTRY_DIR
-    from tenants.settings import get_settings
 
     tenants_dir = tmp_path / "tenants"
     tenants_dir.mkdir()

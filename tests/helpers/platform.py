@@ -18,7 +18,7 @@ import dagster as dg
 from booking.history import import_history
 from definitions import defs
 from sandbox.runner import start_sandbox
-from tenants.settings import get_settings
+from settings import get_settings
 from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
 from tests.helpers.standins import history_config
 

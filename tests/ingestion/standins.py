@@ -16,8 +16,8 @@ import yaml
 
 from sandbox.generator import generate
 from sandbox.runner import Sandbox, start_sandbox
+from settings import get_settings
 from tenants.registry import REGISTRY_DIR
-from tenants.settings import get_settings
 from tests.helpers.standins import history_config
 
 ANCHOR = dt.date(2026, 11, 1)

@@ -38,8 +38,8 @@ from ingestion.loyalty.assets import (
 from ingestion.loyalty.assets import capabilities as capabilities_asset
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import Sandbox, start_sandbox
+from settings import get_settings
 from tenants.registry import REGISTRY_DIR, load_registry
-from tenants.settings import get_settings
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,

@@ -19,7 +19,7 @@ from booking.service import outcome_unknown
 from clients.errors import UpstreamTimeout, UpstreamUnavailable
 from clients.http import RetryPolicy
 from clients.loyalty.client import build_loyalty_client
-from tenants.settings import get_settings
+from settings import get_settings
 
 from .conftest import Wire
 

@@ -19,7 +19,7 @@ from clients.errors import (
     OrderNotCreated,
     OrderOutcomeUnknown,
 )
-from tenants.settings import Settings
+from settings import Settings
 
 from .conftest import FAST_RETRY
 
