@@ -69,3 +69,13 @@ def test_only_settings_and_entry_points_read_the_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 readers.add(name)
     assert readers == set()
+
+
+def test_benchmarks_and_the_shared_setup_never_import_the_tests() -> None:
+    offenders = {}
+    for package in ("benchmarks", "testing"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            if "tests" in _imported(ast.parse(path.read_text(), name)):
+                offenders[name] = "tests"
+    assert offenders == {}

@@ -19,8 +19,8 @@ import pytest
 
 from definitions import defs
 from sandbox.generator import generate
+from testing.platform import QUIET, run_pipeline, serving_history
 from tests.booking.test_http import book, coffeechain, search
-from tests.helpers.platform import QUIET, run_pipeline, serving_history
 from tests.helpers.snapshot_reader import read_for
 from warehouse.publish import SNAPSHOT, VERSION, publish_snapshot
 

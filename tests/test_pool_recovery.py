@@ -20,7 +20,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from sandbox.generator import generate
-from tests.helpers.landing_from_history import write_landing
+from testing.landing_from_history import write_landing
 from warehouse.pool import WAREHOUSE_POOL, host_tags
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from .test_http import ROOT, ApiServer, _env
+from testing.booking_api import ROOT
+
+from .test_http import ApiServer, _env
 
 TABLES = {
     "bookings",

@@ -10,8 +10,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.dbt.build import DbtBuild, dbt_build
-from tests.helpers.landing_from_history import write_landing
+from testing.dbt_build import DbtBuild, dbt_build
+from testing.landing_from_history import write_landing
 
 MARTS = [
     "bookings",

@@ -25,6 +25,8 @@ from ingestion.loyalty.assets import ledger_transactions
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import start_sandbox
 from settings import get_settings
+from testing.dbt_build import DbtBuild, dbt_build
+from testing.standins import sandbox_config
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,
@@ -35,8 +37,6 @@ from tests.booking.test_http import (
     search,
     telcocorp,
 )
-from tests.dbt.build import DbtBuild, dbt_build
-from tests.helpers.standins import sandbox_config
 from tests.ingestion.test_booking_events import materialize, outcome
 
 TENANTS = ("coffeechain", "telcocorp")

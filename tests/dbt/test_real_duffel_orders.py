@@ -21,7 +21,7 @@ from clients.duffel.client import DuffelClient
 from ingestion.landing.schemas import BOOKING_EVENTS
 from ingestion.landing.zone import LandingZone, land
 from ingestion.sync import sync_orders
-from tests.dbt.build import DbtBuild, dbt_build
+from testing.dbt_build import DbtBuild, dbt_build
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "duffel"
 TENANT = "coffeechain"

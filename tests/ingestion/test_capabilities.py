@@ -40,6 +40,7 @@ from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import Sandbox, start_sandbox
 from settings import get_settings
 from tenants.registry import REGISTRY_DIR, load_registry
+from testing.standins import sandbox_config
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,
@@ -50,7 +51,6 @@ from tests.booking.test_http import (
     search,
     telcocorp,
 )
-from tests.helpers.standins import sandbox_config
 from tests.ingestion.test_booking_events import materialize as land_booking_events
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")

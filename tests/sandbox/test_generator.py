@@ -21,7 +21,7 @@ from sandbox.reference import AIRLINES, airports
 from sandbox.seed import REFERENCE_MEMBERS
 from tenants.pricing import fare_to_usd, loyalty_units_for_usd
 from tenants.registry import load_registry
-from tests.helpers.landing_from_history import write_landing
+from testing.landing_from_history import write_landing
 
 ANCHOR = dt.date(2026, 11, 1)
 TABLES = ("members", "ledger", "orders", "bookings", "events")

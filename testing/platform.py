@@ -8,7 +8,6 @@ ingestion job for every tenant and the warehouse job, in the order `make pipelin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +17,8 @@ import dagster as dg
 from booking.history import import_history
 from definitions import defs
 from sandbox.runner import start_sandbox
-from settings import get_settings
-from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
-from tests.helpers.standins import history_config
+from testing.booking_api import OPERATOR_TOKEN, ApiServer, api_env
+from testing.standins import history_config, pointed_at
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
 # The platform's records first: members without a member list are looked up from them.
@@ -35,22 +33,21 @@ def serving_history(history: Path, folder: Path, *, reference: bool = False) -> 
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "booking.sqlite3"
     import_history(f"sqlite:///{database}", history)
-    saved = dict(os.environ)
     sandbox = start_sandbox(history_config(history, reference=reference))
     api = None
     try:
-        api = ApiServer(_env(sandbox, database), folder / "api.log")
-        os.environ.update(sandbox.client_env())
-        os.environ.update(BOOKING_API_URL=api.url, BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN)
-        get_settings.cache_clear()
-        yield api.url
+        api = ApiServer(api_env(sandbox, database), folder / "api.log")
+        with pointed_at(sandbox.client_env(), booking_feeds(api.url)):
+            yield api.url
     finally:
         if api is not None:
             api.stop()
         sandbox.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
+
+
+def booking_feeds(url: str) -> dict[str, str]:
+    """The environment that points the ingestion at a booking API's feeds."""
+    return {"BOOKING_API_URL": url, "BOOKING_OPERATOR_TOKEN": OPERATOR_TOKEN}
 
 
 def run_pipeline(data_dir: Path) -> dict[tuple[str, str], dict[str, object]]:

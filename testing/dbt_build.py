@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "dbt_project"
 DBT = Path(sys.executable).parent / "dbt"
 
