@@ -1,4 +1,4 @@
-"""The request loop every client shares: bounded retries with jittered backoff, typed errors, one log line per attempt.
+"""The request loop every client shares: bounded retries with jittered backoff (tenacity), typed errors, one log line per attempt.
 
 What is retried depends on what a repeat could do: a read is retried on any transient
 failure; a write that moves money (a deduction, a refund, a Duffel order or payment) only
@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import tenacity
 
 from clients.errors import (
     LOYALTY_ERRORS,
@@ -82,6 +83,14 @@ class RetryPolicy:
         """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
         ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
         return random.uniform(0.0, ceiling)
+
+
+class _Retry(Exception):
+    """A failed attempt worth repeating: the typed failure, and the upstream's Retry-After."""
+
+    def __init__(self, failure: UpstreamError, retry_after: float | None) -> None:
+        super().__init__(str(failure))
+        self.failure, self.retry_after = failure, retry_after
 
 
 ErrorMapper = Callable[..., UpstreamError]
@@ -181,17 +190,15 @@ class RequestRunner:
     ) -> httpx.Response:
         mapper = error_mapper or self.error_mapper
         policy = policy or self.policy
-        started = time.monotonic()
-        deadline = started + policy.max_elapsed_seconds
+        deadline = time.monotonic() + policy.max_elapsed_seconds
         path = route.path(path_params)
         content = encode_json(json_body) if json_body is not None else None
         send_headers = dict(headers or {})
         if content is not None:
             send_headers["Content-Type"] = "application/json"
-        attempt = 0
-        last_failure: UpstreamError | None = None
-        while True:
-            attempt += 1
+        retried: list[UpstreamError] = []  # failures retried so far, latest last
+
+        def attempt(number: int) -> httpx.Response:
             remaining = deadline - time.monotonic()
             request = self.http.build_request(
                 route.method,
@@ -208,22 +215,22 @@ class RequestRunner:
             try:
                 response = self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
             except RateLimitWait as exc:
-                self._log(route, "rate-limit-wait", t0, attempt)
-                if isinstance(last_failure, RateLimited):
+                self._log(route, "rate-limit-wait", t0, number)
+                if retried and isinstance(retried[-1], RateLimited):
                     # This call's own 429 said it all (code, request id); it stands.
-                    raise last_failure from exc
+                    raise retried[-1] from exc
                 raise self._quota_spent(exc, route) from exc
             except UpstreamError as exc:
                 # Raised by the auth flow (token/session endpoint); the call itself was not sent.
                 exc.not_sent = True
-                self._log(route, f"auth-{exc.status}", t0, attempt)
+                self._log(route, f"auth-{exc.status}", t0, number)
                 if exc.status is None or not _retryable_status(exc.status, Safety.READ):
                     raise
                 failure = exc
                 retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
             except httpx.TransportError as exc:
                 before_call = _failed_before(exc, request)
-                self._log(route, type(exc).__name__, t0, attempt)
+                self._log(route, type(exc).__name__, t0, number)
                 failure = self._transport_failure(exc, route, before_call)
                 if (
                     route.safety is Safety.MONEY
@@ -232,18 +239,43 @@ class RequestRunner:
                 ):
                     raise failure from exc
             else:
-                self._log(route, response.status_code, t0, attempt)
+                self._log(route, response.status_code, t0, number)
                 if response.is_success:
                     return response
                 failure = mapper(response, tenant=self.tenant, endpoint=route.label)
                 if not _retryable_status(response.status_code, route.safety):
                     raise failure
                 retry_after = parse_retry_after(response.headers)
-            delay = max(policy.backoff(attempt), retry_after or 0.0)
-            if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
-                raise failure
-            last_failure = failure
-            self._sleep(delay)
+            retried.append(failure)
+            raise _Retry(failure, retry_after)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            # Jittered backoff, but never sooner than the upstream's Retry-After.
+            outcome = state.outcome.exception() if state.outcome else None
+            retry_after = outcome.retry_after if isinstance(outcome, _Retry) else None
+            return max(policy.backoff(state.attempt_number), retry_after or 0.0)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # Attempts spent, or the wait would end past the call's deadline.
+            return (
+                state.attempt_number >= policy.max_attempts
+                or time.monotonic() + (state.upcoming_sleep or 0.0) > deadline
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retry),
+            wait=wait,
+            stop=stop,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for trial in retrying:
+                with trial:
+                    return attempt(trial.retry_state.attempt_number)
+        except _Retry as spent:
+            raise spent.failure from spent.failure.__cause__
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
     def send_json(self, route: Route, **kwargs: Any) -> Any:
         """Like ``send``, decoding the body with exact decimals."""
