@@ -10,6 +10,14 @@ finished within the last ``window_seconds``; counting a request until its answer
 (not from when it was sent) keeps every window the SERVER can draw, fixed or sliding, within
 the limit. On top of that it obeys the server's own headers: it slows down when the remaining
 quota runs low, stops until the reset when it is gone, and waits out a 429's ``Retry-After``.
+
+Why this is not the ``limits`` library: its
+shared counters live in a server (Redis, Memcached, MongoDB), while the booking API's workers
+share these limiters through a locked file with no server to run (the API's inbound limit
+counts in its own store for the same reason); it counts a hit when it is taken, while here a
+request counts until its answer arrives; and it neither waits for a slot nor reads the
+server's remaining-quota, reset and Retry-After headers. What would be left of it here is the
+window's deque.
 """
 
 from __future__ import annotations
