@@ -193,7 +193,8 @@ def _pipeline(args: argparse.Namespace) -> int:
 
         sandbox = start_sandbox(SandboxConfig(history_dir=args.history, log_requests=False))
     try:
-        return pipeline.main(args.pipeline_args)
+        forwarded = args.pipeline_args
+        return pipeline.main(forwarded[1:] if forwarded[:1] == ["--"] else forwarded)
     finally:
         if sandbox is not None:
             sandbox.stop()
@@ -264,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         "started for the run over --history unless they already answer",
     )
     run.add_argument("--history", type=Path, default=DEFAULT_HISTORY)
-    run.add_argument("pipeline_args", nargs=argparse.REMAINDER, help="the pipeline's own options")
+    run.add_argument(
+        "pipeline_args", nargs=argparse.REMAINDER, help="-- then the pipeline's own options"
+    )
     run.set_defaults(run=_pipeline)
     traffic = sub.add_parser(
         "traffic",
