@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import msgspec
 import polars as pl
 
 from clients.duffel.client import DuffelClient, RawListPage
@@ -621,15 +620,6 @@ def snapshot_members(
     return stats
 
 
-class _ProbeOrder(msgspec.Struct):
-    created_at: str
-
-
-class _Probe(msgspec.Struct):
-    data: list[_ProbeOrder]
-
-
-_PROBE = msgspec.json.Decoder(_Probe)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
@@ -648,13 +638,9 @@ def _order_windows(
         return [(since, None)]
     start = since
     if start is None:
-        try:
-            probe = next(iter(client.iter_order_pages_raw(limit=1)), None)
-            orders = _PROBE.decode(probe.body).data if probe else []
-            start = dt.datetime.fromisoformat(orders[0].created_at) if orders else None
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
-            start = None
-        if start is None or start.tzinfo is None:
+        probe = next(iter(client.iter_order_pages_raw(limit=1)), None)
+        start = duffel_orders.first_created_at(probe.body) if probe else None
+        if start is None:
             return [(since, None)]
     span = (until - start) / streams
     if span <= dt.timedelta(seconds=1):

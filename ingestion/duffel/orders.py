@@ -342,6 +342,14 @@ class _WRawPage(_Wire):
     data: list[msgspec.Raw]
 
 
+class _WCreated(_Wire):
+    created_at: str
+
+
+class _WCreatedPage(_Wire):
+    data: list[_WCreated]
+
+
 _ORDER_PAGE = msgspec.json.Decoder(_WOrderPage)
 
 
@@ -349,6 +357,18 @@ _ORDER = msgspec.json.Decoder(_WOrder)
 
 
 _RAW_PAGE = msgspec.json.Decoder(_WRawPage)
+_CREATED_PAGE = msgspec.json.Decoder(_WCreatedPage)
+
+
+def first_created_at(body: bytes) -> dt.datetime | None:
+    """When the first order of a raw orders page was created; None when the page holds no
+    order or its ``created_at`` is not a timezone-aware instant."""
+    try:
+        orders = _CREATED_PAGE.decode(body).data
+        start = dt.datetime.fromisoformat(orders[0].created_at) if orders else None
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        return None
+    return start if start is not None and start.tzinfo is not None else None
 
 
 # Columns of the fast rows: instants as epoch microseconds, money as exact text.
