@@ -35,17 +35,14 @@ from pydantic import (
 
 from ingestion.landing.schemas import ENTITIES, MONEY, UTC_TS
 from ingestion.landing.zone import Rejected
+from tenants.registry import describe_errors
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def describe(error: ValidationError) -> str:
     """``field 'amount': Input should be a valid decimal`` (every failing field, joined)."""
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(record)"
-        parts.append(f"field '{where}': {item['msg']}")
-    return "; ".join(parts)
+    return describe_errors(error, "(record)")
 
 
 @dataclass

@@ -223,12 +223,13 @@ class TenantConfig(_Strict):
         return value
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(file)"
-        lines.append(f"field '{field}': {item['msg']}")
-    return "; ".join(lines)
+def describe_errors(error: ValidationError, whole: str = "(file)") -> str:
+    """``field 'amount': Input should be a valid decimal`` (every failing field, joined);
+    ``whole`` names what an error without a field location is about."""
+    return "; ".join(
+        f"field '{'.'.join(str(part) for part in item['loc']) or whole}': {item['msg']}"
+        for item in error.errors()
+    )
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):
@@ -292,7 +293,7 @@ def load_tenant_file(path: Path) -> TenantConfig:
         tenant = TenantConfig.model_validate(raw)
     except ValidationError as exc:
         # Not chained: pydantic's error keeps the input values, which may be a pasted secret.
-        raise RegistryError(f"{path.name}: {_describe(exc)}") from None
+        raise RegistryError(f"{path.name}: {describe_errors(exc)}") from None
     if tenant.id != path.stem:
         raise RegistryError(
             f"{path.name}: field 'id' is {tenant.id!r} but the file is named {path.stem!r}"
