@@ -45,6 +45,7 @@ class StepResult:
 def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepResult:
     from dagster._core.utils import make_new_run_id
 
+    from warehouse.dbt import SERVING_SNAPSHOT_KEY
     from warehouse.pool import host_tags
 
     label = f"{job_name}[{partition_key}]" if partition_key else job_name
@@ -70,7 +71,7 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
             metadata = event.materialization.metadata
             outcome = metadata.get("outcome")
             landed = metadata.get("landed")
-            if event.asset_key.to_user_string() == "serving/snapshot":
+            if event.asset_key == SERVING_SNAPSHOT_KEY:
                 summary.append(f"serving snapshot {metadata['version'].value} published")
             elif landed is not None:
                 key = event.asset_key.to_user_string()
