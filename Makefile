@@ -47,13 +47,13 @@ sandbox: setup $(HISTORY)/events.parquet
 	$(PY) -m sandbox serve --history $(HISTORY)
 
 demo: setup $(HISTORY)/events.parquet
-	$(PY) demo.py --history $(HISTORY) $(ARGS)
+	$(PY) -m orchestration.demo --history $(HISTORY) $(ARGS)
 
 pipeline: setup $(HISTORY)/events.parquet
-	$(PY) pipeline.py --with-sandbox $(HISTORY)
+	$(PY) -m sandbox pipeline --history $(HISTORY)
 
 dagster: setup
-	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(PY) -c "import pipeline; pipeline.ensure_dagster_home()"
+	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(PY) -c "from orchestration import pipeline; pipeline.ensure_dagster_home()"
 	DAGSTER_HOME=$(CURDIR)/data/dagster_home .venv/bin/dagster dev -w workspace.yaml
 
 dashboard: setup

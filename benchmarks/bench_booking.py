@@ -875,7 +875,7 @@ class DurablePostgres:
     """PostgreSQL on loopback as production runs it (fsync and synchronous commits on)."""
 
     def __init__(self) -> None:
-        from tests.postgres import PostgresServer
+        from testing.postgres import PostgresServer
 
         class Durable(PostgresServer):
             def _run(self, *args: str) -> subprocess.CompletedProcess[str]:

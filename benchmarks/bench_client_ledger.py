@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +20,11 @@ import orjson
 import polars as pl
 
 from benchmarks.common import Figure, report
+from clients.loyalty.client import build_loyalty_client
 from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.runner import start_sandbox
-from tenants.loyalty import build_loyalty_client
 from tenants.registry import load_registry
-from tenants.settings import get_settings
+from testing.standins import pointed_at
 
 TENANT = "coffeechain"
 PAGE_SIZE = 1_000
@@ -85,10 +84,7 @@ def run(size: int, repeats: int) -> list[Figure]:
     tenant = tenant.model_copy(
         update={"rate_limit": tenant.rate_limit.model_copy(update={"requests": 1_000_000})}
     )
-    with start_sandbox(config) as sandbox:
-        env = sandbox.client_env()
-        os.environ.update(env)
-        get_settings.cache_clear()
+    with start_sandbox(config) as sandbox, pointed_at(sandbox.client_env()):
         feed = tenant.capabilities.ledger_feed
         assert feed is not None
         with build_loyalty_client(tenant) as client:
@@ -98,7 +94,7 @@ def run(size: int, repeats: int) -> list[Figure]:
                     page.records for page in client.iter_ledger_pages(page_size=PAGE_SIZE)
                 ),
                 "bare httpx + orjson": lambda: _bare_pages(
-                    sandbox.urls[TENANT], env["COFFEECHAIN_API_KEY"], feed.path
+                    sandbox.urls[TENANT], sandbox.client_env()["COFFEECHAIN_API_KEY"], feed.path
                 ),
             }
             # One untimed pass warms the stand-in's caches and the connection.

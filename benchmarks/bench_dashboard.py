@@ -30,9 +30,9 @@ import httpx
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from dashboard.auth import create_demo_users
-from tests.dbt.build import dbt_build
-from tests.helpers.landing_from_history import write_landing
-from transforms.publish import publish_snapshot
+from testing.dbt_build import dbt_build
+from testing.landing_from_history import write_landing
+from warehouse.publish import publish_snapshot
 
 ROOT = Path("data/bench")
 REPEATS = 15

@@ -56,10 +56,10 @@ def _ours(offset: int) -> dict[str, Any]:
     import logging
 
     from benchmarks.bench_ingest import _point_clients_at, _tenant
-    from ingestion.landing import LandingZone
+    from clients.duffel.client import build_duffel_client
+    from clients.loyalty.client import build_loyalty_client
+    from ingestion.landing.zone import LandingZone
     from ingestion.sync import sync_ledger, sync_orders
-    from tenants.duffel.client import build_duffel_client
-    from tenants.loyalty import build_loyalty_client
 
     _point_clients_at(offset)
     logging.getLogger("ingestion").setLevel(logging.ERROR)

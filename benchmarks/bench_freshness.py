@@ -6,7 +6,7 @@ events, as a year of the API would have left them), the stand-ins over the histo
 and orders with traffic (members booking through the booking API, which runs beside them),
 one pipeline run (the backfill: every event over the API's feed pages, the ledgers, the
 orders, a full dbt build), then `dagster dev` (webserver and daemon) in live mode
-(INGEST_LIVE=1: the live job's micro-batches, live.py). The stand-ins log each booking the
+(INGEST_LIVE=1: the live job's micro-batches, orchestration/live.py). The stand-ins log each booking the
 traffic makes with the instant the booking API answered it (201 confirmed, or 202 pending an
 operator's approval: either way the booking is in the store and its feed); the benchmark
 polls the serving snapshot and records when each booking first appears in `bookings`.
@@ -46,11 +46,11 @@ from pathlib import Path
 
 import duckdb
 
-import demo
 from benchmarks.bench_booking import lifted_tenants
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from booking.history import describe, import_history
+from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,7 +256,7 @@ def run(
                 open(logs / "pipeline.log", "wb") as out,
             ):
                 subprocess.run(
-                    [sys.executable, "pipeline.py"],
+                    [sys.executable, "-m", "orchestration.pipeline"],
                     cwd=ROOT,
                     env=env,
                     check=True,

@@ -41,7 +41,7 @@ def _sqlite(history: Path, label: str) -> list[Figure]:
 
 
 def _postgres(history: Path, label: str) -> list[Figure]:
-    from tests.postgres import PostgresServer
+    from testing.postgres import PostgresServer
 
     with PostgresServer() as server:
         result = import_history(server.create_database(), history)

@@ -40,9 +40,10 @@ from typing import Any
 import httpx
 
 from benchmarks.common import Figure, report
+from settings import STANDIN_PORTS
 
 TENANTS = ("coffeechain", "telcocorp", "fintechapp")
-DEFAULT_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+DEFAULT_PORTS = STANDIN_PORTS
 LEDGER_TARGET = 50_000
 ORDERS_TARGET = 10_000
 RSS_TARGET_MB = 1024
@@ -154,7 +155,7 @@ def _point_clients_at(offset: int) -> None:
     # Quarantined records are counted in the figures; one warning line each is noise here.
     logging.getLogger("ingestion").setLevel(logging.ERROR)
     os.environ.update(client_env(offset))
-    from tenants.settings import get_settings
+    from settings import get_settings
 
     get_settings.cache_clear()
 
@@ -181,10 +182,10 @@ def _tenant(name: str, *, lifted: bool):
 
 
 def _backfill(offset: int, streams: int) -> dict[str, Any]:
-    from ingestion.landing import LandingZone
+    from clients.duffel.client import build_duffel_client
+    from clients.loyalty.client import build_loyalty_client
+    from ingestion.landing.zone import LandingZone
     from ingestion.sync import snapshot_members, snapshot_reference, sync_ledger, sync_orders
-    from tenants.duffel.client import build_duffel_client
-    from tenants.loyalty import build_loyalty_client
 
     _point_clients_at(offset)
     result: dict[str, Any] = {"steps": []}
@@ -260,11 +261,11 @@ def _until(deadline: float, pages: Iterator) -> Iterator:
 
 def _limits(offset: int, seconds: float) -> dict[str, Any]:
     """Pull every quota flat out for ``seconds`` at the registry's limits."""
-    from ingestion.landing import LandingZone
+    from clients.duffel.client import build_duffel_client
+    from clients.http import RetryPolicy
+    from clients.loyalty.client import build_loyalty_client
+    from ingestion.landing.zone import LandingZone
     from ingestion.sync import sync_ledger, sync_orders
-    from tenants.duffel.client import build_duffel_client
-    from tenants.http import RetryPolicy
-    from tenants.loyalty import build_loyalty_client
 
     _point_clients_at(offset)
     deadline = time.monotonic() + seconds

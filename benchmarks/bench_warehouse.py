@@ -24,10 +24,10 @@ from pathlib import Path
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from sandbox.generator import generate
-from tests.dbt.build import dbt_build
-from tests.helpers.landing_from_history import write_landing
-from transforms.publish import publish_snapshot
-from transforms.warehouse import InProcessDbt, WarehouseResource
+from testing.dbt_build import dbt_build
+from testing.landing_from_history import write_landing
+from warehouse.dbt import InProcessDbt, WarehouseResource
+from warehouse.publish import publish_snapshot
 
 
 def _increment(workdir: Path, landing: Path, size: int, anchor: dt.date, seed: int) -> None:

@@ -71,8 +71,9 @@ def _share_upstream_limits() -> None:
     Each worker process has its own tenants/ clients; naming one state folder (under the data
     folder unless ``RATE_LIMIT_STATE_DIR`` already names one) makes their limiters share it.
     """
-    from tenants.ratelimit import STATE_DIR_ENV
-    from tenants.settings import env_value, get_settings
+    from clients.ratelimit import STATE_DIR_ENV
+    from settings import get_settings
+    from tenants.settings import env_value
 
     if not env_value(STATE_DIR_ENV):
         folder = get_settings().data_dir / "booking" / "ratelimit"

@@ -55,15 +55,15 @@ from booking.service import BookingService, Member, request_hash
 from booking.store.uow import Store
 from booking.upstream import RequestTiming, Upstreams, request_timing, timed
 from booking.webhooks import WebhookDispatcher
-from tenants.duffel.webhooks import (
+from clients.duffel.webhooks import (
     SIGNATURE_HEADER,
     WebhookSignatureError,
     parse_webhook_event,
     verify_webhook_signature,
 )
-from tenants.member_auth import verify_member_credential
-from tenants.registry import TenantConfig, get_registry
-from tenants.settings import env_value
+from clients.loyalty.member_auth import verify_member_credential
+from tenants.registry import TenantConfig
+from tenants.settings import env_value, get_registry
 
 log = structlog.get_logger("booking.api")
 

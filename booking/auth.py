@@ -13,8 +13,8 @@ from pydantic import SecretStr
 
 from booking.errors import Problem
 from booking.service import Member
-from tenants.errors import AuthError, Forbidden, NotFound, UpstreamError
-from tenants.member_auth import (
+from clients.errors import AuthError, Forbidden, NotFound, UpstreamError
+from clients.loyalty.member_auth import (
     credential_header,
     member_header,
     presented_credential,

@@ -7,7 +7,7 @@ from functools import cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tenants.settings import get_settings
+from settings import get_settings
 
 
 class BookingSettings(BaseSettings):

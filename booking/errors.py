@@ -2,14 +2,14 @@
 
 Every error the booking API answers is one of these; the HTTP layer renders it with the
 request's ``instance`` and ``trace_id``. Upstream errors are translated here and never
-passed through raw (their text is redacted by ``tenants.errors`` already).
+passed through raw (their text is redacted by ``clients.errors`` already).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tenants.errors import (
+from clients.errors import (
     AuthError,
     BusinessRuleError,
     Forbidden,

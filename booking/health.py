@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from booking.store.uow import Store
-from tenants.health import probe_duffel, probe_loyalty
+from clients.health import probe_duffel, probe_loyalty
 from tenants.registry import TenantConfig
 
 # Probes are cached this long so health checks cannot flood the upstreams.

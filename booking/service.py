@@ -67,9 +67,9 @@ from booking.views import (
     refund_view,
     search_view,
 )
-from tenants.duffel.models import DuffelOrder, Offer
-from tenants.duffel.webhooks import DuffelWebhookEvent
-from tenants.errors import (
+from clients.duffel.models import DuffelOrder, Offer
+from clients.duffel.webhooks import DuffelWebhookEvent
+from clients.errors import (
     BusinessRuleError,
     DuffelError,
     DuffelNotFound,
@@ -82,7 +82,7 @@ from tenants.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from tenants.models import LedgerTransaction
+from clients.loyalty.models import LedgerTransaction
 from tenants.pricing import (
     PricingError,
     fare_to_usd,

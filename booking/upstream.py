@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
-from tenants.duffel.client import DuffelClient, build_duffel_client
-from tenants.loyalty import LoyaltyClient, build_loyalty_client
+from clients.duffel.client import DuffelClient, build_duffel_client
+from clients.loyalty.client import LoyaltyClient, build_loyalty_client
 from tenants.registry import TenantConfig
 
 T = TypeVar("T")

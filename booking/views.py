@@ -11,7 +11,7 @@ from typing import Any
 
 from booking.domain import Status
 from booking.store.tables import BookingRow, EventRow, FlightSearchRow
-from tenants.duffel.models import Offer, Segment
+from clients.duffel.models import Offer, Segment
 from tenants.pricing import from_minor
 
 # Cashback is credited to the cent of the loyalty unit (half-even), whatever its decimals.

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from dashboard import auth
+from settings import current_settings
 
 
 def _users_file(explicit: str | None) -> Path:
-    data_dir = Path(os.environ.get("DATA_DIR", "data"))
-    return Path(explicit or os.environ.get("DASHBOARD_USERS_FILE") or data_dir / auth.USERS_FILE)
+    return Path(explicit) if explicit else auth.users_file(current_settings())
 
 
 def create_demo_users(users_file: Path) -> None:
     """Write an operator and one staff user per tenant with fresh random passwords, and print them."""
-    from tenants.registry import get_registry
+    from tenants.settings import get_registry
 
     created = auth.create_demo_users(users_file, get_registry())
     print(f"Demo users written to {users_file} (the passwords are shown only now):")
@@ -61,7 +60,7 @@ def serve(host: str, port: int) -> None:
             "bind": f"{host}:{port}",
             "workers": 1,
             "worker_class": "gthread",
-            "threads": int(os.environ.get("DASHBOARD_THREADS", "16")),
+            "threads": current_settings().dashboard_threads,
             "timeout": 120,  # a CSV export of a million bookings takes a few seconds
             "graceful_timeout": 10,
             # Forwarded headers are trusted only as DASHBOARD_PROXIES says (the app's ProxyFix).

@@ -18,7 +18,6 @@ import datetime as dt
 import functools
 import io
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -56,6 +55,7 @@ from dashboard.data import (
     iter_bookings,
 )
 from dashboard.scope import ScopeError
+from settings import current_settings
 
 HERE = Path(__file__).resolve().parent
 POLL_MS = 3000
@@ -107,11 +107,10 @@ def create_app(
     poll_ms: int | None = None,
 ) -> dash.Dash:
     """Build the dashboard over ``data_dir`` (default ``$DATA_DIR`` or ``data``)."""
-    data_dir = Path(data_dir or os.environ.get("DATA_DIR", "data"))
-    poll_ms = poll_ms or int(os.environ.get("DASHBOARD_POLL_MS", POLL_MS))
-    users_path = Path(
-        users_file or os.environ.get("DASHBOARD_USERS_FILE") or data_dir / auth.USERS_FILE
-    )
+    settings = current_settings()
+    data_dir = Path(data_dir or settings.data_dir)
+    poll_ms = poll_ms or settings.dashboard_poll_ms or POLL_MS
+    users_path = Path(users_file or settings.dashboard_users_file or data_dir / auth.USERS_FILE)
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -123,13 +122,13 @@ def create_app(
         update_title=None,
     )
     server = app.server
-    https = os.environ.get("DASHBOARD_HTTPS") == "1"
-    proxies = int(os.environ.get("DASHBOARD_PROXIES", "0"))
+    https = settings.dashboard_https
+    proxies = settings.dashboard_proxies
     if proxies:
         server.wsgi_app = ProxyFix(server.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     lifetime = dt.timedelta(hours=SESSION_HOURS)
     server.config.update(
-        SECRET_KEY=auth.secret_key(data_dir),
+        SECRET_KEY=auth.secret_key(data_dir, settings.dashboard_secret_key),
         SESSION_TYPE="cachelib",
         # One file per session (the sign-in form's CSRF token needs one too). Past the
         # threshold the expired go first, then the oldest: the folder cannot grow unbounded.

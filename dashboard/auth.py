@@ -24,8 +24,10 @@ import flask
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 from flask_login import UserMixin
+from pydantic import SecretStr
 
 from dashboard.scope import Role, Scope, ScopeError
+from settings import Settings
 
 USERS_FILE = "dashboard_users.json"
 SECRET_FILE = "dashboard_secret_key"
@@ -170,11 +172,16 @@ def create_demo_users(path: Path, tenant_ids: Iterable[str]) -> list[tuple[User,
     return created
 
 
-def secret_key(data_dir: Path) -> str:
-    """The signing key (CSRF tokens): ``DASHBOARD_SECRET_KEY``, else one generated once and kept."""
-    configured = os.environ.get("DASHBOARD_SECRET_KEY")
-    if configured:
-        return configured
+def users_file(settings: Settings) -> Path:
+    """The users file: ``DASHBOARD_USERS_FILE``, else ``users.json`` in the data folder."""
+    return settings.dashboard_users_file or settings.data_dir / USERS_FILE
+
+
+def secret_key(data_dir: Path, configured: SecretStr | None = None) -> str:
+    """The signing key (CSRF tokens): ``configured`` (``DASHBOARD_SECRET_KEY``), else one
+    generated once and kept."""
+    if configured is not None:
+        return configured.get_secret_value()
     path = data_dir / SECRET_FILE
     if not path.exists():
         write_private(path, secrets.token_hex(32))

@@ -9,7 +9,7 @@ import flask
 
 from dashboard.auth import UserStore
 from dashboard.data import Snapshot
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 EXTENSION = "loyalty_dashboard"
 

@@ -37,10 +37,11 @@ import numpy as np
 import pyarrow as pa
 
 from dashboard.scope import Scope
+from settings import SERVING_FILE, SERVING_VERSION_FILE, DataLayout
 
 LOG = logging.getLogger(__name__)
-SNAPSHOT_FILE = "serving.duckdb"
-VERSION_FILE = "serving.json"
+SNAPSHOT_FILE = SERVING_FILE
+VERSION_FILE = SERVING_VERSION_FILE
 STATUSES = ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
 DateField = Literal["created_at", "departure_at"]
 SEARCH_MAX = 64
@@ -188,7 +189,7 @@ class Snapshot:
     """The serving snapshot of one data folder, with a cached read-only DuckDB instance."""
 
     def __init__(self, data_dir: Path, *, memory_limit: str = "160MB", threads: int = 2) -> None:
-        self.serving_dir = Path(data_dir) / "serving"
+        self.serving_dir = DataLayout(Path(data_dir)).serving
         self.path = self.serving_dir / SNAPSHOT_FILE
         # Bounded so the dashboard stays a small process; a query that needs more spills to
         # the system temp folder (never next to the snapshot, where publishes swap files).

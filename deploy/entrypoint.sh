@@ -27,7 +27,7 @@ echo "$role" >/tmp/container-role
 # Dagster roles share one instance (run history, schedules, sensor state) in the data volume,
 # created with the project's instance settings on first use.
 ensure_dagster_home() {
-  python -c "import pipeline; pipeline.ensure_dagster_home()"
+  python -c "from orchestration import pipeline; pipeline.ensure_dagster_home()"
 }
 
 case "$role" in
@@ -49,7 +49,7 @@ case "$role" in
     ;;
   pipeline)
     ensure_dagster_home
-    exec python pipeline.py "$@"
+    exec python -m orchestration.pipeline "$@"
     ;;
   webserver)
     ensure_dagster_home

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from ingestion.compaction import compact_all
-from ingestion.landing import LandingZone, LockTimeout
+from ingestion.landing.zone import LandingZone, LockTimeout
 from ingestion.replay import REPLAYABLE, replay_quarantine
-from tenants.registry import get_registry, load_registry
+from settings import get_settings
+from tenants.registry import load_registry
+from tenants.settings import get_registry
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -60,7 +61,7 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("DATA_DIR", "data")),
+        default=get_settings().data_dir,
         help="the data folder holding landing/ and quarantine/ (default: $DATA_DIR or data)",
     )
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from ingestion import quarantine as dead_letters
-from ingestion.landing import LandingZone
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.zone import LandingZone
 
 QUARANTINE_SHARE_LIMIT = 0.01  # more than 1% rejected records means something upstream broke
 

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import polars as pl
 
-from ingestion.landing import (
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import (
     COMPACTED_PREFIX,
     CURSOR_KEY,
     MERGED_KEY,
     TENANT_LEVEL,
     LandingZone,
 )
-from ingestion.schemas import ENTITIES
 
 # Files at least this big are left as they are; the small ones are merged.
 SMALL_BYTES = 8 * 1024 * 1024

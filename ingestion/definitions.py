@@ -1,7 +1,5 @@
 """Ingestion's jobs, schedules and resources, gathered into one Definitions object."""
 
-import os
-
 import dagster as dg
 
 from ingestion.compaction_job import compact_landing_job
@@ -11,10 +9,13 @@ from ingestion.partitions import tenant_partitions
 from ingestion.platform import assets as platform
 from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.resources import LandingResource, TenantApisResource
+from settings import get_settings
 
-# Live mode (the demo): live.py's job keeps every tenant's activity flowing in one run, so
+SETTINGS = get_settings()
+
+# Live mode (the demo): orchestration/live.py's job keeps every tenant's activity flowing in one run, so
 # the per-tenant activity schedule stands down and no tenant is synced twice at once.
-LIVE = os.environ.get("INGEST_LIVE") == "1"
+LIVE = SETTINGS.ingest_live
 
 # Ingestion is I/O-bound and each tenant's rate limiter lives in the process: running a
 # run's assets in one process keeps the tenant's limit true across them.
@@ -72,31 +73,31 @@ def _per_tenant_schedule(
 ingest_activity_schedule = _per_tenant_schedule(
     "ingest_activity_schedule",
     ingest_activity_job,
-    os.environ.get("INGEST_ACTIVITY_CRON", "*/15 * * * *"),
+    SETTINGS.ingest_activity_cron,
     running=not LIVE,
 )
 ingest_members_schedule = _per_tenant_schedule(
     "ingest_members_schedule",
     ingest_members_job,
-    os.environ.get("INGEST_MEMBERS_CRON", "0 * * * *"),
+    SETTINGS.ingest_members_cron,
 )
 # The platform's own records: cheap to read by cursor, so more often than the tenants' APIs.
 ingest_platform_schedule = _per_tenant_schedule(
     "ingest_platform_schedule",
     ingest_platform_job,
-    os.environ.get("INGEST_PLATFORM_CRON", "*/5 * * * *"),
+    SETTINGS.ingest_platform_cron,
     running=not LIVE,
 )
 # Live mode lands a batch every few seconds: merge them before they pile up.
 compact_landing_schedule = _per_tenant_schedule(
     "compact_landing_schedule",
     compact_landing_job,
-    os.environ.get("COMPACT_LANDING_CRON", "*/10 * * * *" if LIVE else "15 * * * *"),
+    SETTINGS.compaction_cron,
 )
 ingest_reference_schedule = dg.ScheduleDefinition(
     name="ingest_reference_schedule",
     job=ingest_reference_job,
-    cron_schedule=os.environ.get("INGEST_REFERENCE_CRON", "30 2 * * *"),
+    cron_schedule=SETTINGS.ingest_reference_cron,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
@@ -141,6 +142,6 @@ defs = dg.Definitions(
     resources={
         "tenant_apis": TenantApisResource(),
         "booking_api": platform.BookingApiResource(),
-        "landing": LandingResource(data_dir=os.environ.get("DATA_DIR", "data")),
+        "landing": LandingResource(data_dir=str(SETTINGS.data_dir)),
     },
 )

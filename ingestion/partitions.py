@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 tenant_partitions = dg.StaticPartitionsDefinition(sorted(get_registry()))

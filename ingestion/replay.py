@@ -9,7 +9,7 @@ or runs the Dagster job ``quarantine_replay_job``. Each open entry's payload goe
 today's validation. A record that now validates lands (once: a version already landed is
 recognised, a conflicting one stays quarantined as a conflict); one that still fails stays
 quarantined, under today's reason. Every outcome is recorded beside the entry
-(``ingestion.quarantine``), so a replay can be repeated or resumed after a crash and neither
+(``ingestion.landing.quarantine``), so a replay can be repeated or resumed after a crash and neither
 loses nor duplicates a record.
 """
 
@@ -22,26 +22,28 @@ from typing import Any
 
 import polars as pl
 
-from ingestion import quarantine as dead_letters
-from ingestion import records
-from ingestion.landing import REPLAY_PREFIX, LandingZone, Rejected, batch_id, land
-from ingestion.schemas import ENTITIES
+from clients.loyalty.models import Member
+from ingestion import validation
+from ingestion.duffel import orders as duffel_orders
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import REPLAY_PREFIX, LandingZone, Rejected, batch_id, land
+from ingestion.loyalty import ledger as loyalty_ledger
 from ingestion.sync import (
-    LEDGER,
+    LEDGER_ENTITY,
     LEDGER_SAME,
-    MEMBERS,
+    MEMBERS_ENTITY,
     ORDER_SAME,
-    ORDERS,
-    SEGMENTS,
+    ORDERS_ENTITY,
+    SEGMENTS_ENTITY,
     SyncStats,
     _landed_versions,
     _unseen,
     _unseen_orders,
 )
-from tenants.models import Member
 from tenants.registry import TenantConfig
 
-REPLAYABLE = (LEDGER, MEMBERS, ORDERS)
+REPLAYABLE = (LEDGER_ENTITY, MEMBERS_ENTITY, ORDERS_ENTITY)
 
 
 @dataclass
@@ -118,9 +120,9 @@ def _replay(
         groups.setdefault(row["payload_digest"], []).append(row)
     entries = [same[0] for same in groups.values()]
     raws = [dead_letters.parse_payload(e["raw_payload"]) for e in entries]
-    if which == LEDGER:
+    if which == LEDGER_ENTITY:
         outcome = _ledger(zone, tenant, raws)
-    elif which == MEMBERS:
+    elif which == MEMBERS_ENTITY:
         outcome = _members(tenant, raws, entries)
     else:
         outcome = _orders(zone, tenant, raws)
@@ -139,7 +141,9 @@ def _close_superseded(
 ) -> pl.DataFrame:
     """Entries a valid version of which landed after them (a pull that stopped before it
     could record so): closed as superseded, not replayed."""
-    key = {LEDGER: "transaction_id", MEMBERS: "member_id", ORDERS: "order_id"}[which]
+    key = {LEDGER_ENTITY: "transaction_id", MEMBERS_ENTITY: "member_id", ORDERS_ENTITY: "order_id"}[
+        which
+    ]
     with zone.reading():
         landed = zone.scan(*which, tenant_id)
         if landed is None:
@@ -185,12 +189,19 @@ class _Outcome:
 
 
 def _ledger(zone: LandingZone, tenant: TenantConfig, raws: list[Any]) -> _Outcome:
-    page = records.ledger_page(
+    page = loyalty_ledger.ledger_page(
         raws, tenant.id, tenant.currency.code, places=tenant.currency.decimals
     )
     failing = _failing(raws, page.rejected, "transaction_id")
     seen = _landed_versions(
-        zone, LEDGER, tenant.id, "transaction_id", "updated_at", "updated_at", None, LEDGER_SAME
+        zone,
+        LEDGER_ENTITY,
+        tenant.id,
+        "transaction_id",
+        "updated_at",
+        "updated_at",
+        None,
+        LEDGER_SAME,
     )
     counted = SyncStats()
     before = set(page.rows["_idx"].to_list())
@@ -199,33 +210,33 @@ def _ledger(zone: LandingZone, tenant: TenantConfig, raws: list[Any]) -> _Outcom
         failing[_position(raws, conflict.raw)] = conflict.reason
     kept = set(rows["_idx"].to_list())
     already = before - kept - set(failing)
-    return _Outcome(dict.fromkeys(kept), already, failing, {LEDGER: rows.drop("_idx")})
+    return _Outcome(dict.fromkeys(kept), already, failing, {LEDGER_ENTITY: rows.drop("_idx")})
 
 
 def _members(tenant: TenantConfig, raws: list[Any], entries: list[dict[str, Any]]) -> _Outcome:
-    check = records.member_problem(tenant.id, tenant.currency.code, tenant.currency.decimals)
+    check = loyalty_ledger.member_problem(tenant.id, tenant.currency.code, tenant.currency.decimals)
     failing: dict[int, str] = {}
     rows = []
     landed: dict[int, None] = {}
     for i, (raw, entry) in enumerate(zip(raws, entries, strict=True)):
-        one = records.validate_page(Member, [raw], "member_id", check)
+        one = validation.validate_page(Member, [raw], "member_id", check)
         if one.rejected:
             failing[i] = one.rejected[0].reason
             continue
         member = one.good[0][0]
         # The member's balance as of the snapshot it was delivered in.
-        rows.append(records.member_row(tenant.id, member, entry["_loaded_at"]))
+        rows.append(loyalty_ledger.member_row(tenant.id, member, entry["_loaded_at"]))
         landed[i] = None
-    schema = {k: v for k, v in ENTITIES[MEMBERS].items() if not k.startswith("_")}
-    return _Outcome(landed, set(), failing, {MEMBERS: pl.DataFrame(rows, schema=schema)})
+    schema = {k: v for k, v in ENTITIES[MEMBERS_ENTITY].items() if not k.startswith("_")}
+    return _Outcome(landed, set(), failing, {MEMBERS_ENTITY: pl.DataFrame(rows, schema=schema)})
 
 
 def _orders(zone: LandingZone, tenant: TenantConfig, raws: list[Any]) -> _Outcome:
     body = ('{"data":[' + ",".join(dead_letters.payload_text(r) for r in raws) + "]}").encode()
-    page = records.order_page(body, tenant.id)
+    page = duffel_orders.order_page(body, tenant.id)
     failing = _failing(raws, page.rejected, "id")
     seen = _landed_versions(
-        zone, ORDERS, tenant.id, "order_id", "version_at", "created_at", None, ORDER_SAME
+        zone, ORDERS_ENTITY, tenant.id, "order_id", "version_at", "created_at", None, ORDER_SAME
     )
     counted = SyncStats()
     before = {row[-1] for row in page.orders}
@@ -234,8 +245,8 @@ def _orders(zone: LandingZone, tenant: TenantConfig, raws: list[Any]) -> _Outcom
         failing[_position(raws, conflict.raw)] = conflict.reason
     kept = {row[-1] for row in orders}
     frames = {
-        SEGMENTS: records.segments_frame(segments).drop("_idx"),
-        ORDERS: records.orders_frame(orders).drop("_idx"),
+        SEGMENTS_ENTITY: duffel_orders.segments_frame(segments).drop("_idx"),
+        ORDERS_ENTITY: duffel_orders.orders_frame(orders).drop("_idx"),
     }
     return _Outcome(dict.fromkeys(kept), before - kept - set(failing), failing, frames)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from ingestion.landing import LandingZone
+from clients.duffel.client import DuffelClient, build_duffel_client
+from clients.http import RetryPolicy
+from clients.loyalty.client import LoyaltyClient, build_loyalty_client
+from ingestion.landing.zone import LandingZone
 from ingestion.sync import RequestCounter
-from tenants.duffel.client import DuffelClient, build_duffel_client
-from tenants.http import RetryPolicy
-from tenants.loyalty import LoyaltyClient, build_loyalty_client
-from tenants.registry import RateLimit, TenantConfig, get_registry, load_registry
+from tenants.registry import RateLimit, TenantConfig, load_registry
+from tenants.settings import get_registry
 
 
 class LandingResource(dg.ConfigurableResource):

@@ -15,39 +15,34 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import msgspec
 import polars as pl
 
-from ingestion import quarantine as dead_letters
-from ingestion import records
-from ingestion.landing import (
-    LandingZone,
-    Rejected,
-    batch_id,
-    land,
-    landed_cursor,
-    max_landed,
-)
-from ingestion.schemas import ENTITIES
-from tenants.duffel.client import DuffelClient, RawListPage
-from tenants.duffel.models import Airline, Airport
-from tenants.loyalty import LoyaltyClient
-from tenants.models import Member
+from clients.duffel.client import DuffelClient, RawListPage
+from clients.duffel.models import Airline, Airport
+from clients.loyalty.client import LoyaltyClient
+from clients.loyalty.models import Member
+from ingestion import validation
+from ingestion.duffel import orders as duffel_orders
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.cursors import landed_cursor, max_landed
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import LandingZone, Rejected, batch_id, land
+from ingestion.loyalty import ledger as loyalty_ledger
 
 log = logging.getLogger("ingestion")
 T = TypeVar("T")
 
-LEDGER = ("loyalty", "ledger_transactions")
-MEMBERS = ("loyalty", "members")
-ORDERS = ("duffel", "orders")
-SEGMENTS = ("duffel", "order_segments")
-AIRLINES = ("duffel", "airlines")
-AIRPORTS = ("duffel", "airports")
+LEDGER_ENTITY = ("loyalty", "ledger_transactions")
+MEMBERS_ENTITY = ("loyalty", "members")
+ORDERS_ENTITY = ("duffel", "orders")
+SEGMENTS_ENTITY = ("duffel", "order_segments")
+AIRLINES_ENTITY = ("duffel", "airlines")
+AIRPORTS_ENTITY = ("duffel", "airports")
 
 
 @dataclass
@@ -141,7 +136,7 @@ class _DeadLetters:
         dead_letters.note(self.known, *quarantined)
 
 
-class _BatchStamps:
+class BatchStamps:
     """Each batch's ``_loaded_at``: the sync's start plus the time elapsed, strictly increasing.
 
     The warehouse absorbs a tenant's landing incrementally by this stamp (see
@@ -158,81 +153,6 @@ class _BatchStamps:
         elapsed = dt.timedelta(seconds=time.monotonic() - self.clock)
         self.last = max(self.started + elapsed, self.last + dt.timedelta(microseconds=1))
         return self.last
-
-
-class _Batcher:
-    """Collects landed rows and rejected records and writes them in bounded batches."""
-
-    def __init__(
-        self,
-        zone: LandingZone,
-        entity: tuple[str, str],
-        tenant_id: str | None,
-        key: Callable[[dict[str, Any]], str],
-        batch_size: int,
-        stats: SyncStats,
-        loaded_at: dt.datetime,
-        children: tuple[str, str] | None = None,
-        dead: _DeadLetters | None = None,
-    ) -> None:
-        self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
-        self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
-        self.stamps = _BatchStamps(loaded_at)
-        self.children, self.dead = children, dead
-        self.rows: list[dict[str, Any]] = []
-        self.child_rows: list[dict[str, Any]] = []
-        self.rejected: list[Rejected] = []
-
-    def add(self, row: dict[str, Any], children: Iterable[dict[str, Any]] = ()) -> None:
-        self.rows.append(row)
-        self.child_rows.extend(children)
-        if len(self.rows) >= self.batch_size:
-            self.flush()
-
-    def reject(self, rejected: list[Rejected]) -> None:
-        self.rejected.extend(rejected)
-
-    def flush(self) -> None:
-        entity = self.entity[1]
-        keys = sorted(self.key(row) for row in self.rows)
-        # Rejected records first: once the batch's rows land, a re-run will not fetch them again.
-        quarantined = _quarantine_rejected(
-            self.zone, self.entity, self.tenant_id, self.rejected, self.loaded_at, self.stats
-        )
-        landed = None
-        if self.rows:
-            name, stamp = batch_id(entity, keys), self.stamps.next()
-            if self.children:
-                self._land(self.children, self.child_rows, name, stamp)
-            self._land(self.entity, self.rows, name, stamp)
-            self.stats.landed += len(self.rows)
-            self.stats.batches += 1
-            if self.dead:
-                landed = ([r[self.dead.key_column] for r in self.rows], name, stamp)
-        if self.dead:
-            self.dead.after_flush(
-                self.zone,
-                self.entity,
-                self.tenant_id,
-                landed,
-                (quarantined, self.rejected),
-                self.stats,
-            )
-        self.rows, self.child_rows, self.rejected = [], [], []
-
-    def _land(
-        self, entity: tuple[str, str], rows: list[dict[str, Any]], name: str, stamp: dt.datetime
-    ) -> None:
-        schema = ENTITIES[entity]
-        frame = pl.DataFrame(
-            rows, schema={k: v for k, v in schema.items() if k not in ("_loaded_at", "_batch_id")}
-        )
-        frame = frame.with_columns(
-            pl.lit(stamp, dtype=schema["_loaded_at"]).alias("_loaded_at"),
-            pl.lit(name).alias("_batch_id"),
-        )
-        path = land(self.zone, *entity, self.tenant_id, frame, name)
-        self.stats.files.append(str(path))
 
 
 def _prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -402,16 +322,57 @@ def _iso_utc(column: str) -> pl.Expr:
     )
 
 
-class _FrameBatcher:
-    """Like ``_Batcher``, for the fast paths: pages arrive as typed frames or as row tuples,
-    and a whole batch is turned into one frame (``to_frame``) when it is written."""
+BatchKeys = Callable[[list[Any], pl.DataFrame], list[str]]
+
+
+def version_keys(id_column: str, version_column: str) -> BatchKeys:
+    """Batch-name keys ``<id>|<version, isoformat>`` read from a batch's frame."""
+
+    def keys(parts: list[Any], frame: pl.DataFrame) -> list[str]:
+        key = pl.concat_str(pl.col(id_column), pl.lit("|"), _iso_utc(version_column))
+        return frame.select(key).to_series().to_list()
+
+    return keys
+
+
+def row_keys(key: Callable[[dict[str, Any]], str]) -> BatchKeys:
+    """Batch-name keys computed from each row dict of a batch (parts are lists of row dicts)."""
+
+    def keys(parts: list[Any], frame: pl.DataFrame) -> list[str]:
+        return [key(row) for part in parts for row in part]
+
+    return keys
+
+
+# A member snapshot's batch is named by its members and the snapshot's instant.
+MEMBER_KEYS = row_keys(lambda r: f"{r['member_id']}|{r['snapshot_at'].isoformat()}")
+
+
+def rows_frame(entity: tuple[str, str]) -> Callable[[list[Any]], pl.DataFrame]:
+    """Parts that are lists of row dicts -> one frame in the entity's landing columns."""
+    schema = {k: v for k, v in ENTITIES[entity].items() if k not in ("_loaded_at", "_batch_id")}
+
+    def to_frame(parts: list[Any]) -> pl.DataFrame:
+        return pl.DataFrame([row for part in parts for row in part], schema=schema)
+
+    return to_frame
+
+
+class Batcher:
+    """Collects an entity's landed rows (and its children's) and rejected records, and writes
+    them in bounded batches.
+
+    Rows arrive in parts (a page's frame, its row tuples, or a list of row dicts); a whole
+    batch is turned into one frame (``to_frame``) when it is written, and named by the sorted
+    ``keys`` of its rows, so the same records always make the same file.
+    """
 
     def __init__(
         self,
         zone: LandingZone,
         entity: tuple[str, str],
-        tenant_id: str,
-        key: tuple[str, str],
+        tenant_id: str | None,
+        keys: BatchKeys,
         batch_size: int,
         stats: SyncStats,
         loaded_at: dt.datetime,
@@ -424,16 +385,16 @@ class _FrameBatcher:
         self.zone, self.entity, self.tenant_id = zone, entity, tenant_id
         self.cursor, self.dead = cursor, dead
         self.committed = cursor() if cursor else None  # the progress already on disk
-        self.key, self.batch_size, self.stats, self.loaded_at = key, batch_size, stats, loaded_at
-        self.stamps = _BatchStamps(loaded_at)
+        self.keys, self.batch_size, self.stats, self.loaded_at = keys, batch_size, stats, loaded_at
+        self.stamps = BatchStamps(loaded_at)
         self.to_frame, self.children, self.to_child_frame = to_frame, children, to_child_frame
         self.parts: list[Any] = []
         self.child_parts: list[Any] = []
         self.rows = 0
         self.rejected: list[Rejected] = []
 
-    def add(self, part: pl.DataFrame | list[tuple], children: Any = None) -> None:
-        """Add one page's rows (a frame or a list of row tuples) and its child rows."""
+    def add(self, part: pl.DataFrame | list[Any], children: Any = None) -> None:
+        """Add one part's rows (a frame, row tuples or row dicts) and its child rows."""
         if len(part):
             self.parts.append(part)
             self.rows += len(part)
@@ -453,21 +414,13 @@ class _FrameBatcher:
         )
         landed = None
         if self.rows:
-            frame = self.to_frame(self.parts).drop("_idx")
-            id_column, version_column = self.key
-            keys = (
-                frame.select(
-                    pl.concat_str(pl.col(id_column), pl.lit("|"), _iso_utc(version_column))
-                )
-                .to_series()
-                .sort()
-                .to_list()
-            )
+            frame = self.to_frame(self.parts).drop("_idx", strict=False)
+            keys = sorted(self.keys(self.parts, frame))
             name, stamp = batch_id(entity, keys), self.stamps.next()
             # Children before their parent: the parent's file (with the cursor in its footer)
             # is the commit, so a parent never lands without its children.
             if self.children:
-                children = self.to_child_frame(self.child_parts).drop("_idx")
+                children = self.to_child_frame(self.child_parts).drop("_idx", strict=False)
                 self._land(self.children, children, name, stamp)
             cursor = self.cursor() if self.cursor else None
             self._land(self.entity, frame, name, stamp, cursor)
@@ -480,7 +433,7 @@ class _FrameBatcher:
             # Nothing new to land, but the listing got further than any batch says (e.g. all
             # of it had landed before): commit the progress in an empty batch of its own.
             name = batch_id(f"{entity}-cursor", [json.dumps(cursor, sort_keys=True)])
-            empty = self.to_frame([]).drop("_idx")
+            empty = self.to_frame([]).drop("_idx", strict=False)
             self._land(self.entity, empty, name, self.stamps.next(), cursor)
             self.committed = cursor
         if self.dead:
@@ -511,7 +464,7 @@ class _FrameBatcher:
         self.stats.files.append(str(path))
 
 
-_ORDER_SAME_AT = tuple(records.ORDER_COLUMNS.index(c) for c in ORDER_SAME)
+_ORDER_SAME_AT = tuple(duffel_orders.ORDER_COLUMNS.index(c) for c in ORDER_SAME)
 _ORDER_MONEY = frozenset(
     i for i, c in zip(_ORDER_SAME_AT, ORDER_SAME, strict=True) if c.endswith("_amount")
 )
@@ -526,11 +479,11 @@ def _order_values(row: tuple) -> tuple:
 
 
 def _unseen_orders(
-    page: records.OrderPage, seen: Versions, stats: SyncStats, body: bytes
+    page: duffel_orders.OrderPage, seen: Versions, stats: SyncStats, body: bytes
 ) -> tuple[list[tuple], list[tuple], list[Rejected]]:
     """Drop order versions already landed (or already met in this pull), and their segments;
     a version met again with other amounts is a conflict, quarantined."""
-    id_at, version_at = records.ORDER_KEY
+    id_at, version_at = duffel_orders.ORDER_KEY_AT
     rows = []
     dropped: set[int] = set()
     conflicts = []
@@ -547,7 +500,7 @@ def _unseen_orders(
             stats.already_landed += 1
         else:
             reason = _conflict("id", key[0], "version_at", key[1], ORDER_SAME, before, values)
-            conflicts.append(Rejected(key[0], reason, records.raw_order(body, row[-1])))
+            conflicts.append(Rejected(key[0], reason, duffel_orders.raw_order(body, row[-1])))
     stats.conflicts += len(conflicts)
     if not dropped:
         return rows, page.segments, conflicts
@@ -555,11 +508,11 @@ def _unseen_orders(
 
 
 def _chained_orders(parts: list[list[tuple]]) -> pl.DataFrame:
-    return records.orders_frame(list(itertools.chain.from_iterable(parts)))
+    return duffel_orders.orders_frame(list(itertools.chain.from_iterable(parts)))
 
 
 def _chained_segments(parts: list[list[tuple]]) -> pl.DataFrame:
-    return records.segments_frame(list(itertools.chain.from_iterable(parts)))
+    return duffel_orders.segments_frame(list(itertools.chain.from_iterable(parts)))
 
 
 def sync_ledger(
@@ -575,16 +528,16 @@ def sync_ledger(
     """Land ledger records updated since what has landed (minus an overlap), each once.
 
     Pages are fetched one ahead in a background thread and validated column by column
-    (``records.ledger_page``); only unusual records go through the pydantic model one by one.
+    (``loyalty_ledger.ledger_page``); only unusual records go through the pydantic model one by one.
     """
     started = time.perf_counter()
     stats = SyncStats()
     loaded_at = now or dt.datetime.now(dt.UTC)
-    latest = max_landed(zone, *LEDGER, tenant_id, "updated_at")
+    latest = max_landed(zone, *LEDGER_ENTITY, tenant_id, "updated_at")
     stats.since = latest - overlap if latest else None
     seen = _landed_versions(
         zone,
-        LEDGER,
+        LEDGER_ENTITY,
         tenant_id,
         "transaction_id",
         "updated_at",
@@ -592,13 +545,13 @@ def sync_ledger(
         stats.since,
         LEDGER_SAME,
     )
-    held = dead_letters.known(zone, *LEDGER, tenant_id)
+    held = dead_letters.known(zone, *LEDGER_ENTITY, tenant_id)
     currency, places = client.currency, client.tenant.currency.decimals
-    batcher = _FrameBatcher(
+    batcher = Batcher(
         zone,
-        LEDGER,
+        LEDGER_ENTITY,
         tenant_id,
-        ("transaction_id", "updated_at"),
+        version_keys("transaction_id", "updated_at"),
         batch_size,
         stats,
         loaded_at,
@@ -607,7 +560,7 @@ def sync_ledger(
     for page in _prefetched(client.iter_ledger_pages(updated_since=stats.since)):
         stats.pages += 1
         stats.fetched += len(page.records)
-        checked = records.ledger_page(page.records, tenant_id, currency, held, places)
+        checked = loyalty_ledger.ledger_page(page.records, tenant_id, currency, held, places)
         stats.already_landed += checked.skipped
         batcher.reject(checked.rejected)
         rows, conflicts = _unseen(
@@ -634,16 +587,19 @@ def snapshot_members(
     started = time.perf_counter()
     stats = SyncStats()
     snapshot_at = now or dt.datetime.now(dt.UTC)
-    held = dead_letters.known(zone, *MEMBERS, tenant_id)
-    check = records.member_problem(tenant_id, client.currency, client.tenant.currency.decimals)
-    batcher = _Batcher(
+    held = dead_letters.known(zone, *MEMBERS_ENTITY, tenant_id)
+    check = loyalty_ledger.member_problem(
+        tenant_id, client.currency, client.tenant.currency.decimals
+    )
+    batcher = Batcher(
         zone,
-        MEMBERS,
+        MEMBERS_ENTITY,
         tenant_id,
-        lambda r: f"{r['member_id']}|{r['snapshot_at'].isoformat()}",
+        MEMBER_KEYS,
         batch_size,
         stats,
         snapshot_at,
+        to_frame=rows_frame(MEMBERS_ENTITY),
         dead=_DeadLetters(held, "member_id"),
     )
     for page in client.iter_member_pages():
@@ -655,25 +611,16 @@ def snapshot_members(
             if not (isinstance(r, dict) and held.holds(r.get("member_id"), r))
         ]
         stats.already_landed += len(page.records) - len(fresh)  # quarantined before, unchanged
-        sorted_page = records.validate_page(Member, fresh, "member_id", check)
+        sorted_page = validation.validate_page(Member, fresh, "member_id", check)
         batcher.reject(sorted_page.rejected)
         for member, _raw in sorted_page.good:
-            batcher.add(records.member_row(tenant_id, member, snapshot_at))
+            batcher.add([loyalty_ledger.member_row(tenant_id, member, snapshot_at)])
     batcher.flush()
     stats.requests = requests.count if requests else 0
     stats.seconds = time.perf_counter() - started
     return stats
 
 
-class _ProbeOrder(msgspec.Struct):
-    created_at: str
-
-
-class _Probe(msgspec.Struct):
-    data: list[_ProbeOrder]
-
-
-_PROBE = msgspec.json.Decoder(_Probe)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
@@ -692,13 +639,9 @@ def _order_windows(
         return [(since, None)]
     start = since
     if start is None:
-        try:
-            probe = next(iter(client.iter_order_pages_raw(limit=1)), None)
-            orders = _PROBE.decode(probe.body).data if probe else []
-            start = dt.datetime.fromisoformat(orders[0].created_at) if orders else None
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
-            start = None
-        if start is None or start.tzinfo is None:
+        probe = next(iter(client.iter_order_pages_raw(limit=1)), None)
+        start = duffel_orders.first_created_at(probe.body) if probe else None
+        if start is None:
             return [(since, None)]
     span = (until - start) / streams
     if span <= dt.timedelta(seconds=1):
@@ -752,7 +695,7 @@ class _WindowProgress:
 
     def listed(self, orders: list[tuple]) -> None:
         """Note the orders of a page (landed now or before) for the final position."""
-        at = records.ORDER_COLUMNS.index("created_at")
+        at = duffel_orders.ORDER_COLUMNS.index("created_at")
         if orders:
             latest = max(row[at] for row in orders)
             self.latest_us = latest if self.latest_us is None else max(self.latest_us, latest)
@@ -802,7 +745,7 @@ def sync_orders(
     are listed again to catch later payments and cancellations; an unchanged order is
     recognised by its version and not landed twice.
 
-    Pages arrive as raw bytes and are decoded columnar (``records.order_page``); only
+    Pages arrive as raw bytes and are decoded columnar (``duffel_orders.order_page``); only
     unusual records go through the pydantic model. The listing is split into ``streams``
     creation-time windows fetched concurrently (one thread each, a page or two ahead), all
     through the token's one rate limiter.
@@ -813,25 +756,32 @@ def sync_orders(
     # The cursor is what the landed batches committed: a range of creation times that has
     # completely landed. Batches without one (landed before cursors were committed) prove
     # nothing about gaps, so the listing starts over; what landed is recognised, not re-landed.
-    committed = landed_cursor(zone, *ORDERS, tenant_id)
+    committed = landed_cursor(zone, *ORDERS_ENTITY, tenant_id)
     if committed.complete_through is not None:
         stats.since = min(committed.complete_through - overlap, loaded_at - refresh_window)
     seen = _landed_versions(
-        zone, ORDERS, tenant_id, "order_id", "version_at", "created_at", stats.since, ORDER_SAME
+        zone,
+        ORDERS_ENTITY,
+        tenant_id,
+        "order_id",
+        "version_at",
+        "created_at",
+        stats.since,
+        ORDER_SAME,
     )
     windows = _order_windows(client, stats.since, loaded_at, streams)
     progress = _WindowProgress(windows, committed.complete_through)
-    held = dead_letters.known(zone, *ORDERS, tenant_id)
-    batcher = _FrameBatcher(
+    held = dead_letters.known(zone, *ORDERS_ENTITY, tenant_id)
+    batcher = Batcher(
         zone,
-        ORDERS,
+        ORDERS_ENTITY,
         tenant_id,
-        ("order_id", "version_at"),
+        version_keys("order_id", "version_at"),
         batch_size,
         stats,
         loaded_at,
         to_frame=_chained_orders,
-        children=SEGMENTS,
+        children=SEGMENTS_ENTITY,
         to_child_frame=_chained_segments,
         cursor=progress.cursor,
         dead=_DeadLetters(held, "order_id"),
@@ -841,7 +791,7 @@ def sync_orders(
             progress.done[window] = True
             continue
         stats.pages += 1
-        checked = records.order_page(page.body, tenant_id, held)
+        checked = duffel_orders.order_page(page.body, tenant_id, held)
         stats.fetched += checked.fetched
         stats.already_landed += checked.skipped
         progress.listed(checked.orders)
@@ -870,31 +820,32 @@ def snapshot_reference(
     model, to_row, pages = {
         "airlines": (
             Airline,
-            records.airline_row,
+            duffel_orders.airline_row,
             client.iter_pages("/air/airlines", {"limit": 200}),
         ),
         "airports": (
             Airport,
-            records.airport_row,
+            duffel_orders.airport_row,
             client.iter_pages("/air/airports", {"limit": 200}),
         ),
     }[entity]
-    batcher = _Batcher(
+    batcher = Batcher(
         zone,
         ("duffel", entity),
         None,
-        lambda r: "|".join(str(v) for v in r.values()),
+        row_keys(lambda r: "|".join(str(v) for v in r.values())),
         10**9,
         stats,
         loaded_at,
+        to_frame=rows_frame(("duffel", entity)),
     )
     for page in pages:
         stats.pages += 1
         stats.fetched += len(page)
-        sorted_page = records.validate_page(model, page, "id")
+        sorted_page = validation.validate_page(model, page, "id")
         batcher.reject(sorted_page.rejected)
         for item, _raw in sorted_page.good:
-            batcher.add(to_row(item))
+            batcher.add([to_row(item)])
     batcher.flush()
     stats.requests = requests.count if requests else 0
     stats.seconds = time.perf_counter() - started

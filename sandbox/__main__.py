@@ -123,10 +123,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _traffic(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from clients.platform import PlatformSettings
     from sandbox.seed import reference_members_frame
     from sandbox.traffic import Traffic, members_from_frame
-    from tenants.platform import PlatformSettings
-    from tenants.registry import get_registry
+    from tenants.settings import get_registry
 
     if args.rate <= 0:
         print("--rate: bookings per minute must be more than 0", file=sys.stderr)
@@ -166,6 +166,38 @@ def _traffic(args: argparse.Namespace) -> int:
         traffic.run(args.rate, stop)
         print(f"traffic stopped after {traffic.ticks:,} bookings: {dict(traffic.outcomes)}")
     return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    """One pipeline run against the stand-ins, started for it unless some already answer.
+
+    Here rather than in ``orchestration.pipeline``: the pipeline itself never imports the
+    sandbox (it talks to whatever URLs its settings name); this is the dev convenience."""
+    import httpx
+
+    from orchestration import pipeline
+    from settings import LOCALHOST, STANDIN_PORTS
+
+    first = min(STANDIN_PORTS.values())
+    sandbox = None
+    try:
+        httpx.get(f"http://{LOCALHOST}:{first}/health", timeout=1)
+        print(
+            f"pipeline: using the stand-ins already running on {LOCALHOST}:"
+            f"{first}-{max(STANDIN_PORTS.values())}",
+            flush=True,
+        )
+    except httpx.HTTPError:
+        print(f"pipeline: starting stand-ins over {args.history}", flush=True)
+        from sandbox.runner import start_sandbox
+
+        sandbox = start_sandbox(SandboxConfig(history_dir=args.history, log_requests=False))
+    try:
+        forwarded = args.pipeline_args
+        return pipeline.main(forwarded[1:] if forwarded[:1] == ["--"] else forwarded)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,6 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         "headers",
     )
     serve.set_defaults(run=_serve)
+    run = sub.add_parser(
+        "pipeline",
+        help="one pipeline run (python -m orchestration.pipeline ARGS...) against the stand-ins, "
+        "started for the run over --history unless they already answer",
+    )
+    run.add_argument("--history", type=Path, default=DEFAULT_HISTORY)
+    run.add_argument(
+        "pipeline_args", nargs=argparse.REMAINDER, help="-- then the pipeline's own options"
+    )
+    run.set_defaults(run=_pipeline)
     traffic = sub.add_parser(
         "traffic",
         help="members searching and booking through a running booking API until Ctrl-C",

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from settings import STANDIN_PORTS
+
 TENANT_SERVICES = ("coffeechain", "telcocorp", "fintechapp")
 SERVICES = (*TENANT_SERVICES, "duffel")
-DEFAULT_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+DEFAULT_PORTS = STANDIN_PORTS
 
 
 @dataclass(frozen=True)

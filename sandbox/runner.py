@@ -188,9 +188,9 @@ def start_traffic(sandbox: Sandbox, members: pl.DataFrame) -> Traffic:
     ``BOOKING_OPERATOR_TOKEN``; the members' apps use these stand-ins' own credentials.
     Raises ``ValueError`` when no operator token is set.
     """
+    from clients.platform import PlatformSettings
     from sandbox.traffic import MemberApps, Traffic, members_from_frame
-    from tenants.platform import PlatformSettings
-    from tenants.registry import get_registry
+    from tenants.settings import get_registry
 
     settings = PlatformSettings()
     if settings.booking_operator_token is None:

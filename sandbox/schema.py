@@ -89,7 +89,7 @@ RATE = pl.Decimal(18, 8)
 
 # The booking API's event feed (``events.parquet``), one row per event in commit order:
 # exactly the columns ``/api/v1/admin/events`` serves and ingestion lands
-# (``ingestion.schemas.BOOKING_EVENTS`` without its ``_`` lineage columns).
+# (``ingestion.landing.schemas.BOOKING_EVENTS`` without its ``_`` lineage columns).
 EVENTS = pl.Schema(
     {
         "tenant_id": pl.String,

@@ -30,13 +30,15 @@ import numpy as np
 import polars as pl
 from pydantic import SecretStr
 
+from clients.errors import UpstreamError
+from clients.loyalty.member_auth import member_header
 from tenants.auth import ApiKeyAuth, JwtSession, OAuth2ClientCredentials
-from tenants.errors import UpstreamError
-from tenants.member_auth import member_header
-from tenants.registry import ApiKeyAuth as ApiKeyConfig
-from tenants.registry import JwtSessionAuth as JwtSessionConfig
-from tenants.registry import OAuthClientCredentialsAuth as OAuth2Config
-from tenants.registry import TenantConfig
+from tenants.registry import (
+    ApiKeyConfig,
+    JwtSessionConfig,
+    OAuthClientCredentialsConfig,
+    TenantConfig,
+)
 from tenants.settings import env_value, tenant_base_url
 
 log = logging.getLogger("sandbox.traffic")
@@ -136,7 +138,7 @@ class MemberApps:
         config = tenant.auth
         if isinstance(config, ApiKeyConfig):
             return ApiKeyAuth(config.header, self._secret(config.key_env, tenant))
-        if isinstance(config, OAuth2Config):
+        if isinstance(config, OAuthClientCredentialsConfig):
             return OAuth2ClientCredentials(
                 tenant_id=tenant.id,
                 token_url=self._base_url(tenant) + config.token_path,

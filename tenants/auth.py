@@ -3,7 +3,7 @@
 A new scheme is one new class here plus one entry in ``AUTH_SCHEMES``. Schemes that obtain
 a token (OAuth2 client credentials, JWT session) cache it, refresh it ahead of expiry and,
 on a 401, refresh once and replay the request. Retries for 429/5xx/timeouts are not done
-here: they belong to the request loop in ``tenants.http``. These auths drive a threading
+here: they belong to the request loop in ``clients.http``. These auths drive a threading
 lock from inside the auth flow, so they are for synchronous ``httpx.Client`` use.
 """
 
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import SecretStr
 
+from clients.errors import UpstreamError, decode_body, tenant_error
+from clients.ratelimit import DEADLINE_EXTENSION, credential_fingerprint
+from clients.redact import get_logger, register_secret
 from tenants import registry
-from tenants.errors import UpstreamError, decode_body, tenant_error
-from tenants.ratelimit import DEADLINE_EXTENSION, credential_fingerprint
-from tenants.redact import get_logger, register_secret
 from tenants.settings import secret, tenant_base_url
 
 log = get_logger("tenants.auth")
@@ -48,7 +48,7 @@ class ApiKeyAuth(TenantAuth):
     @classmethod
     def from_config(cls, tenant: registry.TenantConfig, base_url: str) -> ApiKeyAuth:
         config = tenant.auth
-        assert isinstance(config, registry.ApiKeyAuth)
+        assert isinstance(config, registry.ApiKeyConfig)
         key = secret(config.key_env, tenant=tenant.id)
         register_secret(key.get_secret_value())
         return cls(config.header, key)
@@ -190,7 +190,7 @@ class OAuth2ClientCredentials(_IssuedTokenAuth):
     @classmethod
     def from_config(cls, tenant: registry.TenantConfig, base_url: str) -> OAuth2ClientCredentials:
         config = tenant.auth
-        assert isinstance(config, registry.OAuthClientCredentialsAuth)
+        assert isinstance(config, registry.OAuthClientCredentialsConfig)
         client_secret = secret(config.client_secret_env, tenant=tenant.id)
         register_secret(client_secret.get_secret_value())
         return cls(
@@ -247,7 +247,7 @@ class JwtSession(_IssuedTokenAuth):
     @classmethod
     def from_config(cls, tenant: registry.TenantConfig, base_url: str) -> JwtSession:
         config = tenant.auth
-        assert isinstance(config, registry.JwtSessionAuth)
+        assert isinstance(config, registry.JwtSessionConfig)
         partner_secret = secret(config.partner_secret_env, tenant=tenant.id)
         register_secret(partner_secret.get_secret_value())
         return cls(

@@ -11,7 +11,6 @@ import datetime as dt
 import itertools
 import re
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -102,7 +101,7 @@ class RateLimit(_Strict):
     window_seconds: float = Field(default=60.0, gt=0)
 
 
-class ApiKeyAuth(_Strict):
+class ApiKeyConfig(_Strict):
     kind: Literal["api_key"]
     header: str = Field(min_length=1)
     key_env: EnvName
@@ -110,7 +109,7 @@ class ApiKeyAuth(_Strict):
     _check = field_validator("key_env")(_env_name)
 
 
-class OAuthClientCredentialsAuth(_Strict):
+class OAuthClientCredentialsConfig(_Strict):
     kind: Literal["oauth2_client_credentials"]
     token_path: str = Field(pattern=r"^/")
     client_id_env: EnvName
@@ -120,7 +119,7 @@ class OAuthClientCredentialsAuth(_Strict):
     _check = field_validator("client_id_env", "client_secret_env")(_env_name)
 
 
-class JwtSessionAuth(_Strict):
+class JwtSessionConfig(_Strict):
     kind: Literal["jwt_session"]
     session_path: str = Field(pattern=r"^/")
     partner_id_env: EnvName
@@ -131,7 +130,7 @@ class JwtSessionAuth(_Strict):
 
 
 Auth = Annotated[
-    ApiKeyAuth | OAuthClientCredentialsAuth | JwtSessionAuth, Field(discriminator="kind")
+    ApiKeyConfig | OAuthClientCredentialsConfig | JwtSessionConfig, Field(discriminator="kind")
 ]
 
 
@@ -224,12 +223,13 @@ class TenantConfig(_Strict):
         return value
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(file)"
-        lines.append(f"field '{field}': {item['msg']}")
-    return "; ".join(lines)
+def describe_errors(error: ValidationError, whole: str = "(file)") -> str:
+    """``field 'amount': Input should be a valid decimal`` (every failing field, joined);
+    ``whole`` names what an error without a field location is about."""
+    return "; ".join(
+        f"field '{'.'.join(str(part) for part in item['loc']) or whole}': {item['msg']}"
+        for item in error.errors()
+    )
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):
@@ -293,7 +293,7 @@ def load_tenant_file(path: Path) -> TenantConfig:
         tenant = TenantConfig.model_validate(raw)
     except ValidationError as exc:
         # Not chained: pydantic's error keeps the input values, which may be a pasted secret.
-        raise RegistryError(f"{path.name}: {_describe(exc)}") from None
+        raise RegistryError(f"{path.name}: {describe_errors(exc)}") from None
     if tenant.id != path.stem:
         raise RegistryError(
             f"{path.name}: field 'id' is {tenant.id!r} but the file is named {path.stem!r}"
@@ -308,11 +308,3 @@ def load_registry(directory: Path | None = None) -> dict[str, TenantConfig]:
     if not files:
         raise RegistryError(f"no tenant files (*.yaml) in {folder}")
     return {tenant.id: tenant for tenant in map(load_tenant_file, files)}
-
-
-@cache
-def get_registry() -> dict[str, TenantConfig]:
-    """The registry of this deployment, loaded once per process."""
-    from tenants.settings import get_settings
-
-    return load_registry(get_settings().tenants_dir)

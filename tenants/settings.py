@@ -1,33 +1,29 @@
-"""Deployment settings and secrets, read from the environment (and ``.env``) on first use."""
+"""The tenants' secrets and URL overrides, read from the environment (and ``.env``) on first use.
+
+Each tenant's YAML names the variables (``key_env``, ``base_url_env``, ...), so they are read
+by name here rather than declared as fields of the settings object (``settings.Settings``).
+"""
 
 from __future__ import annotations
 
 import os
 from functools import cache
-from pathlib import Path
 
 from dotenv import dotenv_values
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tenants.registry import REGISTRY_DIR, TenantConfig
+from settings import get_settings
+from tenants.registry import TenantConfig, load_registry
 
 
 class MissingSecretError(RuntimeError):
     """A tenant's configuration names an environment variable that is not set."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
-    tenants_dir: Path = REGISTRY_DIR
-    data_dir: Path = Path("data")
-    duffel_base_url: str = "http://127.0.0.1:8004"
-
-
 @cache
-def get_settings() -> Settings:
-    return Settings()
+def get_registry() -> dict[str, TenantConfig]:
+    """The registry of this deployment (from ``TENANTS_DIR``), loaded once per process."""
+    return load_registry(get_settings().tenants_dir)
 
 
 @cache

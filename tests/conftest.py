@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from sandbox.runner import Sandbox, start_sandbox
-from tests.helpers.standins import sandbox_config
-from tests.postgres import postgres_server, postgres_url
+from testing.postgres import postgres_server, postgres_url
+from testing.standins import sandbox_config
 
 # Fixtures defined in tests/postgres.py, made available to every test.
 __all__ = ["postgres_server", "postgres_url"]

@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from dashboard import auth
-from demo import DEMO_PASSWORDS, ROOT, _descendants, demo_sign_ins, operator_token, standin_env
+from orchestration.demo import (
+    DEMO_PASSWORDS,
+    ROOT,
+    _descendants,
+    demo_sign_ins,
+    operator_token,
+    standin_env,
+)
 from sandbox.config import DEFAULT_PORTS
 from sandbox.generator import generate
 from sandbox.runner import Sandbox
@@ -96,7 +103,7 @@ def _free_ports(count: int) -> int:
 
 
 class Demo:
-    """``demo.py`` in a session of its own (as a terminal runs it), its output collected."""
+    """``python -m orchestration.demo`` in a session of its own (as a terminal runs it), its output collected."""
 
     def __init__(self, history: Path, data: Path, *extra: str) -> None:
         self.data = data
@@ -109,7 +116,8 @@ class Demo:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "demo.py",
+                "-m",
+                "orchestration.demo",
                 "--history",
                 str(history),
                 "--data-dir",

@@ -19,10 +19,10 @@ import pytest
 
 from definitions import defs
 from sandbox.generator import generate
+from testing.platform import QUIET, run_pipeline, serving_history
 from tests.booking.test_http import book, coffeechain, search
-from tests.helpers.platform import QUIET, run_pipeline, serving_history
 from tests.helpers.snapshot_reader import read_for
-from transforms.publish import SNAPSHOT, VERSION, publish_snapshot
+from warehouse.publish import SNAPSHOT, VERSION, publish_snapshot
 
 ANCHOR = dt.date(2026, 11, 1)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-import pipeline
 from definitions import defs
-from tenants.settings import get_settings
+from orchestration import pipeline
+from settings import get_settings
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ disagrees; the checks that cannot run say so.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,12 +22,11 @@ import pytest
 
 from sandbox.config import SERVICES, Limit
 from sandbox.runner import Sandbox, start_sandbox
-from tenants.settings import get_settings
+from testing.platform import TENANTS, booking_feeds, run_pipeline
+from testing.standins import pointed_at, sandbox_config
 from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
-from tests.helpers.platform import TENANTS, run_pipeline
-from tests.helpers.standins import sandbox_config
 from tests.sandbox.test_traffic import Clock, read_feed, reference_traffic
-from transforms.publish import SNAPSHOT
+from warehouse.publish import SNAPSHOT
 
 TICKS = 30  # three decks of traffic: approvals, cancellations and failures in each
 
@@ -38,7 +36,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Traffic through the API against reference stand-ins, then one full pipeline run."""
     folder = tmp_path_factory.mktemp("reference")
     data_dir = folder / "data"
-    saved = dict(os.environ)
     sandbox: Sandbox = start_sandbox(
         sandbox_config(reference=True, limits=dict.fromkeys(SERVICES, Limit(100_000)))
     )
@@ -51,10 +48,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 traffic.tick()
             clock.now += 301.0
             traffic.run_due()
-        os.environ.update(sandbox.client_env())
-        os.environ.update(BOOKING_API_URL=api.url, BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN)
-        get_settings.cache_clear()
-        outcomes = run_pipeline(data_dir)
+        with pointed_at(sandbox.client_env(), booking_feeds(api.url)):
+            outcomes = run_pipeline(data_dir)
         with httpx.Client(base_url=api.url, timeout=60) as client:
             client.headers["Authorization"] = f"Bearer {OPERATOR_TOKEN}"
             events = read_feed(client, "/api/v1/admin/events", "events")
@@ -69,9 +64,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         if api is not None:
             api.stop()
         sandbox.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
 
 
 def _query(run: dict[str, Any], sql: str) -> list[tuple]:

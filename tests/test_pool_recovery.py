@@ -20,8 +20,8 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from sandbox.generator import generate
-from tests.helpers.landing_from_history import write_landing
-from transforms.pool import WAREHOUSE_POOL, host_tags
+from testing.landing_from_history import write_landing
+from warehouse.pool import WAREHOUSE_POOL, host_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 # The next build must be done inside this (a small warehouse builds in 20-45 s on a busy
@@ -265,7 +265,7 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
 
 def test_a_live_run_whose_worker_started_after_the_run_was_created_is_left_alone() -> None:
     """Daemon-launched runs are created first and get their process later: still running."""
-    from transforms.pool import judge, reap
+    from warehouse.pool import judge, reap
 
     with dg.instance_for_test() as instance:
         run = instance.add_run(
@@ -289,7 +289,7 @@ def test_a_live_run_whose_worker_started_after_the_run_was_created_is_left_alone
 
 
 def test_a_reused_pid_does_not_pass_for_the_runs_process() -> None:
-    from transforms.pool import process_alive
+    from warehouse.pool import process_alive
 
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from tests.postgres import PostgresServer, PostgresUnavailable, find_bin_dir
+from testing.postgres import PostgresServer, PostgresUnavailable, find_bin_dir
 
 
 def test_postgres_url_answers_select_1(postgres_url: str) -> None:
@@ -46,7 +46,7 @@ def test_databases_are_separate_and_keep_money_exact(postgres_server: PostgresSe
 
 
 def test_missing_binaries_name_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tests.postgres.BIN_GLOB", "/nonexistent/postgresql/*/bin")
+    monkeypatch.setattr("testing.postgres.BIN_GLOB", "/nonexistent/postgresql/*/bin")
     with pytest.raises(PostgresUnavailable, match=r"apt-get install -y postgresql"):
         find_bin_dir()
     with pytest.raises(PostgresUnavailable, match="`postgresql` package"):

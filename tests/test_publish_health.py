@@ -7,9 +7,9 @@ from pathlib import Path
 
 import duckdb
 
-from ingestion import quarantine
-from ingestion.landing import LandingZone, Rejected
-from transforms.publish import SNAPSHOT, publish_snapshot
+from ingestion.landing import quarantine
+from ingestion.landing.zone import LandingZone, Rejected
+from warehouse.publish import SNAPSHOT, publish_snapshot
 
 AT = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
 

@@ -8,7 +8,7 @@ from ingestion import checks
 from ingestion.partitions import tenant_partitions
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, snapshot_reference, sync_orders
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 GROUP = "duffel"
 ORDERS_KEY = dg.AssetKey(["raw", "duffel", "orders"])

@@ -5,6 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
+from clients.loyalty.client import CapabilityProbe
 from ingestion import checks
 from ingestion.loyalty import capabilities as facts
 from ingestion.loyalty.lookups import lookup_limit, members_to_look_up, snapshot_balances
@@ -12,7 +13,6 @@ from ingestion.partitions import tenant_partitions
 from ingestion.platform.assets import EVENTS_KEY
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, snapshot_members, sync_ledger
-from tenants.loyalty import CapabilityProbe
 
 GROUP = "loyalty"
 LEDGER_KEY = dg.AssetKey(["raw", "loyalty", "ledger_transactions"])

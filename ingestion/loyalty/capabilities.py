@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 import polars as pl
 
-from ingestion.landing import LandingZone, batch_id, land
-from ingestion.schemas import CAPABILITIES
-from tenants.loyalty import CapabilityProbe, LoyaltyClient
+from clients.loyalty.client import CapabilityProbe, LoyaltyClient
+from ingestion.landing.schemas import CAPABILITIES
+from ingestion.landing.zone import LandingZone, batch_id, land
 from tenants.registry import CAPABILITY_NAMES
 
 ENTITY = ("loyalty", "capabilities")

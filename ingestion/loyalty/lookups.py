@@ -18,13 +18,20 @@ import time
 
 import polars as pl
 
-from ingestion import records
-from ingestion.landing import LandingZone, Rejected
-from ingestion.sync import MEMBERS, RequestCounter, SyncStats, _Batcher
-from tenants.errors import NotFound
-from tenants.loyalty import LoyaltyClient
-from tenants.models import Member
-from tenants.registry import JwtSessionAuth, OAuthClientCredentialsAuth, RateLimit, TenantConfig
+from clients.errors import NotFound
+from clients.loyalty.client import LoyaltyClient
+from clients.loyalty.models import Member
+from ingestion.landing.zone import LandingZone, Rejected
+from ingestion.loyalty import ledger as loyalty_ledger
+from ingestion.sync import (
+    MEMBER_KEYS,
+    MEMBERS_ENTITY,
+    Batcher,
+    RequestCounter,
+    SyncStats,
+    rows_frame,
+)
+from tenants.registry import JwtSessionConfig, OAuthClientCredentialsConfig, RateLimit, TenantConfig
 
 log = logging.getLogger("ingestion")
 
@@ -50,7 +57,7 @@ def members_to_look_up(zone: LandingZone, tenant_id: str) -> list[str]:
             .group_by("member_id")
             .agg(pl.col("occurred_at").max().alias("last_active"))
         )
-        snapshots = zone.scan(*MEMBERS, tenant_id)
+        snapshots = zone.scan(*MEMBERS_ENTITY, tenant_id)
         if snapshots is None:
             seen = pl.LazyFrame(
                 schema={"member_id": pl.String, "last_seen": pl.Datetime("us", "UTC")}
@@ -79,9 +86,9 @@ def members_to_look_up(zone: LandingZone, tenant_id: str) -> list[str]:
 
 def _requests_per_lookup(tenant: TenantConfig, first: bool) -> int:
     """The most requests one lookup may send: its own, plus the token or session it needs."""
-    if isinstance(tenant.auth, JwtSessionAuth):
+    if isinstance(tenant.auth, JwtSessionConfig):
         return 2  # every member has a session of their own
-    if isinstance(tenant.auth, OAuthClientCredentialsAuth) and first:
+    if isinstance(tenant.auth, OAuthClientCredentialsConfig) and first:
         return 2
     return 1
 
@@ -104,15 +111,18 @@ def snapshot_balances(
     started = time.perf_counter()
     stats = SyncStats(outcome="ok: member snapshot from balance lookups")
     snapshot_at = now or dt.datetime.now(dt.UTC)
-    check = records.member_problem(tenant_id, client.currency, client.tenant.currency.decimals)
-    batcher = _Batcher(
+    check = loyalty_ledger.member_problem(
+        tenant_id, client.currency, client.tenant.currency.decimals
+    )
+    batcher = Batcher(
         zone,
-        MEMBERS,
+        MEMBERS_ENTITY,
         tenant_id,
-        lambda r: f"{r['member_id']}|{r['snapshot_at'].isoformat()}",
+        MEMBER_KEYS,
         10**9,
         stats,
         snapshot_at,
+        to_frame=rows_frame(MEMBERS_ENTITY),
     )
     spent_before = requests.count
     unknown = 0
@@ -141,7 +151,7 @@ def snapshot_balances(
             if problem is not None:
                 batcher.reject([Rejected(member_id, problem, member.model_dump(mode="json"))])
                 continue
-            batcher.add(records.member_row(tenant_id, member, snapshot_at, SOURCE))
+            batcher.add([loyalty_ledger.member_row(tenant_id, member, snapshot_at, SOURCE)])
     finally:
         batcher.flush()
         stats.requests = requests.count - spent_before

@@ -2,15 +2,8 @@
 
 import dagster as dg
 
-from ingestion import checks
-from ingestion.partitions import tenant_partitions
-from ingestion.platform.events import EVENTS_FEED
-from ingestion.platform.feed import SOURCE, PlatformFeed, sync_feed
-from ingestion.platform.searches import SEARCHES_FEED
-from ingestion.resources import LandingResource
-from ingestion.sync import RequestCounter, SyncStats
-from tenants.http import RetryPolicy
-from tenants.platform import (
+from clients.http import RetryPolicy
+from clients.platform import (
     FEED_RATE_LIMIT,
     MAX_PAGE_SIZE,
     BookingApiUnavailable,
@@ -18,6 +11,13 @@ from tenants.platform import (
     PlatformSettings,
     build_booking_events_client,
 )
+from ingestion import checks
+from ingestion.partitions import tenant_partitions
+from ingestion.platform.events import EVENTS_FEED
+from ingestion.platform.feed import SOURCE, PlatformFeed, sync_feed
+from ingestion.platform.searches import SEARCHES_FEED
+from ingestion.resources import LandingResource
+from ingestion.sync import RequestCounter, SyncStats
 
 GROUP = "platform"
 EVENTS_KEY = dg.AssetKey(["raw", SOURCE, EVENTS_FEED.entity])

@@ -10,7 +10,9 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ingestion.landing import LandingZone
+from clients.platform import FEED, BookingEventsClient
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone
 from ingestion.platform.feed import (
     SOURCE,
     PlatformFeed,
@@ -22,9 +24,7 @@ from ingestion.platform.feed import (
     sync_feed,
     text,
 )
-from ingestion.schemas import BOOKING_EVENTS
 from ingestion.sync import RequestCounter, SyncStats
-from tenants.platform import FEED, BookingEventsClient
 
 __all__ = ["CURSOR_FIELD", "ENTITY", "EVENTS_FEED", "SOURCE", "EventProblem", "event_row"]
 

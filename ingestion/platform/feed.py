@@ -23,11 +23,11 @@ from typing import Any
 
 import polars as pl
 
-from ingestion import quarantine as dead_letters
-from ingestion.landing import CURSOR_KEY, LandingZone, Rejected, batch_id, land
-from ingestion.sync import RequestCounter, SyncStats, _BatchStamps
-from tenants.http import Route
-from tenants.platform import BookingEventsClient, FeedContractError
+from clients.http import Route
+from clients.platform import BookingEventsClient, FeedContractError
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.zone import CURSOR_KEY, LandingZone, Rejected, batch_id, land
+from ingestion.sync import BatchStamps, RequestCounter, SyncStats
 
 SOURCE = "platform"
 
@@ -122,7 +122,7 @@ class _FeedBatcher:
     ) -> None:
         self.feed = feed
         self.zone, self.tenant_id, self.batch_size, self.stats = zone, tenant_id, batch_size, stats
-        self.loaded_at, self.stamps = loaded_at, _BatchStamps(loaded_at)
+        self.loaded_at, self.stamps = loaded_at, BatchStamps(loaded_at)
         self.committed = committed  # the cursor already on disk
         self.cursor = committed  # how far the collected range reaches
         self.rows: list[dict[str, Any]] = []

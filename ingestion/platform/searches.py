@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from clients.platform import SEARCHES
+from ingestion.landing.schemas import FLIGHT_SEARCHES
 from ingestion.platform.feed import (
     PlatformFeed,
     RecordProblem,
@@ -17,8 +19,6 @@ from ingestion.platform.feed import (
     same_tenant,
     text,
 )
-from ingestion.schemas import FLIGHT_SEARCHES
-from tenants.platform import SEARCHES
 
 ENTITY = "flight_searches"
 CURSOR_FIELD = "last_search_id"

@@ -10,7 +10,7 @@ import pytest
 from booking.store.uow import Store
 from sandbox.config import SERVICES, Limit
 from sandbox.runner import start_sandbox
-from tests.helpers.standins import sandbox_config
+from testing.standins import sandbox_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

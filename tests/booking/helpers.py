@@ -15,11 +15,12 @@ from booking.service import BookingService, Member
 from booking.store.repository import utcnow
 from booking.store.uow import Store
 from booking.upstream import Upstreams
-from tenants.duffel.client import DuffelClient, build_duffel_client
-from tenants.http import RetryPolicy
-from tenants.loyalty import build_loyalty_client
-from tenants.registry import RateLimit, TenantConfig, get_registry
-from tenants.settings import Settings
+from clients.duffel.client import DuffelClient, build_duffel_client
+from clients.http import RetryPolicy
+from clients.loyalty.client import build_loyalty_client
+from settings import Settings
+from tenants.registry import RateLimit, TenantConfig
+from tenants.settings import get_registry
 
 FAST = RetryPolicy(max_attempts=2, max_elapsed_seconds=5, base_delay_seconds=0.01)
 

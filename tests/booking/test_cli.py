@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from .test_http import ROOT, ApiServer, _env
+from testing.booking_api import ROOT
+
+from .test_http import ApiServer, _env
 
 TABLES = {
     "bookings",
@@ -73,7 +75,7 @@ def test_health_is_503_when_duffel_is_unreachable(stand_ins: Any, tmp_path: Path
 def test_workers_share_one_upstream_budget_under_the_data_folder(
     stand_ins: Any, tmp_path: Path
 ) -> None:
-    from tenants.ratelimit import STATE_DIR_ENV
+    from clients.ratelimit import STATE_DIR_ENV
 
     from .test_http import coffeechain, search
 

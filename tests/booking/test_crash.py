@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 from .helpers import balance, ledger_for, orders_for
 from .test_http import ApiServer, _env, book_body, coffeechain, search
@@ -135,7 +135,7 @@ def _deduction_made() -> bool:
 
 
 def _ledger_pages():
-    from tenants.loyalty import build_loyalty_client
+    from clients.loyalty.client import build_loyalty_client
 
     with build_loyalty_client(TENANT) as client:
         yield from client.iter_ledger()

@@ -26,7 +26,8 @@ from booking.views import event_view
 from sandbox.generator import generate
 from tenants.pricing import load_fx
 from tenants.registry import load_registry
-from tests.booking.test_http import ROOT, ApiServer, _env, coffeechain, operator
+from testing.booking_api import ROOT
+from tests.booking.test_http import ApiServer, _env, coffeechain, operator
 
 ANCHOR = dt.date(2026, 11, 1)
 MEMBER = "CC1234567"  # a reference member: the CoffeeChain stand-in authenticates them

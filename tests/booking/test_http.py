@@ -7,10 +7,6 @@ problem+json; the rate limit holds across two worker processes; the logs carry n
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,77 +18,14 @@ import httpx
 import pytest
 
 from booking.schemas import BookingList, BookingView, CancelResult, EventPage, SearchResult
-from tests.postgres import PostgresServer
+from testing.booking_api import OPERATOR_TOKEN, ApiServer
+from testing.booking_api import api_env as _env
+from testing.booking_api import free_port as _free_port
+from testing.postgres import PostgresServer
 
 from .helpers import departure
 
-OPERATOR_TOKEN = "operator-secret-for-tests"
 CC_KEY = "test_cc_api_key_12345"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ApiServer:
-    """``python -m booking`` on a free loopback port, its log kept in a file."""
-
-    def __init__(
-        self, env: dict[str, str], log_path: Path, workers: int = 1, port: int | None = None
-    ) -> None:
-        self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "booking",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API exited: {log_path.read_text()[-2000:]}")
-            try:
-                httpx.get(self.url + "/openapi.json", timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("the API did not start within 60 s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-
-
-def _env(stand_ins: Any, database: Path | str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
-    env.update(stand_ins.client_env())
-    env.update(
-        BOOKING_DATABASE_URL=database if isinstance(database, str) else f"sqlite:///{database}",
-        BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN,
-        BOOKING_RECONCILE_INTERVAL_SECONDS="0.5",
-        PYTHONPATH=str(ROOT),
-        **extra,
-    )
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -527,10 +460,10 @@ def test_rate_limit_holds_across_two_workers(
 
 
 def test_duffel_webhook_resolves_an_unknown_order_outcome(stand_ins: Any, tmp_path: Path) -> None:
-    from tenants.duffel.client import build_duffel_client
-    from tenants.duffel.webhooks import sign_webhook
-    from tenants.registry import get_registry
-    from tenants.settings import Settings
+    from clients.duffel.client import build_duffel_client
+    from clients.duffel.webhooks import sign_webhook
+    from settings import Settings
+    from tenants.settings import get_registry
 
     stand_ins.reset()  # the seeded balances: earlier tests spent this member's stars
     tenant = get_registry()["coffeechain"]

@@ -20,7 +20,7 @@ import pytest
 
 from booking.schemas import BookingList, BookingView, CancelResult
 from sandbox.runner import Sandbox, start_sandbox
-from tests.helpers.standins import sandbox_config
+from testing.standins import sandbox_config
 
 from .test_http import (
     ApiServer,

@@ -20,7 +20,7 @@ from booking.api import create_app
 from booking.config import BookingSettings
 from booking.store.uow import Store
 from booking.upstream import Upstreams
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 STALL = 0.3
 

@@ -359,7 +359,7 @@ def test_order_made_but_answer_lost_is_reconciled_from_duffel(store, stand_ins):
 
 
 def test_order_timeout_is_reconciled_not_retried(store, stand_ins, monkeypatch):
-    monkeypatch.setattr("tenants.duffel.client.ORDER_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr("clients.duffel.client.ORDER_TIMEOUT_SECONDS", 1.0)
     service = make_service(store, stand_ins)
     who = member("fintechapp")
     flight = search(service, who)[0]

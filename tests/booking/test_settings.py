@@ -42,7 +42,7 @@ def test_the_default_store_lives_under_the_data_dir(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Beside the workers' shared rate-limit folder, not in whatever folder the process started.
-    from tenants.settings import get_settings
+    from settings import get_settings
 
     monkeypatch.delenv("BOOKING_DATABASE_URL", raising=False)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))

@@ -27,8 +27,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from dashboard.auth import create_demo_users
 from dashboard.data import OPERATIONS_TABLES
 from sandbox.generator import generate
-from tenants.registry import get_registry
-from tests.helpers.platform import TENANTS, run_pipeline, serving_history
+from tenants.settings import get_registry
+from testing.platform import TENANTS, run_pipeline, serving_history
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from dotenv import dotenv_values
 
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 from tests.dashboard.conftest import REPO, tenant_secret_names
 
 # What each role's program reads of the tenants' secrets. The stand-ins check fixed sandbox

@@ -14,7 +14,7 @@ import pytest
 from dashboard import data
 from dashboard.data import BookingFilters, Snapshot, SnapshotMissing
 from dashboard.scope import Scope, ScopeError
-from transforms.publish import publish_snapshot
+from warehouse.publish import publish_snapshot
 
 OPERATOR = Scope("op", "operator")
 TELCO = Scope("telco", "staff", "telcocorp")

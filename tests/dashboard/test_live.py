@@ -22,7 +22,7 @@ from tests.dashboard.conftest import (
     start_dashboard,
     stop_dashboard,
 )
-from transforms.publish import publish_snapshot
+from warehouse.publish import publish_snapshot
 
 
 @pytest.fixture

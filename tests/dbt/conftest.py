@@ -11,8 +11,8 @@ import duckdb
 import pytest
 
 from sandbox.generator import generate
-from tests.dbt.build import DbtBuild, dbt_build
-from tests.helpers.landing_from_history import write_landing
+from testing.dbt_build import DbtBuild, dbt_build
+from testing.landing_from_history import write_landing
 
 HISTORY_SIZE = 10_000
 ANCHOR = dt.date(2026, 11, 1)

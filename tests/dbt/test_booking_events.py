@@ -16,10 +16,11 @@ import httpx
 import polars as pl
 import pytest
 
-from ingestion.landing import LandingZone, land
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone, land
 from ingestion.platform.events import CURSOR_FIELD
-from ingestion.schemas import BOOKING_EVENTS
 from sandbox.runner import Sandbox
+from testing.dbt_build import DbtBuild, dbt_build
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,
@@ -30,7 +31,6 @@ from tests.booking.test_http import (
     search,
     telcocorp,
 )
-from tests.dbt.build import DbtBuild, dbt_build
 from tests.ingestion.test_booking_events import MONEY, RATES, feed, materialize, outcome
 
 TENANTS = ("coffeechain", "telcocorp", "fintechapp")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import polars as pl
 
-from ingestion.landing import LandingZone, land
+from clients.loyalty.client import CapabilityProbe
+from ingestion.landing.schemas import MEMBERS
+from ingestion.landing.zone import LandingZone, land
 from ingestion.loyalty.capabilities import land_probes
-from ingestion.schemas import MEMBERS
-from tenants.loyalty import CapabilityProbe
-from tests.dbt.build import DbtBuild, dbt_build
+from testing.dbt_build import DbtBuild, dbt_build
 
 AT = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 NOT_FOUND = "GET /api/v1/ledger/transactions answered 404 Not Found: no such route"

@@ -10,8 +10,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.dbt.build import DbtBuild, dbt_build
-from tests.helpers.landing_from_history import write_landing
+from testing.dbt_build import DbtBuild, dbt_build
+from testing.landing_from_history import write_landing
 
 MARTS = [
     "bookings",
@@ -98,7 +98,7 @@ def test_incremental_marts_equal_a_full_build(
 
 
 def test_a_changed_model_or_seed_rebuilds_in_full(tmp_path: Path) -> None:
-    from transforms.warehouse import DBT_PROJECT_DIR, WarehouseResource, project_fingerprint
+    from warehouse.dbt import DBT_PROJECT_DIR, WarehouseResource, project_fingerprint
 
     project = tmp_path / "project"
     shutil.copytree(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from transforms.warehouse import MANIFEST_FINGERPRINT, ROOT, dbt_project, project_fingerprint
+from warehouse.dbt import MANIFEST_FINGERPRINT, ROOT, dbt_project, project_fingerprint
 
 
 def test_a_manifest_parsed_from_another_project_is_parsed_again() -> None:
@@ -14,7 +14,7 @@ def test_a_manifest_parsed_from_another_project_is_parsed_again() -> None:
     MANIFEST_FINGERPRINT.write_text("parsed from an older project")
     parsed_before = dbt_project.manifest_path.stat().st_mtime_ns
 
-    subprocess.run([sys.executable, "-c", "import transforms.warehouse"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-c", "import warehouse.dbt"], cwd=ROOT, check=True)
 
     assert MANIFEST_FINGERPRINT.read_text() == project_fingerprint()
     assert dbt_project.manifest_path.stat().st_mtime_ns > parsed_before

@@ -20,11 +20,13 @@ import httpx
 import pytest
 
 from ingestion.duffel.assets import orders
-from ingestion.landing import LandingZone
+from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.runner import start_sandbox
-from tenants.settings import get_settings
+from settings import get_settings
+from testing.dbt_build import DbtBuild, dbt_build
+from testing.standins import sandbox_config
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,
@@ -35,8 +37,6 @@ from tests.booking.test_http import (
     search,
     telcocorp,
 )
-from tests.dbt.build import DbtBuild, dbt_build
-from tests.helpers.standins import sandbox_config
 from tests.ingestion.test_booking_events import materialize, outcome
 
 TENANTS = ("coffeechain", "telcocorp")

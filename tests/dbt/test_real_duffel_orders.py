@@ -17,11 +17,11 @@ import httpx
 import polars as pl
 import pytest
 
-from ingestion.landing import LandingZone, land
-from ingestion.schemas import BOOKING_EVENTS
+from clients.duffel.client import DuffelClient
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone, land
 from ingestion.sync import sync_orders
-from tenants.duffel.client import DuffelClient
-from tests.dbt.build import DbtBuild, dbt_build
+from testing.dbt_build import DbtBuild, dbt_build
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "duffel"
 TENANT = "coffeechain"

@@ -8,13 +8,13 @@ from decimal import Decimal
 import pytest
 
 from tenants.registry import load_registry
-from transforms.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
+from warehouse.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
 
 
 def test_committed_seeds_equal_the_registry() -> None:
     for name, text in seed_files(load_registry()).items():
         assert (SEEDS_DIR / name).read_text(encoding="utf-8") == text, (
-            f"{name} is stale: run python -m transforms.registry_seeds"
+            f"{name} is stale: run python -m warehouse.registry_seeds"
         )
 
 
@@ -60,8 +60,8 @@ def test_a_rate_the_seed_type_cannot_hold_is_refused() -> None:
 
 def test_seeds_come_from_the_deployments_tenants_dir(tmp_path, monkeypatch) -> None:
     """With TENANTS_DIR set, the seeds describe that registry, not the repository's."""
+    from settings import get_settings
     from tenants.registry import REGISTRY_DIR
-    from tenants.settings import get_settings
 
     tenants_dir = tmp_path / "tenants"
     tenants_dir.mkdir()

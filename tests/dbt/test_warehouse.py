@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from tenants.registry import load_registry
-from tests.dbt.build import DbtBuild, dbt_build
+from testing.dbt_build import DbtBuild, dbt_build
 
 CENT = Decimal("0.01")
 MONEY_COLUMN = re.compile(r"amount|usd|balance|volume|expected|actual|rate")

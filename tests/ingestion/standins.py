@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +16,7 @@ import yaml
 from sandbox.generator import generate
 from sandbox.runner import Sandbox, start_sandbox
 from tenants.registry import REGISTRY_DIR
-from tenants.settings import get_settings
-from tests.helpers.standins import history_config
+from testing.standins import history_config, pointed_at
 
 ANCHOR = dt.date(2026, 11, 1)
 
@@ -42,18 +40,12 @@ def serve_history(folder: Path, size: int, seed: int, anomaly_rate: float) -> It
 
 def serve_standins(history: Path) -> Iterator[Sandbox]:
     """Serve a generated history with lifted limits and point the clients at it meanwhile."""
-    config = history_config(history)
-    running = start_sandbox(config)
-    saved = dict(os.environ)
-    os.environ.update(running.client_env())
-    get_settings.cache_clear()
+    running = start_sandbox(history_config(history))
     try:
-        yield running
+        with pointed_at(running.client_env()):
+            yield running
     finally:
         running.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
 
 
 def ledger_json(

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from ingestion.definitions import defs
-from ingestion.landing import CURSOR_KEY, LandingZone
+from ingestion.landing.zone import CURSOR_KEY, LandingZone
 from ingestion.platform import events as platform_events
 from ingestion.platform import feed as platform_feed
 from ingestion.platform.assets import EVENTS_KEY, SEARCHES_KEY, BookingApiResource, booking_events
@@ -382,7 +382,7 @@ def _served(events: list[dict[str, Any]]) -> httpx.MockTransport:
 
 
 def _sync(events: list[dict[str, Any]], data_dir: Path) -> Any:
-    from tenants.platform import PlatformSettings, build_booking_events_client
+    from clients.platform import PlatformSettings, build_booking_events_client
 
     settings = PlatformSettings(
         booking_api_url="http://booking.test", booking_operator_token=OPERATOR_TOKEN
@@ -396,7 +396,7 @@ def _sync(events: list[dict[str, Any]], data_dir: Path) -> Any:
 def test_bad_records_are_quarantined_naming_the_event_and_field_and_the_cursor_passes_them(
     tmp_path: Path,
 ) -> None:
-    from ingestion import quarantine
+    from ingestion.landing import quarantine
 
     events = [
         _event(1),
@@ -434,7 +434,7 @@ def test_bad_records_are_quarantined_naming_the_event_and_field_and_the_cursor_p
 
 
 def test_a_feed_that_goes_backwards_is_refused_before_anything_lands(tmp_path: Path) -> None:
-    from tenants.platform import FeedContractError
+    from clients.platform import FeedContractError
 
     with pytest.raises(FeedContractError, match="out of order"):
         _sync([_event(2), _event(1)], tmp_path)
@@ -449,8 +449,8 @@ def test_the_pipeline_step_lands_events_when_the_api_answers_and_says_not_offere
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``make pipeline`` runs ingest_platform_job per tenant; either way the step succeeds."""
-    import pipeline
     from definitions import defs as code_location
+    from orchestration import pipeline
 
     landing = {"landing": {"config": {"data_dir": str(tmp_path)}}}
     monkeypatch.setattr(pipeline, "QUIET", {**pipeline.QUIET, "resources": landing})

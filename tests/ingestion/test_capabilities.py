@@ -23,9 +23,11 @@ import polars as pl
 import pytest
 import yaml
 
+from clients.loyalty.client import build_loyalty_client
 from ingestion.definitions import defs
 from ingestion.duffel.assets import orders
-from ingestion.landing import LandingZone, land
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone, land
 from ingestion.loyalty.assets import (
     CAPABILITIES_KEY,
     LEDGER_KEY,
@@ -35,11 +37,10 @@ from ingestion.loyalty.assets import (
 )
 from ingestion.loyalty.assets import capabilities as capabilities_asset
 from ingestion.resources import LandingResource, TenantApisResource
-from ingestion.schemas import BOOKING_EVENTS
 from sandbox.runner import Sandbox, start_sandbox
-from tenants.loyalty import build_loyalty_client
+from settings import get_settings
 from tenants.registry import REGISTRY_DIR, load_registry
-from tenants.settings import get_settings
+from testing.standins import sandbox_config
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
     ApiServer,
@@ -50,7 +51,6 @@ from tests.booking.test_http import (
     search,
     telcocorp,
 )
-from tests.helpers.standins import sandbox_config
 from tests.ingestion.test_booking_events import materialize as land_booking_events
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")

@@ -17,7 +17,8 @@ from ingestion import compaction
 from ingestion.__main__ import main as ingestion_cli
 from ingestion.compaction import compact, compact_all, folders
 from ingestion.compaction_job import compact_landing_job
-from ingestion.landing import (
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import (
     COMPACTED_PREFIX,
     LandingZone,
     LockTimeout,
@@ -28,7 +29,6 @@ from ingestion.landing import (
 from ingestion.platform.events import EVENTS_FEED
 from ingestion.platform.feed import landed_feed_cursor
 from ingestion.resources import LandingResource
-from ingestion.schemas import ENTITIES
 from sandbox.generator import generate
 from tests.dbt.build import dbt_build
 from tests.helpers.landing_from_history import write_landing

@@ -8,7 +8,7 @@ import dagster as dg
 import yaml
 
 from definitions import defs
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 RAW = {
     "raw/loyalty/ledger_transactions": "loyalty",

@@ -16,11 +16,11 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
-from ingestion.landing import LandingZone
+from clients.http import RetryPolicy
+from clients.platform import PlatformSettings, build_booking_events_client
+from ingestion.landing.zone import LandingZone
 from ingestion.platform.feed import RecordProblem, landed_feed_cursor, sync_feed
 from ingestion.platform.searches import SEARCHES_FEED, search_row
-from tenants.http import RetryPolicy
-from tenants.platform import PlatformSettings, build_booking_events_client
 
 
 def _search(feed_id: int, tenant: str = "telcocorp", **fields: Any) -> dict[str, Any]:

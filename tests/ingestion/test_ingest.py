@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ingestion.duffel.assets import orders
-from ingestion.landing import LandingZone
+from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions, members
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.generator import generate

@@ -10,12 +10,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from clients.errors import UpstreamError
 from ingestion import sync
-from ingestion.landing import LandingZone
+from ingestion.landing.zone import LandingZone
 from ingestion.resources import TenantApisResource
 from ingestion.sync import RequestCounter, sync_orders
 from sandbox.runner import Sandbox
-from tenants.errors import UpstreamError
 from tests.ingestion.standins import lifted_registry, serve_history
 
 TENANT = "coffeechain"

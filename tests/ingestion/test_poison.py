@@ -16,9 +16,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from ingestion import quarantine as dead_letters
-from ingestion import records
-from ingestion.landing import LandingZone
+from clients.loyalty.client import build_loyalty_client
+from ingestion import validation
+from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.zone import LandingZone
 from ingestion.loyalty.assets import ledger_transactions
 from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.replay import replay_quarantine
@@ -26,7 +27,6 @@ from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, snapshot_members, sync_orders
 from sandbox.duffel.render import order_bytes
 from sandbox.runner import Sandbox
-from tenants.loyalty import build_loyalty_client
 from tenants.registry import load_registry
 from tests.ingestion.standins import (
     MemberBalances,
@@ -169,7 +169,7 @@ def test_a_ledger_amount_finer_than_the_currency_is_quarantined_not_rounded(
 
 def snapshot(
     data_dir: Path, tenant: str, registry: Path, balances: dict[str, str]
-) -> records.Sorted | object:
+) -> validation.Sorted | object:
     config = load_registry(registry)[tenant]
     requests = RequestCounter()
     client = build_loyalty_client(config, transport=MemberBalances(balances))

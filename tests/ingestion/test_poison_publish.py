@@ -14,11 +14,11 @@ import pytest
 
 from definitions import defs
 from ingestion import resources
-from ingestion.landing import LandingZone, land
-from ingestion.schemas import ENTITIES
+from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.zone import LandingZone, land
 from sandbox.runner import Sandbox
 from tests.ingestion.standins import MemberBalances, serve_history
-from transforms.publish import SNAPSHOT
+from warehouse.publish import SNAPSHOT
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

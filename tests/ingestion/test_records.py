@@ -1,6 +1,6 @@
 """The fast, columnar page decoders give exactly what the pydantic models give, record by record.
 
-``records.order_page`` / ``records.ledger_page`` take a fast path for records in canonical form
+``duffel_orders.order_page`` / ``loyalty_ledger.ledger_page`` take a fast path for records in canonical form
 and hand everything else to the models; these tests feed pages mixing both kinds and compare
 the outcome with the reference (``validate_page`` + the checks + ``order_rows``/``ledger_row``).
 """
@@ -18,12 +18,14 @@ import httpx
 import polars as pl
 import pytest
 
-from ingestion import records
-from ingestion.quarantine import Known, digest, payload_text
+from clients.duffel.client import DuffelClient
+from clients.errors import DuffelError
+from clients.loyalty.models import LedgerTransaction
+from ingestion import validation
+from ingestion.duffel import orders as duffel_orders
+from ingestion.landing.quarantine import Known, digest, payload_text
+from ingestion.loyalty import ledger as loyalty_ledger
 from ingestion.sync import _prefetched
-from tenants.duffel.client import DuffelClient
-from tenants.errors import DuffelError
-from tenants.models import LedgerTransaction
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "duffel" / "order.json"
 TENANT = "coffeechain"
@@ -141,17 +143,17 @@ def page_body(items: list[Any], after: str | None = None) -> bytes:
 def reference_orders(items: list[Any]) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple]]:
     """What the pydantic models make of the same records (the platform's definition)."""
     decoded = json.loads(page_body(items), parse_float=Decimal)["data"]
-    checked = records.validate_page(
-        records.LandedOrder, decoded, "id", records.order_problem(TENANT)
+    checked = validation.validate_page(
+        duffel_orders.LandedOrder, decoded, "id", duffel_orders.order_problem(TENANT)
     )
     rows, segments = [], []
     for order, _raw in checked.good:
-        row, children = records.order_rows(TENANT, order)
+        row, children = duffel_orders.order_rows(TENANT, order)
         rows.append(row)
         segments.extend(children)
     return (
-        pl.DataFrame(rows, schema=_without_idx(records.ORDER_SCHEMA)),
-        pl.DataFrame(segments, schema=_without_idx(records.SEGMENT_SCHEMA)),
+        pl.DataFrame(rows, schema=_without_idx(duffel_orders.ORDER_SCHEMA)),
+        pl.DataFrame(segments, schema=_without_idx(duffel_orders.SEGMENT_SCHEMA)),
         [(r.record_key, r.reason) for r in checked.rejected],
     )
 
@@ -160,8 +162,10 @@ def _without_idx(schema: dict) -> dict:
     return {k: v for k, v in schema.items() if k != "_idx"}
 
 
-def fast_orders(body: bytes, skip: records.Held = records.NOTHING_HELD) -> records.OrderPage:
-    return records.order_page(body, TENANT, skip)
+def fast_orders(
+    body: bytes, skip: validation.Held = validation.NOTHING_HELD
+) -> duffel_orders.OrderPage:
+    return duffel_orders.order_page(body, TENANT, skip)
 
 
 def test_order_page_matches_the_models_record_for_record() -> None:
@@ -169,8 +173,8 @@ def test_order_page_matches_the_models_record_for_record() -> None:
     items += [5, "not an order", None]
     page = fast_orders(page_body(items))
     orders, segments, rejected = reference_orders(items)
-    assert records.orders_frame(page.orders).drop("_idx").equals(orders)
-    assert records.segments_frame(page.segments).drop("_idx").equals(segments)
+    assert duffel_orders.orders_frame(page.orders).drop("_idx").equals(orders)
+    assert duffel_orders.segments_frame(page.segments).drop("_idx").equals(segments)
     assert [(r.record_key, r.reason) for r in page.rejected] == rejected
     assert page.fetched == len(items)
     # Canonical records stayed on the fast path; the unusual ones went to the models.
@@ -189,8 +193,8 @@ def test_a_page_of_canonical_orders_never_touches_the_models() -> None:
     page = fast_orders(page_body(items))
     assert page.slow == 0 and not page.rejected
     orders, segments, _ = reference_orders(items)
-    assert records.orders_frame(page.orders).drop("_idx").equals(orders)
-    assert records.segments_frame(page.segments).drop("_idx").equals(segments)
+    assert duffel_orders.orders_frame(page.orders).drop("_idx").equals(orders)
+    assert duffel_orders.segments_frame(page.segments).drop("_idx").equals(segments)
 
 
 def reasons(body: bytes) -> dict[str | None, str]:
@@ -215,7 +219,7 @@ def test_money_that_does_not_fit_exact_cents_is_quarantined_not_rounded() -> Non
 
 def test_amounts_are_landed_as_exact_decimals() -> None:
     items = [variant("ord_cents", _set("total_amount", "1234567890123456.78"))]
-    orders = records.orders_frame(fast_orders(page_body(items)).orders)
+    orders = duffel_orders.orders_frame(fast_orders(page_body(items)).orders)
     assert orders.schema["total_amount"] == pl.Decimal(18, 2)
     assert orders["total_amount"].to_list() == [Decimal("1234567890123456.78")]
 
@@ -241,14 +245,14 @@ def test_an_unknown_time_zone_is_quarantined_with_the_field() -> None:
     ],
 )
 def test_local_times_convert_to_utc_like_the_model(local: str, zone: str, utc: str) -> None:
-    reference = records.local_to_utc(dt.datetime.fromisoformat(local), zone)
+    reference = validation.local_to_utc(dt.datetime.fromisoformat(local), zone)
     assert reference is not None and reference.isoformat() == utc
-    fast = records._local_us(local, zone)
-    assert fast == (reference - records._EPOCH) // records._US
+    fast = validation.local_us(local, zone)
+    assert fast == (reference - validation.EPOCH) // validation.MICROSECOND
     # and through a whole page: the landed segment says the same
     order = variant("ord_tz", lambda o: first_segment(o).update(departing_at=local))
     first_segment(order)["origin"]["time_zone"] = zone
-    segments = records.segments_frame(fast_orders(page_body([order])).segments)
+    segments = duffel_orders.segments_frame(fast_orders(page_body([order])).segments)
     assert segments["departing_at"][0] == reference
     assert segments["departing_at_local"][0] == local
 
@@ -259,8 +263,11 @@ def test_local_times_agree_with_the_model_hour_by_hour_through_a_year() -> None:
     for zone in zones:
         for hours in range(0, 365 * 24, 7):
             local = (start + dt.timedelta(hours=hours, minutes=hours % 60)).isoformat()
-            reference = records.local_to_utc(dt.datetime.fromisoformat(local), zone)
-            assert records._local_us(local, zone) == (reference - records._EPOCH) // records._US
+            reference = validation.local_to_utc(dt.datetime.fromisoformat(local), zone)
+            assert (
+                validation.local_us(local, zone)
+                == (reference - validation.EPOCH) // validation.MICROSECOND
+            )
 
 
 def test_previously_quarantined_payloads_are_skipped_other_versions_are_validated() -> None:
@@ -273,7 +280,7 @@ def test_previously_quarantined_payloads_are_skipped_other_versions_are_validate
     page = fast_orders(page_body([bad, fixed]), skip=held)
     # the identical bad payload is not quarantined again; the corrected version lands
     assert page.skipped == 1 and not page.rejected
-    assert [row[records.ORDER_KEY[0]] for row in page.orders] == ["ord_fixed"]
+    assert [row[duffel_orders.ORDER_KEY_AT[0]] for row in page.orders] == ["ord_fixed"]
 
 
 # ---- ledger ---------------------------------------------------------------------------
@@ -321,19 +328,19 @@ LEDGER_VARIANTS = [
 
 
 def reference_ledger(items: list[Any]) -> tuple[pl.DataFrame, list[tuple]]:
-    checked = records.validate_page(
-        LedgerTransaction, items, "transaction_id", records.ledger_problem(TENANT, "stars")
+    checked = validation.validate_page(
+        LedgerTransaction, items, "transaction_id", loyalty_ledger.ledger_problem(TENANT, "stars")
     )
-    rows = [records.ledger_row(TENANT, t) for t, _raw in checked.good]
+    rows = [loyalty_ledger.ledger_row(TENANT, t) for t, _raw in checked.good]
     return (
-        pl.DataFrame(rows, schema=_without_idx(records.LEDGER_SCHEMA)),
+        pl.DataFrame(rows, schema=_without_idx(loyalty_ledger.LEDGER_SCHEMA)),
         [(r.record_key, r.reason) for r in checked.rejected],
     )
 
 
 def test_ledger_page_matches_the_model_record_for_record() -> None:
     items = copy.deepcopy(LEDGER_VARIANTS)
-    page = records.ledger_page(items, TENANT, "stars")
+    page = loyalty_ledger.ledger_page(items, TENANT, "stars")
     rows, rejected = reference_ledger(copy.deepcopy(LEDGER_VARIANTS))
     assert page.rows.drop("_idx").equals(rows)
     assert [(r.record_key, r.reason) for r in page.rejected] == rejected
@@ -345,7 +352,7 @@ def test_ledger_page_matches_the_model_record_for_record() -> None:
 
 
 def test_ledger_amounts_are_exact_decimals() -> None:
-    page = records.ledger_page(
+    page = loyalty_ledger.ledger_page(
         [txn("a", amount=Decimal("-0.10")), txn("b", amount=-7)], TENANT, "stars"
     )
     assert page.rows.schema["amount"] == pl.Decimal(18, 2)
@@ -418,13 +425,13 @@ def test_prefetching_keeps_order_and_raises_the_source_error_in_place() -> None:
 def test_money_that_cannot_land_exactly_in_the_currency_is_named(
     amount: Decimal | int, places: int, problem: str | None
 ) -> None:
-    found = records.money_problem("amount", amount, places, "stars")
+    found = validation.money_problem("amount", amount, places, "stars")
     assert (found is None) if problem is None else (problem in found and "'amount'" in found)
 
 
 def test_the_fast_ledger_path_leaves_finer_amounts_to_the_model() -> None:
     items = [txn("whole", amount=-100), txn("half", amount=Decimal("-100.5"))]
-    page = records.ledger_page(items, TENANT, "stars", places=0)
+    page = loyalty_ledger.ledger_page(items, TENANT, "stars", places=0)
     assert page.rows["transaction_id"].to_list() == ["whole"]
     assert [r.record_key for r in page.rejected] == ["half"]
 

@@ -12,16 +12,16 @@ import polars as pl
 import pytest
 
 from booking.domain import INITIAL, Status, can_transition, event_type
-from ingestion.landing import LandingZone
+from ingestion.landing.schemas import BOOKING_EVENTS
+from ingestion.landing.zone import LandingZone
 from ingestion.platform.events import landed_event_cursor
-from ingestion.schemas import BOOKING_EVENTS
 from sandbox.duffel.render import order_json, wire_row
 from sandbox.generator import RECONCILIATION_KINDS, generate
 from sandbox.reference import AIRLINES, airports
 from sandbox.seed import REFERENCE_MEMBERS
 from tenants.pricing import fare_to_usd, loyalty_units_for_usd
 from tenants.registry import load_registry
-from tests.helpers.landing_from_history import write_landing
+from testing.landing_from_history import write_landing
 
 ANCHOR = dt.date(2026, 11, 1)
 TABLES = ("members", "ledger", "orders", "bookings", "events")

@@ -17,7 +17,7 @@ import pytest
 
 from sandbox.config import DEFAULT_PORTS, SERVICES, Limit
 from sandbox.runner import Sandbox, start_sandbox
-from tests.helpers.standins import sandbox_config
+from testing.standins import sandbox_config
 
 from .test_cli import _free_offset, serve_cli
 

@@ -25,17 +25,18 @@ import polars as pl
 import pytest
 from pydantic import SecretStr
 
-from ingestion.landing import LandingZone
+from ingestion.landing.zone import LandingZone
 from ingestion.platform.assets import BookingApiResource, booking_events, flight_searches
 from ingestion.resources import LandingResource
 from sandbox.config import SERVICES, Limit
 from sandbox.runner import Sandbox, start_sandbox
 from sandbox.seed import reference_members_frame
 from sandbox.traffic import MemberApps, Traffic, members_from_frame
-from tenants.registry import get_registry
-from tests.booking.test_http import OPERATOR_TOKEN, ROOT, ApiServer, _env, _free_port, operator
-from tests.dbt.build import dbt_build
-from tests.helpers.standins import sandbox_config
+from tenants.settings import get_registry
+from testing.booking_api import ROOT
+from testing.dbt_build import dbt_build
+from testing.standins import sandbox_config
+from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env, _free_port, operator
 from tests.sandbox.test_cli import _free_offset
 
 TICKS = 20  # two decks: each holds a booking that needs approval and one that overspends

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from clients.duffel import DuffelClient, build_duffel_client
+from clients.http import RetryPolicy
+from clients.loyalty.client import LoyaltyClient, build_loyalty_client
 from sandbox.config import SERVICES, Limit, SandboxConfig
 from sandbox.runner import Sandbox, start_sandbox
+from settings import get_settings
 from tenants.auth import build_auth
-from tenants.duffel import DuffelClient, build_duffel_client
-from tenants.http import RetryPolicy
-from tenants.loyalty import LoyaltyClient, build_loyalty_client
 from tenants.registry import TenantConfig, load_registry
-from tenants.settings import get_settings
 
 # Quick budgets so failure paths finish in milliseconds.
 FAST_RETRY = RetryPolicy(

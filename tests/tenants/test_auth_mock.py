@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from clients.errors import AuthError, NotFound
 from tenants.auth import (
     AUTH_SCHEMES,
     ApiKeyAuth,
@@ -18,7 +19,6 @@ from tenants.auth import (
     OAuth2ClientCredentials,
     build_auth,
 )
-from tenants.errors import AuthError, NotFound
 
 
 class FakeClock:

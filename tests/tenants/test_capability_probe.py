@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tenants.errors import AuthError, NotFound, UpstreamUnavailable
+from clients.errors import AuthError, NotFound, UpstreamUnavailable
 from tenants.registry import REGISTRY_DIR, RegistryError, TenantConfig, load_tenant_file
 
 from .test_loyalty_mock import Script, _error

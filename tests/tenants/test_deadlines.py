@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from booking.service import outcome_unknown
-from tenants.errors import UpstreamTimeout, UpstreamUnavailable
-from tenants.http import RetryPolicy
-from tenants.loyalty import build_loyalty_client
-from tenants.settings import get_settings
+from clients.errors import UpstreamTimeout, UpstreamUnavailable
+from clients.http import RetryPolicy
+from clients.loyalty.client import build_loyalty_client
+from settings import get_settings
 
 from .conftest import Wire
 

@@ -7,15 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from tenants.duffel import DuffelClient, Offer, OfferRequest
-from tenants.errors import (
+from clients.duffel import DuffelClient, Offer, OfferRequest
+from clients.errors import (
     DuffelAuthError,
     DuffelNotFound,
     DuffelUnavailable,
     OrderOutcomeUnknown,
     UpstreamTimeout,
 )
-from tenants.http import RetryPolicy
+from clients.http import RetryPolicy
 
 from .conftest import LIVE_RETRY, Wire
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenants.duffel import build_duffel_client
-from tenants.errors import (
+from clients.duffel import build_duffel_client
+from clients.errors import (
     DuffelError,
     DuffelRejected,
     DuffelUnavailable,
     OrderNotCreated,
     OrderOutcomeUnknown,
 )
-from tenants.settings import Settings
+from settings import Settings
 
 from .conftest import FAST_RETRY
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenants.duffel import (
+from clients.duffel import (
     Airline,
     Airport,
     DuffelOrder,
@@ -18,7 +18,7 @@ from tenants.duffel import (
     OrderCancellation,
     parse_duration,
 )
-from tenants.errors import (
+from clients.errors import (
     DuffelAuthError,
     DuffelNotFound,
     DuffelRateLimited,

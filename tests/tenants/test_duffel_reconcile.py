@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-import tenants.duffel.client as duffel_client
+import clients.duffel.client as duffel_client
+from clients.duffel import DuffelClient, DuffelOrder
+from clients.errors import DuffelRejected, OrderOutcomeUnknown
 from sandbox.runner import Sandbox, start_sandbox
-from tenants.duffel import DuffelClient, DuffelOrder
-from tenants.errors import DuffelRejected, OrderOutcomeUnknown
 
 from .conftest import standin_config
 from .test_duffel_live import _book

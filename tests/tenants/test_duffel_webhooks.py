@@ -13,9 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sandbox.duffel.webhooks import sign
-from sandbox.runner import Sandbox, start_sandbox
-from tenants.duffel import (
+from clients.duffel import (
     DuffelClient,
     DuffelOrder,
     DuffelWebhook,
@@ -23,8 +21,10 @@ from tenants.duffel import (
     parse_webhook_event,
     verify_webhook_signature,
 )
-from tenants.duffel.webhooks import sign_webhook
-from tenants.errors import DuffelRejected
+from clients.duffel.webhooks import sign_webhook
+from clients.errors import DuffelRejected
+from sandbox.duffel.webhooks import sign
+from sandbox.runner import Sandbox, start_sandbox
 from tests.sandbox.test_duffel_contract import assert_shape
 
 from .conftest import standin_config

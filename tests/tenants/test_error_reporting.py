@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clients.duffel import build_duffel_client
+from clients.errors import DuffelError, DuffelRateLimited, DuffelUnavailable, UpstreamError
+from clients.http import RetryPolicy
 from sandbox.config import SERVICES, Limit
-from tenants.duffel import build_duffel_client
-from tenants.errors import DuffelError, DuffelRateLimited, DuffelUnavailable, UpstreamError
-from tenants.http import RetryPolicy
+from settings import get_settings
 from tenants.registry import REGISTRY_DIR, RegistryError, load_tenant_file
-from tenants.settings import get_settings
 
 QUICK = RetryPolicy(
     max_attempts=2, max_elapsed_seconds=1.5, base_delay_seconds=0.01, max_delay_seconds=0.05

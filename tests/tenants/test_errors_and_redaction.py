@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 
-from tenants.errors import (
+from clients.errors import (
     AuthError,
     DuffelUnavailable,
     InsufficientFunds,
@@ -21,7 +21,7 @@ from tenants.errors import (
     duffel_error,
     tenant_error,
 )
-from tenants.redact import MASK, RedactingFilter, redact, register_secret
+from clients.redact import MASK, RedactingFilter, redact, register_secret
 
 HTML_502 = b"""<html>
 <head><title>502 Bad Gateway</title></head>

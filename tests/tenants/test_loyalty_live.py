@@ -8,8 +8,7 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from tenants.auth import OAuth2ClientCredentials
-from tenants.errors import (
+from clients.errors import (
     AuthError,
     BusinessRuleError,
     InsufficientFunds,
@@ -18,9 +17,10 @@ from tenants.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from tenants.http import RetryPolicy, build_http_client
-from tenants.loyalty import LoyaltyClient, build_loyalty_client
-from tenants.ratelimit import ClientRateLimiter
+from clients.http import RetryPolicy, build_http_client
+from clients.loyalty.client import LoyaltyClient, build_loyalty_client
+from clients.ratelimit import ClientRateLimiter
+from tenants.auth import OAuth2ClientCredentials
 from tenants.registry import RateLimit
 from tenants.settings import tenant_base_url
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tenants.errors import (
+from clients.errors import (
     BusinessRuleError,
     NotFound,
     NotSupported,
@@ -21,8 +21,8 @@ from tenants.errors import (
     UpstreamUnavailable,
     tenant_error,
 )
-from tenants.http import RequestRunner, RetryPolicy, Route, Safety, encode_json
-from tenants.ratelimit import ClientRateLimiter, RateLimitedTransport
+from clients.http import RequestRunner, RetryPolicy, Route, Safety, encode_json
+from clients.ratelimit import ClientRateLimiter, RateLimitedTransport
 from tenants.registry import Capabilities, RateLimit
 
 from .conftest import FAST_RETRY
@@ -162,9 +162,9 @@ def test_retry_after_beyond_the_budget_gives_up_with_rate_limited() -> None:
 
 def test_one_structured_log_line_per_attempt(tenants, mock_loyalty, caplog) -> None:
     script = Script(**{BALANCE: [_error(503, "unavailable"), _balance_ok()]})
-    with caplog.at_level(logging.INFO, logger="tenants.http"):
+    with caplog.at_level(logging.INFO, logger="clients.http"):
         mock_loyalty(tenants["coffeechain"], script).balance("CC1234567")
-    records = [r for r in caplog.records if r.name == "tenants.http"]
+    records = [r for r in caplog.records if r.name == "clients.http"]
     assert [(r.status, r.attempt) for r in records] == [(503, 1), (200, 2)]
     first = records[0]
     assert (first.tenant, first.method, first.path) == (

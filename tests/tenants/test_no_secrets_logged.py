@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from clients.errors import UpstreamError
 from tenants.auth import JwtSession, OAuth2ClientCredentials
-from tenants.errors import UpstreamError
 
 from .conftest import Wire
 
@@ -41,7 +41,7 @@ def test_no_secret_in_any_log_line_or_error(tenants, loyalty, duffel, standins, 
     flights = duffel(tenants["coffeechain"])
     next(flights.list_orders())
     expect_failure(lambda: next(duffel(tenants["telcocorp"], Wire("true")).list_orders()))
-    logging.getLogger("tenants.http").exception("an operator logs a failure", exc_info=failures[0])
+    logging.getLogger("clients.http").exception("an operator logs a failure", exc_info=failures[0])
 
     secrets = [
         env["COFFEECHAIN_API_KEY"],
@@ -58,7 +58,7 @@ def test_no_secret_in_any_log_line_or_error(tenants, loyalty, duffel, standins, 
     error_text = "\n".join(
         f"{error}\n{error!r}\n{json.dumps(error.to_problem())}" for error in failures
     )
-    assert "tenants.http" in caplog.text and "tenants.auth" in caplog.text
+    assert "clients.http" in caplog.text and "tenants.auth" in caplog.text
     for secret in secrets:
         assert secret not in caplog.text
         assert secret not in error_text

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from tenants.http import RetryPolicy
-from tenants.platform import (
+from clients.http import RetryPolicy
+from clients.platform import (
     BookingApiAuthError,
     BookingApiUnavailable,
     FeedContractError,

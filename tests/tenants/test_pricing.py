@@ -17,7 +17,7 @@ from tenants.pricing import (
     usd_for_units,
     usd_per_unit_of,
 )
-from tenants.registry import get_registry
+from tenants.settings import get_registry
 
 TODAY = dt.date(2026, 12, 1)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from clients.duffel import build_duffel_client
+from clients.loyalty.client import build_loyalty_client
 from sandbox.config import Limit
-from tenants.duffel import build_duffel_client
-from tenants.loyalty import build_loyalty_client
 from tenants.registry import RateLimit
 
 from .conftest import LIVE_RETRY, Wire

@@ -36,9 +36,9 @@ THREADS_PER_QUOTA = 3
 def _hammer(env: dict[str, str], conn: Connection) -> None:
     """Child process: tenants/ clients for one tenant, calling as fast as the limiter lets."""
     os.environ.update(env)
-    from tenants.duffel import build_duffel_client
-    from tenants.errors import UpstreamError
-    from tenants.loyalty import build_loyalty_client
+    from clients.duffel import build_duffel_client
+    from clients.errors import UpstreamError
+    from clients.loyalty.client import build_loyalty_client
     from tenants.registry import RateLimit, load_registry
 
     tenant = load_registry()["coffeechain"]

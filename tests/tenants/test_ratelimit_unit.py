@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenants.ratelimit import (
+from clients.ratelimit import (
     STATE_DIR_ENV,
     ClientRateLimiter,
     RateLimitedTransport,
@@ -89,7 +89,7 @@ def test_429_holds_everyone_for_retry_after() -> None:
 
 def test_slows_down_when_the_server_quota_runs_low(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
-    monkeypatch.setattr("tenants.ratelimit.time.time", lambda: 1_780_000_000.0)
+    monkeypatch.setattr("clients.ratelimit.time.time", lambda: 1_780_000_000.0)
     limiter = ClientRateLimiter(RateLimit(requests=100, window_seconds=60), "t", clock=clock)
     limiter.acquire()
     low = {"x-ratelimit-limit": "100", "x-ratelimit-remaining": "3"}

@@ -5,7 +5,7 @@
 -- Incremental: a build re-assembles only the bookings whose events or order changed since the
 -- last one (macros/incremental.sql). The FX seed only fills in for a fare whose currency the
 -- platform did not price; when a seed changes, the pipeline rebuilds in full
--- (transforms/warehouse.py).
+-- (warehouse/dbt.py).
 {{
     config(
         materialized='incremental',

@@ -1,0 +1,1 @@
+"""The landing zone shared by every source: immutable Parquet batches, cursors, quarantine."""

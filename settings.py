@@ -1,0 +1,131 @@
+"""The analytics side's settings: where its data lives, where the services it talks to are, and
+how its schedules run. One object, read from the environment (and ``.env``) by pydantic-settings;
+no other module of the analytics side reads the environment (the booking API has its own
+settings, ``booking.config``; the tenants' secrets and URL overrides, whose variable names the
+tenant YAMLs choose, are read by ``tenants.settings``).
+
+Each field is set by the upper-case variable of its name (``DATA_DIR``, ``INGEST_LIVE``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tenants.registry import REGISTRY_DIR
+
+# The local stand-ins' ports (``python -m sandbox serve``), the defaults of the tenant YAMLs'
+# ``base_url`` and of ``DUFFEL_BASE_URL``. Tenants' URLs are in their YAMLs; Duffel's is here.
+STANDIN_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+LOCALHOST = "127.0.0.1"
+
+# The serving snapshot: the file the dashboard reads and the small file it polls for a new one.
+SERVING_FILE = "serving.duckdb"
+SERVING_VERSION_FILE = "serving.json"
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """Where every piece of the analytics side's state lives under the data folder."""
+
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def serving(self) -> Path:
+        return self.root / "serving"
+
+    @property
+    def serving_file(self) -> Path:
+        return self.serving / SERVING_FILE
+
+    @property
+    def serving_version_file(self) -> Path:
+        return self.serving / SERVING_VERSION_FILE
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def booking_store(self) -> Path:
+        return self.root / "booking" / "booking.sqlite3"
+
+    @property
+    def booking_store_url(self) -> str:
+        return f"sqlite:///{self.booking_store}"
+
+    @classmethod
+    def of_landing(cls, landing_root: Path) -> DataLayout:
+        """The layout a landing folder belongs to (its quarantine is beside it)."""
+        return cls(landing_root.parent)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
+
+    data_dir: Path = Path("data")
+    tenants_dir: Path = REGISTRY_DIR
+    duffel_base_url: str = f"http://{LOCALHOST}:{STANDIN_PORTS['duffel']}"
+    # Client-side rate limits shared by every process naming this folder (the booking API's
+    # workers); unset: each process keeps its own.
+    rate_limit_state_dir: Path | None = None
+
+    # Dagster: live mode (the demo) and the schedules and sensors outside it.
+    ingest_live: bool = False
+    ingest_activity_cron: str = "*/15 * * * *"
+    ingest_members_cron: str = "0 * * * *"
+    ingest_platform_cron: str = "*/5 * * * *"
+    ingest_reference_cron: str = "30 2 * * *"
+    # Landing compaction: often in live mode (a batch every few seconds), hourly otherwise.
+    compact_landing_cron: str | None = None
+    warehouse_automation_interval_seconds: int = 10
+    warehouse_pool_sensor_interval_seconds: int = 15
+
+    # The dashboard.
+    dashboard_users_file: Path | None = None
+    dashboard_poll_ms: int | None = None
+    dashboard_https: bool = False
+    dashboard_proxies: int = 0
+    dashboard_threads: int = 16
+    dashboard_secret_key: SecretStr | None = None
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data_dir)
+
+    @property
+    def compaction_cron(self) -> str:
+        if self.compact_landing_cron:
+            return self.compact_landing_cron
+        return "*/10 * * * *" if self.ingest_live else "15 * * * *"
+
+
+def current_settings() -> Settings:
+    """The settings as the environment holds them now (read anew on every call)."""
+    return Settings()
+
+
+@cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

@@ -1,0 +1,71 @@
+"""Run `dbt build` the way the pipeline does, into a throw-away warehouse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = REPO / "dbt_project"
+DBT = Path(sys.executable).parent / "dbt"
+
+
+@dataclass(frozen=True)
+class DbtBuild:
+    """One `dbt build` run: where it read and wrote, and what it reported."""
+
+    landing_root: Path
+    warehouse: Path
+    target: Path
+    returncode: int
+    output: str
+
+    def run_results(self) -> list[dict]:
+        return json.loads((self.target / "run_results.json").read_text())["results"]
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.warehouse), read_only=True)
+
+
+def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
+    """Run `dbt build` (seeds, models, data and unit tests) in a subprocess, as Dagster would.
+
+    ``args`` go to dbt after `build` (e.g. ``--full-refresh``).
+    """
+    warehouse = workdir / "warehouse.duckdb"
+    target = workdir / "target"
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "WAREHOUSE_PATH": str(warehouse),
+        "LANDING_ROOT": str(landing_root),
+    }
+    completed = subprocess.run(
+        [
+            str(DBT),
+            "build",
+            *args,
+            "--project-dir",
+            str(PROJECT),
+            "--profiles-dir",
+            str(PROJECT),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(workdir / "logs"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return DbtBuild(
+        landing_root, warehouse, target, completed.returncode, completed.stdout + completed.stderr
+    )

@@ -1,0 +1,83 @@
+"""The house rules of the layout: what production code may import, and who reads the environment."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION = (
+    "booking",
+    "clients",
+    "dashboard",
+    "ingestion",
+    "orchestration",
+    "tenants",
+    "warehouse",
+)
+TOP_LEVEL = ("definitions.py", "settings.py")
+# The demo starts the stand-ins and their traffic: it is the one entry point that knows them.
+MAY_IMPORT_SANDBOX = {"orchestration/demo.py"}
+# Modules that read the environment: the settings modules and the command-line entry points.
+MAY_READ_ENVIRONMENT = {
+    "settings.py",
+    "tenants/settings.py",
+    "booking/config.py",
+    "booking/api.py",  # a flag its own entry point sets for the workers it starts
+    "orchestration/demo.py",
+    "orchestration/pipeline.py",
+    "orchestration/live.py",
+    "warehouse/dbt.py",  # dbt reads its profile's paths from the environment of its process
+}
+
+
+def _modules() -> list[Path]:
+    files = [ROOT / name for name in TOP_LEVEL]
+    for package in PRODUCTION:
+        files += sorted((ROOT / package).rglob("*.py"))
+    return files
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_production_never_imports_the_stand_ins_tests_testing_or_benchmarks() -> None:
+    offenders = {}
+    for path in _modules():
+        name = str(path.relative_to(ROOT))
+        forbidden = {"tests", "testing", "benchmarks"} | (
+            set() if name in MAY_IMPORT_SANDBOX else {"sandbox"}
+        )
+        found = _imported(ast.parse(path.read_text(), name)) & forbidden
+        if found:
+            offenders[name] = sorted(found)
+    assert offenders == {}
+
+
+def test_only_settings_and_entry_points_read_the_environment() -> None:
+    readers = set()
+    for path in _modules():
+        name = str(path.relative_to(ROOT))
+        if path.name == "__main__.py" or name in MAY_READ_ENVIRONMENT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), name)):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                readers.add(name)
+    assert readers == set()
+
+
+def test_benchmarks_and_the_shared_setup_never_import_the_tests() -> None:
+    offenders = {}
+    for package in ("benchmarks", "testing"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            if "tests" in _imported(ast.parse(path.read_text(), name)):
+                offenders[name] = "tests"
+    assert offenders == {}
