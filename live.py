@@ -166,8 +166,7 @@ def live_cycles(
         if landed == 0 and warehouse.serving_dir.joinpath("serving.json").exists():
             time.sleep(config.idle_seconds)
             continue
-        write_seeds()
-        fingerprint = project_fingerprint()
+        fingerprint = project_fingerprint(generated=write_seeds(warehouse.registry_seeds))
         args = [*warehouse.dbt_build_args(fingerprint), "--exclude-resource-type", "unit_test"]
         for node in dbt.build(args):
             if node.node.resource_type in ("model", "seed"):

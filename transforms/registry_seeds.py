@@ -3,8 +3,10 @@
 ``loyalty_rates.csv`` holds each tenant's rate history (one open period from 2000-01-01 when
 the tenant has none), ``tenants.csv`` one row of rules per tenant, and
 ``capability_declarations.csv`` what each tenant file declares about each capability (what
-the APIs really offer is probed by ingestion, never taken from here). Regenerate them before
-every dbt build (``python -m transforms.registry_seeds``): a new tenant YAML then reaches the
+the APIs really offer is probed by ingestion, never taken from here). They are generated,
+so they live in the data folder (``<data>/registry/``, one of dbt's ``seed-paths`` through
+``REGISTRY_SEEDS``), never in the source tree. Every dbt build writes them afresh
+(``python -m transforms.registry_seeds`` by hand): a new tenant YAML then reaches the
 warehouse with no dbt change.
 """
 
@@ -19,7 +21,6 @@ from pathlib import Path
 from tenants.registry import CAPABILITY_NAMES, RatePeriod, TenantConfig, load_registry
 from tenants.settings import get_settings
 
-SEEDS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 OPEN_PERIOD_START = dt.date(2000, 1, 1)
 # The seeds type rates as DECIMAL(18, 8) and the landing holds money as DECIMAL(18, 2): a
 # value that would not fit is refused here rather than rounded silently by the seed load.
@@ -149,14 +150,18 @@ def seed_files(registry: dict[str, TenantConfig]) -> dict[str, str]:
     }
 
 
-def write_seeds(
-    seeds_dir: Path = SEEDS_DIR, registry: dict[str, TenantConfig] | None = None
-) -> list[Path]:
+def seeds_dir(data_dir: Path) -> Path:
+    """Where the registry seeds of the data folder ``data_dir`` are written."""
+    return data_dir / "registry"
+
+
+def write_seeds(seeds_dir: Path, registry: dict[str, TenantConfig] | None = None) -> list[Path]:
     """Write the registry seeds atomically (temp file + rename); returns the paths written.
 
     Without ``registry``, the deployment's registry is read afresh (``TENANTS_DIR`` when
     set), so a new tenant file reaches the next build without a restart.
     """
+    seeds_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in seed_files(registry or load_registry(get_settings().tenants_dir)).items():
         target = seeds_dir / name
@@ -168,5 +173,5 @@ def write_seeds(
 
 
 if __name__ == "__main__":
-    for path in write_seeds():
+    for path in write_seeds(seeds_dir(get_settings().data_dir).resolve()):
         print(path)

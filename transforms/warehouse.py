@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from transforms.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
 from transforms.publish import publish_snapshot
-from transforms.registry_seeds import write_seeds
+from transforms.registry_seeds import seeds_dir, write_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = ROOT / "dbt_project"
@@ -41,6 +41,10 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.root / "serving"
 
     @property
+    def registry_seeds(self) -> Path:
+        return seeds_dir(self.root)
+
+    @property
     def fingerprint_file(self) -> Path:
         return self.root / "warehouse.fingerprint"
 
@@ -59,12 +63,17 @@ class WarehouseResource(dg.ConfigurableResource):
         return {
             "WAREHOUSE_PATH": str(self.warehouse),
             "LANDING_ROOT": str(self.root / "landing"),
+            "REGISTRY_SEEDS": str(self.registry_seeds),
             "DO_NOT_TRACK": "1",
         }
 
 
-def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
-    """A digest of everything a build's result depends on besides the landed data."""
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR, generated: Iterable[Path] = ()) -> str:
+    """A digest of everything a build's result depends on besides the landed data.
+
+    ``generated`` are the seeds written outside the project (the registry's, in the data
+    folder), named by file name.
+    """
     digest = hashlib.sha256()
     sources = sorted(
         path
@@ -75,6 +84,9 @@ def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
     files = [project_dir / "dbt_project.yml", *sources]
     for path in files:
         digest.update(str(path.relative_to(project_dir)).encode())
+        digest.update(path.read_bytes())
+    for path in sorted(generated):
+        digest.update(f"generated/{path.name}".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -96,7 +108,10 @@ if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
     # parsed from other models, tests or seeds, is written anew. dbt parse needs no database.
     # (DbtProject.prepare_if_dev would look for `dbt` on PATH, which an unactivated virtual
     # environment does not provide.) It parses with
-    # the paths the runs use, so their builds can reuse this parse (partial parsing).
+    # the paths the runs use, so their builds can reuse this parse (partial parsing). The
+    # registry seeds are part of the project dbt parses, so they are written first.
+    _parsing_with = WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data"))
+    write_seeds(_parsing_with.registry_seeds)
     subprocess.run(
         [
             DBT_EXECUTABLE,
@@ -111,7 +126,7 @@ if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
         cwd=ROOT,
         env={
             **os.environ,
-            **WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")).dbt_env(),
+            **_parsing_with.dbt_env(),
         },
     )
     MANIFEST_FINGERPRINT.write_text(project_fingerprint())
@@ -218,9 +233,9 @@ def warehouse_models(
     """Seeds, staging, intermediate and marts, with their data and unit tests (`dbt build`)."""
     tag_host(context)
     # Seeds derived from the registry are rewritten first, so a new tenant file reaches dbt.
-    write_seeds()
+    seeds = write_seeds(warehouse.registry_seeds)
     os.environ.update(warehouse.dbt_env())
-    fingerprint = project_fingerprint()
+    fingerprint = project_fingerprint(generated=seeds)
     args = warehouse.dbt_build_args(fingerprint)
     if "--full-refresh" in args:
         context.log.info("models or seeds changed since the last build: rebuilding in full")

@@ -1,21 +1,36 @@
-"""The registry seeds in dbt_project/seeds are exactly what the tenant YAML files say."""
+"""The registry seeds are exactly what the tenant YAML files say, written under the data folder."""
 
 from __future__ import annotations
 
 import shutil
 from decimal import Decimal
 
+import duckdb
 import pytest
 
 from tenants.registry import load_registry
-from transforms.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
+from tests.dbt.build import PROJECT, DbtBuild
+from transforms.registry_seeds import loyalty_rate_rows, seed_files, write_seeds
 
 
-def test_committed_seeds_equal_the_registry() -> None:
-    for name, text in seed_files(load_registry()).items():
-        assert (SEEDS_DIR / name).read_text(encoding="utf-8") == text, (
-            f"{name} is stale: run python -m transforms.registry_seeds"
-        )
+def test_no_generated_seed_in_the_source_tree() -> None:
+    generated = set(seed_files(load_registry()))
+    committed = {path.name for path in (PROJECT / "seeds").iterdir()}
+    assert not generated & committed, "registry seeds are written to the data folder only"
+
+
+def test_the_build_loads_the_seeds_from_the_data_folder(
+    built: DbtBuild, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    registry_seeds = built.warehouse.parent / "registry"
+    texts = seed_files(load_registry())
+    for name, text in texts.items():
+        assert (registry_seeds / name).read_text(encoding="utf-8") == text
+    rates = warehouse.execute(
+        "select usd_per_unit from seeds.loyalty_rates"
+        " where tenant_id = 'coffeechain' and valid_from = date '2024-01-01'"
+    ).fetchall()
+    assert rates == [(Decimal("0.0125"),)]
 
 
 def test_rate_history_and_open_period() -> None:
