@@ -55,6 +55,7 @@ ENV DATA_DIR=/app/data \
     WAREHOUSE_PATH=/app/data/warehouse.duckdb \
     LANDING_ROOT=/app/data/landing \
     REGISTRY_SEEDS=/app/data/registry \
+    QUARANTINE_ROOT=/app/data/quarantine \
     DO_NOT_TRACK=1
 # The registry seeds are part of the project dbt parses; each build writes them afresh.
 RUN /app/.venv/bin/python -m transforms.registry_seeds \

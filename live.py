@@ -177,9 +177,7 @@ def live_cycles(
                 )
         warehouse.fingerprint_file.write_text(fingerprint)
         built = time.monotonic()
-        published = publish_snapshot(
-            warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
-        )
+        published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
         yield dg.AssetMaterialization(
             SNAPSHOT_KEY,
             metadata={"version": str(published.version), "seconds": round(published.seconds, 3)},

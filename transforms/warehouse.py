@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from transforms.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
 from transforms.publish import publish_snapshot
@@ -64,6 +70,7 @@ class WarehouseResource(dg.ConfigurableResource):
             "WAREHOUSE_PATH": str(self.warehouse),
             "LANDING_ROOT": str(self.root / "landing"),
             "REGISTRY_SEEDS": str(self.registry_seeds),
+            "QUARANTINE_ROOT": str(self.root / "quarantine"),
             "DO_NOT_TRACK": "1",
         }
 
@@ -208,7 +215,14 @@ def tag_host(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
 
 
 class LayerTranslator(DagsterDbtTranslator):
-    """Groups dbt assets by model folder (staging, intermediate, marts) and keeps them eager."""
+    """Groups dbt assets by model folder (staging, intermediate, marts) and keeps them eager.
+
+    An ingestion asset writes both an entity's landing and its quarantine, so two dbt sources
+    (`loyalty.members`, `quarantine.loyalty__members`, ...) share its asset key.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "model":
@@ -265,9 +279,7 @@ def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     tag_host(context)
-    published = publish_snapshot(
-        warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
-    )
+    published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
     context.log.info(
         f"published snapshot {published.version} in {published.seconds:.2f} s: {published.rows}"
     )

@@ -50,6 +50,7 @@ def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
         "WAREHOUSE_PATH": str(warehouse),
         "LANDING_ROOT": str(landing_root),
         "REGISTRY_SEEDS": str(registry_seeds),
+        "QUARANTINE_ROOT": str(landing_root.parent / "quarantine"),
     }
     completed = subprocess.run(
         [
