@@ -3,7 +3,9 @@
 ``loyalty_rates.csv`` holds each tenant's rate history (one open period from 2000-01-01 when
 the tenant has none), ``tenants.csv`` one row of rules per tenant, and
 ``capability_declarations.csv`` what each tenant file declares about each capability (what
-the APIs really offer is probed by ingestion, never taken from here). They are generated,
+the APIs really offer is probed by ingestion, never taken from here). ``booking_statuses.csv``
+lists the booking API's statuses (``booking.domain.Status``), the one definition the
+warehouse's status columns are tested against. They are generated,
 so they live in the data folder (``<data>/registry/``, one of dbt's ``seed-paths`` through
 ``REGISTRY_SEEDS``), never in the source tree. Every dbt build writes them afresh
 (``python -m transforms.registry_seeds`` by hand): a new tenant YAML then reaches the
@@ -18,6 +20,7 @@ import io
 from decimal import Decimal
 from pathlib import Path
 
+from booking.domain import Status
 from tenants.registry import CAPABILITY_NAMES, RatePeriod, TenantConfig, load_registry
 from tenants.settings import get_settings
 
@@ -43,6 +46,7 @@ TENANTS_COLUMNS = (
 )
 
 DECLARATIONS_COLUMNS = ("tenant_id", "capability", "declared", "declared_as")
+STATUS_COLUMNS = ("status",)
 
 
 def _exact(value: Decimal, places: int, what: str) -> str:
@@ -147,6 +151,7 @@ def seed_files(registry: dict[str, TenantConfig]) -> dict[str, str]:
         "loyalty_rates.csv": render_csv(LOYALTY_RATES_COLUMNS, loyalty_rate_rows(registry)),
         "tenants.csv": render_csv(TENANTS_COLUMNS, tenant_rows(registry)),
         "capability_declarations.csv": render_csv(DECLARATIONS_COLUMNS, declaration_rows(registry)),
+        "booking_statuses.csv": render_csv(STATUS_COLUMNS, [{"status": s.value} for s in Status]),
     }
 
 

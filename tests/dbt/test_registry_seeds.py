@@ -58,6 +58,7 @@ def test_a_new_tenant_yaml_reaches_the_seeds(tmp_path) -> None:
         "loyalty_rates.csv",
         "tenants.csv",
         "capability_declarations.csv",
+        "booking_statuses.csv",
     ]
     assert "\nairmiles,AirMiles,points,0.01,0,,0,economy,true,true,true\n" in tenants_csv
     declarations = (tmp_path / "capability_declarations.csv").read_text()
@@ -96,3 +97,24 @@ def test_seeds_come_from_the_deployments_tenants_dir(tmp_path, monkeypatch) -> N
     tenants_csv = (tmp_path / "tenants.csv").read_text()
     ids = [line.split(",")[0] for line in tenants_csv.splitlines()[1:]]
     assert ids == ["airmiles", "coffeechain", "telcocorp"], tenants_csv
+
+
+def test_booking_statuses_are_the_booking_apis(
+    built: DbtBuild, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    """One list of statuses: the enum's, loaded as a seed; every status column is tested on it."""
+    from booking.domain import Status
+
+    loaded = warehouse.execute("select status from seeds.booking_statuses").fetchall()
+    assert sorted(s for (s,) in loaded) == sorted(s.value for s in Status)
+    tested = {
+        (r["unique_id"].split(".")[2], r["status"])
+        for r in built.run_results()
+        if r["unique_id"].startswith("test.") and "ref_booking_statuses_" in r["unique_id"]
+    }
+    assert {name.split("_status__")[0] for name, _ in tested} == {
+        "relationships_int_booking_events_pivoted_to_bookings",
+        "relationships_int_bookings_assembled",
+        "relationships_bookings",
+    }
+    assert {status for _, status in tested} == {"pass"}
