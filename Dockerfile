@@ -54,12 +54,9 @@ COPY . .
 ENV DATA_DIR=/app/data \
     WAREHOUSE_PATH=/app/data/warehouse.duckdb \
     LANDING_ROOT=/app/data/landing \
-    REGISTRY_SEEDS=/app/data/registry \
     QUARANTINE_ROOT=/app/data/quarantine \
     DO_NOT_TRACK=1
-# The registry seeds are part of the project dbt parses; each build writes them afresh.
-RUN /app/.venv/bin/python -m transforms.registry_seeds \
-    && /app/.venv/bin/dbt parse --quiet --project-dir /app/dbt_project --profiles-dir /app/dbt_project \
+RUN /app/.venv/bin/dbt parse --quiet --project-dir /app/dbt_project --profiles-dir /app/dbt_project \
     && test -s /app/dbt_project/target/manifest.json \
     && rm -rf /app/dbt_project/logs
 
@@ -90,7 +87,7 @@ COPY --from=builder /app/.venv /app/.venv
 COPY . .
 COPY --from=builder /app/dbt_project/target /app/dbt_project/target
 # The source stays root-owned and read-only, except dbt_project: dbt writes its target/ and
-# logs/ there (the registry seeds each build writes go to /app/data/registry). All other state goes to /app/data.
+# logs/ there. All other state goes to /app/data (the registry files each build writes too).
 RUN python3 -m compileall -q -x '(^|/)\.venv/' /app \
     && mkdir -p /app/data \
     && chown -R app:app /app/data /app/dbt_project

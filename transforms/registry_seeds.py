@@ -1,13 +1,13 @@
-"""Write the dbt seeds that mirror the tenant registry, so dbt never reads the YAML itself.
+"""Write the files that mirror the tenant registry for dbt, so dbt never reads the YAML itself.
 
 ``loyalty_rates.csv`` holds each tenant's rate history (one open period from 2000-01-01 when
 the tenant has none), ``tenants.csv`` one row of rules per tenant, and
 ``capability_declarations.csv`` what each tenant file declares about each capability (what
 the APIs really offer is probed by ingestion, never taken from here). ``booking_statuses.csv``
 lists the booking API's statuses (``booking.domain.Status``), the one definition the
-warehouse's status columns are tested against. They are generated,
-so they live in the data folder (``<data>/registry/``, one of dbt's ``seed-paths`` through
-``REGISTRY_SEEDS``), never in the source tree. Every dbt build writes them afresh
+warehouse's status columns are tested against. They are generated, so they live in the data
+folder (``<data>/registry/``, ``REGISTRY_SEEDS`` for dbt, read by the ``stg_registry__*``
+models), never in the source tree. Every dbt build writes them afresh
 (``python -m transforms.registry_seeds`` by hand): a new tenant YAML then reaches the
 warehouse with no dbt change.
 """
@@ -25,8 +25,8 @@ from tenants.registry import CAPABILITY_NAMES, RatePeriod, TenantConfig, load_re
 from tenants.settings import get_settings
 
 OPEN_PERIOD_START = dt.date(2000, 1, 1)
-# The seeds type rates as DECIMAL(18, 8) and the landing holds money as DECIMAL(18, 2): a
-# value that would not fit is refused here rather than rounded silently by the seed load.
+# Staging types rates as DECIMAL(18, 8) and the landing holds money as DECIMAL(18, 2): a
+# value that would not fit is refused here rather than rounded silently by the cast.
 RATE_PLACES = 8
 MONEY_PLACES = 2
 

@@ -115,10 +115,7 @@ if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
     # parsed from other models, tests or seeds, is written anew. dbt parse needs no database.
     # (DbtProject.prepare_if_dev would look for `dbt` on PATH, which an unactivated virtual
     # environment does not provide.) It parses with
-    # the paths the runs use, so their builds can reuse this parse (partial parsing). The
-    # registry seeds are part of the project dbt parses, so they are written first.
-    _parsing_with = WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data"))
-    write_seeds(_parsing_with.registry_seeds)
+    # the paths the runs use, so their builds can reuse this parse (partial parsing).
     subprocess.run(
         [
             DBT_EXECUTABLE,
@@ -133,7 +130,7 @@ if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
         cwd=ROOT,
         env={
             **os.environ,
-            **_parsing_with.dbt_env(),
+            **WarehouseResource(data_dir=os.environ.get("DATA_DIR", "data")).dbt_env(),
         },
     )
     MANIFEST_FINGERPRINT.write_text(project_fingerprint())

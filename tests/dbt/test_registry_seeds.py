@@ -27,7 +27,7 @@ def test_the_build_loads_the_seeds_from_the_data_folder(
     for name, text in texts.items():
         assert (registry_seeds / name).read_text(encoding="utf-8") == text
     rates = warehouse.execute(
-        "select usd_per_unit from seeds.loyalty_rates"
+        "select usd_per_unit from staging.stg_registry__loyalty_rates"
         " where tenant_id = 'coffeechain' and valid_from = date '2024-01-01'"
     ).fetchall()
     assert rates == [(Decimal("0.0125"),)]
@@ -105,12 +105,15 @@ def test_booking_statuses_are_the_booking_apis(
     """One list of statuses: the enum's, loaded as a seed; every status column is tested on it."""
     from booking.domain import Status
 
-    loaded = warehouse.execute("select status from seeds.booking_statuses").fetchall()
+    loaded = warehouse.execute(
+        "select status from staging.stg_registry__booking_statuses"
+    ).fetchall()
     assert sorted(s for (s,) in loaded) == sorted(s.value for s in Status)
     tested = {
         (r["unique_id"].split(".")[2], r["status"])
         for r in built.run_results()
-        if r["unique_id"].startswith("test.") and "ref_booking_statuses_" in r["unique_id"]
+        if r["unique_id"].startswith("test.")
+        and "ref_stg_registry__booking_statuses_" in r["unique_id"]
     }
     assert {name.split("_status__")[0] for name, _ in tested} == {
         "relationships_int_booking_events_pivoted_to_bookings",
