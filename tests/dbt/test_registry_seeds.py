@@ -102,7 +102,7 @@ def test_seeds_come_from_the_deployments_tenants_dir(tmp_path, monkeypatch) -> N
 def test_booking_statuses_are_the_booking_apis(
     built: DbtBuild, warehouse: duckdb.DuckDBPyConnection
 ) -> None:
-    """One list of statuses: the enum's, loaded as a seed; every status column is tested on it."""
+    """One list of statuses: the enum's, written for dbt; every status column is tested on it."""
     from booking.domain import Status
 
     loaded = warehouse.execute(
@@ -115,9 +115,10 @@ def test_booking_statuses_are_the_booking_apis(
         if r["unique_id"].startswith("test.")
         and "ref_stg_registry__booking_statuses_" in r["unique_id"]
     }
-    assert {name.split("_status__")[0] for name, _ in tested} == {
-        "relationships_int_booking_events_pivoted_to_bookings",
-        "relationships_int_bookings_assembled",
-        "relationships_bookings",
+    assert {name.split("__status__ref_")[0] for name, _ in tested} == {
+        "relationships_stg_platform__booking_events_to_state",
+        "relationships_int_booking_events_pivoted_to_bookings_status",
+        "relationships_int_bookings_assembled_status",
+        "relationships_bookings_status",
     }
     assert {status for _, status in tested} == {"pass"}
