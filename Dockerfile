@@ -54,6 +54,7 @@ COPY . .
 ENV DATA_DIR=/app/data \
     WAREHOUSE_PATH=/app/data/warehouse.duckdb \
     LANDING_ROOT=/app/data/landing \
+    QUARANTINE_ROOT=/app/data/quarantine \
     DO_NOT_TRACK=1
 RUN /app/.venv/bin/dbt parse --quiet --project-dir /app/dbt_project --profiles-dir /app/dbt_project \
     && test -s /app/dbt_project/target/manifest.json \
@@ -85,8 +86,8 @@ WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 COPY . .
 COPY --from=builder /app/dbt_project/target /app/dbt_project/target
-# The source stays root-owned and read-only, except dbt_project: each dbt build rewrites the
-# registry seeds and writes its target/ and logs/ there. All other state goes to /app/data.
+# The source stays root-owned and read-only, except dbt_project: dbt writes its target/ and
+# logs/ there. All other state goes to /app/data (the registry files each build writes too).
 RUN python3 -m compileall -q -x '(^|/)\.venv/' /app \
     && mkdir -p /app/data \
     && chown -R app:app /app/data /app/dbt_project

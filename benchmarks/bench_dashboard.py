@@ -64,7 +64,7 @@ def ensure_snapshot(size: int) -> Path:
     build = dbt_build(data_dir, landing)
     if build.returncode != 0:
         raise RuntimeError(f"dbt build failed:\n{build.output[-3000:]}")
-    publish_snapshot(data_dir / "warehouse.duckdb", data_dir / "serving", landing_root=landing)
+    publish_snapshot(data_dir / "warehouse.duckdb", data_dir / "serving")
     return data_dir
 
 

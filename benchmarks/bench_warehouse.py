@@ -76,10 +76,7 @@ def run(size: int) -> list[Figure]:
         in_process.build(["build", "--exclude-resource-type", "unit_test"])
         live_increment = time.perf_counter() - started
         published = [
-            publish_snapshot(
-                workdir / "warehouse.duckdb", workdir / "serving", landing_root=landing
-            )
-            for _ in range(3)
+            publish_snapshot(workdir / "warehouse.duckdb", workdir / "serving") for _ in range(3)
         ]
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return [

@@ -36,13 +36,24 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from booking.domain import Status
 from dashboard.scope import Scope
 from settings import SERVING_FILE, SERVING_VERSION_FILE, DataLayout
 
 LOG = logging.getLogger(__name__)
 SNAPSHOT_FILE = SERVING_FILE
 VERSION_FILE = SERVING_VERSION_FILE
-STATUSES = ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
+# The statuses the bookings filter and the charts offer, of the booking API's (booking.domain).
+STATUSES = tuple(
+    status.value
+    for status in (
+        Status.CONFIRMED,
+        Status.PENDING_APPROVAL,
+        Status.REJECTED,
+        Status.CANCELLED,
+        Status.FAILED,
+    )
+)
 DateField = Literal["created_at", "departure_at"]
 SEARCH_MAX = 64
 # Grid blocks at or past this row are cut from a memoised sorted list of row ids: sorting a

@@ -167,8 +167,7 @@ def live_cycles(
         if landed == 0 and warehouse.layout.serving_version_file.exists():
             time.sleep(config.idle_seconds)
             continue
-        write_seeds()
-        fingerprint = project_fingerprint()
+        fingerprint = project_fingerprint(generated=write_seeds(warehouse.registry_seeds))
         args = [*warehouse.dbt_build_args(fingerprint), "--exclude-resource-type", "unit_test"]
         for node in dbt.build(args):
             if node.node.resource_type in ("model", "seed"):
@@ -179,9 +178,7 @@ def live_cycles(
                 )
         warehouse.fingerprint_file.write_text(fingerprint)
         built = time.monotonic()
-        published = publish_snapshot(
-            warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
-        )
+        published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
         yield dg.AssetMaterialization(
             SNAPSHOT_KEY,
             metadata={"version": str(published.version), "seconds": round(published.seconds, 3)},

@@ -45,7 +45,7 @@ from sandbox.ids import (
 from sandbox.reference import AIRLINE_REGIONS, HUBS, airports
 from sandbox.schema import LEDGER, MEMBERS, MONEY, ORDERS, PLATFORM_BOOKINGS, RATE
 from sandbox.seed import REFERENCE_MEMBERS, reference_members_frame
-from tenants.registry import TenantConfig, load_registry
+from sandbox.world import TENANTS, LoyaltyTenant
 
 US = 1_000_000
 DAY = 86_400 * US
@@ -283,12 +283,12 @@ def _lookup_periods(
 
 
 def _rate_fraction(
-    tenant: TenantConfig, at_us: np.ndarray
+    tenant: LoyaltyTenant, at_us: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """USD per loyalty unit in force at each instant: numerator, denominator and its text,
     as ``Currency.usd_per_unit_on`` picks it (before the first period: today's rate)."""
-    current = tenant.currency.usd_per_unit
-    periods = tenant.currency.rate_history
+    current = tenant.usd_per_unit
+    periods = tenant.rate_history
     if not periods:
         rate = Fraction(current)
         return (
@@ -329,14 +329,12 @@ def price_at(
     amount_minor = np.zeros(n, dtype=np.int64)
     usd_per_unit = np.empty(n, dtype=object)
     for k, tenant_id in enumerate(world.tenant_ids):
-        tenant = world.registry[tenant_id]
+        tenant = world.tenants[tenant_id]
         mask = tenant_idx == k
         if not mask.any():
             continue
         num, den, text = _rate_fraction(tenant, at_us[mask])
-        amount_minor[mask] = loyalty_minor_units(
-            usd_cents[mask], tenant.currency.decimals, num, den
-        )
+        amount_minor[mask] = loyalty_minor_units(usd_cents[mask], tenant.currency.places, num, den)
         usd_per_unit[mask] = text
     return {
         "fx_e4": fx_e4,
@@ -362,9 +360,9 @@ def cashback_minor(amount_minor: np.ndarray, rate: Fraction) -> np.ndarray:
 class World:
     """What stays fixed while bookings are drawn: tenants, members, airports, FX."""
 
-    def __init__(self, registry: dict[str, TenantConfig], members: pl.DataFrame) -> None:
-        self.registry = registry
-        self.tenant_ids = [t for t in BOOKING_SHARE if t in registry]
+    def __init__(self, tenants: dict[str, LoyaltyTenant], members: pl.DataFrame) -> None:
+        self.tenants = tenants
+        self.tenant_ids = [t for t in BOOKING_SHARE if t in tenants]
         self.members = {t: members.filter(pl.col("tenant_id") == t) for t in self.tenant_ids}
         ports = airports()
         self.codes = np.array([code for code, _ in HUBS])
@@ -387,14 +385,14 @@ class World:
 
 
 def _members(
-    rng: np.random.Generator, registry: dict[str, TenantConfig], size: int, anchor_us: int
+    rng: np.random.Generator, tenants: dict[str, LoyaltyTenant], size: int, anchor_us: int
 ) -> pl.DataFrame:
     frames = []
-    seeded = [m for m in REFERENCE_MEMBERS if m.tenant_id in registry]
+    seeded = [m for m in REFERENCE_MEMBERS if m.tenant_id in tenants]
     for tenant_id, share in BOOKING_SHARE.items():
-        if tenant_id not in registry:
+        if tenant_id not in tenants:
             continue
-        tenant = registry[tenant_id]
+        tenant = tenants[tenant_id]
         n = max(40, int(size * share / 12))
         reserved = {m.member_id for m in seeded if m.tenant_id == tenant_id}
         if tenant_id == "coffeechain":
@@ -416,10 +414,10 @@ def _members(
         ids = [i for i in ids if i not in reserved][:n]
         given = np.array(GIVEN)[rng.integers(0, len(GIVEN), n)]
         family = np.array(FAMILY)[rng.integers(0, len(FAMILY), n)]
-        decimals = tenant.currency.decimals
+        decimals = tenant.currency.places
         median_usd = {"coffeechain": 250, "telcocorp": 180, "fintechapp": 450}[tenant_id]
         usd_cents = (rng.lognormal(np.log(median_usd), 0.9, n) * 100).astype(np.int64)
-        rate = Fraction(tenant.currency.usd_per_unit)
+        rate = Fraction(tenant.usd_per_unit)
         balance = loyalty_minor_units(
             usd_cents, decimals, np.full(n, rate.numerator), np.full(n, rate.denominator)
         )
@@ -444,7 +442,7 @@ def _members(
             schema=MEMBERS,
         )
         frames.append(frame)
-    seeded_frame = reference_members_frame(set(registry))
+    seeded_frame = reference_members_frame(set(tenants))
     # Reference members first so they are among the active bookers.
     return pl.concat([seeded_frame, *frames]).sort("tenant_id", maintain_order=True)
 
@@ -516,9 +514,7 @@ def plan_bookings(
     ok = connecting & (candidates != origin) & (candidates != destination)
     via[ok] = candidates[ok]
     cabin = rng.choice(4, n, p=CABIN_P)
-    economy_only = np.array(
-        [world.registry[t].rules.allowed_cabins == ("economy",) for t in tenant_ids]
-    )
+    economy_only = np.array([world.tenants[t].allowed_cabins == ("economy",) for t in tenant_ids])
     cabin[economy_only[tenant_idx]] = 0
     pax = rng.choice([1, 2, 3, 4], n, p=[0.62, 0.25, 0.08, 0.05]).astype(np.int64)
     lead_days = np.clip(rng.exponential(35, n), 1, 300)
@@ -555,11 +551,9 @@ def plan_bookings(
     amount_minor = quoted["amount_minor"]
     threshold = np.full(n, np.iinfo(np.int64).max)
     for k, tenant_id in enumerate(tenant_ids):
-        tenant = world.registry[tenant_id]
-        if tenant.rules.approval_threshold:
-            threshold[tenant_idx == k] = (
-                tenant.rules.approval_threshold * 10**tenant.currency.decimals
-            )
+        tenant = world.tenants[tenant_id]
+        if tenant.approval_threshold:
+            threshold[tenant_idx == k] = tenant.approval_threshold * 10**tenant.currency.places
     # Outcomes.
     needs_approval = amount_minor > threshold
     decided_at = created + rng.integers(1 * HOUR, 30 * HOUR, n)
@@ -705,13 +699,13 @@ def booking_facts(
         plan["via"] >= 0, world.codes[np.maximum(plan["via"], 0)], world.codes[plan["destination"]]
     )
     # Decimal(18, 2) holds every amount; whole-unit currencies scale by 100.
-    decimals = np.array([world.registry[t].currency.decimals for t in world.tenant_ids])[
+    decimals = np.array([world.tenants[t].currency.places for t in world.tenant_ids])[
         plan["tenant_idx"]
     ]
     amount = plan["charge_minor"] * 10 ** (2 - decimals)
     cashback = np.zeros(n, dtype=np.int64)
     for k, tenant in enumerate(world.tenant_ids):
-        rate = Fraction(world.registry[tenant].rules.cashback_rate)
+        rate = Fraction(world.tenants[tenant].cashback_rate)
         if rate:
             cashback[masks[k]] = cashback_minor(amount[masks[k]], rate)
     return {
@@ -737,7 +731,7 @@ def booking_facts(
         "route": pl.select(pl.lit(origin) + "-" + pl.lit(destination)).to_series(),
         "amount": amount,
         "cashback": cashback,
-        "currency": pl.Series([world.registry[t].currency.code for t in world.tenant_ids]).gather(
+        "currency": pl.Series([world.tenants[t].currency.code for t in world.tenant_ids]).gather(
             plan["tenant_idx"]
         ),
         "decimals": decimals,
@@ -1530,18 +1524,17 @@ def generate(
     anchor: dt.date | None = None,
     months: int = 12,
     anomaly_rate: float = 0.001,
-    registry: dict[str, TenantConfig] | None = None,
+    tenants: dict[str, LoyaltyTenant] = TENANTS,
 ) -> GenerationResult:
     """Write the history into ``out_dir``: the tenants' members and ledgers, Duffel's orders,
     the booking API's bookings and event feed (Parquet), and ``manifest.json``."""
     started = time.perf_counter()
-    registry = registry or load_registry()
     anchor = anchor or dt.datetime.now(dt.UTC).date()
     end_us = _utc_us(anchor)
     start_us = end_us - months * 30 * DAY - 5 * DAY
     rng = np.random.default_rng(seed)
-    members = _members(rng, registry, size, end_us)
-    world = World(registry, members)
+    members = _members(rng, tenants, size, end_us)
+    world = World(tenants, members)
     plan = plan_bookings(rng, world, size, start_us, end_us, resolve_until_us=end_us)
     extra = booking_facts(world, plan, first_counter=0, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)

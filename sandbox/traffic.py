@@ -32,6 +32,7 @@ from pydantic import SecretStr
 
 from clients.errors import UpstreamError
 from clients.loyalty.member_auth import member_header
+from sandbox.world import TENANTS
 from tenants.auth import ApiKeyAuth, JwtSession, OAuth2ClientCredentials
 from tenants.registry import (
     ApiKeyConfig,
@@ -328,14 +329,14 @@ class Traffic:
         )
 
     def _refused_cabin(self) -> None:
-        strict = [t for t in self.tenants if len(self.registry[t].rules.allowed_cabins) < 2]
+        strict = [t for t in self.tenants if len(TENANTS[t].allowed_cabins) < 2]
         if not strict:
             return
         tenant, member = self._pick(strict)
         cabin = next(
             c
             for c in ("business", "first", "premium_economy")
-            if c not in tenant.rules.allowed_cabins
+            if c not in TENANTS[tenant.id].allowed_cabins
         )
         response, _ = self._search(tenant, member, cabin)
         outcome = _slug(response) if response.status_code != 200 else "searched"
@@ -343,7 +344,7 @@ class Traffic:
         log.info("traffic %s/%s asked for %s: %s", tenant.id, member.member_id, cabin, outcome)
 
     def _session(self, intent: str) -> str:
-        approving = [t for t in self.tenants if self.registry[t].rules.approval_threshold]
+        approving = [t for t in self.tenants if TENANTS[t].approval_threshold]
         if intent == "needs_approval" and approving:
             tenant, member = self._pick(approving)
             member = max(self.members[tenant.id], key=lambda m: m.balance)
@@ -383,7 +384,7 @@ class Traffic:
         if not flights:
             return None
         priced = sorted(flights, key=lambda f: Decimal(f["price"]["loyalty_amount"]))
-        threshold = tenant.rules.approval_threshold
+        threshold = TENANTS[tenant.id].approval_threshold
         if intent == "needs_approval":
             return priced[-1]
         if threshold is not None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.registry_seeds import seeds_dir, write_seeds
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "dbt_project"
 DBT = Path(sys.executable).parent / "dbt"
@@ -40,11 +42,15 @@ def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
     """
     warehouse = workdir / "warehouse.duckdb"
     target = workdir / "target"
+    registry_seeds = seeds_dir(workdir)
+    write_seeds(registry_seeds)
     env = {
         **os.environ,
         "DO_NOT_TRACK": "1",
         "WAREHOUSE_PATH": str(warehouse),
         "LANDING_ROOT": str(landing_root),
+        "REGISTRY_SEEDS": str(registry_seeds),
+        "QUARANTINE_ROOT": str(landing_root.parent / "quarantine"),
     }
     completed = subprocess.run(
         [

@@ -5,18 +5,24 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from ingestion.landing.zone import LandingZone
 from settings import DataLayout, get_settings
 from warehouse.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
 from warehouse.publish import publish_snapshot
-from warehouse.registry_seeds import write_seeds
+from warehouse.registry_seeds import seeds_dir, write_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = ROOT / "dbt_project"
@@ -47,6 +53,10 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.layout.serving
 
     @property
+    def registry_seeds(self) -> Path:
+        return seeds_dir(self.root)
+
+    @property
     def fingerprint_file(self) -> Path:
         return self.root / "warehouse.fingerprint"
 
@@ -70,12 +80,18 @@ class WarehouseResource(dg.ConfigurableResource):
         return {
             "WAREHOUSE_PATH": str(self.warehouse),
             "LANDING_ROOT": str(self.layout.landing),
+            "REGISTRY_SEEDS": str(self.registry_seeds),
+            "QUARANTINE_ROOT": str(self.layout.quarantine),
             "DO_NOT_TRACK": "1",
         }
 
 
-def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
-    """A digest of everything a build's result depends on besides the landed data."""
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR, generated: Iterable[Path] = ()) -> str:
+    """A digest of everything a build's result depends on besides the landed data.
+
+    ``generated`` are the seeds written outside the project (the registry's, in the data
+    folder), named by file name.
+    """
     digest = hashlib.sha256()
     sources = sorted(
         path
@@ -86,6 +102,9 @@ def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
     files = [project_dir / "dbt_project.yml", *sources]
     for path in files:
         digest.update(str(path.relative_to(project_dir)).encode())
+        digest.update(path.read_bytes())
+    for path in sorted(generated):
+        digest.update(f"generated/{path.name}".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -209,7 +228,14 @@ def tag_host(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
 
 
 class LayerTranslator(DagsterDbtTranslator):
-    """Groups dbt assets by model folder (staging, intermediate, marts) and keeps them eager."""
+    """Groups dbt assets by model folder (staging, intermediate, marts) and keeps them eager.
+
+    An ingestion asset writes both an entity's landing and its quarantine, so two dbt sources
+    (`loyalty.members`, `quarantine.loyalty__members`, ...) share its asset key.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "model":
@@ -234,9 +260,9 @@ def warehouse_models(
     """Seeds, staging, intermediate and marts, with their data and unit tests (`dbt build`)."""
     tag_host(context)
     # Seeds derived from the registry are rewritten first, so a new tenant file reaches dbt.
-    write_seeds()
+    seeds = write_seeds(warehouse.registry_seeds)
     os.environ.update(warehouse.dbt_env())
-    fingerprint = project_fingerprint()
+    fingerprint = project_fingerprint(generated=seeds)
     args = warehouse.dbt_build_args(fingerprint)
     if "--full-refresh" in args:
         context.log.info("models or seeds changed since the last build: rebuilding in full")
@@ -268,9 +294,7 @@ def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     tag_host(context)
-    published = publish_snapshot(
-        warehouse.warehouse, warehouse.serving_dir, landing_root=warehouse.root / "landing"
-    )
+    published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
     context.log.info(
         f"published snapshot {published.version} in {published.seconds:.2f} s: {published.rows}"
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from settings import SERVING_FILE, SERVING_VERSION_FILE, DataLayout
+from settings import SERVING_FILE, SERVING_VERSION_FILE
 
 SERVING_TABLES = (
     "bookings",
@@ -32,22 +32,10 @@ SERVING_TABLES = (
     "booking_funnel",
     "tenant_capabilities",
     "reconciliation_checks",
+    "landing_health",
 )
 SNAPSHOT = SERVING_FILE
 VERSION = SERVING_VERSION_FILE  # small file the dashboard polls to notice a new snapshot
-HEALTH_ENTITIES = (("loyalty", "ledger_transactions"), ("loyalty", "members"), ("duffel", "orders"))
-_PER_TENANT = "select tenant_id, count(*) as n, max(_loaded_at) as at from read_parquet(?, hive_partitioning = true) group by tenant_id"
-_NOTHING = "select null::varchar as tenant_id, 0 as n, null::timestamptz as at where false"
-# Quarantine is a dead-letter store: an entry stays open until a newer valid version, or a
-# replay, resolves it (a file in `resolved/` beside it, keyed by batch, record and payload digest).
-_OPEN_PER_TENANT = (
-    "select q.tenant_id, count(*) as n, max(q._loaded_at) as at"
-    " from read_parquet(?, hive_partitioning = true) q"
-    " anti join read_parquet(?, hive_partitioning = true) r on r.tenant_id = q.tenant_id"
-    " and r._batch_id = q._batch_id and r.record_key is not distinct from q.record_key"
-    " and r.payload_digest = left(sha256(q.raw_payload), 24)"
-    " group by q.tenant_id"
-)
 
 
 @dataclass(frozen=True)
@@ -62,52 +50,20 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _health(
-    con: duckdb.DuckDBPyConnection, landing_root: Path | None, published_at: dt.datetime
-) -> None:
-    """Tables for the dashboard's data-health page: what landed when, what was quarantined."""
-    con.execute(
-        "create table landing_health (tenant_id varchar, source varchar, entity varchar, rows_landed bigint, "
-        "last_loaded_at timestamptz, quarantined bigint, last_quarantined_at timestamptz)"
-    )
+def _snapshot_info(con: duckdb.DuckDBPyConnection, published_at: dt.datetime) -> None:
+    """When this snapshot was published, for the dashboard's data-health page."""
     con.execute("create table snapshot_info (published_at timestamptz)")
     con.execute("insert into snapshot_info values (?)", [published_at])
-    if landing_root is None:
-        return
-    quarantine_root = DataLayout.of_landing(landing_root).quarantine
-    for source, entity in HEALTH_ENTITIES:
-        landed = [
-            str(p) for p in sorted((landing_root / source / entity).glob("tenant_id=*/*.parquet"))
-        ]
-        folder = quarantine_root / source / entity
-        rejected = [str(p) for p in sorted(folder.glob("tenant_id=*/*.parquet"))]
-        resolved = [str(p) for p in sorted(folder.glob("tenant_id=*/resolved/*.parquet"))]
-        if not landed and not rejected:
-            continue
-        landed_sql, landed_args = (_PER_TENANT, [landed]) if landed else (_NOTHING, [])
-        if not rejected:
-            open_sql, open_args = _NOTHING, []
-        elif resolved:
-            open_sql, open_args = _OPEN_PER_TENANT, [rejected, resolved]
-        else:
-            open_sql, open_args = _PER_TENANT, [rejected]
-        con.execute(
-            f"insert into landing_health select coalesce(l.tenant_id, q.tenant_id), ?, ?, coalesce(l.n, 0), "
-            f"l.at, coalesce(q.n, 0), q.at from ({landed_sql}) l "
-            f"full outer join ({open_sql}) q on l.tenant_id = q.tenant_id",
-            [source, entity, *landed_args, *open_args],
-        )
 
 
 def publish_snapshot(
     warehouse: Path,
     serving_dir: Path,
     *,
-    landing_root: Path | None = None,
     tables: tuple[str, ...] = SERVING_TABLES,
     schema: str = "marts",
 ) -> Published:
-    """Copy ``tables`` (and landing health) into a fresh file and swap it in as the serving snapshot."""
+    """Copy ``tables`` into a fresh file and swap it in as the serving snapshot."""
     started = time.perf_counter()
     serving_dir.mkdir(parents=True, exist_ok=True)
     version = time.time_ns()
@@ -123,7 +79,7 @@ def publish_snapshot(
                 )
                 rows[table] = con.execute(f'select count(*) from main."{table}"').fetchone()[0]
             con.execute("detach warehouse")
-            _health(con, landing_root, published_at)
+            _snapshot_info(con, published_at)
             con.execute("checkpoint")
         wal = building.with_name(building.name + ".wal")
         if wal.exists():

@@ -1,10 +1,14 @@
-"""Write the dbt seeds that mirror the tenant registry, so dbt never reads the YAML itself.
+"""Write the files that mirror the tenant registry for dbt, so dbt never reads the YAML itself.
 
 ``loyalty_rates.csv`` holds each tenant's rate history (one open period from 2000-01-01 when
 the tenant has none), ``tenants.csv`` one row of rules per tenant, and
 ``capability_declarations.csv`` what each tenant file declares about each capability (what
-the APIs really offer is probed by ingestion, never taken from here). Regenerate them before
-every dbt build (``python -m warehouse.registry_seeds``): a new tenant YAML then reaches the
+the APIs really offer is probed by ingestion, never taken from here). ``booking_statuses.csv``
+lists the booking API's statuses (``booking.domain.Status``), the one definition the
+warehouse's status columns are tested against. They are generated, so they live in the data
+folder (``<data>/registry/``, ``REGISTRY_SEEDS`` for dbt, read by the ``stg_registry__*``
+models), never in the source tree. Every dbt build writes them afresh
+(``python -m warehouse.registry_seeds`` by hand): a new tenant YAML then reaches the
 warehouse with no dbt change.
 """
 
@@ -16,13 +20,13 @@ import io
 from decimal import Decimal
 from pathlib import Path
 
+from booking.domain import Status
 from settings import get_settings
 from tenants.registry import CAPABILITY_NAMES, RatePeriod, TenantConfig, load_registry
 
-SEEDS_DIR = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
 OPEN_PERIOD_START = dt.date(2000, 1, 1)
-# The seeds type rates as DECIMAL(18, 8) and the landing holds money as DECIMAL(18, 2): a
-# value that would not fit is refused here rather than rounded silently by the seed load.
+# Staging types rates as DECIMAL(18, 8) and the landing holds money as DECIMAL(18, 2): a
+# value that would not fit is refused here rather than rounded silently by the cast.
 RATE_PLACES = 8
 MONEY_PLACES = 2
 
@@ -42,6 +46,7 @@ TENANTS_COLUMNS = (
 )
 
 DECLARATIONS_COLUMNS = ("tenant_id", "capability", "declared", "declared_as")
+STATUS_COLUMNS = ("status",)
 
 
 def _exact(value: Decimal, places: int, what: str) -> str:
@@ -146,17 +151,22 @@ def seed_files(registry: dict[str, TenantConfig]) -> dict[str, str]:
         "loyalty_rates.csv": render_csv(LOYALTY_RATES_COLUMNS, loyalty_rate_rows(registry)),
         "tenants.csv": render_csv(TENANTS_COLUMNS, tenant_rows(registry)),
         "capability_declarations.csv": render_csv(DECLARATIONS_COLUMNS, declaration_rows(registry)),
+        "booking_statuses.csv": render_csv(STATUS_COLUMNS, [{"status": s.value} for s in Status]),
     }
 
 
-def write_seeds(
-    seeds_dir: Path = SEEDS_DIR, registry: dict[str, TenantConfig] | None = None
-) -> list[Path]:
+def seeds_dir(data_dir: Path) -> Path:
+    """Where the registry seeds of the data folder ``data_dir`` are written."""
+    return data_dir / "registry"
+
+
+def write_seeds(seeds_dir: Path, registry: dict[str, TenantConfig] | None = None) -> list[Path]:
     """Write the registry seeds atomically (temp file + rename); returns the paths written.
 
     Without ``registry``, the deployment's registry is read afresh (``TENANTS_DIR`` when
     set), so a new tenant file reaches the next build without a restart.
     """
+    seeds_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in seed_files(registry or load_registry(get_settings().tenants_dir)).items():
         target = seeds_dir / name
@@ -168,5 +178,5 @@ def write_seeds(
 
 
 if __name__ == "__main__":
-    for path in write_seeds():
+    for path in write_seeds(seeds_dir(get_settings().data_dir).resolve()):
         print(path)

@@ -42,3 +42,8 @@ dbt = _Namespace(
     concat=lambda fields: " || ".join(fields),
     hash=lambda field: f"md5(cast({field} as varchar))",
 )
+
+
+def env_var(name, default=None):
+    """dbt's env_var, with its default (or the variable's name) standing in for the value."""
+    return name if default is None else default

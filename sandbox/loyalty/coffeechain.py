@@ -27,9 +27,10 @@ from sandbox.loyalty.common import (
     wire_timestamp,
 )
 from sandbox.loyalty.store import LoyaltyStore
+from sandbox.world import TENANTS
 
 API_KEY = "test_cc_api_key_12345"
-APPROVAL_THRESHOLD = 50_000  # stars; a booking above it needs manual approval
+APPROVAL_THRESHOLD = TENANTS["coffeechain"].approval_threshold  # stars (sandbox/world.py)
 
 # Routes the fault switches know by name (sandbox.faults); paths as in the routes below.
 FAULT_ROUTES = {

@@ -34,7 +34,7 @@ from sandbox.faults import (
     install_fault_control,
     stall_seconds,
 )
-from sandbox.loyalty.render import CURRENCIES, Currency, InvalidCursor
+from sandbox.loyalty.render import InvalidCursor
 from sandbox.loyalty.store import (
     InsufficientFunds,
     LoyaltyStore,
@@ -44,6 +44,7 @@ from sandbox.loyalty.store import (
     UnknownMember,
 )
 from sandbox.ratelimit import Decision, FixedWindowLimiter
+from sandbox.world import CURRENCIES, Currency
 
 log = logging.getLogger("sandbox.loyalty")
 

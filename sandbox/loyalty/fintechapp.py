@@ -34,8 +34,9 @@ from sandbox.loyalty.common import (
     wire_timestamp,
 )
 from sandbox.loyalty.store import Credential, LoyaltyStore
+from sandbox.world import TENANTS
 
-CASHBACK_RATE = Decimal("0.02")
+CASHBACK_RATE = TENANTS["fintechapp"].cashback_rate  # sandbox/world.py
 JWT_ALGORITHM = "HS256"
 
 # Routes the fault switches know by name (sandbox.faults); paths as in the routes below.

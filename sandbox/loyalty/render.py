@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
-from decimal import Decimal
 
 import polars as pl
 
+from sandbox.world import Currency
+
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
-
-
-@dataclass(frozen=True)
-class Currency:
-    """A tenant's loyalty currency and how many decimals its amounts carry on the wire."""
-
-    code: str
-    places: int
-
-    def quantum(self) -> Decimal:
-        return Decimal(1).scaleb(-self.places)
-
-
-CURRENCIES: dict[str, Currency] = {
-    "coffeechain": Currency("stars", 0),
-    "telcocorp": Currency("points", 0),
-    "fintechapp": Currency("coins", 2),
-}
 
 
 class InvalidCursor(ValueError):

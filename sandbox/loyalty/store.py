@@ -20,7 +20,6 @@ import polars as pl
 
 from sandbox.config import TENANT_SERVICES, SandboxConfig
 from sandbox.loyalty.render import (
-    CURRENCIES,
     decode_cursor,
     encode_cursor,
     ledger_record_json,
@@ -30,6 +29,7 @@ from sandbox.loyalty.render import (
 )
 from sandbox.schema import LEDGER, MEMBERS, MONEY, UTC_TS
 from sandbox.seed import reference_members_frame
+from sandbox.world import CURRENCIES
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -29,9 +29,7 @@ from warehouse.publish import publish_snapshot
 def restored_snapshot(data_dir: Path) -> Iterator[Path]:
     """Whatever a test publishes, the pipeline's own snapshot is back in place afterwards."""
     yield data_dir / "serving"
-    publish_snapshot(
-        data_dir / "warehouse.duckdb", data_dir / "serving", landing_root=data_dir / "landing"
-    )
+    publish_snapshot(data_dir / "warehouse.duckdb", data_dir / "serving")
 
 
 def test_a_publish_during_browsing_shows_the_new_data(
@@ -55,7 +53,7 @@ def test_a_publish_during_browsing_shows_the_new_data(
         con.execute(
             "delete from marts.bookings where tenant_id = 'telcocorp' and status = 'cancelled'"
         )
-    publish_snapshot(changed, restored_snapshot, landing_root=data_dir / "landing")
+    publish_snapshot(changed, restored_snapshot)
     # The page polls serving.json and re-renders by itself: no reload here.
     expect(page.locator('[data-kpi="telcocorp:bookings"]')).to_have_text(f"{telco[0] - telco[1]:,}")
     expect(page.locator('[data-kpi="telcocorp:cancellation_rate"]')).to_have_text("0.0 %")

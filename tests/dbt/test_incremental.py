@@ -4,6 +4,7 @@ equals the warehouse built in one go over everything (the `built` fixture)."""
 from __future__ import annotations
 
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -114,11 +115,29 @@ def test_a_changed_model_or_seed_rebuilds_in_full(tmp_path: Path) -> None:
     resource.fingerprint_file.write_text(before)
     assert resource.dbt_build_args(before) == ["build"]
 
-    rates = project / "seeds" / "loyalty_rates.csv"
+    rates = project / "seeds" / "fx_rates.csv"
     rates.write_text(rates.read_text() + "\n")
     after = project_fingerprint(project)
     assert after != before
     assert resource.dbt_build_args(after) == ["build", "--full-refresh"]
+
+
+def test_a_changed_registry_seed_rebuilds_in_full(tmp_path: Path) -> None:
+    """The registry's seeds live in the data folder, yet a changed rate still rebuilds."""
+    from tenants.registry import load_registry
+    from warehouse.dbt import WarehouseResource, project_fingerprint
+    from warehouse.registry_seeds import write_seeds
+
+    resource = WarehouseResource(data_dir=str(tmp_path / "data"))
+    registry = load_registry()
+    before = project_fingerprint(generated=write_seeds(resource.registry_seeds, registry))
+    assert before == project_fingerprint(generated=write_seeds(resource.registry_seeds, registry))
+
+    telco = registry["telcocorp"]
+    devalued = telco.currency.model_copy(update={"usd_per_unit": Decimal("0.009")})
+    registry["telcocorp"] = telco.model_copy(update={"currency": devalued})
+    after = project_fingerprint(generated=write_seeds(resource.registry_seeds, registry))
+    assert after != before
 
 
 def test_data_tests_of_incremental_models_check_the_rows_the_build_rebuilt(

@@ -1,21 +1,36 @@
-"""The registry seeds in dbt_project/seeds are exactly what the tenant YAML files say."""
+"""The registry seeds are exactly what the tenant YAML files say, written under the data folder."""
 
 from __future__ import annotations
 
 import shutil
 from decimal import Decimal
 
+import duckdb
 import pytest
 
 from tenants.registry import load_registry
-from warehouse.registry_seeds import SEEDS_DIR, loyalty_rate_rows, seed_files, write_seeds
+from testing.dbt_build import PROJECT, DbtBuild
+from warehouse.registry_seeds import loyalty_rate_rows, seed_files, write_seeds
 
 
-def test_committed_seeds_equal_the_registry() -> None:
-    for name, text in seed_files(load_registry()).items():
-        assert (SEEDS_DIR / name).read_text(encoding="utf-8") == text, (
-            f"{name} is stale: run python -m warehouse.registry_seeds"
-        )
+def test_no_generated_seed_in_the_source_tree() -> None:
+    generated = set(seed_files(load_registry()))
+    committed = {path.name for path in (PROJECT / "seeds").iterdir()}
+    assert not generated & committed, "registry seeds are written to the data folder only"
+
+
+def test_the_build_loads_the_seeds_from_the_data_folder(
+    built: DbtBuild, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    registry_seeds = built.warehouse.parent / "registry"
+    texts = seed_files(load_registry())
+    for name, text in texts.items():
+        assert (registry_seeds / name).read_text(encoding="utf-8") == text
+    rates = warehouse.execute(
+        "select usd_per_unit from staging.stg_registry__loyalty_rates"
+        " where tenant_id = 'coffeechain' and valid_from = date '2024-01-01'"
+    ).fetchall()
+    assert rates == [(Decimal("0.0125"),)]
 
 
 def test_rate_history_and_open_period() -> None:
@@ -43,6 +58,7 @@ def test_a_new_tenant_yaml_reaches_the_seeds(tmp_path) -> None:
         "loyalty_rates.csv",
         "tenants.csv",
         "capability_declarations.csv",
+        "booking_statuses.csv",
     ]
     assert "\nairmiles,AirMiles,points,0.01,0,,0,economy,true,true,true\n" in tenants_csv
     declarations = (tmp_path / "capability_declarations.csv").read_text()
@@ -81,3 +97,28 @@ def test_seeds_come_from_the_deployments_tenants_dir(tmp_path, monkeypatch) -> N
     tenants_csv = (tmp_path / "tenants.csv").read_text()
     ids = [line.split(",")[0] for line in tenants_csv.splitlines()[1:]]
     assert ids == ["airmiles", "coffeechain", "telcocorp"], tenants_csv
+
+
+def test_booking_statuses_are_the_booking_apis(
+    built: DbtBuild, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    """One list of statuses: the enum's, written for dbt; every status column is tested on it."""
+    from booking.domain import Status
+
+    loaded = warehouse.execute(
+        "select status from staging.stg_registry__booking_statuses"
+    ).fetchall()
+    assert sorted(s for (s,) in loaded) == sorted(s.value for s in Status)
+    tested = {
+        (r["unique_id"].split(".")[2], r["status"])
+        for r in built.run_results()
+        if r["unique_id"].startswith("test.")
+        and "ref_stg_registry__booking_statuses_" in r["unique_id"]
+    }
+    assert {name.split("__status__ref_")[0] for name, _ in tested} == {
+        "relationships_stg_platform__booking_events_to_state",
+        "relationships_int_booking_events_pivoted_to_bookings_status",
+        "relationships_int_bookings_assembled_status",
+        "relationships_bookings_status",
+    }
+    assert {status for _, status in tested} == {"pass"}

@@ -16,7 +16,7 @@ import polars as pl
 
 from sandbox.config import SandboxConfig
 from sandbox.generator import US, World, booking_status, build_tables, plan_bookings
-from tenants.registry import load_registry
+from sandbox.world import TENANTS
 
 log = logging.getLogger("tests.history_bookings")
 
@@ -35,7 +35,7 @@ class HistoryBookings:
     ) -> None:
         self.loyalty = loyalty
         self.duffel = duffel
-        self.world = World(load_registry(), members)
+        self.world = World(TENANTS, members)
         self._rng = np.random.default_rng([seed, first_counter])
         self._counter = first_counter
         self._seed = seed

@@ -30,7 +30,7 @@ from ingestion.platform.events import EVENTS_FEED
 from ingestion.platform.feed import landed_feed_cursor
 from ingestion.resources import LandingResource
 from sandbox.generator import generate
-from tests.dbt.build import dbt_build
+from testing.dbt_build import dbt_build
 from tests.helpers.landing_from_history import write_landing
 
 LEDGER = ("loyalty", "ledger_transactions")

@@ -73,7 +73,7 @@ orders as (
 
 tenants as (
 
-    select * from {{ ref('tenants') }}
+    select * from {{ ref('stg_registry__tenants') }}
 
 ),
 

@@ -8,7 +8,7 @@ members as (
 
 loyalty_rates as (
 
-    select * from {{ ref('loyalty_rates') }}
+    select * from {{ ref('stg_registry__loyalty_rates') }}
 
 ),
 

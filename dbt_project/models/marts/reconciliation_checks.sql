@@ -6,7 +6,7 @@ with
 
 tenants as (
 
-    select tenant_id from {{ ref('tenants') }}
+    select tenant_id from {{ ref('stg_registry__tenants') }}
 
 ),
 

@@ -12,7 +12,7 @@ events as (
 
 registry as (
 
-    select tenant_id from {{ ref('tenants') }}
+    select tenant_id from {{ ref('stg_registry__tenants') }}
 
 ),
 

@@ -5,7 +5,7 @@ with
 
 declarations as (
 
-    select * from {{ ref('capability_declarations') }}
+    select * from {{ ref('stg_registry__capability_declarations') }}
 
 ),
 

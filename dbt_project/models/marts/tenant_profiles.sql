@@ -1,12 +1,12 @@
 {{ config(alias='tenants') }}
-{#- Built as `tenants` in the warehouse; the dbt name differs only because the registry seed
-    it reads is already called `tenants`. -#}
+{#- Built as `tenants` in the warehouse; its dbt name (and Dagster asset key) is
+    tenant_profiles. -#}
 
 with
 
 tenants as (
 
-    select * from {{ ref('tenants') }}
+    select * from {{ ref('stg_registry__tenants') }}
 
 ),
 
