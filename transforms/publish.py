@@ -30,6 +30,8 @@ SERVING_TABLES = (
     "booking_funnel",
     "tenant_capabilities",
     "reconciliation_checks",
+    "daily_usd_rates",
+    "booking_failures",
 )
 SNAPSHOT = "serving.duckdb"
 VERSION = "serving.json"  # small file the dashboard polls to notice a new snapshot
