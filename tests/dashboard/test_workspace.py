@@ -26,6 +26,14 @@ from tests.dashboard.conftest import (
 MAIN_HEADERS = ["Booking", "Tenant", "Member", "Status", "Route", "Departs (UTC)", "Paid", "USD"]
 
 
+def rate_line(tenant: str, today: str, used: str, over: str) -> str:
+    """The sentence a page writes about the rates behind a tenant's USD figures."""
+    return (
+        f"{tenant}: USD converted at the rate in force on each booking's day; today {today};"
+        f" {used} {over}."
+    )
+
+
 def query(page: Page) -> dict[str, list[str]]:
     return parse_qs(urlsplit(page.url).query, keep_blank_values=True)
 
@@ -41,6 +49,23 @@ def search(page: Page, term: str) -> None:
     page.press("#bookings-search", "Enter")
 
 
+def test_a_failed_booking_says_why_it_failed(
+    operator: Session, server: Server, snap_sql: duckdb.DuckDBPyConnection
+) -> None:
+    page = operator.page
+    tenant, booking_id, reason = snap_sql.execute(
+        "select tenant_id, booking_id, reason from booking_failures"
+        " join bookings using (tenant_id, booking_id) where status = 'failed'"
+        " order by booking_id limit 1"
+    ).fetchone()
+    assert reason != "no reason recorded"
+    page.goto(f"{server.url}/booking/{tenant}/{booking_id}")
+    expect(page.locator("#booking-status")).to_have_text("failed", timeout=WAIT_MS)
+    expect(page.locator("#failure-reason-text")).to_have_text(reason)
+    screenshot(page, "booking-failed")
+    assert operator.errors == []
+
+
 def test_explorer_filters_and_sort_live_in_the_url(
     operator: Session,
     browser: Browser,
@@ -51,7 +76,7 @@ def test_explorer_filters_and_sort_live_in_the_url(
     page = operator.page
     page.goto(f"{server.url}/bookings")
     total = snap_sql.execute("select count(*) from bookings").fetchone()[0]
-    expect(page.locator("#bookings-total")).to_have_text(f"{total:,}")
+    expect(page.locator("#bookings-total")).to_have_text(f"{total:,}", timeout=WAIT_MS)
     assert query(page) == {}  # a page opened without filters pushes nothing
 
     failed = snap_sql.execute("select count(*) from bookings where status = 'failed'").fetchone()[0]
@@ -119,7 +144,7 @@ def test_grid_at_1280_shows_the_main_columns_uncut_and_a_column_chooser(
 ) -> None:
     page = operator.page
     page.goto(f"{server.url}/bookings")
-    expect(page.locator(".ag-center-cols-container .ag-row").first).to_be_visible()
+    expect(page.locator(".ag-center-cols-container .ag-row").first).to_be_visible(timeout=WAIT_MS)
     headers = page.locator(".ag-header-cell:not(.ag-hidden) .ag-header-cell-text")
     expect(headers).to_have_text(MAIN_HEADERS)
     # Every column of the main set is on screen and no value is cut (no ellipsis).
@@ -231,7 +256,7 @@ def test_time_controls_granularity_comparison_and_the_partial_period(
         f"{server.url}/t/coffeechain?tenant-range.start_date={start}"
         f"&tenant-range.end_date={end}&tenant-grain=month"
     )
-    expect(page.locator("#tenant-name")).to_have_text("CoffeeChain")
+    expect(page.locator("#tenant-name")).to_have_text("CoffeeChain", timeout=WAIT_MS)
     expect(page.locator("#tenant-grain input[value='month']")).to_be_checked()
     bookings, usd = snap_sql.execute(
         "select sum(bookings), sum(usd_volume) from daily_tenant_metrics"
@@ -300,7 +325,7 @@ def test_overview_time_controls_and_rates_behind_usd(
 ) -> None:
     page = operator.page
     page.goto(f"{server.url}/?overview-grain=week")
-    expect(page.locator("#overview-grain input[value='week']")).to_be_checked()
+    expect(page.locator("#overview-grain input[value='week']")).to_be_checked(timeout=WAIT_MS)
     bookings = snap_sql.execute("select sum(bookings) from daily_tenant_metrics").fetchone()[0]
     expect(page.locator('[data-period="bookings"]')).to_have_text(f"{bookings:,}")
     low, high, today = snap_sql.execute(
@@ -310,9 +335,12 @@ def test_overview_time_controls_and_rates_behind_usd(
     assert low != high  # the history spans CoffeeChain's rate change
     note = page.locator('#overview-activity [data-rate="coffeechain"]')
     expect(note).to_have_text(
-        "CoffeeChain: USD converted at the rate in force on each booking's day; today "
-        f"${today.normalize():f} per star; ranging ${low.normalize():f} to ${high.normalize():f}"
-        " per star over this period."
+        rate_line(
+            "CoffeeChain",
+            f"${today.normalize():f} per star",
+            f"ranging ${low.normalize():f} to ${high.normalize():f} per star",
+            "over this period",
+        )
     )
     screenshot(page, "overview-period")
     assert operator.errors == []
@@ -327,18 +355,21 @@ def test_tenant_page_says_which_rates_stand_behind_its_usd(
         " and usd_per_unit = (select usd_per_unit from tenants where tenant_id = 'coffeechain')"
     ).fetchone()[0]
     page.goto(f"{server.url}/t/coffeechain?tenant-range.start_date={change}")
+    expect(page.locator("#tenant-name")).to_have_text("CoffeeChain", timeout=WAIT_MS)
     low, high = snap_sql.execute(
         "select min(usd_per_unit), max(usd_per_unit) from bookings where tenant_id = 'coffeechain'"
     ).fetchone()
     expect(page.locator('#tenant-rate [data-rate="coffeechain"]')).to_have_text(
-        "CoffeeChain: USD converted at the rate in force on each booking's day; today $0.01"
-        f" per star; ranging ${low.normalize():f} to ${high.normalize():f} per star over all its"
-        " bookings."
+        rate_line(
+            "CoffeeChain",
+            "$0.01 per star",
+            f"ranging ${low.normalize():f} to ${high.normalize():f} per star",
+            "over all its bookings",
+        )
     )
     # Since the change, every booking was converted at today's rate, and the page says so.
     expect(page.locator('#tenant-activity [data-rate="coffeechain"]')).to_have_text(
-        "CoffeeChain: USD converted at the rate in force on each booking's day; today $0.01"
-        " per star; all at $0.01 per star over this period."
+        rate_line("CoffeeChain", "$0.01 per star", "all at $0.01 per star", "over this period")
     )
     assert operator.errors == []
 
@@ -348,7 +379,7 @@ def test_charts_are_readable_tiers_ranked_statuses_explained(
 ) -> None:
     page = operator.page
     page.goto(f"{server.url}/t/telcocorp")
-    expect(page.locator("#tenant-name")).to_have_text("TelcoCorp")
+    expect(page.locator("#tenant-name")).to_have_text("TelcoCorp", timeout=WAIT_MS)
     tiers = [
         r[0]
         for r in snap_sql.execute(
@@ -382,21 +413,4 @@ def test_charts_are_readable_tiers_ranked_statuses_explained(
         "could not be completed"
     )
     screenshot(page, "tenant-legend")
-    assert operator.errors == []
-
-
-def test_a_failed_booking_says_why_it_failed(
-    operator: Session, server: Server, snap_sql: duckdb.DuckDBPyConnection
-) -> None:
-    page = operator.page
-    tenant, booking_id, reason = snap_sql.execute(
-        "select tenant_id, booking_id, reason from booking_failures"
-        " join bookings using (tenant_id, booking_id) where status = 'failed'"
-        " order by booking_id limit 1"
-    ).fetchone()
-    assert reason != "no reason recorded"
-    page.goto(f"{server.url}/booking/{tenant}/{booking_id}")
-    expect(page.locator("#booking-status")).to_have_text("failed")
-    expect(page.locator("#failure-reason-text")).to_have_text(reason)
-    screenshot(page, "booking-failed")
     assert operator.errors == []
