@@ -23,7 +23,6 @@ from dashboard.data import (
     Tenant,
     TenantKpis,
     TierSummary,
-    bucket_end,
 )
 
 Figure = dict[str, Any]
@@ -60,6 +59,8 @@ def _layout(title: str, **extra: Any) -> dict[str, Any]:
 
 
 PREVIOUS_COLOUR = "#adb5bd"
+MAX_TICKS = 6
+TICK_DAYS = {"day": 86_400_000, "week": 7 * 86_400_000}  # milliseconds
 PARTIAL_FILL = "rgba(255, 193, 7, 0.12)"
 GRAIN_TITLES = {"day": "day", "week": "week (from Monday)", "month": "month"}
 
@@ -168,28 +169,28 @@ def period_figure(
     what = "USD volume" if usd else "Bookings"
     layout = _layout(f"{what} by {GRAIN_TITLES[period.grain]}, UTC")
     layout["yaxis"] = {**layout["yaxis"], "tickprefix": "$" if usd else ""}
+    # One tick per bucket, or per few buckets: at most MAX_TICKS labels, none repeated.
+    every = -(-len(buckets) // MAX_TICKS)
     layout["xaxis"] = {
         **layout["xaxis"],
         "type": "date",
         "tickformat": "%b %Y" if period.grain == "month" else "%Y-%m-%d",
-        "automargin": True,
-        "nticks": 8,  # a few readable dates, never labels over each other
+        "tick0": x[0] if x else None,
+        "dtick": f"M{every}" if period.grain == "month" else every * TICK_DAYS[period.grain],
     }
-    half = {"day": 0.5, "week": 3.5, "month": 15}[period.grain]
+    half = dt.timedelta(days={"day": 0.5, "week": 3.5, "month": 15}[period.grain])
     shapes, notes = [], []
     for b, cut in zip(buckets, partial, strict=True):
         if not cut:
             continue
-        centre = dt.datetime.combine(b, dt.time()) + dt.timedelta(
-            days=((bucket_end(b, period.grain) - b).days + 1) / 2
-        )
+        centre = dt.datetime.combine(b, dt.time())  # where the bucket's point is drawn
         shapes.append(
             {
                 "type": "rect",
                 "xref": "x",
                 "yref": "paper",
-                "x0": (centre - dt.timedelta(days=half)).isoformat(),
-                "x1": (centre + dt.timedelta(days=half)).isoformat(),
+                "x0": (centre - half).isoformat(),
+                "x1": (centre + half).isoformat(),
                 "y0": 0,
                 "y1": 1,
                 "fillcolor": PARTIAL_FILL,
