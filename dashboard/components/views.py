@@ -41,8 +41,17 @@ def graph(figure: object, graph_id: str, height: int = 320) -> dbc.Card:
 
 
 def loading(body_id: str) -> dcc.Loading:
-    """Where a callback renders a page body, with a spinner while it works."""
-    return dcc.Loading(html.Div(id=body_id, className="page-body"), delay_show=250, type="default")
+    """Where a callback renders a page body, with a spinner while it works.
+
+    The spinner follows this output only: a part rendered into the body by a callback of
+    its own (the period's activity) loads beside it and never hides the rest of the page.
+    """
+    return dcc.Loading(
+        html.Div(id=body_id, className="page-body"),
+        delay_show=250,
+        type="default",
+        target_components={body_id: "children"},
+    )
 
 
 def overview_body(all_kpis: Sequence[TenantKpis], rates: dict[str, RateRange] | None) -> html.Div:
@@ -57,7 +66,7 @@ def overview_body(all_kpis: Sequence[TenantKpis], rates: dict[str, RateRange] | 
     return html.Div(
         [
             html.H2("In the period", className="h5"),
-            html.Div(id="overview-activity"),
+            loading("overview-activity"),
             html.H2("All time", className="h5"),
             dbc.Row(cards, className="g-3 mb-2"),
             html.Div(period.rate_notes(tenants, rates, "over all bookings"), className="mb-3"),
@@ -146,7 +155,7 @@ def tenant_body(
             html.H1(tenant.name, className="h3", id="tenant-name"),
             html.P(f"Pays in {tenant.currency}.", className="text-muted mb-1"),
             html.H2("In the period", className="h5"),
-            html.Div(id="tenant-activity"),
+            loading("tenant-activity"),
             html.H2("All time", className="h5"),
             html.Div(kpis.tenant_tiles(tenant_kpis), className="mb-2"),
             html.Div(
