@@ -65,7 +65,11 @@ def booking_view(
                 id="booking-status",
                 title=fmt.status_meaning(b["status"]),
             ),
-            html.Span(fmt.status_meaning(b["status"]), className="text-muted small ms-2"),
+            # A failed booking's alert below says more than the general meaning would.
+            html.Span(
+                "" if b["status"] == "failed" else fmt.status_meaning(b["status"]),
+                className="text-muted small ms-2",
+            ),
             html.Div(f"{tenant.name} · member {b['member_id']}", className="text-muted"),
             _failure(b["status"], failure),
         ],
