@@ -638,30 +638,6 @@ def tenant_kpis(snapshot: Snapshot, scope: Scope, tenant_id: str | None = None) 
 
 
 @dataclass(frozen=True)
-class DailyPoint:
-    """One tenant's activity on one UTC day."""
-
-    tenant_id: str
-    day: dt.date
-    bookings: int
-    usd_volume: Decimal
-
-
-def daily_activity(
-    snapshot: Snapshot, scope: Scope, tenant_id: str | None = None
-) -> list[DailyPoint]:
-    """Bookings and USD volume per tenant and day (from the pre-aggregated daily mart)."""
-    clause, params = _tenant_clause(scope, tenant_id)
-    with snapshot.cursor() as cur:
-        cur.execute(
-            "select tenant_id, metric_date, bookings, usd_volume from daily_tenant_metrics"
-            f" where {clause} order by tenant_id, metric_date",
-            params,
-        )
-        return [DailyPoint(*row) for row in cur.fetchall()]
-
-
-@dataclass(frozen=True)
 class Breakdown:
     """One slice of a tenant's bookings (a route, an airline, a cabin) with its USD volume."""
 
@@ -732,16 +708,27 @@ class TierSummary:
     balance_usd: Decimal
 
 
+TIER_RANKS = ("bronze", "silver", "gold", "platinum")  # lowest to highest
+
+
+def tier_rank(tier: str) -> tuple[int, str]:
+    """Tiers in rank order (bronze up to platinum), any other after them by name."""
+    known = tier.lower()
+    return (TIER_RANKS.index(known) if known in TIER_RANKS else len(TIER_RANKS), known)
+
+
 def members_by_tier(snapshot: Snapshot, scope: Scope, tenant_id: str) -> list[TierSummary]:
-    """Members and balances per loyalty tier."""
+    """Members and balances per loyalty tier, in rank order."""
     clause, params = _tenant_clause(scope, tenant_id)
     with snapshot.cursor() as cur:
         cur.execute(
             "select coalesce(tier, 'none') as tier, count(*), sum(balance), sum(balance_usd)"
-            f" from members where {clause} group by 1 order by 2 desc, 1",
+            f" from members where {clause} group by 1",
             params,
         )
-        return [TierSummary(*row) for row in cur.fetchall()]
+        return sorted(
+            (TierSummary(*row) for row in cur.fetchall()), key=lambda t: tier_rank(t.tier)
+        )
 
 
 # ---------------------------------------------------------------- bookings explorer
@@ -1172,3 +1159,168 @@ def checks_and_capabilities(
             _capabilities(cur, clause, params) if _has_table(cur, "tenant_capabilities") else None
         )
     return checks, capabilities
+
+
+# ---------------------------------------------------------------- time controls (periods)
+
+Grain = Literal["day", "week", "month"]
+GRAINS: tuple[Grain, ...] = ("day", "week", "month")
+
+
+def bucket_start(day: dt.date, grain: Grain) -> dt.date:
+    """The first day of the day, ISO week (Monday) or month holding ``day``."""
+    if grain == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if grain == "month":
+        return day.replace(day=1)
+    return day
+
+
+def bucket_end(start: dt.date, grain: Grain) -> dt.date:
+    """The last day of the bucket that starts on ``start``."""
+    if grain == "week":
+        return start + dt.timedelta(days=6)
+    if grain == "month":
+        following = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        return following - dt.timedelta(days=1)
+    return start
+
+
+@dataclass(frozen=True)
+class Period:
+    """A range of whole UTC days, shown per day, week or month."""
+
+    start: dt.date
+    end: dt.date
+    grain: Grain = "day"
+
+    @classmethod
+    def parse(
+        cls, start: object, end: object, grain: object, span: tuple[dt.date, dt.date] | None
+    ) -> Period | None:
+        """From untrusted input: a missing bound is the data's own (``span``), a bad grain is
+        "day", bounds given the wrong way round are swapped. None when there is no data."""
+        first, last = _date(start), _date(end)
+        if span is None and (first is None or last is None):
+            return None
+        first = first or span[0]  # type: ignore[index]
+        last = last or span[1]  # type: ignore[index]
+        if first > last:
+            first, last = last, first
+        picked: Grain = grain if grain in GRAINS else "day"  # type: ignore[assignment]
+        return cls(first, last, picked)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Period:
+        """The period of the same length just before this one."""
+        return Period(
+            self.start - dt.timedelta(days=self.days),
+            self.start - dt.timedelta(days=1),
+            self.grain,
+        )
+
+    def buckets(self) -> list[dt.date]:
+        """The starts of the day, week or month buckets the period touches, in order."""
+        starts, current = [], bucket_start(self.start, self.grain)
+        while current <= self.end:
+            starts.append(current)
+            current = bucket_end(current, self.grain) + dt.timedelta(days=1)
+        return starts
+
+    def partial(self, bucket: dt.date, today: dt.date) -> bool:
+        """A bucket the period cuts, or one that has not ended yet (it holds today)."""
+        end = bucket_end(bucket, self.grain)
+        return bucket < self.start or end > self.end or end >= today
+
+
+@dataclass(frozen=True)
+class PeriodPoint:
+    """One tenant's bookings and USD volume in one bucket of a period."""
+
+    tenant_id: str
+    bucket: dt.date
+    bookings: int
+    usd_volume: Decimal
+
+
+def activity_span(
+    snapshot: Snapshot, scope: Scope, tenant_id: str | None = None
+) -> tuple[dt.date, dt.date] | None:
+    """The first and last UTC day with activity in scope (the default period)."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        first, last = cur.execute(
+            f"select min(metric_date), max(metric_date) from daily_tenant_metrics where {clause}",
+            params,
+        ).fetchone()
+    return None if first is None else (first, last)
+
+
+def period_activity(
+    snapshot: Snapshot, scope: Scope, period: Period, tenant_id: str | None = None
+) -> list[PeriodPoint]:
+    """Bookings and USD volume per tenant and bucket, summed from the daily mart."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    grain = period.grain if period.grain in GRAINS else "day"  # only these reach SQL text
+    with snapshot.cursor() as cur:
+        cur.execute(
+            f"select tenant_id, cast(date_trunc('{grain}', metric_date) as date) as bucket,"
+            " sum(bookings), sum(usd_volume) from daily_tenant_metrics"
+            f" where {clause} and metric_date between ? and ?"
+            " group by 1, 2 order by 1, 2",
+            [*params, period.start, period.end],
+        )
+        return [PeriodPoint(t, b, int(n), usd) for t, b, n, usd in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class RateRange:
+    """The loyalty-to-USD rates one tenant's bookings of a period were converted at."""
+
+    tenant_id: str
+    currency: str
+    low: Decimal
+    high: Decimal
+
+
+def usd_rates(
+    snapshot: Snapshot,
+    scope: Scope,
+    start: dt.date | None,
+    end: dt.date | None,
+    tenant_id: str | None = None,
+) -> dict[str, RateRange] | None:
+    """Per tenant, the lowest and highest rate among the bookings made between ``start`` and
+    ``end`` (all time when None). None for a snapshot published before the rates mart."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        if not _has_table(cur, "daily_usd_rates"):
+            return None
+        cur.execute(
+            "select tenant_id, max(loyalty_currency), min(min_usd_per_unit),"
+            f" max(max_usd_per_unit) from daily_usd_rates where {clause}"
+            " and metric_date between coalesce(?, metric_date) and coalesce(?, metric_date)"
+            " group by tenant_id",
+            [*params, start, end],
+        )
+        return {row[0]: RateRange(*row) for row in cur.fetchall()}
+
+
+def failure_reason(
+    snapshot: Snapshot, scope: Scope, tenant_id: str, booking_id: str
+) -> dict[str, Any] | None:
+    """Why a failed booking failed (the booking API's words), or None if nothing says."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        if not _has_table(cur, "booking_failures"):
+            return None
+        cur.execute(
+            "select reason, failed_from, failed_at from booking_failures"
+            f" where {clause} and booking_id = ?",
+            [*params, booking_id],
+        )
+        found = _dicts(cur)
+    return found[0] if found else None

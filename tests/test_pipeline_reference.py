@@ -204,4 +204,6 @@ def test_the_snapshot_has_every_table_the_dashboard_reads(run: dict[str, Any]) -
         "saga_health",
         "tenant_capabilities",
         "reconciliation_checks",
+        "daily_usd_rates",
+        "booking_failures",
     } <= tables

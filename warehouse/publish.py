@@ -33,6 +33,8 @@ SERVING_TABLES = (
     "tenant_capabilities",
     "reconciliation_checks",
     "landing_health",
+    "daily_usd_rates",
+    "booking_failures",
 )
 SNAPSHOT = SERVING_FILE
 VERSION = SERVING_VERSION_FILE  # small file the dashboard polls to notice a new snapshot

@@ -28,8 +28,32 @@ def _facts(pairs: list[tuple[str, Any, str]]) -> html.Dl:
     return html.Dl(items, className="row mb-0")
 
 
-def booking_view(detail: BookingDetail, tenant: Tenant) -> html.Div:
-    """Cards for the booking, its payment and its flights, then its ledger transactions."""
+def _failure(status: str, failure: dict[str, Any] | None) -> dbc.Alert | None:
+    """Why a failed booking failed, from the event that failed it."""
+    if status != "failed":
+        return None
+    if failure is None:
+        text: list[Any] = ["This booking failed; the snapshot records no reason for it."]
+    else:
+        step = fmt.status_label(failure["failed_from"]) if failure["failed_from"] else None
+        text = [
+            html.Strong("Why it failed: "),
+            html.Span(failure["reason"], id="failure-reason-text"),
+            html.Span(
+                f" (while {step}, {fmt.utc(failure['failed_at'])})"
+                if step
+                else f" ({fmt.utc(failure['failed_at'])})",
+                className="text-muted",
+            ),
+        ]
+    return dbc.Alert(text, color="danger", id="failure-reason", className="mt-2 mb-0")
+
+
+def booking_view(
+    detail: BookingDetail, tenant: Tenant, failure: dict[str, Any] | None = None
+) -> html.Div:
+    """Cards for the booking, its payment and its flights, then its ledger transactions; a
+    failed booking says why it failed."""
     b = detail.booking
     cur, places = b["loyalty_currency"], tenant.decimals
     header = html.Div(
@@ -39,8 +63,15 @@ def booking_view(detail: BookingDetail, tenant: Tenant) -> html.Div:
                 fmt.status_label(b["status"]),
                 color=STATUS_BADGE.get(b["status"], "secondary"),
                 id="booking-status",
+                title=fmt.status_meaning(b["status"]),
+            ),
+            # A failed booking's alert below says more than the general meaning would.
+            html.Span(
+                "" if b["status"] == "failed" else fmt.status_meaning(b["status"]),
+                className="text-muted small ms-2",
             ),
             html.Div(f"{tenant.name} · member {b['member_id']}", className="text-muted"),
+            _failure(b["status"], failure),
         ],
         className="mb-3",
     )

@@ -47,7 +47,12 @@ def rate(usd_per_unit: Decimal | None, currency: str) -> str:
     """A conversion rate: ``$0.01 per star``."""
     if usd_per_unit is None:
         return DASH
-    return f"${usd_per_unit.normalize():f} per {currency.removesuffix('s')}"
+    return f"{rate_value(usd_per_unit)} per {currency.removesuffix('s')}"
+
+
+def rate_value(usd_per_unit: Decimal) -> str:
+    """A rate's dollars alone, all its significant digits: ``$0.0125``."""
+    return f"${usd_per_unit.normalize():f}"
 
 
 def count(value: int | None) -> str:
@@ -70,6 +75,13 @@ def utc(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def utc_minutes(moment: dt.datetime | None) -> str:
+    """An instant in UTC where the column header already says UTC: ``2026-11-24 09:14``."""
+    if moment is None:
+        return DASH
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def utc_seconds(moment: dt.datetime | None) -> str:
     """An instant in UTC to the second, for audit trails."""
     if moment is None:
@@ -89,6 +101,28 @@ def age(moment: dt.datetime | None, now: dt.datetime) -> str:
     if seconds < 172_800:
         return f"{seconds // 3600} h ago"
     return f"{seconds // 86_400} d ago"
+
+
+# What each booking status means, for the legends, tooltips and the booking page.
+STATUS_MEANINGS = {
+    "pending_approval": "waiting for the tenant's operator to approve (above its threshold); "
+    "nothing charged yet",
+    "charging": "being charged in the tenant's loyalty ledger",
+    "ordering": "charged; the airline order is being made",
+    "confirmed": "charged and ticketed: the airline order exists",
+    "rejected": "the tenant's operator refused it; nothing was charged",
+    "failed": "it could not be completed (for example an insufficient balance, a refused "
+    "charge, or an order that failed and was refunded); its page says why",
+    "cancelling": "a cancellation is under way at the airline",
+    "cancelled": "cancelled at the airline; the charge is refunded",
+    "refund_pending": "a refund is owed and not yet made",
+    "needs_reconciliation": "an outcome only the ledger, Duffel or an operator can settle",
+}
+
+
+def status_meaning(status: str | None) -> str:
+    """What a status means, in a sentence fragment (empty for an unknown one)."""
+    return STATUS_MEANINGS.get(status or "", "")
 
 
 def status_label(status: str | None) -> str:

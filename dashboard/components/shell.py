@@ -103,5 +103,7 @@ def shell(
             dcc.Store(id="snapshot-version", data=version),
             navbar(scope, tenant_names, csrf_token),
             dbc.Container(page, fluid=True, className="pb-4"),
+            # The query string of every page: its filters and sorts (components/urlstate.py).
+            dcc.Location(id="url", refresh=False),
         ]
     )

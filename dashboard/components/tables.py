@@ -181,3 +181,29 @@ def issues_table(
         ],
         "issues-table",
     )
+
+
+def status_legend(statuses: Sequence[str], legend_id: str) -> html.Details:
+    """What each booking status means, folded under the charts and filters that show them."""
+    return html.Details(
+        [
+            html.Summary("What the statuses mean", className="small"),
+            html.Dl(
+                [
+                    part
+                    for status in statuses
+                    for part in (
+                        html.Dt(fmt.status_label(status), className="col-sm-3 fw-normal"),
+                        html.Dd(
+                            fmt.status_meaning(status),
+                            className="col-sm-9 mb-1",
+                            **{"data-status": status},
+                        ),
+                    )
+                ],
+                className="row small text-muted mb-0 mt-1",
+            ),
+        ],
+        id=legend_id,
+        className="status-legend mt-2",
+    )

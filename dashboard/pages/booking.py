@@ -55,4 +55,9 @@ def render_booking(version: str | None, key: object) -> Any:
     tenant = next(iter(t for t in data.tenants(snap, scope) if t.tenant_id == tenant_id), None)
     if found is None or tenant is None:
         return states.not_found(f"No booking {key['booking_id']!r} in this snapshot.")
-    return detail.booking_view(found, tenant)
+    failure = (
+        data.failure_reason(snap, scope, tenant_id, key["booking_id"])
+        if found.booking["status"] == "failed"
+        else None
+    )
+    return detail.booking_view(found, tenant, failure)

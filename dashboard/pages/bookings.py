@@ -22,11 +22,13 @@ from dash.exceptions import PreventUpdate
 from dashboard import data
 from dashboard.auth import current_scope
 from dashboard.components import format as fmt
-from dashboard.components import grid, states
+from dashboard.components import grid, states, tables
 from dashboard.components.tables import booking_href
+from dashboard.components.urlstate import url_state
 from dashboard.context import snapshot, tenant_names
 
-dash.register_page(__name__, path="/bookings", name="Bookings", title="Bookings · Loyalty flights")
+PATH = "/bookings"
+dash.register_page(__name__, path=PATH, name="Bookings", title="Bookings · Loyalty flights")
 
 FILTERS = [
     State("bookings-tenant", "value"),
@@ -37,6 +39,12 @@ FILTERS = [
     State("bookings-search", "value"),
 ]
 FILTER_INPUTS = [Input(s.component_id, s.component_property) for s in FILTERS]
+# Every filter, the sort and the picked columns live in the query string.
+url_state(
+    PATH,
+    [(s.component_id, s.component_property) for s in FILTERS]
+    + [("bookings-sort", "data"), ("bookings-columns", "value")],
+)
 
 
 def _filters(
@@ -87,6 +95,7 @@ def layout(**_query: str) -> Any:
                         id="bookings-status",
                         options=[{"label": fmt.status_label(s), "value": s} for s in data.STATUSES],
                         multi=True,
+                        value=[],
                         placeholder="Any status",
                     ),
                 ],
@@ -139,6 +148,7 @@ def layout(**_query: str) -> Any:
         [
             html.H1("Bookings", className="h3"),
             filters,
+            tables.status_legend(data.STATUSES, "status-legend"),
             html.Div(
                 [
                     html.Span(id="bookings-count", className="me-3"),
@@ -146,8 +156,32 @@ def layout(**_query: str) -> Any:
                         "Export CSV",
                         id="bookings-export",
                         href="/export/bookings.csv",
-                        className="btn btn-sm btn-outline-primary",
+                        className="btn btn-sm btn-outline-primary me-3",
                         download="bookings.csv",
+                    ),
+                    dbc.Button(
+                        "Columns",
+                        id="bookings-column-chooser",
+                        size="sm",
+                        color="secondary",
+                        outline=True,
+                    ),
+                    dbc.Popover(
+                        [
+                            dbc.PopoverHeader("More columns"),
+                            dbc.PopoverBody(
+                                dcc.Checklist(
+                                    id="bookings-columns",
+                                    options=grid.column_choices(),
+                                    value=[],
+                                    inputClassName="me-2",
+                                    labelClassName="d-block",
+                                )
+                            ),
+                        ],
+                        target="bookings-column-chooser",
+                        trigger="legacy",  # a click elsewhere closes it
+                        placement="bottom-start",
                     ),
                 ],
                 className="d-flex align-items-center mb-2",
@@ -156,6 +190,8 @@ def layout(**_query: str) -> Any:
             grid.bookings_grid(show_tenant=scope.is_operator),
             dcc.Location(id="bookings-nav", refresh="callback-nav"),
             dcc.Store(id="bookings-purged"),
+            dcc.Store(id="bookings-sort", data=grid.DEFAULT_SORT),
+            dcc.Store(id="bookings-show-tenant", data=scope.is_operator),
         ]
     )
 
@@ -187,9 +223,13 @@ def load_rows(request: dict | None, version: str | None, *values: object) -> tup
         int(request.get("endRow") or grid.BLOCK_ROWS),
     )
     tenants = {t.tenant_id: t for t in data.tenants(snap, scope)}
+    # The sort the grid asked for goes to the query string.
+    dash.set_props("bookings-sort", {"data": grid.sort_text(request.get("sortModel"))})
     empty = states.empty("No bookings match these filters.") if page.total == 0 else None
-    counted = html.Span(
-        [html.Strong(fmt.count(page.total), id="bookings-total"), " bookings match"]
+    counted = (
+        html.Span([html.Strong(fmt.count(page.total), id="bookings-total"), " bookings match"])
+        if page.total
+        else None
     )
     return (
         {"rowData": grid.grid_rows(page.rows, tenants), "rowCount": page.total},
@@ -205,6 +245,23 @@ clientside_callback(
     Input("snapshot-version", "data"),
     prevent_initial_call=True,
 )
+
+
+clientside_callback(
+    ClientsideFunction(namespace="dashboard", function_name="applySort"),
+    Input("bookings-sort", "data"),
+)
+
+
+@callback(
+    Output("bookings-grid", "columnDefs"),
+    Input("bookings-columns", "value"),
+    State("bookings-show-tenant", "data"),
+    prevent_initial_call=True,
+)
+def choose_columns(picked: object, show_tenant: object) -> list[dict[str, Any]]:
+    """The main columns always; the others as picked in the column chooser."""
+    return grid.column_defs(show_tenant is True, picked)
 
 
 @callback(Output("bookings-export", "href"), *FILTER_INPUTS)

@@ -59,13 +59,20 @@ def test_kpis_match_the_bookings_and_members_tables(
 
 def test_staff_scope_sees_its_tenant_only_and_is_refused_others(snapshot: Snapshot) -> None:
     assert [k.tenant.tenant_id for k in data.tenant_kpis(snapshot, TELCO)] == ["telcocorp"]
-    assert {p.tenant_id for p in data.daily_activity(snapshot, TELCO)} == {"telcocorp"}
+    span = data.activity_span(snapshot, TELCO)
+    assert span is not None
+    whole = data.Period(span[0], span[1], "month")
+    assert {p.tenant_id for p in data.period_activity(snapshot, TELCO, whole)} == {"telcocorp"}
+    assert set(data.usd_rates(snapshot, TELCO, None, None) or {}) == {"telcocorp"}
     page = data.bookings_page(snapshot, TELCO, BookingFilters(), end=1000)
     assert {r["tenant_id"] for r in page.rows} == {"telcocorp"}
     for call in (
         lambda: data.tenant_kpis(snapshot, TELCO, "coffeechain"),
         lambda: data.breakdowns(snapshot, TELCO, "coffeechain"),
         lambda: data.members_by_tier(snapshot, TELCO, "coffeechain"),
+        lambda: data.period_activity(snapshot, TELCO, whole, "coffeechain"),
+        lambda: data.usd_rates(snapshot, TELCO, None, None, "coffeechain"),
+        lambda: data.failure_reason(snapshot, TELCO, "coffeechain", "bkg_x"),
         lambda: data.bookings_page(snapshot, TELCO, BookingFilters(tenant_id="coffeechain")),
         lambda: data.iter_bookings(snapshot, TELCO, BookingFilters(tenant_id="coffeechain")),
         lambda: data.booking_detail(snapshot, TELCO, "coffeechain", "bkg_x"),

@@ -12,6 +12,7 @@ import pytest
 
 from dashboard import auth
 from dashboard.components import format as fmt
+from dashboard.data import Period, tier_rank
 from dashboard.scope import Scope, ScopeError
 
 
@@ -83,3 +84,34 @@ def test_durations_use_the_unit_that_matters() -> None:
     assert fmt.duration(3600 * 3 + 300) == "3 h 05 min"
     assert fmt.duration(3600 * 47 + 60 * 59) == "47 h 59 min"
     assert fmt.duration(86_400 * 2 + 3600 * 4 + 59) == "2 d 4 h"
+
+
+def test_periods_from_untrusted_controls_and_their_partial_buckets() -> None:
+    span = (dt.date(2026, 1, 10), dt.date(2026, 3, 20))
+    assert Period.parse(None, None, "<script>", span) == Period(*span, "day")
+    assert Period.parse("2026-03-01", "2026-02-01", "month", span) == Period(
+        dt.date(2026, 2, 1), dt.date(2026, 3, 1), "month"
+    )
+    assert Period.parse("not a date", None, "week", None) is None
+    months = Period(*span, "month")
+    assert months.buckets() == [dt.date(2026, 1, 1), dt.date(2026, 2, 1), dt.date(2026, 3, 1)]
+    today = dt.date(2026, 6, 1)
+    # January and March are cut by the range; February is whole.
+    assert [months.partial(b, today) for b in months.buckets()] == [True, False, True]
+    weeks = Period(dt.date(2026, 6, 1), dt.date(2026, 6, 14), "week")  # Monday to Sunday
+    assert weeks.buckets() == [dt.date(2026, 6, 1), dt.date(2026, 6, 8)]
+    # The week that holds today has not ended: partial, though the range covers it whole.
+    assert [weeks.partial(b, dt.date(2026, 6, 10)) for b in weeks.buckets()] == [False, True]
+    assert weeks.previous() == Period(dt.date(2026, 5, 18), dt.date(2026, 5, 31), "week")
+
+
+def test_tiers_in_rank_order_and_rates_said_in_full() -> None:
+    assert sorted(["gold", "none", "bronze", "platinum", "silver"], key=tier_rank) == [
+        "bronze",
+        "silver",
+        "gold",
+        "platinum",
+        "none",
+    ]
+    assert fmt.rate(Decimal("0.01250000"), "stars") == "$0.0125 per star"
+    assert fmt.rate_value(Decimal("1.00000000")) == "$1"

@@ -46,7 +46,7 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 25
+    assert kinds["model"] == 27
     assert kinds["unit_test"] >= 10
     assert kinds["test"] >= 100
 
@@ -206,10 +206,12 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
     ]
     assert sorted(tables) == [
         "approvals",
+        "booking_failures",
         "booking_funnel",
         "booking_segments",
         "bookings",
         "daily_tenant_metrics",
+        "daily_usd_rates",
         "ledger_transactions",
         "members",
         "reconciliation_checks",
