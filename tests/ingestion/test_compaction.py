@@ -31,7 +31,7 @@ from ingestion.platform.feed import landed_feed_cursor
 from ingestion.resources import LandingResource
 from sandbox.generator import generate
 from testing.dbt_build import dbt_build
-from tests.helpers.landing_from_history import write_landing
+from testing.landing_from_history import write_landing
 
 LEDGER = ("loyalty", "ledger_transactions")
 
