@@ -103,5 +103,7 @@ def shell(
             dcc.Store(id="snapshot-version", data=version),
             navbar(scope, tenant_names, csrf_token),
             dbc.Container(page, fluid=True, className="pb-4"),
+            # The query string every page's filters live in (components/urlstate.py).
+            dcc.Location(id="url", refresh=False),
         ]
     )
