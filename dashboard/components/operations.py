@@ -585,7 +585,7 @@ def _state_cell(item: WorkItem, action: Any) -> html.Div:
             parts.append(html.Div(f"\u201c{action.note}\u201d", className="small"))
     elif item.outcome:
         parts.append(html.Span(f"quarantine: {item.outcome}", className="small text-muted"))
-    return html.Div(parts)
+    return html.Div(parts, **{"data-item": item.item_id})
 
 
 def _actions_cell(item: WorkItem, action: Any, can_replay: bool) -> html.Div:

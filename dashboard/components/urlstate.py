@@ -46,27 +46,32 @@ def _query(values: list[tuple[str, Any]]) -> str:
 
 
 def url_state(page_path: str, controls: list[tuple[str, str]]) -> None:
-    """Register the two-way sync between ``controls`` on ``page_path`` and the query string."""
+    """Register the two-way sync between ``controls`` on ``page_path`` and the query string.
+
+    One callback over the controls alone (so it runs only where they exist; the page's
+    controls are drawn again on Back and Forward): drawn, they take the query string's
+    values; changed by the user, the query string takes theirs.
+    """
     keys = [component_id for component_id, _ in controls]
 
     @callback(
         Output(URL_ID, "search", allow_duplicate=True),
         *[Output(cid, prop, allow_duplicate=True) for cid, prop in controls],
-        Input(URL_ID, "search"),
-        *[Input(cid, prop, allow_optional=True) for cid, prop in controls],
+        *[Input(cid, prop) for cid, prop in controls],
+        State(URL_ID, "search"),
         State(URL_ID, "pathname"),
         prevent_initial_call="initial_duplicate",
     )
-    def sync(search: str | None, *rest: Any) -> tuple[Any, ...]:
-        *values, pathname = rest
+    def sync(*args: Any) -> tuple[Any, ...]:
+        *values, search, pathname = args
         unchanged = (no_update,) * (len(controls) + 1)
         if pathname != page_path:
             return unchanged
         if ctx.triggered_id in keys:
-            # A control changed: the query string follows (kept keys of other controls too).
+            # A control changed: the query string follows.
             wanted = _query(list(zip(keys, values, strict=True)))
             return (wanted if wanted != (search or "") else no_update, *unchanged[1:])
-        # Load, Back or Forward: the controls follow the query string.
+        # Drawn (a load, Back or Forward): the controls follow the query string.
         found = [_from_query(search, key, value) for key, value in zip(keys, values, strict=True)]
         return (
             no_update,

@@ -107,6 +107,12 @@ def _operator_cards(query: dict[str, str]) -> list[Any]:
     ]
 
 
+def _window_placeholder() -> html.Div:
+    """Staff have no API figures; the window control is kept (hidden) so every filter of the
+    page exists for the URL sync."""
+    return html.Div(dbc.Select(id="api-window", options=[], value=None), hidden=True)
+
+
 def layout(**query: str) -> Any:
     """Operators get the queue and the API's figures; everyone in scope gets the work lists."""
     scope = current_scope()
@@ -139,7 +145,7 @@ def layout(**query: str) -> Any:
     return html.Div(
         [
             html.H1("Operations", className="h3"),
-            *(_operator_cards(query) if scope.is_operator else []),
+            *(_operator_cards(query) if scope.is_operator else [_window_placeholder()]),
             work,
             views.loading("operations-body"),
         ]
