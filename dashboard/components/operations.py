@@ -670,6 +670,27 @@ def work_list(page: WorkPage, names: dict[str, str], can_replay: Any) -> Any:
     )
 
 
+def _dropdown(
+    control_id: str,
+    options: list[dict[str, str]],
+    values: dict[str, Any],
+    placeholder: str,
+    width: int,
+    disabled: bool = False,
+) -> dbc.Col:
+    return dbc.Col(
+        dcc.Dropdown(
+            id=control_id,
+            options=options,
+            value=values.get(control_id),
+            placeholder=placeholder,
+            disabled=disabled,
+        ),
+        md=4,
+        lg=width,
+    )
+
+
 def work_filters(names: dict[str, str], values: dict[str, Any], single: bool) -> html.Div:
     """The list's filters: which list, tenant (operators), kind, state."""
     tenant_options = [{"label": name, "value": tenant_id} for tenant_id, name in names.items()]
@@ -687,36 +708,11 @@ def work_filters(names: dict[str, str], values: dict[str, Any], single: bool) ->
             md=12,
             lg=4,
         ),
-        dbc.Col(
-            dcc.Dropdown(
-                id="work-tenant",
-                options=tenant_options,
-                value=values.get("work-tenant"),
-                placeholder="Every tenant",
-                disabled=single,
-            ),
-            md=4,
-            lg=2,
-        ),
-        dbc.Col(
-            dcc.Dropdown(
-                id="work-category",
-                options=[],  # filled with the kinds the chosen list holds
-                value=values.get("work-category"),
-                placeholder="Every kind",
-            ),
-            md=4,
-            lg=3,
-        ),
-        dbc.Col(
-            dcc.Dropdown(
-                id="work-state",
-                options=[{"label": s, "value": s} for s in WORK_STATES],
-                value=values.get("work-state"),
-                placeholder="Any state",
-            ),
-            md=4,
-            lg=3,
+        _dropdown("work-tenant", tenant_options, values, "Every tenant", 2, disabled=single),
+        # The kinds are filled in with those the chosen list holds.
+        _dropdown("work-category", [], values, "Every kind", 3),
+        _dropdown(
+            "work-state", [{"label": s, "value": s} for s in WORK_STATES], values, "Any state", 3
         ),
     ]
     return html.Div(

@@ -8,7 +8,6 @@ under its tenant and its route's template (never a raw path with an id in it).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
