@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from booking.auth import MemberAuthenticator, check_operator
 from booking.config import BookingSettings, get_booking_settings
@@ -31,6 +32,7 @@ from booking.domain import Status
 from booking.errors import Problem, validation
 from booking.health import HealthChecker
 from booking.logs import configure_logging
+from booking.requeststats import BUCKET_SECONDS, RequestStats, summary
 from booking.schemas import (
     ApprovalDecision,
     BookingList,
@@ -43,6 +45,7 @@ from booking.schemas import (
     Health,
     OperatorBookings,
     RefundAction,
+    RequestStatsPage,
     SearchPage,
     SearchRequest,
     SearchResult,
@@ -163,6 +166,17 @@ def _field(location: tuple[Any, ...]) -> str:
     return text or "body"
 
 
+def _route_template(app: FastAPI, request: Request) -> str:
+    """The route's template, never the raw path (ids in paths would make a bucket each); a
+    request refused before routing (a 429) is matched here."""
+    route = request.scope.get("route")
+    if route is None:
+        route = next(
+            (r for r in app.router.routes if r.matches(request.scope)[0] == Match.FULL), None
+        )
+    return getattr(route, "path", None) or "(no route)"
+
+
 def create_app(
     settings: BookingSettings | None = None,
     *,
@@ -183,7 +197,11 @@ def create_app(
     )
     health = HealthChecker(store, registry)
     dispatcher = WebhookDispatcher(store, backoff_seconds=settings.webhook_backoff_seconds)
+    stats = RequestStats()
     stop = threading.Event()
+
+    def flush_stats() -> None:
+        store.save_request_stats(stats.drain())
 
     def every_interval(name: str, action: Callable[[], object]) -> None:
         # Until stopped; a pass that fails (a store or upstream outage) is logged, and the
@@ -198,7 +216,11 @@ def create_app(
 
     # Two loops: a delivery can wait many seconds on a tenant's endpoint, and sagas to resume
     # (a crash, an unknown outcome) must not wait behind it.
-    loops = {"reconciler": service.reconcile_once, "webhook": dispatcher.run_once}
+    loops = {
+        "reconciler": service.reconcile_once,
+        "webhook": dispatcher.run_once,
+        "request-stats": flush_stats,
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -216,6 +238,10 @@ def create_app(
         stop.set()
         for thread in threads:
             thread.join(10)
+        try:
+            flush_stats()
+        except Exception:  # a store gone at shutdown loses only these counts
+            log.exception("request stats not flushed at shutdown")
         upstreams.close()
         dispatcher.close()
 
@@ -288,11 +314,18 @@ def create_app(
         response.headers["Server-Timing"] = (
             f"app;dur={elapsed_ms:.1f}, upstream;dur={timing.upstream_seconds * 1000:.1f}"
         )
-        route = request.scope.get("route")
+        template = _route_template(app, request)
+        stats.record(
+            tenant.id if tenant else None,
+            f"{request.method} {template}",
+            response.status_code,
+            elapsed_ms,
+            time.time(),
+        )
         log.info(
             "request",
             method=request.method,
-            route=getattr(route, "path", request.url.path),
+            route=template,
             status=response.status_code,
             latency_ms=round(elapsed_ms, 1),
             upstream_ms=round(timing.upstream_seconds * 1000, 1),
@@ -529,5 +562,20 @@ def create_app(
     ) -> dict[str, Any]:
         """Webhook deliveries (e.g. ``failed`` ones) for operators."""
         return {"data": {"deliveries": dispatcher.deliveries(status, limit)}}
+
+    @app.get(
+        "/api/v1/admin/request-stats",
+        dependencies=[Depends(operator)],
+        responses={200: {"model": Data[RequestStatsPage]}, **admin_errors},
+    )
+    def request_stats(
+        minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60, description="window length")] = 60,
+    ) -> dict[str, Any]:
+        """Requests, 4xx, 5xx, 429s and latency per tenant and route over the last minutes
+        (every worker's figures up to its last flush, this one's up to now)."""
+        flush_stats()
+        start = int(time.time() // BUCKET_SECONDS * BUCKET_SECONDS) - (minutes - 1) * 60
+        since = dt.datetime.fromtimestamp(start, dt.UTC)
+        return {"data": summary(store.request_stats(start), since)}
 
     return app

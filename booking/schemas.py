@@ -376,3 +376,24 @@ class WebhookDelivery(_Doc):
 
 class WebhookDeliveries(_Doc):
     deliveries: list[WebhookDelivery]
+
+
+class RouteStats(_Doc):
+    tenant_id: str | None = Field(description="null: requests that named no tenant")
+    route: str = Field(description="method and route template, e.g. POST /api/v1/bookings")
+    requests: int
+    client_errors: int = Field(description="4xx answers other than 429")
+    server_errors: int = Field(description="5xx answers")
+    throttled: int = Field(description="429 answers (the tenant's rate limit)")
+    latency_ms_mean: float | None
+    latency_ms_p50_at_most: int | None = Field(
+        description="upper bound of the latency bucket holding the median; null above the last"
+    )
+    latency_ms_p95_at_most: int | None
+    latency_ms_max: float
+
+
+class RequestStatsPage(_Doc):
+    since: str = Field(description="start of the window (UTC minute)")
+    bucket_bounds_ms: list[int]
+    routes: list[RouteStats]

@@ -44,6 +44,7 @@ class _Gunicorn(BaseApplication):
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per booking API call
         return create_app().server
 
 

@@ -6,7 +6,9 @@ survives restarts), Flask-WTF (CSRF tokens on every POST, Dash callbacks include
 Flask-Limiter (sign-in throttling per account and per client address) and Flask-Talisman
 (CSP, frame and HSTS headers, secure cookies).
 
-Settings: ``DASHBOARD_HTTPS=1`` when users reach the dashboard over HTTPS (a TLS-terminating
+Operations: ``BOOKING_API_URL`` and ``BOOKING_OPERATOR_TOKEN`` let operators decide approvals
+and see the booking API's request figures (server-side calls; the token never reaches a
+browser). Settings: ``DASHBOARD_HTTPS=1`` when users reach the dashboard over HTTPS (a TLS-terminating
 proxy in front): cookies are marked Secure and HSTS is sent. ``DASHBOARD_PROXIES=N``: trust
 the ``X-Forwarded-For``/``-Proto`` headers of the N proxies in front (the client address the
 throttling counts by).
@@ -43,6 +45,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from dashboard import auth
+from dashboard.bookingapi import BookingAdmin
 from dashboard.components import format as fmt
 from dashboard.components.shell import shell
 from dashboard.context import EXTENSION, Runtime, runtime, snapshot, tenant_names
@@ -54,6 +57,7 @@ from dashboard.data import (
     SnapshotUnavailable,
     iter_bookings,
 )
+from dashboard.opsstate import OPS_FILE, OpsState
 from dashboard.scope import ScopeError
 from settings import current_settings
 
@@ -185,7 +189,14 @@ def create_app(
             "frame-ancestors": "'none'",
         },
     )
-    server.extensions[EXTENSION] = Runtime(data_dir, Snapshot(data_dir), store, poll_ms)
+    server.extensions[EXTENSION] = Runtime(
+        data_dir,
+        Snapshot(data_dir),
+        store,
+        poll_ms,
+        OpsState(data_dir / OPS_FILE),
+        BookingAdmin.from_env(),
+    )
     _register_gate(server, app.config.assets_url_path, https)
     _register_routes(server, limiter)
     _register_error_handlers(server)

@@ -8,7 +8,9 @@ from pathlib import Path
 import flask
 
 from dashboard.auth import UserStore
+from dashboard.bookingapi import BookingAdmin
 from dashboard.data import Snapshot
+from dashboard.opsstate import OpsState
 from tenants.settings import get_registry
 
 EXTENSION = "loyalty_dashboard"
@@ -22,6 +24,8 @@ class Runtime:
     snapshot: Snapshot
     users: UserStore
     poll_ms: int
+    ops: OpsState  # what operators did about issues and quarantined records
+    booking: BookingAdmin | None = None  # the booking API's operator routes, when configured
 
 
 def runtime() -> Runtime:

@@ -1324,3 +1324,151 @@ def failure_reason(
         )
         found = _dicts(cur)
     return found[0] if found else None
+
+
+# ---------------------------------------------------------------- work items (operations)
+
+# Reconciliation issues come from the snapshot; quarantined records from the quarantine store
+# itself (the snapshot holds only their counts, and a replay must show its outcome at once).
+# What operators did about either lives in the dashboard's own state file (``opsstate``).
+WORK_PAGE_SIZE = 20
+WORK_STATES = ("open", "acknowledged", "resolved")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A reconciliation issue or a quarantined record, as the operations page lists it."""
+
+    kind: Literal["issue", "quarantine"]
+    item_id: str
+    tenant_id: str
+    category: str  # the issue's kind, or the record's "source/entity"
+    summary: str  # what disagrees, or why the record was refused
+    reference: str | None  # the booking, or the record's key
+    seen_at: dt.datetime | None  # booked (issue) or quarantined (record)
+    outcome: str | None = None  # quarantine's own resolution (replayed, superseded, ...)
+
+
+@dataclass(frozen=True)
+class WorkFilters:
+    """The list's filters and page, as they arrive from the browser (checked here)."""
+
+    tenant_id: str | None = None
+    category: str | None = None
+    state: str | None = None
+    page: int = 1
+
+    @classmethod
+    def parse(cls, tenant_id: Any, category: Any, state: Any, page: Any) -> WorkFilters:
+        """Blank means "any"; a state outside the known ones is refused, naming the field."""
+        state = state or None
+        if state is not None and state not in WORK_STATES:
+            raise ValueError(f"state: {state!r} is not one of {', '.join(WORK_STATES)}")
+        try:
+            number = max(1, int(page or 1))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"page: {page!r} is not a page number") from exc
+        return cls(tenant_id or None, category or None, state, number)
+
+
+@dataclass(frozen=True)
+class WorkPage:
+    """One page of work items with the operators' state of each."""
+
+    items: list[tuple[WorkItem, Any]]  # (item, its latest ItemAction or None)
+    total: int
+    page: int
+    pages: int
+    categories: list[str]
+
+
+def reconciliation_items(
+    snapshot: Snapshot, scope: Scope, tenant_id: str | None = None
+) -> list[WorkItem]:
+    """Every reconciliation issue in scope (of one tenant when asked: checked against the scope)."""
+    clause, params = _tenant_clause(scope, tenant_id)
+    with snapshot.cursor() as cur:
+        cur.execute(
+            "select issue_id, tenant_id, kind, explanation, booking_id, order_id,"
+            f" transaction_id, booked_at from reconciliation_issues where {clause}"
+            " order by booked_at desc nulls last, issue_id",
+            params,
+        )
+        rows = cur.fetchall()
+    return [
+        WorkItem(
+            "issue",
+            str(issue_id),
+            tenant,
+            kind,
+            explanation or "",
+            booking_id or order_id or transaction_id,
+            booked_at,
+        )
+        for issue_id, tenant, kind, explanation, booking_id, order_id, transaction_id, booked_at in rows
+    ]
+
+
+QUARANTINE_ID_SEP = "|"
+
+
+def quarantine_item_id(source: str, entity: str, tenant_id: str, batch: str, digest: str) -> str:
+    """A quarantined record's id: where it lies and which payload it is."""
+    return QUARANTINE_ID_SEP.join((source, entity, tenant_id, batch, digest))
+
+
+def quarantine_items(data_dir: Path, scope: Scope, tenant_id: str | None = None) -> list[WorkItem]:
+    """Every quarantined record in scope, newest first, with quarantine's own outcome."""
+    from ingestion.landing import TENANT_LEVEL, LandingZone
+    from ingestion.landing import quarantine as dead_letters
+
+    if tenant_id is not None:
+        scope.check(tenant_id)
+    zone = LandingZone.under(data_dir)
+    items = []
+    for folder in sorted(zone.quarantine_root.glob(f"*/*/{TENANT_LEVEL}*")):
+        tenant = folder.name.removeprefix(TENANT_LEVEL)
+        source, entity = folder.parent.parent.name, folder.parent.name
+        if not scope.allows(tenant) or (tenant_id is not None and tenant != tenant_id):
+            continue
+        frame = dead_letters.entries(zone, source, entity, tenant)
+        for row in frame.iter_rows(named=True):
+            items.append(
+                WorkItem(
+                    "quarantine",
+                    quarantine_item_id(
+                        source, entity, tenant, row["_batch_id"], row["payload_digest"]
+                    ),
+                    tenant,
+                    f"{source}/{entity}",
+                    row["reason"] or "",
+                    row["record_key"],
+                    row["_loaded_at"],
+                    row["outcome"],
+                )
+            )
+    items.sort(key=lambda i: i.seen_at or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)
+    return items
+
+
+def work_item_state(item: WorkItem, action: Any) -> str:
+    """open / acknowledged / resolved: the operators' latest action, else quarantine's own
+    outcome (a record replayed, superseded or quarantined afresh under a new reason is resolved)."""
+    if item.outcome in ("replayed", "superseded", "requarantined"):
+        return "resolved"
+    return action.state if action is not None else "open"
+
+
+def work_page(items: Sequence[WorkItem], actions: dict[str, Any], filters: WorkFilters) -> WorkPage:
+    """Filter by category and state (the tenant was applied by the reader), then page."""
+    categories = sorted({i.category for i in items})
+    chosen = [
+        (i, actions.get(i.item_id))
+        for i in items
+        if (filters.category is None or i.category == filters.category)
+        and (filters.state is None or work_item_state(i, actions.get(i.item_id)) == filters.state)
+    ]
+    pages = max(1, -(-len(chosen) // WORK_PAGE_SIZE))
+    page = min(filters.page, pages)
+    start = (page - 1) * WORK_PAGE_SIZE
+    return WorkPage(chosen[start : start + WORK_PAGE_SIZE], len(chosen), page, pages, categories)

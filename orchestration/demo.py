@@ -335,8 +335,9 @@ def run(args: argparse.Namespace) -> int:
         # 15-minute schedule alone.
         "INGEST_LIVE": os.environ.get("INGEST_LIVE", "1"),
         **standin_env(standins),
-        # The pipeline reads the booking API's feeds (events, searches) and the traffic's
-        # operator decides approvals: both with the operator token. The dashboard never gets it.
+        # The pipeline reads the booking API's feeds (events, searches), the traffic's operator
+        # and the dashboard's approvals queue decide approvals: all with the operator token
+        # (the dashboard's server only; it never reaches a browser).
         "BOOKING_API_URL": api,
         "BOOKING_OPERATOR_TOKEN": token,
     }
@@ -345,11 +346,10 @@ def run(args: argparse.Namespace) -> int:
         # Its own store under data/ (SQLite), whatever .env says about a production database.
         "BOOKING_DATABASE_URL": f"sqlite:///{data / 'booking' / 'booking.sqlite3'}",
     }
-    # The dashboard reads the serving snapshot and its users: no tenant secret, no API token.
+    # The dashboard reads the serving snapshot and its users, and calls the booking API's
+    # operator routes: no tenant secret.
     hidden = {name for name in standin_env(standins) if not name.endswith("_URL")}
-    dashboard_env = {
-        k: v for k, v in env.items() if k not in hidden and not k.startswith("BOOKING_")
-    }
+    dashboard_env = {k: v for k, v in env.items() if k not in hidden}
     children: dict[str, subprocess.Popen] = {}
     runs: DagsterRuns | None = None
     first: PipelineProgress | None = None

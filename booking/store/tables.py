@@ -203,6 +203,28 @@ class RateLimitRow(Base):
     count: Mapped[int] = mapped_column(sa.Integer)
 
 
+class RequestStatsRow(Base):
+    """One process's flushed count of one minute of one tenant's requests to one route."""
+
+    __tablename__ = "request_stats"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
+    minute: Mapped[int] = mapped_column(sa.BigInteger)  # epoch seconds of the minute's start
+    tenant_id: Mapped[str] = mapped_column(sa.String(32))  # "" when no tenant was named
+    route: Mapped[str] = mapped_column(sa.String(200))  # "METHOD /route/{template}"
+    requests: Mapped[int] = mapped_column(sa.Integer)
+    client_errors: Mapped[int] = mapped_column(sa.Integer)
+    server_errors: Mapped[int] = mapped_column(sa.Integer)
+    throttled: Mapped[int] = mapped_column(sa.Integer)
+    latency_ms_sum: Mapped[float] = mapped_column(sa.Float)  # a duration, not money
+    latency_ms_max: Mapped[float] = mapped_column(sa.Float)
+    histogram: Mapped[str] = mapped_column(sa.String(200))  # counts per latency bucket
+
+    __table_args__ = (sa.Index("ix_request_stats_minute", "minute"),)
+
+
 class DuffelEventRow(Base):
     """A Duffel webhook event already received: deliveries are at least once, acted on once."""
 

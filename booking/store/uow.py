@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from booking.requeststats import Bucket, Key, histogram_text, parse_histogram
 from booking.store.db import create_store_engine, migrate
 from booking.store.repository import (
     BookingRepository,
@@ -16,7 +17,9 @@ from booking.store.repository import (
     OfferRepository,
     SearchLog,
 )
-from booking.store.tables import RateLimitRow
+from booking.store.tables import RateLimitRow, RequestStatsRow
+
+REQUEST_STATS_KEPT_SECONDS = 7 * 86400
 
 
 class UnitOfWork:
@@ -95,6 +98,51 @@ class Store:
                     )
                 )
         return int(count), int(start + window_seconds)
+
+    def save_request_stats(self, buckets: dict[Key, Bucket]) -> None:
+        """Add one process's drained buckets (a lost flush after a crash loses only counts)."""
+        if not buckets:
+            return
+        rows = [
+            {
+                "minute": minute,
+                "tenant_id": tenant_id,
+                "route": route[:200],
+                "requests": b.requests,
+                "client_errors": b.client_errors,
+                "server_errors": b.server_errors,
+                "throttled": b.throttled,
+                "latency_ms_sum": b.latency_ms_sum,
+                "latency_ms_max": b.latency_ms_max,
+                "histogram": histogram_text(b.histogram),
+            }
+            for (minute, tenant_id, route), b in buckets.items()
+        ]
+        oldest = min(minute for minute, _, _ in buckets) - REQUEST_STATS_KEPT_SECONDS
+        with self.counter_engine.begin() as connection:
+            connection.execute(sa.insert(RequestStatsRow), rows)
+            connection.execute(sa.delete(RequestStatsRow).where(RequestStatsRow.minute < oldest))
+
+    def request_stats(self, since_minute: int) -> list[tuple[str, str, Bucket]]:
+        """Every flushed bucket from ``since_minute`` (epoch seconds) on."""
+        query = sa.select(RequestStatsRow).where(RequestStatsRow.minute >= since_minute)
+        with self.counter_engine.connect() as connection:
+            return [
+                (
+                    row.tenant_id,
+                    row.route,
+                    Bucket(
+                        row.requests,
+                        row.client_errors,
+                        row.server_errors,
+                        row.throttled,
+                        row.latency_ms_sum,
+                        row.latency_ms_max,
+                        parse_histogram(row.histogram),
+                    ),
+                )
+                for row in connection.execute(query)
+            ]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -14,15 +14,20 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from dashboard.bookingapi import PendingApproval
 from dashboard.components import charts, states, tables
 from dashboard.components import format as fmt
 from dashboard.data import (
+    WORK_STATES,
     ApprovalSummary,
     Capability,
     FunnelTotals,
     Operations,
     ReconciliationCheck,
     Tenant,
+    WorkItem,
+    WorkPage,
+    work_item_state,
 )
 
 _GRAPH_CONFIG = {"displayModeBar": False, "responsive": True}
@@ -408,5 +413,317 @@ def operations_body(ops: Operations, tenants: Sequence[Tenant], now: dt.datetime
             approvals_section(ops, names, decimals, now),
             saga_section(ops, names),
             checks_section([t.tenant_id for t in tenants], names, ops.checks, ops.capabilities),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- approvals queue (operators)
+
+
+def approvals_queue(
+    pending: Sequence[PendingApproval],
+    names: dict[str, str],
+    decimals: dict[str, int],
+    now: dt.datetime,
+) -> Any:
+    """Pending bookings, oldest first, each with approve and reject (read live from the API)."""
+    if not pending:
+        return states.empty("Nothing is waiting for a decision.")
+
+    def amount(r: dict[str, Any]) -> str:
+        p: PendingApproval = r["row"]
+        units = fmt.units(p.loyalty_amount, p.loyalty_currency, decimals.get(p.tenant_id, 0))
+        return f"{units} ({fmt.usd(p.usd_amount)})"
+
+    def buttons(r: dict[str, Any]) -> html.Div:
+        booking_id = r["row"].booking_id
+        return html.Div(
+            [
+                dbc.Button(
+                    "Approve",
+                    id={"type": "approval-decide", "decision": "approve", "booking": booking_id},
+                    color="success",
+                    size="sm",
+                    className="me-1",
+                ),
+                dbc.Button(
+                    "Reject",
+                    id={"type": "approval-decide", "decision": "reject", "booking": booking_id},
+                    color="outline-danger",
+                    size="sm",
+                ),
+            ],
+            className="text-nowrap",
+        )
+
+    return tables.table(
+        [{"row": p, "booking_id": p.booking_id} for p in pending],
+        [
+            ("tenant", "Tenant", lambda r: _name(names, r["row"].tenant_id)),
+            ("booking_id", "Booking", lambda r: r["booking_id"]),
+            ("member_id", "Member", lambda r: r["row"].member_id),
+            ("route", "Route", lambda r: r["row"].route or fmt.DASH),
+            ("requested_at", "Requested", lambda r: fmt.utc(r["row"].requested_at)),
+            (
+                "age",
+                "Waiting",
+                lambda r: fmt.duration(int((now - r["row"].requested_at).total_seconds())),
+            ),
+            ("amount", "Amount", amount),
+            ("decide", "Decision", buttons),
+        ],
+        "approvals-queue-table",
+    )
+
+
+def decision_result(view: dict[str, Any], decision: str, actor: str, at: dt.datetime) -> dbc.Alert:
+    """What the booking API did with a decision, and who made it when."""
+    verb = "Approved" if decision == "approve" else "Rejected"
+    return dbc.Alert(
+        [
+            html.Strong(f"{verb} {view['booking_id']}"),
+            f": the booking is now {fmt.status_label(view['status'])}. Recorded in the booking "
+            f"API's event feed as operator:{actor} at {fmt.utc_seconds(at)}.",
+        ],
+        color="success" if decision == "approve" else "secondary",
+        id="approval-result-alert",
+        className="mb-2",
+    )
+
+
+def problem_alert(message: str, alert_id: str) -> dbc.Alert:
+    """A refusal or an outage, said plainly."""
+    return dbc.Alert(message, color="danger", id=alert_id, className="mb-2")
+
+
+# ---------------------------------------------------------------- the booking API at a glance
+
+
+def _share(part: int, whole: int) -> str:
+    return fmt.percent(part, whole)
+
+
+def api_glance(stats: dict[str, Any], names: dict[str, str]) -> Any:
+    """Requests, errors, 429s and latency per tenant and route; failing rows stand out."""
+    rows = stats["routes"]
+    if not rows:
+        return states.empty("No requests in this window.")
+    rows = sorted(
+        rows,
+        key=lambda r: (-(r["server_errors"] + r["throttled"] + r["client_errors"]), -r["requests"]),
+    )
+
+    def latency(r: dict[str, Any]) -> str:
+        p50, p95 = r["latency_ms_p50_at_most"], r["latency_ms_p95_at_most"]
+        bound = lambda v: "over 10 s" if v is None else f"≤ {v:,} ms"  # noqa: E731
+        return f"median {bound(p50)}, p95 {bound(p95)}, max {r['latency_ms_max']:,.0f} ms"
+
+    def tenant(r: dict[str, Any]) -> Any:
+        label = _name(names, r["tenant_id"]) if r["tenant_id"] else "(no tenant named)"
+        failing = r["server_errors"] or r["throttled"]
+        return html.Span(
+            label,
+            className="fw-semibold text-danger" if failing else "",
+            **{"data-api-row": f"{r['tenant_id'] or ''} {r['route']}"},
+        )
+
+    table = tables.table(
+        rows,
+        [
+            ("tenant", "Tenant", tenant),
+            ("route", "Route", lambda r: html.Code(r["route"])),
+            ("requests", "Requests", lambda r: fmt.count(r["requests"])),
+            (
+                "client_errors",
+                "4xx (not 429)",
+                lambda r: (
+                    f"{fmt.count(r['client_errors'])} ({_share(r['client_errors'], r['requests'])})"
+                ),
+            ),
+            (
+                "server_errors",
+                "5xx",
+                lambda r: (
+                    f"{fmt.count(r['server_errors'])} ({_share(r['server_errors'], r['requests'])})"
+                ),
+            ),
+            (
+                "throttled",
+                "429",
+                lambda r: f"{fmt.count(r['throttled'])} ({_share(r['throttled'], r['requests'])})",
+            ),
+            ("latency", "Latency", latency),
+        ],
+        "api-glance-table",
+    )
+    note = html.P(
+        f"Since {stats['since'][:16].replace('T', ' ')} UTC, from the booking API's own request "
+        "counts. Latency is read from fixed buckets: \u201c≤ 250 ms\u201d means the value lies "
+        "in the bucket ending at 250 ms.",
+        className="text-muted small mt-2 mb-0",
+    )
+    return html.Div([table, note])
+
+
+# ---------------------------------------------------------------- issues and quarantine
+
+STATE_COLORS = {"open": "warning", "acknowledged": "info", "resolved": "success"}
+
+
+def _state_cell(item: WorkItem, action: Any) -> html.Div:
+    state = work_item_state(item, action)
+    parts: list[Any] = [
+        html.Span(
+            dbc.Badge(state, color=STATE_COLORS[state], className="me-1"),
+            **{"data-state": state},
+        )
+    ]
+    if action is not None:
+        said = f" by {action.actor}, {fmt.utc_seconds(action.at)}"
+        parts.append(html.Span(f"{action.action}{said}", className="small text-muted"))
+        if action.note:
+            parts.append(html.Div(f"\u201c{action.note}\u201d", className="small"))
+    elif item.outcome:
+        parts.append(html.Span(f"quarantine: {item.outcome}", className="small text-muted"))
+    return html.Div(parts, **{"data-item": item.item_id})
+
+
+def _actions_cell(item: WorkItem, action: Any, can_replay: bool) -> html.Div:
+    state = work_item_state(item, action)
+    buttons = []
+
+    def button(label: str, verb: str, color: str, title: str | None = None) -> dbc.Button:
+        return dbc.Button(
+            label,
+            id={"type": "work-action", "action": verb, "kind": item.kind, "item": item.item_id},
+            color=color,
+            size="sm",
+            className="me-1 mb-1",
+            title=title,
+        )
+
+    if state == "open":
+        buttons.append(button("Acknowledge", "acknowledged", "outline-primary"))
+    if state != "resolved":
+        buttons.append(button("Resolve", "resolved", "outline-success"))
+    else:
+        buttons.append(button("Reopen", "reopened", "outline-secondary"))
+    if can_replay and item.kind == "quarantine" and item.outcome is None:
+        buttons.append(
+            button(
+                "Replay",
+                "replayed",
+                "outline-dark",
+                "Re-validates every open record of this tenant, source and entity",
+            )
+        )
+    return html.Div(buttons, className="text-nowrap")
+
+
+def work_list(page: WorkPage, names: dict[str, str], can_replay: Any) -> Any:
+    """One page of issues or quarantined records, with their state and the actions left."""
+    if not page.total:
+        return states.empty("Nothing matches these filters.")
+    quarantine = any(item.kind == "quarantine" for item, _ in page.items)
+    rows = [{"item": item, "action": action} for item, action in page.items]
+    return html.Div(
+        [
+            html.P(
+                f"{fmt.count(page.total)} matching · page {page.page} of {page.pages}",
+                className="small text-muted mb-1",
+                id="work-count",
+            ),
+            tables.table(
+                rows,
+                [
+                    ("tenant", "Tenant", lambda r: _name(names, r["item"].tenant_id)),
+                    (
+                        "category",
+                        "Source" if quarantine else "Kind",
+                        lambda r: fmt.status_label(r["item"].category),
+                    ),
+                    (
+                        "reference",
+                        "Record" if quarantine else "Booking",
+                        lambda r: r["item"].reference or fmt.DASH,
+                    ),
+                    (
+                        "summary",
+                        "Why" if quarantine else "What disagrees",
+                        lambda r: r["item"].summary,
+                    ),
+                    (
+                        "seen_at",
+                        "Quarantined" if quarantine else "Booked",
+                        lambda r: fmt.utc(r["item"].seen_at),
+                    ),
+                    ("state", "State", lambda r: _state_cell(r["item"], r["action"])),
+                    (
+                        "actions",
+                        "Actions",
+                        lambda r: _actions_cell(r["item"], r["action"], can_replay(r["item"])),
+                    ),
+                ],
+                "work-table",
+            ),
+        ]
+    )
+
+
+def _dropdown(
+    control_id: str,
+    options: list[dict[str, str]],
+    values: dict[str, Any],
+    placeholder: str,
+    width: int,
+    disabled: bool = False,
+) -> dbc.Col:
+    return dbc.Col(
+        dcc.Dropdown(
+            id=control_id,
+            options=options,
+            value=values.get(control_id),
+            placeholder=placeholder,
+            disabled=disabled,
+        ),
+        md=4,
+        lg=width,
+    )
+
+
+def work_filters(names: dict[str, str], values: dict[str, Any], single: bool) -> html.Div:
+    """The list's filters: which list, tenant (operators), kind, state."""
+    tenant_options = [{"label": name, "value": tenant_id} for tenant_id, name in names.items()]
+    controls = [
+        dbc.Col(
+            dbc.RadioItems(
+                id="work-list",
+                options=[
+                    {"label": "Reconciliation issues", "value": "issue"},
+                    {"label": "Quarantined records", "value": "quarantine"},
+                ],
+                value=values.get("work-list") or "issue",
+                inline=True,
+            ),
+            md=12,
+            lg=4,
+        ),
+        _dropdown("work-tenant", tenant_options, values, "Every tenant", 2, disabled=single),
+        # The kinds are filled in with those the chosen list holds.
+        _dropdown("work-category", [], values, "Every kind", 3),
+        _dropdown(
+            "work-state", [{"label": s, "value": s} for s in WORK_STATES], values, "Any state", 3
+        ),
+    ]
+    return html.Div(
+        [
+            dbc.Row(controls, className="g-2 mb-2 align-items-center"),
+            dbc.Input(
+                id="work-note",
+                placeholder="Note for the next acknowledge / resolve / replay (optional)",
+                maxLength=1000,
+                size="sm",
+                className="mb-2",
+            ),
         ]
     )

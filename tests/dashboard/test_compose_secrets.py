@@ -17,7 +17,8 @@ from tests.dashboard.conftest import REPO, tenant_secret_names
 # API charges members and orders flights with the tenants' secrets, and reads its own: the
 # operator token, its store's URL (it may hold a password) and each tenant's Duffel webhook
 # secret (booking/api.py names it after the tenant). The ingestion (pipeline, daemon) reads the
-# booking API's feeds with the operator token.
+# booking API's feeds with the operator token; the dashboard calls its operator routes (the
+# approvals queue, the request figures) with it, on the server.
 TENANTS = frozenset(tenant_secret_names())
 BOOKING = frozenset(
     {"BOOKING_OPERATOR_TOKEN", "BOOKING_DATABASE_URL"}
@@ -29,7 +30,7 @@ READS = {
     "pipeline": TENANTS | {"BOOKING_OPERATOR_TOKEN"},
     "webserver": frozenset(),
     "daemon": TENANTS | {"BOOKING_OPERATOR_TOKEN"},
-    "dashboard": frozenset(),
+    "dashboard": frozenset({"BOOKING_OPERATOR_TOKEN"}),
     "booking-api": TENANTS | BOOKING,
     # Members' apps present the tenant's app credentials (FintechApp members open their own
     # sessions, no partner secret); its operator decides approvals.
