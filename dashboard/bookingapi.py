@@ -10,7 +10,6 @@ decided (the API then answers 409) or miss the newest.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -72,10 +71,14 @@ class BookingAdmin:
 
     @classmethod
     def from_env(cls) -> BookingAdmin | None:
-        """None unless both BOOKING_API_URL and BOOKING_OPERATOR_TOKEN are set."""
-        url = os.environ.get("BOOKING_API_URL", "").strip()
-        token = os.environ.get("BOOKING_OPERATOR_TOKEN", "").strip()
-        return cls(url, token) if url and token else None
+        """None unless BOOKING_OPERATOR_TOKEN is set (the API at BOOKING_API_URL)."""
+        from clients.platform import PlatformSettings
+
+        settings = PlatformSettings()
+        token = settings.booking_operator_token
+        if token is None or not token.get_secret_value().strip():
+            return None
+        return cls(settings.booking_api_url, token.get_secret_value().strip())
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -17,6 +17,7 @@ from ingestion import compaction
 from ingestion.__main__ import main as ingestion_cli
 from ingestion.compaction import compact, compact_all, folders
 from ingestion.compaction_job import compact_landing_job
+from ingestion.landing.cursors import landed_cursor
 from ingestion.landing.schemas import ENTITIES
 from ingestion.landing.zone import (
     COMPACTED_PREFIX,
@@ -24,7 +25,6 @@ from ingestion.landing.zone import (
     LockTimeout,
     batch_id,
     land,
-    landed_cursor,
 )
 from ingestion.platform.events import EVENTS_FEED
 from ingestion.platform.feed import landed_feed_cursor
