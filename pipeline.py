@@ -208,6 +208,9 @@ def _sandbox_for_run(history: Path):
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from transforms.manifest import prepare_manifest
+
+    prepare_manifest()  # the dbt assets load the manifest: parsed now if the project changed
     from definitions import defs
     from ingestion.partitions import tenant_partitions
 

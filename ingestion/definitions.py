@@ -12,8 +12,8 @@ from ingestion.platform import assets as platform
 from ingestion.quarantine_job import quarantine_replay_job
 from ingestion.resources import LandingResource, TenantApisResource
 
-# Live mode (the demo): live.py's job keeps every tenant's activity flowing in one run, so
-# the per-tenant activity schedule stands down and no tenant is synced twice at once.
+# Live mode (the demo): live.py's service keeps every tenant's activity flowing, so the
+# per-tenant activity schedule stands down and no tenant is synced twice at once.
 LIVE = os.environ.get("INGEST_LIVE") == "1"
 
 # Ingestion is I/O-bound and each tenant's rate limiter lives in the process: running a

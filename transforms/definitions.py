@@ -5,10 +5,9 @@ import os
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from transforms.manifest import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from transforms.pool import pool_holders, reap, waiting_message
 from transforms.warehouse import (
-    DBT_EXECUTABLE,
-    DBT_PROJECT_DIR,
     WarehouseResource,
     dbt_project,
     serving_snapshot,
@@ -27,7 +26,7 @@ warehouse_job = dg.define_asset_job(
 warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
     "warehouse_automation_sensor",
     target=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
-    # In live mode (INGEST_LIVE=1) the live job builds and publishes after every batch.
+    # In live mode (INGEST_LIVE=1) the live service builds and publishes after every batch.
     default_status=(
         dg.DefaultSensorStatus.STOPPED
         if os.environ.get("INGEST_LIVE") == "1"

@@ -98,7 +98,8 @@ def test_incremental_marts_equal_a_full_build(
 
 
 def test_a_changed_model_or_seed_rebuilds_in_full(tmp_path: Path) -> None:
-    from transforms.warehouse import DBT_PROJECT_DIR, WarehouseResource, project_fingerprint
+    from transforms.manifest import DBT_PROJECT_DIR, project_fingerprint
+    from transforms.warehouse import WarehouseResource
 
     project = tmp_path / "project"
     shutil.copytree(
