@@ -139,36 +139,27 @@ class LiveService:
             for key, feed in ((EVENTS_KEY, EVENTS_FEED), (SEARCHES_KEY, SEARCHES_FEED)):
                 requests = RequestCounter()
                 with self.booking_api.client(settings, requests) as client:
-                    yield (
-                        key,
-                        sync_feed(
-                            feed,
-                            client,
-                            zone,
-                            tenant_id,
-                            page_size=self.booking_api.page_size,
-                            batch_size=self.booking_api.batch_size,
-                            requests=requests,
-                        ),
+                    stats = sync_feed(
+                        feed,
+                        client,
+                        zone,
+                        tenant_id,
+                        page_size=self.booking_api.page_size,
+                        batch_size=self.booking_api.batch_size,
+                        requests=requests,
                     )
+                yield key, stats
         if self._feed_offered(tenant_id):
             requests = RequestCounter()
             with self.tenant_apis.loyalty(tenant_id, requests) as client:
                 yield LEDGER_KEY, sync_ledger(client, zone, tenant_id, requests=requests)
         requests = RequestCounter()
+        # Between sweeps only the orders made since the last listing (Duffel's
+        # ``created_at[after]``); a sweep lists the refresh window again.
+        window = {} if sweep else {"refresh_window": dt.timedelta(0)}
         with self.tenant_apis.duffel(tenant_id, requests) as client:
-            yield (
-                ORDERS_KEY,
-                # Between sweeps only the orders made since the last listing (Duffel's
-                # ``created_at[after]``); a sweep lists the refresh window again.
-                sync_orders(
-                    client,
-                    zone,
-                    tenant_id,
-                    requests=requests,
-                    **({} if sweep else {"refresh_window": dt.timedelta(0)}),
-                ),
-            )
+            stats = sync_orders(client, zone, tenant_id, requests=requests, **window)
+        yield ORDERS_KEY, stats
 
     def ingest(self, cycle: Cycle) -> None:
         """Land every tenant's new activity; report each partition that landed rows."""

@@ -6,10 +6,10 @@ events, as a year of the API would have left them), the stand-ins over the histo
 and orders with traffic (members booking through the booking API, which runs beside them),
 one pipeline run (the backfill: every event over the API's feed pages, the ledgers, the
 orders, a full dbt build), then `dagster dev` (webserver and daemon) in live mode
-(INGEST_LIVE=1) and beside it the live service's micro-batches (`python -m live`). The stand-ins log each booking the
-traffic makes with the instant the booking API answered it (201 confirmed, or 202 pending an
-operator's approval: either way the booking is in the store and its feed); the benchmark
-polls the serving snapshot and records when each booking first appears in `bookings`.
+(INGEST_LIVE=1) and beside it the live service's micro-batches (`python -m live`). The
+stand-ins log each booking the traffic makes with the instant the booking API answered it
+(201 confirmed, or 202 pending an operator's approval: either way the booking is in the
+store and its feed); the benchmark polls the serving snapshot and records when each booking first appears in `bookings`.
 Target: p95 <= 30 s over >= 50 bookings, on top of a 1,000,000-booking history.
 
 Each set-up step's wall time is reported, and so is each live cycle's (ingest, dbt build,
