@@ -66,6 +66,7 @@ class Cycle:
     """What one micro-batch did: rows landed per asset, and the seconds of each step."""
 
     landed: dict[dg.AssetKey, int] = field(default_factory=dict)
+    sweep: bool = False  # orders listed over the refresh window, and every model built
     built: list[dg.AssetKey] = field(default_factory=list)
     checks: int = 0
     version: str | None = None
@@ -106,7 +107,9 @@ class LiveService:
         self.landing, self.warehouse = landing, warehouse
         # Orders change after they are made (paid, cancelled), and Duffel lists them by
         # creation time only: each cycle lists the orders made since the last, and every
-        # ``sweep_seconds`` the recent ones again for later payments and cancellations.
+        # ``sweep_seconds`` the recent ones again for later payments and cancellations. A
+        # sweep also builds every model, so what the schedules land meanwhile (member
+        # snapshots, capabilities, reference data) reaches the snapshot too.
         self.sweep_seconds = sweep_seconds
         self._swept_at: float | None = None
         self._feeds: dict[str, bool] = {}  # tenant -> offers a ledger feed (probed once)
@@ -165,6 +168,7 @@ class LiveService:
         """Land every tenant's new activity; report each partition that landed rows."""
         now = time.monotonic()
         sweep = self._swept_at is None or now - self._swept_at >= self.sweep_seconds
+        cycle.sweep = sweep
         for tenant_id in tenant_partitions.get_partition_keys():
             try:
                 for key, stats in self._land_tenant(tenant_id, sweep):
@@ -206,11 +210,11 @@ class LiveService:
             time.sleep(1.0)
 
     def build(self, cycle: Cycle) -> None:
-        """dbt build of the models the landed rows feed (all of them on the first cycle or
-        after the project changed), with their data tests; report what ran."""
+        """dbt build of the models the landed rows feed (all of them on the first cycle, on a
+        sweep, or after the project changed), with their data tests; report what ran."""
         fingerprint = project_fingerprint()
         args = self.warehouse.dbt_build_args(fingerprint)
-        if self._built_once and len(args) == 1:
+        if self._built_once and not cycle.sweep and len(args) == 1:
             # Only what the new rows feed: the sources that landed, and everything downstream.
             args += ["--select", *(f"{s}+" for s in self.dbt.source_selectors(cycle.landed))]
         self._wait_for_pool()
@@ -261,7 +265,7 @@ class LiveService:
         self.ingest(cycle)
         cycle.ingest = time.monotonic() - started
         published = self.warehouse.serving_dir.joinpath("serving.json").exists()
-        if self._built_once and not cycle.rows and published:
+        if self._built_once and not cycle.rows and not cycle.sweep and published:
             return None
         started = time.monotonic()
         self.build(cycle)
