@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,6 +116,7 @@ class LiveService:
         self._swept_at: float | None = None
         self._feeds: dict[str, bool] = {}  # tenant -> offers a ledger feed (probed once)
         self._built_once = False
+        self.reporter = Reporter(instance)
         # Imported here: the warehouse's assets need the manifest main() prepares first.
         from transforms.warehouse import InProcessDbt
 
@@ -224,21 +227,12 @@ class LiveService:
         try:
             self.dbt.build([*args, "--exclude-resource-type", "unit_test"])
         finally:
-            self._report_build(cycle)
+            events = list(self.dbt.asset_events())
+            cycle.built = [e.asset_key for e in events if isinstance(e, dg.AssetMaterialization)]
+            cycle.checks = len(events) - len(cycle.built)
+            self.reporter.put(events)
         self._built_once = True
         self.warehouse.fingerprint_file.write_text(fingerprint)
-
-    def _report_build(self, cycle: Cycle) -> None:
-        materialized: dict[dg.AssetKey, dg.EventLogRecord] = {}
-        for event in self.dbt.asset_events():
-            if isinstance(event, dg.AssetMaterialization):
-                self._report(event)
-                cycle.built.append(event.asset_key)
-                records = self.instance.fetch_materializations(event.asset_key, limit=1).records
-                materialized[event.asset_key] = records[0]
-            else:
-                self._report(_aimed(event, materialized.get(event.asset_key)))
-                cycle.checks += 1
 
     def publish(self, cycle: Cycle) -> None:
         published = publish_snapshot(
@@ -260,6 +254,7 @@ class LiveService:
 
     def cycle(self) -> Cycle | None:
         """One micro-batch; None when nothing landed (and a snapshot exists already)."""
+        self.reporter.raise_if_failed()
         cycle = Cycle()
         started = time.monotonic()
         self.ingest(cycle)
@@ -296,12 +291,64 @@ class LiveService:
                 continue
             published += 1
             print(cycle.describe(published), flush=True)
+        self.reporter.flush()
         return published
 
-    # -- reporting ------------------------------------------------------------------------
-
     def _report(self, event: dg.AssetMaterialization | dg.AssetCheckEvaluation) -> None:
-        self.instance.report_runless_asset_event(event)
+        self.reporter.put([event])
+
+
+AssetEvent = dg.AssetMaterialization | dg.AssetCheckEvaluation
+
+
+class Reporter:
+    """Writes a cycle's asset events to the instance on a thread of its own, in order.
+
+    Each event is a write to the instance's storage (plus a read per built model, to aim its
+    checks at it); a build's ~150 of them took seconds on a busy machine, which the next
+    snapshot need not wait for. An error is raised in the cycle loop (``raise_if_failed``).
+    """
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self._queue: queue.Queue[list[AssetEvent]] = queue.Queue()
+        self._failed: BaseException | None = None
+        threading.Thread(target=self._work, name="live-reporter", daemon=True).start()
+
+    def put(self, events: list[AssetEvent]) -> None:
+        self._queue.put(events)
+
+    def flush(self) -> None:
+        """Wait until everything put so far is in the instance."""
+        self._queue.join()
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise RuntimeError(f"reporting to the Dagster instance failed: {self._failed}")
+
+    def _work(self) -> None:
+        while True:
+            events = self._queue.get()
+            try:
+                if self._failed is None:
+                    self._write(events)
+            except Exception as error:  # raised in the cycle loop by raise_if_failed
+                self._failed = error
+            finally:
+                self._queue.task_done()
+
+    def _write(self, events: list[AssetEvent]) -> None:
+        materialized: dict[dg.AssetKey, dg.EventLogRecord] = {}
+        for event in events:
+            if isinstance(event, dg.AssetMaterialization):
+                self.instance.report_runless_asset_event(event)
+                records = self.instance.fetch_materializations(event.asset_key, limit=1).records
+                materialized[event.asset_key] = records[0]
+            else:
+                self.instance.report_runless_asset_event(
+                    _aimed(event, materialized.get(event.asset_key))
+                )
 
 
 def _aimed(

@@ -243,6 +243,7 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
         _book_five(platform, history)
 
         cycle = service.cycle()
+        service.reporter.flush()  # the instance is written on a thread of its own
         assert cycle is not None and bookings() == before + 5
         materialized = materialized_since(instance, mark)
         assert ("raw/platform/booking_events", "coffeechain") in materialized
