@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 import live
+from ingestion.landing import LandingZone
 from ingestion.platform.assets import BookingApiResource
 from ingestion.resources import LandingResource, TenantApisResource
 from sandbox.generator import generate
@@ -237,6 +238,9 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
             WarehouseResource(data_dir=str(data_dir)),
         )
         assert service.run(minutes=0) == 1
+        zone = LandingZone.under(data_dir)
+        last_order = zone.scan("duffel", "orders", "coffeechain").select(pl.max("created_at"))
+        last_order_at = last_order.collect().item()
         checks = checks_of_latest_materialization(instance, BOOKINGS_KEY)
         assert "ERROR" not in checks.values() and "passed" in checks.values(), checks
         before, mark = bookings(), last_event_id(instance)
@@ -257,15 +261,19 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
             "staging/stg_duffel__airlines",
             "marts/members",
         }
-        # Between sweeps Duffel is asked only for the orders made since the last listing.
+        # Between sweeps Duffel is asked only for the orders made since the last listing,
+        # the first cycle's sweep for those of the whole refresh window.
         orders = instance.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey(["raw", "duffel", "orders"]), asset_partitions=["coffeechain"]
             ),
-            limit=1,
-        ).records[0]
-        since = orders.asset_materialization.metadata["cursor_since"].value
-        assert dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(since) < dt.timedelta(hours=1)
+            limit=2,
+        ).records
+        this_cycle, first = (r.asset_materialization.metadata["cursor_since"].value for r in orders)
+        assert first == "full history"  # nothing had landed: the first cycle listed all
+        # not the refresh window (35 days) again: from the last order listed, less the overlap
+        since = dt.datetime.fromisoformat(this_cycle)
+        assert since >= last_order_at - dt.timedelta(minutes=10)
         # The new materialization's checks ran, against it.
         assert checks_of_latest_materialization(instance, BOOKINGS_KEY) == checks
 
