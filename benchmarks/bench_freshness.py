@@ -119,9 +119,7 @@ def _cycles(log: Path) -> list[tuple[int, float, float | None, float | None, flo
     return found
 
 
-def _dagster_dev(
-    scratch: Path, env: dict[str, str], logs: Path, port: int
-) -> tuple[str, subprocess.Popen]:
+def _dagster_dev(scratch: Path, env: dict[str, str], logs: Path, port: int) -> subprocess.Popen:
     """`dagster dev` started in the scratch folder, not the project's: it loads the ``.env`` of
     the folder it starts in OVER the environment (an empty ``BOOKING_OPERATOR_TOKEN=`` there
     would blank the benchmark's token, and the live job would read no booking events)."""
@@ -141,7 +139,7 @@ def _dagster_dev(
     process = subprocess.Popen(
         command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    return "dagster", process
+    return process
 
 
 class _Steps:
@@ -214,43 +212,44 @@ def run(
         (scratch / "dagster_home" / "dagster.yaml").write_bytes(
             (ROOT / "deploy" / "dagster.yaml").read_bytes()
         )
-        children: list[tuple[str, subprocess.Popen]] = []
+        children: dict[str, subprocess.Popen] = {}
         try:
             limits = "rate limits lifted" if unlimited else "the real rate limits"
             with steps.timed(f"stand-ins up ({limits}), {traffic:g} bookings/min of traffic"):
-                children.append(
-                    demo.start_child(
+                children["sandbox"] = demo.start_child(
+                    "sandbox",
+                    [
+                        sys.executable,
+                        "-m",
                         "sandbox",
-                        [
-                            sys.executable,
-                            "-m",
-                            "sandbox",
-                            "serve",
-                            "--history",
-                            str(history),
-                            "--traffic",
-                            str(traffic),
-                            "--port-offset",
-                            str(port_offset),
-                            *(["--unlimited"] if unlimited else []),
-                        ],
-                        env,
-                        logs,
-                    )
+                        "serve",
+                        "--history",
+                        str(history),
+                        "--traffic",
+                        str(traffic),
+                        "--port-offset",
+                        str(port_offset),
+                        *(["--unlimited"] if unlimited else []),
+                    ],
+                    env,
+                    logs,
                 )
                 for url in urls.values():
-                    demo.wait_healthy(f"{url}/health", 1800, children[-1][1])
+                    demo.wait_healthy(f"{url}/health", 1800, children["sandbox"], "sandbox")
             # The API after the stand-ins: it is healthy once it reaches them.
             with steps.timed("booking API up"):
-                children.append(
-                    demo.start_child(
-                        "booking-api",
-                        [sys.executable, "-m", "booking", "--port", str(api_port)],
-                        api_env,
-                        logs,
-                    )
+                children["booking-api"] = demo.start_child(
+                    "booking-api",
+                    [sys.executable, "-m", "booking", "--port", str(api_port)],
+                    api_env,
+                    logs,
                 )
-                demo.wait_healthy(f"{env['BOOKING_API_URL']}/api/v1/health", 300, children[-1][1])
+                demo.wait_healthy(
+                    f"{env['BOOKING_API_URL']}/api/v1/health",
+                    300,
+                    children["booking-api"],
+                    "booking-api",
+                )
             with (
                 steps.timed("first pipeline run (backfill: ingest all, full dbt build, publish)"),
                 open(logs / "pipeline.log", "wb") as out,
@@ -268,11 +267,16 @@ def run(
                     print(f"  pipeline:{line}", flush=True)
             first = _version(serving)
             with steps.timed("dagster dev up in live mode (INGEST_LIVE=1)"):
-                children.append(_dagster_dev(scratch, env, logs, dagster_port))
+                children["dagster"] = _dagster_dev(scratch, env, logs, dagster_port)
                 demo.wait_healthy(
-                    f"http://127.0.0.1:{dagster_port}/server_info", 300, children[-1][1]
+                    f"http://127.0.0.1:{dagster_port}/server_info",
+                    300,
+                    children["dagster"],
+                    "dagster",
                 )
-                children.append(demo.start_child("live", [sys.executable, "-m", "live"], env, logs))
+                children["live"] = demo.start_child(
+                    "live", [sys.executable, "-m", "live"], env, logs
+                )
             # Warm-up: measure from the first snapshot the running pipeline publishes.
             with steps.timed("first live publish (warm-up)"):
                 deadline = time.monotonic() + 1800
@@ -308,7 +312,7 @@ def run(
             window = time.time() - started
             load = os.getloadavg()
         finally:
-            demo.stop_children(children)
+            demo.stop_children(children, None)
         cycles = _cycles(logs / "live.log")
     finally:
         if not keep:
