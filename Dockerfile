@@ -49,14 +49,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY . .
 # The dbt manifest is built once here, so no container parses the project at start-up, and
 # dbt's partial-parse state comes with it, so each `dbt build` starts faster. Both hold paths:
-# parse with the absolute project path warehouse/dbt.py uses, and the landing and
+# parse with the absolute project path warehouse/manifest.py uses, and the landing and
 # warehouse paths of the runtime stage (the sources' file globs are rendered into the manifest).
 ENV DATA_DIR=/app/data \
     WAREHOUSE_PATH=/app/data/warehouse.duckdb \
     LANDING_ROOT=/app/data/landing \
     QUARANTINE_ROOT=/app/data/quarantine \
     DO_NOT_TRACK=1
-RUN /app/.venv/bin/dbt parse --quiet --project-dir /app/dbt_project --profiles-dir /app/dbt_project \
+RUN /app/.venv/bin/python -m warehouse.manifest \
     && test -s /app/dbt_project/target/manifest.json \
     && rm -rf /app/dbt_project/logs
 

@@ -36,6 +36,7 @@ help:
 	cp .env.example .env
 
 setup: .venv/.synced .env
+	$(PY) -m warehouse.manifest
 
 $(HISTORY)/events.parquet: | setup
 	$(PY) -m sandbox generate --size $(SIZE) --seed $(SEED) --out $(HISTORY)

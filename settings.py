@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     ingest_members_cron: str = "0 * * * *"
     ingest_platform_cron: str = "*/5 * * * *"
     ingest_reference_cron: str = "30 2 * * *"
+    # Live mode: between sweeps a cycle lists only new Duffel orders; a sweep re-lists the
+    # window (payments, cancellations) and builds every model.
+    live_order_sweep_seconds: float = 300.0
     # Landing compaction: often in live mode (a batch every few seconds), hourly otherwise.
     compact_landing_cron: str | None = None
     warehouse_automation_interval_seconds: int = 10

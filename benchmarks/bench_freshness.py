@@ -6,14 +6,14 @@ events, as a year of the API would have left them), the stand-ins over the histo
 and orders with traffic (members booking through the booking API, which runs beside them),
 one pipeline run (the backfill: every event over the API's feed pages, the ledgers, the
 orders, a full dbt build), then `dagster dev` (webserver and daemon) in live mode
-(INGEST_LIVE=1: the live job's micro-batches, orchestration/live.py). The stand-ins log each booking the
-traffic makes with the instant the booking API answered it (201 confirmed, or 202 pending an
-operator's approval: either way the booking is in the store and its feed); the benchmark
-polls the serving snapshot and records when each booking first appears in `bookings`.
+(INGEST_LIVE=1) and beside it the live service's micro-batches (`python -m orchestration.live`). The
+stand-ins log each booking the traffic makes with the instant the booking API answered it
+(201 confirmed, or 202 pending an operator's approval: either way the booking is in the
+store and its feed); the benchmark polls the serving snapshot and records when each booking first appears in `bookings`.
 Target: p95 <= 30 s over >= 50 bookings, on top of a 1,000,000-booking history.
 
 Each set-up step's wall time is reported, and so is each live cycle's (ingest, dbt build,
-publish, from the live job's log in the Dagster instance), so a miss says where the time went.
+publish, from the live service's log), so a miss says where the time went.
 
     python -m benchmarks.bench_freshness --history-size 1000000 \
         --history data/sandbox/bench-1m --unlimited
@@ -54,6 +54,8 @@ from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+# Ports of its own (stand-ins at 8001-8004 + the offset), settable so runs beside others do not
+# collide: --port-offset, --dagster-port, --api-port.
 PORT_OFFSET = 600
 DAGSTER_PORT = 3600
 API_PORT = 8600
@@ -62,7 +64,7 @@ BOOKED = re.compile(
 )
 CYCLE = re.compile(
     r"^live: cycle \d+ landed ([\d,]+) rows .* in ([\d.]+) s"
-    r"(?: \(ingest ([\d.]+) s, dbt build ([\d.]+) s, publish ([\d.]+) s\))?"
+    r"(?: \(ingest ([\d.]+) s, dbt build ([\d.]+) s, publish ([\d.]+) s)?"
 )
 # A booking not visible this long after the last measured one was made is reported missing.
 MISSING_AFTER = 240
@@ -99,32 +101,25 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def _cycles(
-    dagster_home: Path,
-) -> list[tuple[int, float, float | None, float | None, float | None]]:
-    """The live job's cycles from the Dagster instance's event log: (rows landed, seconds,
-    ingest, dbt build, publish), oldest first."""
-    import dagster as dg
-
+def _cycles(log: Path) -> list[tuple[int, float, float | None, float | None, float | None]]:
+    """The live service's cycles from its log: (rows landed, seconds, ingest, dbt build,
+    publish), oldest first."""
     found = []
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        records = instance.get_run_records(dg.RunsFilter(job_name="live_job"), ascending=True)
-        for record in records:
-            for entry in instance.all_logs(record.dagster_run.run_id):
-                match = CYCLE.match(entry.user_message or "")
-                if match:
-                    rows, seconds, *parts = match.groups()
-                    found.append(
-                        (
-                            int(rows.replace(",", "")),
-                            float(seconds),
-                            *(float(part) if part else None for part in parts),
-                        )
-                    )
+    for line in log.read_text(errors="replace").splitlines():
+        match = CYCLE.match(line)
+        if match:
+            rows, seconds, *parts = match.groups()
+            found.append(
+                (
+                    int(rows.replace(",", "")),
+                    float(seconds),
+                    *(float(part) if part else None for part in parts),
+                )
+            )
     return found
 
 
-def _dagster_dev(scratch: Path, env: dict[str, str], logs: Path) -> tuple[str, subprocess.Popen]:
+def _dagster_dev(scratch: Path, env: dict[str, str], logs: Path, port: int) -> subprocess.Popen:
     """`dagster dev` started in the scratch folder, not the project's: it loads the ``.env`` of
     the folder it starts in OVER the environment (an empty ``BOOKING_OPERATOR_TOKEN=`` there
     would blank the benchmark's token, and the live job would read no booking events)."""
@@ -137,14 +132,14 @@ def _dagster_dev(scratch: Path, env: dict[str, str], logs: Path) -> tuple[str, s
     )
     command = [
         str(Path(sys.executable).parent / "dagster"),
-        *("dev", "-w", str(workspace), "-p", str(DAGSTER_PORT)),
+        *("dev", "-w", str(workspace), "-p", str(port)),
     ]
     log = open(logs / "dagster.log", "ab")  # noqa: SIM115 - the child process owns it
     print(f"  starting dagster (log: {log.name})", flush=True)
     process = subprocess.Popen(
         command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    return "dagster", process
+    return process
 
 
 class _Steps:
@@ -170,6 +165,9 @@ def run(
     keep: bool = False,
     history_dir: Path | None = None,
     unlimited: bool = False,
+    port_offset: int = PORT_OFFSET,
+    dagster_port: int = DAGSTER_PORT,
+    api_port: int = API_PORT,
 ) -> list[Figure]:
     scratch = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
     if keep:
@@ -185,7 +183,7 @@ def run(
         with steps.timed("import of the history into the booking store (SQLite)"):
             print(describe(import_history(store, history), history), flush=True)
         urls = {
-            name: f"http://127.0.0.1:{port + PORT_OFFSET}" for name, port in DEFAULT_PORTS.items()
+            name: f"http://127.0.0.1:{port + port_offset}" for name, port in DEFAULT_PORTS.items()
         }
         env = {
             **os.environ,
@@ -204,7 +202,7 @@ def run(
                 if not name.endswith("_URL")
             },
             # The traffic books through the API; the pipeline reads its feeds.
-            "BOOKING_API_URL": f"http://127.0.0.1:{API_PORT}",
+            "BOOKING_API_URL": f"http://127.0.0.1:{api_port}",
             "BOOKING_OPERATOR_TOKEN": secrets.token_urlsafe(32),
         }
         if unlimited:  # the clients pace themselves by the tenant files' limits: lifted too
@@ -214,43 +212,44 @@ def run(
         (scratch / "dagster_home" / "dagster.yaml").write_bytes(
             (ROOT / "deploy" / "dagster.yaml").read_bytes()
         )
-        children: list[tuple[str, subprocess.Popen]] = []
+        children: dict[str, subprocess.Popen] = {}
         try:
             limits = "rate limits lifted" if unlimited else "the real rate limits"
             with steps.timed(f"stand-ins up ({limits}), {traffic:g} bookings/min of traffic"):
-                children.append(
-                    demo.start_child(
+                children["sandbox"] = demo.start_child(
+                    "sandbox",
+                    [
+                        sys.executable,
+                        "-m",
                         "sandbox",
-                        [
-                            sys.executable,
-                            "-m",
-                            "sandbox",
-                            "serve",
-                            "--history",
-                            str(history),
-                            "--traffic",
-                            str(traffic),
-                            "--port-offset",
-                            str(PORT_OFFSET),
-                            *(["--unlimited"] if unlimited else []),
-                        ],
-                        env,
-                        logs,
-                    )
+                        "serve",
+                        "--history",
+                        str(history),
+                        "--traffic",
+                        str(traffic),
+                        "--port-offset",
+                        str(port_offset),
+                        *(["--unlimited"] if unlimited else []),
+                    ],
+                    env,
+                    logs,
                 )
                 for url in urls.values():
-                    demo.wait_healthy(f"{url}/health", 1800, children[-1][1])
+                    demo.wait_healthy(f"{url}/health", 1800, children["sandbox"], "sandbox")
             # The API after the stand-ins: it is healthy once it reaches them.
             with steps.timed("booking API up"):
-                children.append(
-                    demo.start_child(
-                        "booking-api",
-                        [sys.executable, "-m", "booking", "--port", str(API_PORT)],
-                        api_env,
-                        logs,
-                    )
+                children["booking-api"] = demo.start_child(
+                    "booking-api",
+                    [sys.executable, "-m", "booking", "--port", str(api_port)],
+                    api_env,
+                    logs,
                 )
-                demo.wait_healthy(f"{env['BOOKING_API_URL']}/api/v1/health", 300, children[-1][1])
+                demo.wait_healthy(
+                    f"{env['BOOKING_API_URL']}/api/v1/health",
+                    300,
+                    children["booking-api"],
+                    "booking-api",
+                )
             with (
                 steps.timed("first pipeline run (backfill: ingest all, full dbt build, publish)"),
                 open(logs / "pipeline.log", "wb") as out,
@@ -268,9 +267,15 @@ def run(
                     print(f"  pipeline:{line}", flush=True)
             first = _version(serving)
             with steps.timed("dagster dev up in live mode (INGEST_LIVE=1)"):
-                children.append(_dagster_dev(scratch, env, logs))
+                children["dagster"] = _dagster_dev(scratch, env, logs, dagster_port)
                 demo.wait_healthy(
-                    f"http://127.0.0.1:{DAGSTER_PORT}/server_info", 300, children[-1][1]
+                    f"http://127.0.0.1:{dagster_port}/server_info",
+                    300,
+                    children["dagster"],
+                    "dagster",
+                )
+                children["live"] = demo.start_child(
+                    "live", [sys.executable, "-m", "orchestration.live"], env, logs
                 )
             # Warm-up: measure from the first snapshot the running pipeline publishes.
             with steps.timed("first live publish (warm-up)"):
@@ -307,8 +312,8 @@ def run(
             window = time.time() - started
             load = os.getloadavg()
         finally:
-            demo.stop_children(children)
-        cycles = _cycles(scratch / "dagster_home")
+            demo.stop_children(children, None)
+        cycles = _cycles(logs / "live.log")
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -365,6 +370,11 @@ def main() -> None:
         "million orders take 1M / 200 a page / 60 a minute = 83 min on its own",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder to inspect")
+    parser.add_argument(
+        "--port-offset", type=int, default=PORT_OFFSET, help="added to the stand-ins' 8001-8004"
+    )
+    parser.add_argument("--dagster-port", type=int, default=DAGSTER_PORT)
+    parser.add_argument("--api-port", type=int, default=API_PORT)
     args = parser.parse_args()
     report(
         "freshness",
@@ -375,6 +385,9 @@ def main() -> None:
             args.keep,
             args.history,
             args.unlimited,
+            args.port_offset,
+            args.dagster_port,
+            args.api_port,
         ),
     )
 

@@ -13,7 +13,7 @@ from settings import get_settings
 
 SETTINGS = get_settings()
 
-# Live mode (the demo): orchestration/live.py's job keeps every tenant's activity flowing in one run, so
+# Live mode (the demo): orchestration/live.py's service keeps every tenant's activity flowing, so
 # the per-tenant activity schedule stands down and no tenant is synced twice at once.
 LIVE = SETTINGS.ingest_live
 

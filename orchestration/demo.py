@@ -449,6 +449,8 @@ def run(args: argparse.Namespace) -> int:
         wait_healthy(
             f"http://127.0.0.1:{args.dagster_port}/server_info", 600, children["dagster"], "dagster"
         )
+        if env["INGEST_LIVE"] == "1":  # live mode's micro-batches, reported to the same instance
+            start("live", [PY, "-m", "orchestration.live"], env)
         progress.step("Dagster", "UI and daemon up, live mode (micro-batches every few seconds)")
         start(
             "dashboard", [PY, "-m", "dashboard", "--port", str(args.dashboard_port)], dashboard_env

@@ -47,8 +47,8 @@ def _run_job(instance, defs, job_name: str, partition_key: str | None) -> StepRe
     from dagster import DagsterRunStatus
     from dagster._core.utils import make_new_run_id
 
-    from warehouse.dbt import SERVING_SNAPSHOT_KEY
     from warehouse.pool import host_tags
+    from warehouse.publish import SERVING_SNAPSHOT_KEY
 
     label = f"{job_name}[{partition_key}]" if partition_key else job_name
     print(f"  … {label}", flush=True)
@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from warehouse.manifest import prepare_manifest
+
+    prepare_manifest()  # the dbt assets load the manifest: parsed now if the project changed
     from definitions import defs
     from ingestion.partitions import tenant_partitions
 

@@ -8,6 +8,7 @@ ingestion job for every tenant and the warehouse job, in the order `make pipelin
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,13 +51,18 @@ def booking_feeds(url: str) -> dict[str, str]:
     return {"BOOKING_API_URL": url, "BOOKING_OPERATOR_TOKEN": OPERATOR_TOKEN}
 
 
-def run_pipeline(data_dir: Path) -> dict[tuple[str, str], dict[str, object]]:
-    """Every ingestion job for every tenant, then the warehouse job (build and publish).
+def run_pipeline(
+    data_dir: Path, instance: dg.DagsterInstance | None = None
+) -> dict[tuple[str, str], dict[str, object]]:
+    """Every ingestion job for every tenant, then the warehouse job (build and publish), in
+    ``instance`` (else a temporary one).
     Returns each ingestion asset's materialization metadata by (asset key, tenant)."""
     landing = {"landing": {"config": {"data_dir": str(data_dir)}}}
     warehouse = {"warehouse": {"config": {"data_dir": str(data_dir)}}}
     outcomes: dict[tuple[str, str], dict[str, object]] = {}
-    with dg.instance_for_test() as instance:
+    with contextlib.ExitStack() as stack:
+        if instance is None:
+            instance = stack.enter_context(dg.instance_for_test())
         for tenant in TENANTS:
             for job in INGEST_JOBS:
                 result = defs.resolve_job_def(job).execute_in_process(

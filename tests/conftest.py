@@ -9,6 +9,10 @@ import pytest
 from sandbox.runner import Sandbox, start_sandbox
 from testing.postgres import postgres_server, postgres_url
 from testing.standins import sandbox_config
+from warehouse.manifest import prepare_manifest
+
+# The Dagster definitions refuse a stale dbt manifest; the test session parses it once, first.
+prepare_manifest()
 
 # Fixtures defined in tests/postgres.py, made available to every test.
 __all__ = ["postgres_server", "postgres_url"]

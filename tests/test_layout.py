@@ -28,6 +28,7 @@ MAY_READ_ENVIRONMENT = {
     "orchestration/pipeline.py",
     "orchestration/live.py",
     "warehouse/dbt.py",  # dbt reads its profile's paths from the environment of its process
+    "warehouse/manifest.py",  # `dbt parse` gets this process's environment plus the paths
 }
 
 

@@ -17,12 +17,23 @@ import httpx
 import polars as pl
 import pytest
 
-from definitions import defs
+from ingestion.landing.zone import LandingZone
+from ingestion.platform.assets import BookingApiResource
+from ingestion.resources import LandingResource, TenantApisResource
+from orchestration import live
 from sandbox.generator import generate
-from testing.platform import QUIET, run_pipeline, serving_history
+from testing.platform import run_pipeline, serving_history
 from tests.booking.test_http import book, coffeechain, search
+from tests.helpers.asset_checks import (
+    checks_of_latest_materialization,
+    last_event_id,
+    materialized_since,
+)
 from tests.helpers.snapshot_reader import read_for
+from warehouse.dbt import WarehouseResource, warehouse_models
 from warehouse.publish import SNAPSHOT, VERSION, publish_snapshot
+
+BOOKINGS_KEY = dg.AssetKey(["marts", "bookings"])
 
 ANCHOR = dt.date(2026, 11, 1)
 
@@ -49,11 +60,33 @@ def platform(history: Path, mode: str, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(platform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(
+    platform: str, instance: dg.DagsterInstance, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """One full run, exactly as `make pipeline` does it, into a temporary data folder."""
     data_dir = tmp_path_factory.mktemp("data")
-    run_pipeline(data_dir)
+    run_pipeline(data_dir, instance)
     return data_dir
+
+
+def test_the_scheduled_build_shows_dbt_tests_as_checks_of_each_materialization(
+    pipeline_run: Path, instance: dg.DagsterInstance
+) -> None:
+    """What the UI shows: every mart's dbt tests evaluated for its latest materialization."""
+    marts = {check.asset_key for check in warehouse_models.check_keys}
+    checked = {
+        key: checks_of_latest_materialization(instance, key)
+        for key in marts
+        if key.path[0] == "marts"
+    }
+    assert all("ERROR" not in checks.values() for checks in checked.values()), checked
+    assert "passed" in checked[BOOKINGS_KEY].values()
 
 
 def _snapshot(data_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -167,53 +200,83 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
     assert sorted(p.name for p in serving.iterdir()) == [SNAPSHOT, VERSION]
 
 
-def test_live_job_brings_new_bookings_to_the_snapshot(
+def _book_five(platform: str, history: Path) -> None:
+    """Five bookings through the booking API by the five richest active CoffeeChain members,
+    a search each (booking an offer spends its request)."""
+    richest = (
+        pl.read_parquet(history / "members.parquet")
+        .filter((pl.col("tenant_id") == "coffeechain") & (pl.col("status") == "active"))
+        .sort("balance", descending=True)["member_id"]
+        .head(5)
+    )
+    with httpx.Client(base_url=platform, timeout=30) as client:
+        for days, member_id in enumerate(richest, start=40):
+            member = coffeechain(member_id)
+            booked = book(client, member, search(client, member, days=days)[0])
+            assert booked.status_code == 201, booked.text
+
+
+def test_live_service_brings_new_bookings_to_the_snapshot(
     platform: str, history: Path, tmp_path: Path
 ) -> None:
-    """Live mode's micro-batch: one cycle lands, builds and publishes; the next cycle takes
-    exactly the bookings made in between through the booking API, and records its steps as
-    asset materializations."""
+    """Live mode's micro-batch: a cycle lands, builds and publishes; the next takes exactly
+    the bookings made in between, materializes only what they changed (CoffeeChain's
+    partitions, the models they feed) and evaluates those models' dbt tests as asset checks
+    of the new materializations; a cycle with nothing new materializes nothing."""
     data_dir = tmp_path / "data"
-    one_cycle = {
-        **QUIET,
-        "ops": {"live_cycles": {"config": {"minutes": 0.001}}},
-        "resources": {
-            "landing": {"config": {"data_dir": str(data_dir)}},
-            "warehouse": {"config": {"data_dir": str(data_dir)}},
-        },
-    }
 
     def bookings() -> int:
         with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
             return con.execute("select count(*) from bookings").fetchone()[0]
 
     with dg.instance_for_test() as instance:
-        live_job = defs.resolve_job_def("live_job")
-        assert live_job.execute_in_process(run_config=one_cycle, instance=instance).success
-        before = bookings()
-        with httpx.Client(base_url=platform, timeout=30) as client:
-            # the five richest active CoffeeChain members, a search each (booking an offer
-            # spends its request)
-            richest = (
-                pl.read_parquet(history / "members.parquet")
-                .filter((pl.col("tenant_id") == "coffeechain") & (pl.col("status") == "active"))
-                .sort("balance", descending=True)["member_id"]
-                .head(5)
-            )
-            for days, member_id in enumerate(richest, start=40):
-                member = coffeechain(member_id)
-                booked = book(client, member, search(client, member, days=days)[0])
-                assert booked.status_code == 201, booked.text
-        result = live_job.execute_in_process(run_config=one_cycle, instance=instance)
-        assert result.success
-        assert bookings() == before + 5
-        materialized = {
-            (event.asset_key.to_user_string(), event.partition)
-            for event in result.get_asset_materialization_events()
-            for event in [event.materialization]
-        }
-        for tenant in ("coffeechain", "fintechapp", "telcocorp"):
-            assert ("raw/platform/booking_events", tenant) in materialized
-            assert ("raw/duffel/orders", tenant) in materialized
+        service = live.LiveService(
+            instance,
+            TenantApisResource(),
+            BookingApiResource(),
+            LandingResource(data_dir=str(data_dir)),
+            WarehouseResource(data_dir=str(data_dir)),
+        )
+        assert service.run(minutes=0) == 1
+        zone = LandingZone.under(data_dir)
+        last_order = zone.scan("duffel", "orders", "coffeechain").select(pl.max("created_at"))
+        last_order_at = last_order.collect().item()
+        checks = checks_of_latest_materialization(instance, BOOKINGS_KEY)
+        assert "ERROR" not in checks.values() and "passed" in checks.values(), checks
+        before, mark = bookings(), last_event_id(instance)
+        _book_five(platform, history)
+
+        cycle = service.cycle()
+        service.reporter.flush()  # the instance is written on a thread of its own
+        assert cycle is not None and bookings() == before + 5
+        materialized = materialized_since(instance, mark)
+        assert ("raw/platform/booking_events", "coffeechain") in materialized
+        assert ("raw/duffel/orders", "coffeechain") in materialized
         assert ("marts/bookings", None) in materialized
         assert ("serving/snapshot", None) in materialized
+        # Nothing landed for the other tenants, nor for members or reference data.
+        assert {partition for _, partition in materialized} == {"coffeechain", None}
+        assert not {key for key, _ in materialized} & {
+            "staging/stg_loyalty__members",
+            "staging/stg_duffel__airlines",
+            "marts/members",
+        }
+        # Between sweeps Duffel is asked only for the orders made since the last listing,
+        # the first cycle's sweep for those of the whole refresh window.
+        orders = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["raw", "duffel", "orders"]), asset_partitions=["coffeechain"]
+            ),
+            limit=2,
+        ).records
+        this_cycle, first = (r.asset_materialization.metadata["cursor_since"].value for r in orders)
+        assert first == "full history"  # nothing had landed: the first cycle listed all
+        # not the refresh window (35 days) again: from the last order listed, less the overlap
+        since = dt.datetime.fromisoformat(this_cycle)
+        assert since >= last_order_at - dt.timedelta(minutes=10)
+        # The new materialization's checks ran, against it.
+        assert checks_of_latest_materialization(instance, BOOKINGS_KEY) == checks
+
+        mark = last_event_id(instance)
+        assert service.cycle() is None  # nothing new: nothing built, nothing reported
+        assert materialized_since(instance, mark) == set()

@@ -187,22 +187,19 @@ def _run_held_by_a_killed_process(instance: dg.DagsterInstance, job_name: str) -
     return run.run_id
 
 
-@pytest.mark.parametrize("sensor_name", ["warehouse_pool_sensor", "live_sensor"])
-def test_daemon_sensors_fail_a_killed_run_and_free_its_slot(sensor_name: str) -> None:
+def test_the_pool_sensor_fails_a_killed_run_and_frees_its_slot() -> None:
     from definitions import defs
 
     with dg.instance_for_test(
         overrides={"concurrency": {"pools": {"default_limit": 1}}}
     ) as instance:
-        dead = _run_held_by_a_killed_process(instance, "live_job")
-        sensor = defs.get_sensor_def(sensor_name)
+        dead = _run_held_by_a_killed_process(instance, "warehouse_job")
+        sensor = defs.get_sensor_def("warehouse_pool_sensor")
         started = time.monotonic()
-        result = sensor(dg.build_sensor_context(instance=instance))
+        sensor(dg.build_sensor_context(instance=instance))
         seconds = time.monotonic() - started
         assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
         assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots == []
-        if sensor_name == "live_sensor":
-            assert isinstance(result, dg.RunRequest)  # not held back by the dead live run
         # The pool is free for the next claimant at once.
         waiting = instance.add_run(
             DagsterRun(job_name="warehouse_job", status=DagsterRunStatus.NOT_STARTED)
@@ -223,7 +220,7 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
     processes.append(holder)
     instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 1)
     run = instance.add_run(
-        DagsterRun(job_name="live_job", status=DagsterRunStatus.STARTED, tags=host_tags())
+        DagsterRun(job_name="warehouse_job", status=DagsterRunStatus.STARTED, tags=host_tags())
     )
     instance.report_engine_event(
         f"Executing steps in process (pid: {holder.pid})",
@@ -231,7 +228,7 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
         EngineEventData.in_process(holder.pid),
     )
     assert instance.event_log_storage.claim_concurrency_slot(
-        WAREHOUSE_POOL, run.run_id, "live_cycles"
+        WAREHOUSE_POOL, run.run_id, "warehouse_models"
     ).is_claimed
 
     build = _build(landed, home)
@@ -263,13 +260,13 @@ def test_a_waiting_build_says_for_whom_and_goes_on_once_the_holder_dies(
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
 
 
-def test_a_live_run_whose_worker_started_after_the_run_was_created_is_left_alone() -> None:
+def test_a_run_whose_worker_started_after_the_run_was_created_is_left_alone() -> None:
     """Daemon-launched runs are created first and get their process later: still running."""
     from warehouse.pool import judge, reap
 
     with dg.instance_for_test() as instance:
         run = instance.add_run(
-            DagsterRun(job_name="live_job", status=DagsterRunStatus.STARTED, tags=host_tags())
+            DagsterRun(job_name="warehouse_job", status=DagsterRunStatus.STARTED, tags=host_tags())
         )
         time.sleep(2.5)  # the run worker starts a little after the run record
         worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

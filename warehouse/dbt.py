@@ -1,11 +1,8 @@
 """dbt models as Dagster assets, and the publish step that follows a successful build."""
 
-import hashlib
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +16,17 @@ from dagster_dbt import (
 )
 
 from ingestion.landing.zone import LandingZone
-from settings import DataLayout, get_settings
+from settings import DataLayout
+from warehouse.duckdb_shim import release_database
+from warehouse.manifest import (
+    DBT_PROJECT_DIR,
+    dbt_env,
+    project_fingerprint,
+    require_current_manifest,
+)
 from warehouse.pool import HOST_TAG, WAREHOUSE_POOL, host_tags
-from warehouse.publish import publish_snapshot
+from warehouse.publish import SERVING_SNAPSHOT_KEY, publish_snapshot
 from warehouse.registry_seeds import seeds_dir, write_seeds
-
-ROOT = Path(__file__).resolve().parents[1]
-DBT_PROJECT_DIR = ROOT / "dbt_project"
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -77,74 +77,11 @@ class WarehouseResource(dg.ConfigurableResource):
         return LandingZone.under(self.root)
 
     def dbt_env(self) -> dict[str, str]:
-        return {
-            "WAREHOUSE_PATH": str(self.warehouse),
-            "LANDING_ROOT": str(self.layout.landing),
-            "REGISTRY_SEEDS": str(self.registry_seeds),
-            "QUARANTINE_ROOT": str(self.layout.quarantine),
-            "DO_NOT_TRACK": "1",
-        }
+        return dbt_env(self.root)
 
 
-def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR, generated: Iterable[Path] = ()) -> str:
-    """A digest of everything a build's result depends on besides the landed data.
-
-    ``generated`` are the seeds written outside the project (the registry's, in the data
-    folder), named by file name.
-    """
-    digest = hashlib.sha256()
-    sources = sorted(
-        path
-        for folder in ("models", "macros", "seeds", "tests")
-        for path in (project_dir / folder).rglob("*")
-        if path.is_file()
-    )
-    files = [project_dir / "dbt_project.yml", *sources]
-    for path in files:
-        digest.update(str(path.relative_to(project_dir)).encode())
-        digest.update(path.read_bytes())
-    for path in sorted(generated):
-        digest.update(f"generated/{path.name}".encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-MANIFEST_FINGERPRINT = dbt_project.manifest_path.with_suffix(".fingerprint")
-
-
-def _manifest_is_current() -> bool:
-    """The manifest was parsed from the project as it is now (a stale one breaks the runs)."""
-    return (
-        dbt_project.manifest_path.exists()
-        and MANIFEST_FINGERPRINT.exists()
-        and MANIFEST_FINGERPRINT.read_text() == project_fingerprint()
-    )
-
-
-if os.environ.get("DAGSTER_IS_DEV_CLI") or not _manifest_is_current():
-    # `dagster dev` re-parses so model edits show up; elsewhere a missing manifest, or one
-    # parsed from other models, tests or seeds, is written anew. dbt parse needs no database.
-    # (DbtProject.prepare_if_dev would look for `dbt` on PATH, which an unactivated virtual
-    # environment does not provide.) It parses with
-    # the paths the runs use, so their builds can reuse this parse (partial parsing).
-    subprocess.run(
-        [
-            DBT_EXECUTABLE,
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
-        check=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            **WarehouseResource(data_dir=str(get_settings().data_dir)).dbt_env(),
-        },
-    )
-    MANIFEST_FINGERPRINT.write_text(project_fingerprint())
+# Parsed by the entry points (warehouse/manifest.py), never here: refused if stale.
+require_current_manifest()
 
 
 # Rebuild after any upstream update, like eager(), but without waiting for upstream runs
@@ -161,19 +98,36 @@ class InProcessDbt:
 
     A dbt subprocess spends ~3 s importing dbt and ~1.5 s loading the project before its
     first query; in a loop of small incremental builds that is most of each build. Here it
-    is paid once: later builds reuse the loaded code and the partial-parse state.
+    is paid once: later builds reuse the loaded code and the partial-parse state. dbt's
+    structured result events are kept, and turned into Dagster's asset events by dagster-dbt
+    itself (``asset_events``), as a ``dbt build`` in an asset would be.
     """
 
-    def __init__(self, warehouse: "WarehouseResource") -> None:
+    RESULT_EVENTS = frozenset(
+        {"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"}
+    )
+
+    def __init__(
+        self, warehouse: "WarehouseResource", translator: DagsterDbtTranslator | None = None
+    ) -> None:
         from dbt.cli.main import dbtRunner  # dbt is imported only where it runs in-process
 
-        self.runner = dbtRunner()
+        self.runner = dbtRunner(callbacks=[self._keep_result])
+        self.translator = translator or LayerTranslator()
         self.landing = warehouse.landing()
         self.state = warehouse.root / "dbt"  # target and logs, outside the source tree
         self.manifest: dict[str, Any] | None = None
+        self._results: list[dict[str, Any]] = []
+
+    def _keep_result(self, event: Any) -> None:
+        if event.info.name in self.RESULT_EVENTS:
+            from dbt_common.events.functions import msg_to_dict
+
+            self._results.append(msg_to_dict(event))
 
     def build(self, args: list[str]) -> list[Any]:
         """Run `dbt <args>`; returns dbt's node results, or raises naming the failed nodes."""
+        self._results = []
         with self.landing.reading():
             return self._build(args)
 
@@ -194,7 +148,7 @@ class InProcessDbt:
                 ]
             )
         finally:
-            self._release_warehouse()
+            release_database()
         if result.exception is not None:
             raise RuntimeError(f"dbt {args[0]} could not run: {result.exception}")
         nodes = list(result.result.results) if result.result is not None else []
@@ -205,16 +159,25 @@ class InProcessDbt:
             self.manifest = json.loads((self.state / "target" / "manifest.json").read_text())
         return nodes
 
-    @staticmethod
-    def _release_warehouse() -> None:
-        # dbt-duckdb keeps the database open at class level between invocations; the file
-        # must be free for the publish step (and other processes) once a build is over.
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager as Manager
+    def asset_events(self) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+        """The last build's results as Dagster events: a materialization per model or seed
+        built, a check evaluation per data test (dagster-dbt's own translation)."""
+        from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-        with Manager._LOCK:
-            if Manager._ENV is not None:
-                Manager._ENV.close()
-                Manager._ENV = None
+        for raw in self._results:
+            message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+            for event in message.to_default_asset_events(self.manifest, self.translator):
+                if isinstance(event, dg.AssetMaterialization | dg.AssetCheckEvaluation):
+                    yield event
+
+    def source_selectors(self, keys: Iterable[dg.AssetKey]) -> list[str]:
+        """dbt selectors of the sources that are the given (landing) assets."""
+        wanted, found = set(keys), []
+        for unique_id, source in (self.manifest or {}).get("sources", {}).items():
+            spec = self.translator.get_asset_spec(self.manifest, unique_id, dbt_project)
+            if spec.key in wanted:
+                found.append(f"source:{source['source_name']}.{source['name']}")
+        return found
 
 
 def tag_host(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
@@ -276,7 +239,6 @@ def warehouse_models(
         warehouse.fingerprint_file.write_text(fingerprint)
 
 
-SERVING_SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
 MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]
 
 

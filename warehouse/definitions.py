@@ -5,13 +5,12 @@ from dagster_dbt import DbtCliResource
 
 from settings import get_settings
 from warehouse.dbt import (
-    DBT_EXECUTABLE,
-    DBT_PROJECT_DIR,
     WarehouseResource,
     dbt_project,
     serving_snapshot,
     warehouse_models,
 )
+from warehouse.manifest import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from warehouse.pool import pool_holders, reap, waiting_message
 
 SETTINGS = get_settings()
@@ -28,7 +27,7 @@ warehouse_job = dg.define_asset_job(
 warehouse_automation_sensor = dg.AutomationConditionSensorDefinition(
     "warehouse_automation_sensor",
     target=dg.AssetSelection.assets(warehouse_models, serving_snapshot),
-    # In live mode (INGEST_LIVE=1) the live job builds and publishes after every batch.
+    # In live mode (INGEST_LIVE=1) the live service builds and publishes after every batch.
     default_status=(
         dg.DefaultSensorStatus.STOPPED if SETTINGS.ingest_live else dg.DefaultSensorStatus.RUNNING
     ),

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from settings import SERVING_FILE, SERVING_VERSION_FILE
@@ -36,6 +37,8 @@ SERVING_TABLES = (
     "daily_usd_rates",
     "booking_failures",
 )
+# The serving snapshot as one Dagster asset, whoever publishes it (the warehouse job or live mode).
+SERVING_SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
 SNAPSHOT = SERVING_FILE
 VERSION = SERVING_VERSION_FILE  # small file the dashboard polls to notice a new snapshot
 

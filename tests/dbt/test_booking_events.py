@@ -315,5 +315,8 @@ def test_the_dbt_assets_read_the_ingestion_asset() -> None:
     graph = defs.get_repository_def().asset_graph
     staged = graph.get(dg.AssetKey(["staging", "stg_platform__booking_events"]))
     assert dg.AssetKey(["raw", "platform", "booking_events"]) in staged.parent_keys
+    # saga health counts the bookings folded from the staged events
+    folded = graph.get(dg.AssetKey(["intermediate", "int_booking_events_pivoted_to_bookings"]))
+    assert staged.key in folded.parent_keys
     health = graph.get(dg.AssetKey(["marts", "saga_health"]))
-    assert staged.key in health.parent_keys
+    assert folded.key in health.parent_keys

@@ -46,7 +46,7 @@ def test_dbt_build_passes_models_data_tests_and_unit_tests(built: DbtBuild) -> N
     statuses = Counter(r["status"] for r in results)
     assert set(statuses) <= {"success", "pass"}, statuses
     kinds = Counter(r["unique_id"].split(".")[0] for r in results)
-    assert kinds["model"] == 27
+    assert kinds["model"] == 31
     assert kinds["unit_test"] >= 10
     assert kinds["test"] >= 100
 

@@ -83,6 +83,12 @@ milestones as (
         min(case when refund_transaction_id is not null then event_id end) as refund_event_id,
         min(case when event_type = 'booking.cancelling' then event_id end)
             as cancelling_event_id,
+        -- the latest step into the state it is in now (a note's type is not booking.<its
+        -- to_state>, so a note does not restart the wait)
+        max(case when event_type = 'booking.' || to_state then event_id end)
+            as status_event_id,
+        -- reached confirmed at some point, whatever came after (e.g. a cancellation)
+        count(case when to_state = 'confirmed' then 1 end) > 0 as reached_confirmed,
         count(*) as event_count,
         max(loaded_at) as loaded_at
 
@@ -98,6 +104,8 @@ folded as (
         latest.booking_id,
         latest.member_id,
         latest.to_state as status,
+        entered.occurred_at as status_since,
+        milestones.reached_confirmed,
         first_event.occurred_at as created_at,
         latest.occurred_at as last_event_at,
         latest.loyalty_amount,
@@ -149,6 +157,9 @@ folded as (
     left join events as cancelling
         on milestones.tenant_id = cancelling.tenant_id
         and milestones.cancelling_event_id = cancelling.event_id
+    left join events as entered
+        on milestones.tenant_id = entered.tenant_id
+        and milestones.status_event_id = entered.event_id
 
 ),
 

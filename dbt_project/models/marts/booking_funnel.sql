@@ -1,7 +1,8 @@
 {#- The booking funnel per tenant and UTC day: searches, the members who searched, the
     bookings created that day and how many of them reached confirmed, and the searches that
     led nowhere (by a member who made no booking in that tenant that day). Searches come from
-    the booking API's searches feed, bookings from its event feed: a booking is created by
+    the booking API's searches feed, bookings from its event feed as folded per booking (and
+    kept incrementally) by `int_booking_events_pivoted_to_bookings`: a booking is created by
     its first event, and counts as confirmed once any of its events reached `confirmed`
     (whatever came after, e.g. a cancellation). A day with searches or bookings has a row. -#}
 
@@ -18,66 +19,29 @@ searches as (
 
 ),
 
-events as (
-
-    select * from {{ ref('stg_platform__booking_events') }}
-
-),
-
-by_age as (
-
-    select
-        tenant_id,
-        booking_id,
-        member_id,
-        occurred_at,
-        row_number() over (
-            partition by tenant_id, booking_id
-            order by event_id asc
-        ) as age_rank
-
-    from events
-
-),
-
 created as (
 
     select
         tenant_id,
         booking_id,
         member_id,
-        cast({{ dbt.date_trunc('day', 'occurred_at') }} as date) as funnel_day
+        reached_confirmed,
+        cast({{ dbt.date_trunc('day', 'created_at') }} as date) as funnel_day
 
-    from by_age
-    where age_rank = 1
-
-),
-
-reached_confirmed as (
-
-    select distinct
-        tenant_id,
-        booking_id
-
-    from events
-    where to_state = 'confirmed'
+    from {{ ref('int_booking_events_pivoted_to_bookings') }}
 
 ),
 
 booking_days as (
 
     select
-        created.tenant_id,
-        created.funnel_day,
+        tenant_id,
+        funnel_day,
         count(*) as bookings,
-        count(reached_confirmed.booking_id) as confirmed
+        count(case when reached_confirmed then 1 end) as confirmed
 
     from created
-    left join reached_confirmed
-        on
-        created.tenant_id = reached_confirmed.tenant_id
-        and created.booking_id = reached_confirmed.booking_id
-    group by created.tenant_id, created.funnel_day
+    group by tenant_id, funnel_day
 
 ),
 

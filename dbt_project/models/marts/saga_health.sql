@@ -1,12 +1,15 @@
 {#- Bookings whose saga waits on someone: a refund still owed (refund_pending) or an outcome
     only the tenant's ledger, Duffel or an operator can settle (needs_reconciliation). A
-    booking's status is the to_state of its latest event; notes leave it as it was. -#}
+    booking's status is the to_state of its latest event, and it waits since the step that
+    entered that status (notes leave both as they were): both folded per booking, and kept
+    incrementally, by `int_booking_events_pivoted_to_bookings`, so this counts bookings, not
+    events. -#}
 
 with
 
-events as (
+bookings as (
 
-    select * from {{ ref('stg_platform__booking_events') }}
+    select * from {{ ref('int_booking_events_pivoted_to_bookings') }}
 
 ),
 
@@ -22,67 +25,18 @@ watched_statuses as (
 
 ),
 
-by_recency as (
-
-    select
-        tenant_id,
-        booking_id,
-        to_state,
-        row_number() over (
-            partition by tenant_id, booking_id
-            order by event_id desc
-        ) as recency_rank
-
-    from events
-
-),
-
-current_status as (
-
-    select
-        tenant_id,
-        booking_id,
-        to_state as status
-
-    from by_recency
-    where recency_rank = 1
-
-),
-
--- A booking entered its current status with its latest state change: a note's type is not
--- booking.<its to_state>, and the event ids give the order.
-transitions as (
-
-    select
-        tenant_id,
-        booking_id,
-        occurred_at,
-        row_number() over (
-            partition by tenant_id, booking_id
-            order by event_id desc
-        ) as recency_rank
-
-    from events
-    where event_type = 'booking.' || to_state
-
-),
-
 waiting as (
 
     select
-        current_status.tenant_id,
-        current_status.status,
+        bookings.tenant_id,
+        bookings.status,
         count(*) as bookings,
-        min(transitions.occurred_at) as oldest_since
+        min(bookings.status_since) as oldest_since
 
-    from current_status
+    from bookings
     inner join watched_statuses
-        on current_status.status = watched_statuses.status
-    left join transitions
-        on current_status.tenant_id = transitions.tenant_id
-        and current_status.booking_id = transitions.booking_id
-        and transitions.recency_rank = 1
-    group by current_status.tenant_id, current_status.status
+        on bookings.status = watched_statuses.status
+    group by bookings.tenant_id, bookings.status
 
 ),
 
@@ -92,7 +46,7 @@ tenants as (
 
     select tenant_id from registry
     union
-    select distinct tenant_id from events
+    select distinct tenant_id from bookings
 
 ),
 
