@@ -212,6 +212,7 @@ def test_every_mart_row_has_a_tenant(warehouse: duckdb.DuckDBPyConnection) -> No
         "bookings",
         "daily_tenant_metrics",
         "daily_usd_rates",
+        "landing_health",
         "ledger_transactions",
         "members",
         "reconciliation_checks",

@@ -33,8 +33,8 @@ final as (
         tenant_id,
         booking_id,
         from_state as failed_from,
-        coalesce(detail, 'no reason recorded') as reason,
-        occurred_at as failed_at
+        occurred_at as failed_at,
+        coalesce(detail, 'no reason recorded') as reason
 
     from into_failed
     where recency = 1
