@@ -1419,8 +1419,8 @@ def quarantine_item_id(source: str, entity: str, tenant_id: str, batch: str, dig
 
 def quarantine_items(data_dir: Path, scope: Scope, tenant_id: str | None = None) -> list[WorkItem]:
     """Every quarantined record in scope, newest first, with quarantine's own outcome."""
-    from ingestion.landing.zone import TENANT_LEVEL, LandingZone
     from ingestion.landing import quarantine as dead_letters
+    from ingestion.landing.zone import TENANT_LEVEL, LandingZone
 
     if tenant_id is not None:
         scope.check(tenant_id)

@@ -61,7 +61,7 @@ def _env(data_dir: Path, home: Path) -> dict[str, str]:
 def _build(data_dir: Path, home: Path) -> subprocess.Popen[str]:
     """`make pipeline`'s warehouse step, in its own process group (dbt runs as a child)."""
     return subprocess.Popen(
-        [sys.executable, "pipeline.py", "--skip-ingest"],
+        [sys.executable, "-m", "orchestration.pipeline", "--skip-ingest"],
         cwd=ROOT,
         env=_env(data_dir, home),
         stdout=subprocess.PIPE,

@@ -45,8 +45,8 @@ def _card(title: str, subtitle: str, body: list[Any], card_id: str) -> dbc.Card:
     return dbc.Card([dbc.CardHeader(header), dbc.CardBody(body)], className="mb-3", id=card_id)
 
 
-def _operator_cards(query: dict[str, str]) -> list[Any]:
-    window = query.get("api-window", "60")
+def _operator_cards() -> list[Any]:
+    window = "60"  # the default; url_state sets the query's value in the browser
     return [
         _card(
             "Approvals queue",
@@ -114,25 +114,27 @@ def _window_placeholder() -> html.Div:
 
 
 def layout(**query: str) -> Any:
-    """Operators get the queue and the API's figures; everyone in scope gets the work lists."""
+    """Operators get the queue and the API's figures; everyone in scope gets the work lists.
+
+    The controls start at their defaults whatever the query string holds: ``url_state``
+    gives them the query's values in the browser, and leaves a control at its default out of
+    the query string, so a layout seeded from the query would drop those values on the next
+    change."""
+    del query  # read in the browser by url_state, not here
     scope = current_scope()
     names = _names(scope)
-    try:
-        page = max(1, int(query.get("work-page", "1")))
-    except ValueError:
-        page = 1
     work = _card(
         "Issues and quarantine",
         "acknowledge, resolve, replay; kept across publishes and restarts",
         [
-            operations.work_filters(names, query, single=not scope.is_operator),
+            operations.work_filters(names, {}, single=not scope.is_operator),
             html.Div(id="work-result", **{"aria-live": "polite"}),
             dcc.Store(id="work-changed"),
             dcc.Loading(html.Div(id="work-body"), delay_show=300),
             dbc.Pagination(
                 id="work-page",
-                max_value=max(1, page),
-                active_page=page,
+                max_value=1,
+                active_page=1,
                 first_last=True,
                 previous_next=True,
                 fully_expanded=False,
@@ -145,7 +147,7 @@ def layout(**query: str) -> Any:
     return html.Div(
         [
             html.H1("Operations", className="h3"),
-            *(_operator_cards(query) if scope.is_operator else [_window_placeholder()]),
+            *(_operator_cards() if scope.is_operator else [_window_placeholder()]),
             work,
             views.loading("operations-body"),
         ]
