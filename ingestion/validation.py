@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
+import msgspec
 import polars as pl
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
 )
@@ -43,6 +42,24 @@ M = TypeVar("M", bound=BaseModel)
 def describe(error: ValidationError) -> str:
     """``field 'amount': Input should be a valid decimal`` (every failing field, joined)."""
     return describe_errors(error, "(record)")
+
+
+_WIRE_ERROR = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
+
+
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+
+
+def describe_wire(error: msgspec.ValidationError) -> str:
+    """A msgspec wire-schema error in the same words: ``field 'slices.0.origin': Expected ...``
+    (``metadata....`` is a value of the ``metadata`` object)."""
+    match = _WIRE_ERROR.fullmatch(str(error))
+    assert match is not None  # the pattern matches any text
+    what, path = match["what"], re.sub(r"\[(\d+|\.\.\.)\]", r".\1", match["path"] or "").lstrip(".")
+    missing = _MISSING.fullmatch(what)
+    if missing:
+        path, what = ".".join(p for p in (path, missing["name"]) if p), "Field required"
+    return f"field '{path or '(record)'}': {what}"
 
 
 @dataclass
@@ -109,12 +126,6 @@ def local_to_utc(local: dt.datetime, time_zone: str | None) -> dt.datetime | Non
     if not time_zone:
         return None
     return local.replace(tzinfo=_zone(time_zone)).astimezone(dt.UTC)
-
-
-# Duffel sends money as decimal strings; a number there is malformed, never read through float.
-DecimalText = Annotated[
-    str, StringConstraints(pattern=r"^-?[0-9]+(\.[0-9]+)?$"), AfterValidator(Decimal)
-]
 
 
 CENT = Decimal("0.01")
@@ -211,7 +222,7 @@ NOTHING_HELD: Held = _Nothing()
 
 
 class SlowPath(Exception):
-    """This record is outside the fast path's subset: validate it with the pydantic model."""
+    """This record is outside the fast path's subset: validate it one by one."""
 
 
 def utc_us(text: str | None) -> int | None:
