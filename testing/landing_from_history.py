@@ -14,7 +14,7 @@ What it does as ingestion would:
 - an order that changed after it was first seen (a paid hold order, a cancelled order) is
   also landed in its earlier version, in an earlier batch;
 - the booking API's events land per tenant in batches named and footed as
-  ``ingestion/platform/events.py`` lands them: the batch id hashes the event ids, and the
+  ``ingestion/platform/events.py`` lands them: the batch id hashes the sorted event ids, and the
   footer's cursor is the last event id the batch covers;
 - orders are rendered to Duffel's JSON as the Duffel stand-in renders them and flattened
   by ingestion's own flattener (``ingestion.duffel.orders.order_page``).
@@ -112,7 +112,7 @@ def _booking_events(
         for number, offset in enumerate(range(0, feed.height, batch_rows)):
             batch = feed.slice(offset, batch_rows)
             ids = batch["event_id"]
-            name = batch_id(EVENTS_ENTITY, [str(i) for i in ids.to_list()])
+            name = batch_id(EVENTS_ENTITY, sorted(str(i) for i in ids.to_list()))
             frame = _lineage(batch, name, start + number * MINUTE).select(
                 [pl.col(c).cast(t) for c, t in BOOKING_EVENTS.items()]
             )

@@ -21,16 +21,10 @@ import polars as pl
 from clients.errors import NotFound
 from clients.loyalty.client import LoyaltyClient
 from clients.loyalty.models import Member
+from ingestion.landing.batches import Batcher, SyncStats, rows_frame
 from ingestion.landing.zone import LandingZone, Rejected
 from ingestion.loyalty import ledger as loyalty_ledger
-from ingestion.sync import (
-    MEMBER_KEYS,
-    MEMBERS_ENTITY,
-    Batcher,
-    RequestCounter,
-    SyncStats,
-    rows_frame,
-)
+from ingestion.sync import MEMBER_KEYS, MEMBERS_ENTITY, RequestCounter
 from tenants.registry import JwtSessionConfig, OAuthClientCredentialsConfig, RateLimit, TenantConfig
 
 log = logging.getLogger("ingestion")
