@@ -21,6 +21,8 @@ from tenants.registry import REGISTRY_DIR
 # The local stand-ins' ports (``python -m sandbox serve``), the defaults of the tenant YAMLs'
 # ``base_url`` and of ``DUFFEL_BASE_URL``. Tenants' URLs are in their YAMLs; Duffel's is here.
 STANDIN_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+# ... as words (``8001-8004``); they are consecutive (``--port-offset`` shifts them together).
+STANDIN_PORT_RANGE = f"{min(STANDIN_PORTS.values())}-{max(STANDIN_PORTS.values())}"
 LOCALHOST = "127.0.0.1"
 
 # The serving snapshot: the file the dashboard reads and the small file it polls for a new one.

@@ -52,9 +52,10 @@ from benchmarks.common import Figure, report
 from booking.history import describe, import_history
 from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
+from settings import STANDIN_PORT_RANGE
 
 ROOT = Path(__file__).resolve().parents[1]
-# Ports of its own (stand-ins at 8001-8004 + the offset), settable so runs beside others do not
+# Ports of its own (the stand-ins' default ports + the offset), settable so runs beside others do not
 # collide: --port-offset, --dagster-port, --api-port.
 PORT_OFFSET = 600
 DAGSTER_PORT = 3600
@@ -371,7 +372,10 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder to inspect")
     parser.add_argument(
-        "--port-offset", type=int, default=PORT_OFFSET, help="added to the stand-ins' 8001-8004"
+        "--port-offset",
+        type=int,
+        default=PORT_OFFSET,
+        help=f"added to the stand-ins' {STANDIN_PORT_RANGE}",
     )
     parser.add_argument("--dagster-port", type=int, default=DAGSTER_PORT)
     parser.add_argument("--api-port", type=int, default=API_PORT)
