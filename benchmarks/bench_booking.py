@@ -43,6 +43,7 @@ import httpx
 import yaml
 
 from benchmarks.common import Figure, report
+from settings import child_environment
 from tenants.registry import TenantConfig, load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,12 +307,14 @@ def booking_api(
     database_url: str | None = None,
 ) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKING_", "TENANTS_DIR"))}
-    env.update(stand_ins.env)
-    env.update(
-        BOOKING_DATABASE_URL=database_url or f"sqlite:///{folder / 'booking.sqlite3'}",
-        BOOKING_OPERATOR_TOKEN=uuid.uuid4().hex,
-        PYTHONPATH=str(ROOT),
+    env = child_environment(
+        stand_ins.env,
+        {
+            "BOOKING_DATABASE_URL": database_url or f"sqlite:///{folder / 'booking.sqlite3'}",
+            "BOOKING_OPERATOR_TOKEN": uuid.uuid4().hex,
+            "PYTHONPATH": str(ROOT),
+        },
+        without=("BOOKING_", "TENANTS_DIR"),
     )
     if tenants_dir is not None:
         env["TENANTS_DIR"] = str(tenants_dir)
@@ -320,7 +323,7 @@ def booking_api(
 
 
 def bare_api(folder: Path) -> Server:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_environment({"PYTHONPATH": str(ROOT)})
     command = ["-m", "uvicorn", "benchmarks.bare_api:app", "--log-level", "warning"]
     return Server(command, env, folder / "bare.log")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import httpx
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from dashboard.auth import create_demo_users
+from settings import child_environment
 from testing.dbt_build import dbt_build
 from testing.landing_from_history import write_landing
 from warehouse.publish import publish_snapshot
@@ -78,7 +78,7 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dashboard", "--port", str(port)],
-        env={**os.environ, "DATA_DIR": str(data_dir)},
+        env=child_environment({"DATA_DIR": str(data_dir)}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -52,7 +52,7 @@ from benchmarks.common import Figure, report
 from booking.history import describe, import_history
 from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
-from settings import STANDIN_PORT_RANGE
+from settings import STANDIN_PORT_RANGE, child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 # Ports of its own (the stand-ins' default ports + the offset), settable so runs beside others do not
@@ -186,26 +186,27 @@ def run(
         urls = {
             name: f"http://127.0.0.1:{port + port_offset}" for name, port in DEFAULT_PORTS.items()
         }
-        env = {
-            **os.environ,
-            "DATA_DIR": str(data),
-            "DAGSTER_HOME": str(scratch / "dagster_home"),
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-            "DO_NOT_TRACK": "1",
-            "INGEST_LIVE": "1",
-            "COFFEECHAIN_API_URL": urls["coffeechain"],
-            "TELCOCORP_API_URL": urls["telcocorp"],
-            "FINTECHAPP_API_URL": urls["fintechapp"],
-            "DUFFEL_BASE_URL": urls["duffel"],
-            **{
-                name: value
-                for name, value in demo.standin_env(SandboxConfig()).items()
-                if not name.endswith("_URL")
-            },
-            # The traffic books through the API; the pipeline reads its feeds.
-            "BOOKING_API_URL": f"http://127.0.0.1:{api_port}",
-            "BOOKING_OPERATOR_TOKEN": secrets.token_urlsafe(32),
-        }
+        env = child_environment(
+            {
+                "DATA_DIR": str(data),
+                "DAGSTER_HOME": str(scratch / "dagster_home"),
+                "DAGSTER_DISABLE_TELEMETRY": "1",
+                "DO_NOT_TRACK": "1",
+                "INGEST_LIVE": "1",
+                "COFFEECHAIN_API_URL": urls["coffeechain"],
+                "TELCOCORP_API_URL": urls["telcocorp"],
+                "FINTECHAPP_API_URL": urls["fintechapp"],
+                "DUFFEL_BASE_URL": urls["duffel"],
+                **{
+                    name: value
+                    for name, value in demo.standin_env(SandboxConfig()).items()
+                    if not name.endswith("_URL")
+                },
+                # The traffic books through the API; the pipeline reads its feeds.
+                "BOOKING_API_URL": f"http://127.0.0.1:{api_port}",
+                "BOOKING_OPERATOR_TOKEN": secrets.token_urlsafe(32),
+            }
+        )
         if unlimited:  # the clients pace themselves by the tenant files' limits: lifted too
             env["TENANTS_DIR"] = str(lifted_tenants(scratch / "tenants"))
         api_env = {**env, "BOOKING_DATABASE_URL": store}

@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 
 from ingestion.definitions import defs
+from ingestion.landing import batches as landing_batches
 from ingestion.landing.zone import CURSOR_KEY, LandingZone
 from ingestion.platform import events as platform_events
-from ingestion.platform import feed as platform_feed
 from ingestion.platform.assets import EVENTS_KEY, SEARCHES_KEY, BookingApiResource, booking_events
 from ingestion.resources import LandingResource
 from tests.booking.test_http import (
@@ -260,7 +260,7 @@ def test_a_crash_between_batches_then_a_rerun_lands_exactly_a_clean_runs_set(
     clean = outcome(materialize(api.url, clean_dir, tenant, page_size=2, batch_size=2))
     assert clean["batches"] > after_batch, "the feed must span more batches than the crash point"
 
-    real_land = platform_feed.land
+    real_land = landing_batches.land
     count = {"batches": 0}
 
     def land(*args: Any, **kwargs: Any) -> Path:
@@ -271,7 +271,7 @@ def test_a_crash_between_batches_then_a_rerun_lands_exactly_a_clean_runs_set(
         return path
 
     with monkeypatch.context() as patch:
-        patch.setattr(platform_feed, "land", land)
+        patch.setattr(landing_batches, "land", land)
         crashed = materialize(api.url, crashed_dir, tenant, page_size=2, batch_size=2)
     assert not crashed.success
     (failure,) = [e for e in crashed.all_events if e.event_type_value == "STEP_FAILURE"]
