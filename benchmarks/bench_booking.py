@@ -45,6 +45,7 @@ import yaml
 from benchmarks.common import Figure, report
 from settings import child_environment
 from tenants.registry import TenantConfig, load_registry
+from testing.booking_api import book_body
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -401,25 +402,6 @@ def _search_body(day: int) -> dict[str, Any]:
     }
 
 
-def _book_body(flight: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "flight_id": flight["id"],
-        "passengers": [
-            {
-                "type": "adult",
-                "title": "Ms",
-                "first_name": "Grace",
-                "last_name": "Hopper",
-                "date_of_birth": "1980-12-09",
-                "email": "grace@example.com",
-                "phone": "+15550100",
-            }
-        ],
-        "payment": {"method": "loyalty_points", "amount": flight["price"]["loyalty_amount"]},
-        "contact": {"email": "grace@example.com", "phone": "+15550100"},
-    }
-
-
 class Load:
     """Clients that search, book, get and list in a loop, each as one member."""
 
@@ -488,7 +470,7 @@ class Load:
         under = [
             f for f in cheap if limit is None or Decimal(f["price"]["loyalty_amount"]) <= limit
         ]
-        body = _book_body((under or cheap)[0])
+        body = book_body((under or cheap)[0])
         key = uuid.uuid4().hex
         while True:
             booked = await self._call(

@@ -30,6 +30,7 @@ from ingestion.landing import quarantine as dead_letters
 from ingestion.landing.batches import (
     Batcher,
     DeadLetters,
+    RequestCounter,
     SyncStats,
     row_keys,
     rows_frame,
@@ -48,16 +49,6 @@ ORDERS_ENTITY = ("duffel", "orders")
 SEGMENTS_ENTITY = ("duffel", "order_segments")
 AIRLINES_ENTITY = ("duffel", "airlines")
 AIRPORTS_ENTITY = ("duffel", "airports")
-
-
-class RequestCounter:
-    """An httpx response hook counting every request a client sends (retries included)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, response: object) -> None:
-        self.count += 1
 
 
 def _prefetched(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -326,9 +317,7 @@ def sync_ledger(
         batcher.reject(conflicts)
         batcher.add(rows)
     batcher.flush()
-    stats.requests = requests.count if requests else 0
-    stats.seconds = time.perf_counter() - started
-    return stats
+    return stats.finish(requests, started)
 
 
 def snapshot_members(
@@ -373,9 +362,7 @@ def snapshot_members(
         for member, _raw in sorted_page.good:
             batcher.add([loyalty_ledger.member_row(tenant_id, member, snapshot_at)])
     batcher.flush()
-    stats.requests = requests.count if requests else 0
-    stats.seconds = time.perf_counter() - started
-    return stats
+    return stats.finish(requests, started)
 
 
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -557,9 +544,7 @@ def sync_orders(
         batcher.reject(conflicts)
         batcher.add(orders, segments)
     batcher.flush()
-    stats.requests = requests.count if requests else 0
-    stats.seconds = time.perf_counter() - started
-    return stats
+    return stats.finish(requests, started)
 
 
 def snapshot_reference(
@@ -604,6 +589,4 @@ def snapshot_reference(
         for item, _raw in sorted_page.good:
             batcher.add([to_row(item)])
     batcher.flush()
-    stats.requests = requests.count if requests else 0
-    stats.seconds = time.perf_counter() - started
-    return stats
+    return stats.finish(requests, started)

@@ -83,3 +83,26 @@ def api_env(stand_ins: Any, database: Path | str, **extra: str) -> dict[str, str
         },
         without=("BOOKING_",),
     )
+
+
+def book_body(flight: dict[str, Any], amount: str | None = None) -> dict[str, Any]:
+    """A booking request for ``flight`` (one adult), paying its loyalty price or ``amount``."""
+    return {
+        "flight_id": flight["id"],
+        "passengers": [
+            {
+                "type": "adult",
+                "title": "Ms",
+                "first_name": "Grace",
+                "last_name": "Hopper",
+                "date_of_birth": "1980-12-09",
+                "email": "grace@example.com",
+                "phone": "+15550100",
+            }
+        ],
+        "payment": {
+            "method": "loyalty_points",
+            "amount": amount or flight["price"]["loyalty_amount"],
+        },
+        "contact": {"email": "grace@example.com", "phone": "+15550100"},
+    }

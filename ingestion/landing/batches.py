@@ -62,6 +62,30 @@ class SyncStats:
             "records_per_second": round(rate, 1),
         }
 
+    def finish(self, requests: RequestCounter | None, started: float) -> SyncStats:
+        """Stamp the pull's requests and seconds (since ``started``, a perf_counter reading)."""
+        self.requests = requests.count if requests else 0
+        self.seconds = time.perf_counter() - started
+        return self
+
+    def summary(self) -> str:
+        """One log line's worth: ``fetched 1,234, landed 1,200, quarantined 2, ...``."""
+        return (
+            f"fetched {self.fetched:,}, landed {self.landed:,}, quarantined {self.quarantined:,}, "
+            f"already landed {self.already_landed:,} in {self.requests:,} requests, "
+            f"{self.seconds:.1f} s"
+        )
+
+
+class RequestCounter:
+    """An httpx response hook counting every request a client sends (retries included)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, response: object) -> None:
+        self.count += 1
+
 
 def _quarantine_rejected(
     zone: LandingZone,

@@ -100,10 +100,7 @@ def land_feed(
         raise
     metadata = stats.metadata()
     metadata.pop("cursor_since")
-    context.log.info(
-        f"{context.partition_key} {feed.entity}: fetched {stats.fetched:,}, landed "
-        f"{stats.landed:,}, quarantined {stats.quarantined:,} in {stats.requests:,} requests"
-    )
+    context.log.info(f"{context.partition_key} {feed.entity}: {stats.summary()}")
     return dg.MaterializeResult(metadata=metadata)
 
 

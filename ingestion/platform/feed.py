@@ -26,9 +26,15 @@ import polars as pl
 from clients.http import Route
 from clients.platform import BookingEventsClient, FeedContractError
 from ingestion.landing import quarantine as dead_letters
-from ingestion.landing.batches import Batcher, DeadLetters, SyncStats, row_keys, rows_frame
+from ingestion.landing.batches import (
+    Batcher,
+    DeadLetters,
+    RequestCounter,
+    SyncStats,
+    row_keys,
+    rows_frame,
+)
 from ingestion.landing.zone import CURSOR_KEY, LandingZone, Rejected
-from ingestion.sync import RequestCounter
 
 SOURCE = "platform"
 
@@ -171,6 +177,4 @@ def sync_feed(
         batcher.reject(fresh)
         batcher.add(rows)
     batcher.flush()
-    stats.requests = requests.count if requests else 0
-    stats.seconds = time.perf_counter() - started
-    return stats
+    return stats.finish(requests, started)

@@ -23,6 +23,7 @@ from ingestion.landing import batches as landing_batches
 from ingestion.landing.zone import CURSOR_KEY, LandingZone
 from ingestion.platform import events as platform_events
 from ingestion.platform.assets import EVENTS_KEY, SEARCHES_KEY, BookingApiResource, booking_events
+from ingestion.platform.feed import sync_feed
 from ingestion.resources import LandingResource
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
@@ -388,8 +389,13 @@ def _sync(events: list[dict[str, Any]], data_dir: Path) -> Any:
         booking_api_url="http://booking.test", booking_operator_token=OPERATOR_TOKEN
     )
     with build_booking_events_client(settings, transport=_served(events)) as client:
-        return platform_events.sync_booking_events(
-            client, LandingZone.under(data_dir), "coffeechain", page_size=2, batch_size=2
+        return sync_feed(
+            platform_events.EVENTS_FEED,
+            client,
+            LandingZone.under(data_dir),
+            "coffeechain",
+            page_size=2,
+            batch_size=2,
         )
 
 
