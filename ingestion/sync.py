@@ -212,6 +212,28 @@ def _unseen(
 MEMBER_KEYS = row_keys(lambda r: f"{r['member_id']}|{r['snapshot_at'].isoformat()}")
 
 
+def member_snapshot_batcher(
+    zone: LandingZone,
+    tenant_id: str,
+    stats: SyncStats,
+    snapshot_at: dt.datetime,
+    batch_size: int,
+    dead: DeadLetters | None = None,
+) -> Batcher:
+    """The batcher of one member snapshot (from the member list or from balance lookups)."""
+    return Batcher(
+        zone,
+        MEMBERS_ENTITY,
+        tenant_id,
+        MEMBER_KEYS,
+        batch_size,
+        stats,
+        snapshot_at,
+        to_frame=rows_frame(MEMBERS_ENTITY),
+        dead=dead,
+    )
+
+
 _ORDER_SAME_AT = tuple(duffel_orders.ORDER_COLUMNS.index(c) for c in ORDER_SAME)
 _ORDER_MONEY = frozenset(
     i for i, c in zip(_ORDER_SAME_AT, ORDER_SAME, strict=True) if c.endswith("_amount")
@@ -337,16 +359,8 @@ def snapshot_members(
     check = loyalty_ledger.member_problem(
         tenant_id, client.currency, client.tenant.currency.decimals
     )
-    batcher = Batcher(
-        zone,
-        MEMBERS_ENTITY,
-        tenant_id,
-        MEMBER_KEYS,
-        batch_size,
-        stats,
-        snapshot_at,
-        to_frame=rows_frame(MEMBERS_ENTITY),
-        dead=DeadLetters(held, "member_id"),
+    batcher = member_snapshot_batcher(
+        zone, tenant_id, stats, snapshot_at, batch_size, DeadLetters(held, "member_id")
     )
     for page in client.iter_member_pages():
         stats.pages += 1
