@@ -504,7 +504,7 @@ def sync_orders(
     recognised by its version and not landed twice.
 
     Pages arrive as raw bytes and are decoded columnar (``duffel_orders.order_page``); only
-    unusual records go through the pydantic model. The listing is split into ``streams``
+    unusual records are validated one by one. The listing is split into ``streams``
     creation-time windows fetched concurrently (one thread each, a page or two ahead), all
     through the token's one rate limiter.
     """

@@ -1,16 +1,18 @@
 """Raw API records -> typed landing rows: what every source's decoding shares.
 
-Validation goes through the clients' pydantic models, so the landing zone holds exactly
-what the platform's code accepts: Decimal money, timezone-aware instants. One bad record
-never stops a batch: it is set aside with its reason and the rest go through.
+Validation goes through one wire schema per entity (the clients' pydantic models for the
+loyalty APIs, the msgspec structs of ``ingestion.duffel.orders`` for Duffel orders), so the
+landing zone holds exactly what the platform's code accepts: Decimal money, timezone-aware
+instants. One bad record never stops a batch: it is set aside with its reason (naming the
+record and the field) and the rest go through.
 
 Fast paths (``ingestion.duffel.orders.order_page``, ``ingestion.loyalty.ledger.ledger_page``)
 decode whole pages columnar; the helpers for that are here too. The fast path accepts only a
-strict subset of what the models accept, in canonical form (UTC "...Z" instants, naive
+strict subset of what the schema accepts, in canonical form (UTC "...Z" instants, naive
 "YYYY-MM-DDTHH:MM:SS" local times, money as plain decimal text with at most 2 places), and
-computes exactly the values the models' rows would. Any record outside that subset --
-malformed, or merely unusual -- takes the slow path: the pydantic model on that raw record,
-which lands it or quarantines it with its reason.
+computes exactly the values the one-by-one path would. Any record outside that subset --
+malformed, or merely unusual -- takes the slow path: validated alone, it lands or is
+quarantined with its reason.
 """
 
 from __future__ import annotations
