@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import typing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 import httpx
 import msgspec
 import polars as pl
+import pydantic
 import pytest
 
 from clients.duffel.client import DuffelClient
+from clients.duffel.models import DuffelOrder
 from clients.errors import DuffelError
 from clients.loyalty.models import LedgerTransaction
 from ingestion import validation
@@ -487,3 +490,41 @@ def test_quarantined_payloads_keep_big_integers_and_decimals_exactly() -> None:
     text = payload_text(raw)
     assert json.loads(text, parse_float=Decimal) == raw
     assert payload_text(json.loads(text, parse_float=Decimal)) == text
+
+
+def test_the_landed_part_of_an_order_is_named_as_the_duffel_client_names_it() -> None:
+    """The booking side's client model of an order (``DuffelOrder``, all of it) and the
+    ingestion's wire schema (the landed part) are two readings of one payload: every field
+    the ingestion reads must be one the client model knows, at the same place."""
+
+    def missing(struct: type, model: type, at: str) -> list[str]:
+        found = []
+        for field in msgspec.structs.fields(struct):
+            if field.name not in model.model_fields:
+                found.append(f"{at}{field.name}")
+                continue
+            inner = _struct_of(field.type)
+            if inner is not None:
+                annotation = model.model_fields[field.name].annotation
+                found += missing(inner, _model_of(annotation), f"{at}{field.name}.")
+        return found
+
+    assert missing(duffel_orders.WireOrder, DuffelOrder, "") == []
+
+
+def _struct_of(annotation: Any) -> type | None:
+    """The msgspec struct inside ``X``, ``X | None`` or ``list[X]``."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        for inner in (candidate, *typing.get_args(candidate)):
+            if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
+                return inner
+    return None
+
+
+def _model_of(annotation: Any) -> type:
+    """The pydantic model inside ``X``, ``X | None`` or ``list[X]``."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        for inner in (candidate, *typing.get_args(candidate)):
+            if isinstance(inner, type) and issubclass(inner, pydantic.BaseModel):
+                return inner
+    raise AssertionError(f"no model in {annotation!r}")
