@@ -54,10 +54,11 @@ _MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
 
 def describe_wire(error: msgspec.ValidationError) -> str:
     """A msgspec wire-schema error in the same words: ``field 'slices.0.origin': Expected ...``
-    (``metadata....`` is a value of the ``metadata`` object)."""
+    (``metadata.*``: a value of the ``metadata`` object)."""
     match = _WIRE_ERROR.fullmatch(str(error))
     assert match is not None  # the pattern matches any text
-    what, path = match["what"], re.sub(r"\[(\d+|\.\.\.)\]", r".\1", match["path"] or "").lstrip(".")
+    path = re.sub(r"\[(\d+)\]", r".\1", (match["path"] or "").replace("[...]", ".*"))
+    what, path = match["what"], path.lstrip(".")
     missing = _MISSING.fullmatch(what)
     if missing:
         path, what = ".".join(p for p in (path, missing["name"]) if p), "Field required"

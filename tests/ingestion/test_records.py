@@ -173,7 +173,7 @@ MALFORMED = {
     "ord_leap_second": "created_at",
     "ord_feb_30": "created_at",
     "ord_other_tenant": "metadata.tenant_id",
-    "ord_metadata_number": "metadata....",
+    "ord_metadata_number": "metadata.*",
     "ord_null_passengers": "passengers",
     "ord_passenger_not_object": "passengers.0",
     "ord_currency_long": "total_currency",
