@@ -246,15 +246,10 @@ def _amount_problem(name: str, text: str | None) -> str | None:
 
 
 def order_problem(order: WireOrder, tenant_id: str) -> str | None:
-    """What is wrong with a decoded order beyond the wire format, naming the field, or None:
-    it must have a flight segment and belong to the tenant that listed it, its instants must
-    be real and timezone-aware, its amounts fit Decimal(18, 2) exactly and its airports'
-    time zones exist."""
-    if not order.slices or not order.slices[0].segments:
-        return "field 'slices': an order without any flight segment"
-    owner = (order.metadata or {}).get("tenant_id")
-    if owner is not None and owner != tenant_id:
-        return f"field 'metadata.tenant_id': names {owner!r}, but {tenant_id!r}'s token listed it"
+    """What is wrong with a decoded order beyond the wire format, naming the field, or None
+    (the first thing found): its instants must be real and timezone-aware, its amounts
+    decimal text that fits Decimal(18, 2) exactly; it must have a flight segment and belong
+    to the tenant that listed it, and its airports' time zones and local times be real."""
     payment = order.payment_status
     cancellation = order.cancellation
     instants = (
@@ -278,6 +273,11 @@ def order_problem(order: WireOrder, tenant_id: str) -> str | None:
         problem = _amount_problem(name, text)
         if problem:
             return problem
+    if not order.slices or not order.slices[0].segments:
+        return "field 'slices': an order without any flight segment"
+    owner = (order.metadata or {}).get("tenant_id")
+    if owner is not None and owner != tenant_id:
+        return f"field 'metadata.tenant_id': names {owner!r}, but {tenant_id!r}'s token listed it"
     for i, journey in enumerate(order.slices):
         for j, segment in enumerate(journey.segments):
             at = f"slices.{i}.segments.{j}"

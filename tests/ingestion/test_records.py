@@ -528,3 +528,10 @@ def _model_of(annotation: Any) -> type:
             if isinstance(inner, type) and issubclass(inner, pydantic.BaseModel):
                 return inner
     raise AssertionError(f"no model in {annotation!r}")
+
+
+def test_bad_money_is_named_before_what_else_is_wrong_with_the_order() -> None:
+    """The generator's malformed order: money as 'N/A' and no slices; the reason names the
+    amount (its wire form), as the planted anomaly says."""
+    bad = variant("ord_na", lambda o: o.update(total_amount="N/A", slices=[]))
+    assert reasons(page_body([bad]))["ord_na"].startswith("id 'ord_na': field 'total_amount'")
