@@ -94,7 +94,8 @@ RUN python3 -m compileall -q -x '(^|/)\.venv/' /app \
 USER app
 VOLUME ["/app/data"]
 
-# Stand-ins 8001-8004, Dagster UI 3000, dashboard 8050, booking API 8000 (each role its own).
+# Dagster UI 3000, dashboard 8050, booking API 8000, then the stand-ins (settings.STANDIN_PORTS;
+# a Dockerfile cannot read Python, tests/test_layout.py keeps the two equal). Each role its own.
 EXPOSE 3000 8000 8050 8001 8002 8003 8004
 # Role-aware: the HTTP port of the role answers, the daemon has a recent heartbeat, one-shot
 # roles are healthy while they run.

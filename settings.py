@@ -9,6 +9,9 @@ Each field is set by the upper-case variable of its name (``DATA_DIR``, ``INGEST
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +24,8 @@ from tenants.registry import REGISTRY_DIR
 # The local stand-ins' ports (``python -m sandbox serve``), the defaults of the tenant YAMLs'
 # ``base_url`` and of ``DUFFEL_BASE_URL``. Tenants' URLs are in their YAMLs; Duffel's is here.
 STANDIN_PORTS = {"coffeechain": 8001, "telcocorp": 8002, "fintechapp": 8003, "duffel": 8004}
+# ... as words (``8001-8004``); they are consecutive (``--port-offset`` shifts them together).
+STANDIN_PORT_RANGE = f"{min(STANDIN_PORTS.values())}-{max(STANDIN_PORTS.values())}"
 LOCALHOST = "127.0.0.1"
 
 # The serving snapshot: the file the dashboard reads and the small file it polls for a new one.
@@ -132,3 +137,31 @@ def current_settings() -> Settings:
 def get_settings() -> Settings:
     """The settings of this process, read once."""
     return Settings()
+
+
+def child_environment(
+    *overrides: Mapping[str, str], without: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The environment for a child process: this process's, less the variables whose names
+    start with one of ``without``, plus ``overrides`` (later ones win)."""
+    env = {k: v for k, v in os.environ.items() if not without or not k.startswith(without)}
+    for override in overrides:
+        env.update(override)
+    return env
+
+
+@contextmanager
+def environment_overridden(*overrides: Mapping[str, str]) -> Iterator[None]:
+    """This process's environment with ``overrides`` added and the settings read anew, both
+    restored on exit: how a test or a benchmark that runs the pipeline in this process points
+    every settings object (these, the tenants', the booking feeds') at its own stand-ins."""
+    saved = dict(os.environ)
+    for override in overrides:
+        os.environ.update(override)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()

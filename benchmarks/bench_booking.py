@@ -43,7 +43,9 @@ import httpx
 import yaml
 
 from benchmarks.common import Figure, report
+from settings import child_environment
 from tenants.registry import TenantConfig, load_registry
+from testing.booking_api import book_body
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -306,12 +308,14 @@ def booking_api(
     database_url: str | None = None,
 ) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKING_", "TENANTS_DIR"))}
-    env.update(stand_ins.env)
-    env.update(
-        BOOKING_DATABASE_URL=database_url or f"sqlite:///{folder / 'booking.sqlite3'}",
-        BOOKING_OPERATOR_TOKEN=uuid.uuid4().hex,
-        PYTHONPATH=str(ROOT),
+    env = child_environment(
+        stand_ins.env,
+        {
+            "BOOKING_DATABASE_URL": database_url or f"sqlite:///{folder / 'booking.sqlite3'}",
+            "BOOKING_OPERATOR_TOKEN": uuid.uuid4().hex,
+            "PYTHONPATH": str(ROOT),
+        },
+        without=("BOOKING_", "TENANTS_DIR"),
     )
     if tenants_dir is not None:
         env["TENANTS_DIR"] = str(tenants_dir)
@@ -320,7 +324,7 @@ def booking_api(
 
 
 def bare_api(folder: Path) -> Server:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_environment({"PYTHONPATH": str(ROOT)})
     command = ["-m", "uvicorn", "benchmarks.bare_api:app", "--log-level", "warning"]
     return Server(command, env, folder / "bare.log")
 
@@ -398,25 +402,6 @@ def _search_body(day: int) -> dict[str, Any]:
     }
 
 
-def _book_body(flight: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "flight_id": flight["id"],
-        "passengers": [
-            {
-                "type": "adult",
-                "title": "Ms",
-                "first_name": "Grace",
-                "last_name": "Hopper",
-                "date_of_birth": "1980-12-09",
-                "email": "grace@example.com",
-                "phone": "+15550100",
-            }
-        ],
-        "payment": {"method": "loyalty_points", "amount": flight["price"]["loyalty_amount"]},
-        "contact": {"email": "grace@example.com", "phone": "+15550100"},
-    }
-
-
 class Load:
     """Clients that search, book, get and list in a loop, each as one member."""
 
@@ -485,7 +470,7 @@ class Load:
         under = [
             f for f in cheap if limit is None or Decimal(f["price"]["loyalty_amount"]) <= limit
         ]
-        body = _book_body((under or cheap)[0])
+        body = book_body((under or cheap)[0])
         key = uuid.uuid4().hex
         while True:
             booked = await self._call(

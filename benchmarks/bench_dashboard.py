@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -30,22 +29,14 @@ import httpx
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from dashboard.auth import create_demo_users
+from settings import child_environment
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
 from testing.dbt_build import dbt_build
 from testing.landing_from_history import write_landing
 from warehouse.publish import publish_snapshot
 
 ROOT = Path("data/bench")
 REPEATS = 15
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 
 
 def ensure_snapshot(size: int) -> Path:
@@ -78,7 +69,7 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "dashboard", "--port", str(port)],
-        env={**os.environ, "DATA_DIR": str(data_dir)},
+        env=child_environment({"DATA_DIR": str(data_dir)}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -232,9 +223,7 @@ def _first_renders(
     }
     results: dict[str, float] = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.add_cookies([{"name": k, "value": v, "url": url} for k, v in cookies.items()])
         page = context.new_page()

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import bench_ingest
 from benchmarks.bench_ingest import client_env, standins
 from benchmarks.common import Figure, report
 
@@ -53,16 +51,13 @@ def ensure_history(size: int, seed: int = 7) -> Path:
 
 
 def _ours(offset: int) -> dict[str, Any]:
-    import logging
-
-    from benchmarks.bench_ingest import _point_clients_at, _tenant
+    from benchmarks.bench_ingest import _quiet_quarantine, _tenant
     from clients.duffel.client import build_duffel_client
     from clients.loyalty.client import build_loyalty_client
     from ingestion.landing.zone import LandingZone
     from ingestion.sync import sync_ledger, sync_orders
 
-    _point_clients_at(offset)
-    logging.getLogger("ingestion").setLevel(logging.ERROR)
+    _quiet_quarantine()  # the clients: pointed at the stand-ins by ``_child``'s environment
     tenant = _tenant(TENANT, lifted=True)
     with tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp:
         zone = LandingZone.under(Path(tmp))
@@ -85,7 +80,6 @@ def _dlt(offset: int) -> dict[str, Any]:
     # Guard the machine: a first attempt left to DuckDB's defaults (memory_limit 80 % of RAM)
     # grew past 20 GB while loading. Cap the process and give DuckDB a bounded budget.
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
     import duckdb
     from dlt.sources.rest_api import rest_api_source
@@ -177,21 +171,8 @@ def _dlt(offset: int) -> dict[str, Any]:
 
 
 def _child(mode: str, offset: int) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.bench_dlt",
-                mode,
-                "--port-offset",
-                str(offset),
-                "--json",
-                out.name,
-            ],
-            check=True,
-        )
-        return json.loads(Path(out.name).read_text())
+    telemetry_off = {"RUNTIME__DLTHUB_TELEMETRY": "false"}
+    return bench_ingest._child(mode, offset, [], module="benchmarks.bench_dlt", env=telemetry_off)
 
 
 def run(size: int, repeats: int) -> list[Figure]:

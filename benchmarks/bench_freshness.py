@@ -52,9 +52,10 @@ from benchmarks.common import Figure, report
 from booking.history import describe, import_history
 from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
+from settings import STANDIN_PORT_RANGE, child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-# Ports of its own (stand-ins at 8001-8004 + the offset), settable so runs beside others do not
+# Ports of its own (the stand-ins' default ports + the offset), settable so runs beside others do not
 # collide: --port-offset, --dagster-port, --api-port.
 PORT_OFFSET = 600
 DAGSTER_PORT = 3600
@@ -185,26 +186,27 @@ def run(
         urls = {
             name: f"http://127.0.0.1:{port + port_offset}" for name, port in DEFAULT_PORTS.items()
         }
-        env = {
-            **os.environ,
-            "DATA_DIR": str(data),
-            "DAGSTER_HOME": str(scratch / "dagster_home"),
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-            "DO_NOT_TRACK": "1",
-            "INGEST_LIVE": "1",
-            "COFFEECHAIN_API_URL": urls["coffeechain"],
-            "TELCOCORP_API_URL": urls["telcocorp"],
-            "FINTECHAPP_API_URL": urls["fintechapp"],
-            "DUFFEL_BASE_URL": urls["duffel"],
-            **{
-                name: value
-                for name, value in demo.standin_env(SandboxConfig()).items()
-                if not name.endswith("_URL")
-            },
-            # The traffic books through the API; the pipeline reads its feeds.
-            "BOOKING_API_URL": f"http://127.0.0.1:{api_port}",
-            "BOOKING_OPERATOR_TOKEN": secrets.token_urlsafe(32),
-        }
+        env = child_environment(
+            {
+                "DATA_DIR": str(data),
+                "DAGSTER_HOME": str(scratch / "dagster_home"),
+                "DAGSTER_DISABLE_TELEMETRY": "1",
+                "DO_NOT_TRACK": "1",
+                "INGEST_LIVE": "1",
+                "COFFEECHAIN_API_URL": urls["coffeechain"],
+                "TELCOCORP_API_URL": urls["telcocorp"],
+                "FINTECHAPP_API_URL": urls["fintechapp"],
+                "DUFFEL_BASE_URL": urls["duffel"],
+                **{
+                    name: value
+                    for name, value in demo.standin_env(SandboxConfig()).items()
+                    if not name.endswith("_URL")
+                },
+                # The traffic books through the API; the pipeline reads its feeds.
+                "BOOKING_API_URL": f"http://127.0.0.1:{api_port}",
+                "BOOKING_OPERATOR_TOKEN": secrets.token_urlsafe(32),
+            }
+        )
         if unlimited:  # the clients pace themselves by the tenant files' limits: lifted too
             env["TENANTS_DIR"] = str(lifted_tenants(scratch / "tenants"))
         api_env = {**env, "BOOKING_DATABASE_URL": store}
@@ -371,7 +373,10 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder to inspect")
     parser.add_argument(
-        "--port-offset", type=int, default=PORT_OFFSET, help="added to the stand-ins' 8001-8004"
+        "--port-offset",
+        type=int,
+        default=PORT_OFFSET,
+        help=f"added to the stand-ins' {STANDIN_PORT_RANGE}",
     )
     parser.add_argument("--dagster-port", type=int, default=DAGSTER_PORT)
     parser.add_argument("--api-port", type=int, default=API_PORT)

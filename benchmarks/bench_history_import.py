@@ -9,7 +9,6 @@ alone; PostgreSQL runs in a throwaway server (tests/postgres.py) on loopback.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -21,12 +20,15 @@ from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from booking.history import import_history
 from sandbox.generator import generate
+from settings import child_environment
 
 
 def _sqlite(history: Path, label: str) -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
-        env["BOOKING_DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'booking.sqlite3'}"
+        env = child_environment(
+            {"BOOKING_DATABASE_URL": f"sqlite:///{Path(tmp) / 'booking.sqlite3'}"},
+            without=("BOOKING_",),
+        )
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
         subprocess.run(

@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import resource
 import signal
 import socket
@@ -40,7 +39,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import Figure, report
-from settings import STANDIN_PORTS
+from settings import STANDIN_PORTS, child_environment
 
 TENANTS = ("coffeechain", "telcocorp", "fintechapp")
 DEFAULT_PORTS = STANDIN_PORTS
@@ -131,14 +130,21 @@ def _wait_healthy(server: subprocess.Popen, offset: int, log: str) -> None:
         time.sleep(0.5)
 
 
-def _child(mode: str, offset: int, extra: list[str]) -> dict[str, Any]:
-    """Run this module's ``mode`` in a child process and read back its JSON result."""
+def _child(
+    mode: str,
+    offset: int,
+    extra: list[str],
+    module: str = "benchmarks.bench_ingest",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run ``module``'s ``mode`` in a child process, its clients pointed at the stand-ins
+    through its environment (plus ``env``), and read back its JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
             [
                 sys.executable,
                 "-m",
-                "benchmarks.bench_ingest",
+                module,
                 mode,
                 "--port-offset",
                 str(offset),
@@ -146,18 +152,15 @@ def _child(mode: str, offset: int, extra: list[str]) -> dict[str, Any]:
                 out.name,
                 *extra,
             ],
+            env=child_environment(client_env(offset), env or {}),
             check=True,
         )
         return json.loads(Path(out.name).read_text())
 
 
-def _point_clients_at(offset: int) -> None:
+def _quiet_quarantine() -> None:
     # Quarantined records are counted in the figures; one warning line each is noise here.
     logging.getLogger("ingestion").setLevel(logging.ERROR)
-    os.environ.update(client_env(offset))
-    from settings import get_settings
-
-    get_settings.cache_clear()
 
 
 def _tenant(name: str, *, lifted: bool):
@@ -187,7 +190,7 @@ def _backfill(offset: int, streams: int) -> dict[str, Any]:
     from ingestion.landing.zone import LandingZone
     from ingestion.sync import snapshot_members, snapshot_reference, sync_ledger, sync_orders
 
-    _point_clients_at(offset)
+    _quiet_quarantine()  # the clients: pointed at the stand-ins by ``_child``'s environment
     result: dict[str, Any] = {"steps": []}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         zone = LandingZone.under(Path(tmp))
@@ -267,7 +270,7 @@ def _limits(offset: int, seconds: float) -> dict[str, Any]:
     from ingestion.landing.zone import LandingZone
     from ingestion.sync import sync_ledger, sync_orders
 
-    _point_clients_at(offset)
+    _quiet_quarantine()  # the clients: pointed at the stand-ins by ``_child``'s environment
     deadline = time.monotonic() + seconds
     recorders: dict[str, _Recorder] = {}
     limits: dict[str, dict[str, float]] = {}

@@ -9,7 +9,6 @@ servers' own speed, not the client's JSON decoding.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import orjson
 
 from benchmarks.common import Figure, report
 from sandbox.config import DEFAULT_PORTS
+from settings import child_environment
 
 HISTORY = Path("data/sandbox/bench-1m")
 PORT_OFFSET = 500
@@ -55,7 +55,7 @@ def serve_unlimited(
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=child_environment({"PYTHONUNBUFFERED": "1"}),
     )
     urls = {name: f"http://127.0.0.1:{port + offset}" for name, port in DEFAULT_PORTS.items()}
     deadline = time.monotonic() + 120

@@ -1,11 +1,14 @@
 """The image's HEALTHCHECK: is this container's role doing its job? Exit 0 healthy, 1 not.
 
-deploy/entrypoint.sh records the role; the ports come from the same variables it reads.
-Standard library only, so a check costs a few milliseconds (the daemon's excepted).
+deploy/entrypoint.sh records the role; the ports come from the same variables it reads, the
+stand-ins' from ``settings.STANDIN_PORTS`` (read from the file's text: importing ``settings``
+would load pydantic). Standard library only, so a check costs a few milliseconds (the
+daemon's excepted).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -14,7 +17,17 @@ import urllib.request
 from pathlib import Path
 
 ROLE_FILE = Path("/tmp/container-role")
-STANDIN_PORTS = (8001, 8002, 8003, 8004)
+SETTINGS = Path(__file__).resolve().parents[1] / "settings.py"
+
+
+def standin_ports(settings: Path = SETTINGS) -> list[int]:
+    """The values of the ``STANDIN_PORTS = {...}`` literal in settings.py."""
+    for node in ast.parse(settings.read_text(), str(settings)).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "STANDIN_PORTS" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value).values())
+    raise LookupError(f"{settings}: no STANDIN_PORTS literal")
 
 
 def _probe_host(variable: str) -> str:
@@ -44,7 +57,7 @@ def main() -> int:
     if role == "sandbox":
         host = _probe_host("SANDBOX_HOST")
         offset = int(os.environ.get("SANDBOX_PORT_OFFSET") or 0)
-        urls = [f"http://{host}:{port + offset}/health" for port in STANDIN_PORTS]
+        urls = [f"http://{host}:{port + offset}/health" for port in standin_ports()]
     elif role == "webserver":
         host = _probe_host("DAGSTER_WEBSERVER_HOST")
         urls = [f"http://{host}:{os.environ.get('DAGSTER_WEBSERVER_PORT', '3000')}/server_info"]

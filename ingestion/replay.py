@@ -26,6 +26,7 @@ from clients.loyalty.models import Member
 from ingestion import validation
 from ingestion.duffel import orders as duffel_orders
 from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.batches import SyncStats
 from ingestion.landing.schemas import ENTITIES
 from ingestion.landing.zone import REPLAY_PREFIX, LandingZone, Rejected, batch_id, land
 from ingestion.loyalty import ledger as loyalty_ledger
@@ -36,7 +37,6 @@ from ingestion.sync import (
     ORDER_SAME,
     ORDERS_ENTITY,
     SEGMENTS_ENTITY,
-    SyncStats,
     _landed_versions,
     _unseen,
     _unseen_orders,

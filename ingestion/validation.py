@@ -1,16 +1,18 @@
 """Raw API records -> typed landing rows: what every source's decoding shares.
 
-Validation goes through the clients' pydantic models, so the landing zone holds exactly
-what the platform's code accepts: Decimal money, timezone-aware instants. One bad record
-never stops a batch: it is set aside with its reason and the rest go through.
+Validation goes through one wire schema per entity (the clients' pydantic models for the
+loyalty APIs, the msgspec structs of ``ingestion.duffel.orders`` for Duffel orders), so the
+landing zone holds exactly what the platform's code accepts: Decimal money, timezone-aware
+instants. One bad record never stops a batch: it is set aside with its reason (naming the
+record and the field) and the rest go through.
 
 Fast paths (``ingestion.duffel.orders.order_page``, ``ingestion.loyalty.ledger.ledger_page``)
 decode whole pages columnar; the helpers for that are here too. The fast path accepts only a
-strict subset of what the models accept, in canonical form (UTC "...Z" instants, naive
+strict subset of what the schema accepts, in canonical form (UTC "...Z" instants, naive
 "YYYY-MM-DDTHH:MM:SS" local times, money as plain decimal text with at most 2 places), and
-computes exactly the values the models' rows would. Any record outside that subset --
-malformed, or merely unusual -- takes the slow path: the pydantic model on that raw record,
-which lands it or quarantines it with its reason.
+computes exactly the values the one-by-one path would. Any record outside that subset --
+malformed, or merely unusual -- takes the slow path: validated alone, it lands or is
+quarantined with its reason.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
+import msgspec
 import polars as pl
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
 )
@@ -43,6 +44,25 @@ M = TypeVar("M", bound=BaseModel)
 def describe(error: ValidationError) -> str:
     """``field 'amount': Input should be a valid decimal`` (every failing field, joined)."""
     return describe_errors(error, "(record)")
+
+
+_WIRE_ERROR = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
+
+
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]*)`")
+
+
+def describe_wire(error: msgspec.ValidationError) -> str:
+    """A msgspec wire-schema error in the same words: ``field 'slices.0.origin': Expected ...``
+    (``metadata.*``: a value of the ``metadata`` object)."""
+    match = _WIRE_ERROR.fullmatch(str(error))
+    assert match is not None  # the pattern matches any text
+    path = re.sub(r"\[(\d+)\]", r".\1", (match["path"] or "").replace("[...]", ".*"))
+    what, path = match["what"], path.lstrip(".")
+    missing = _MISSING.fullmatch(what)
+    if missing:
+        path, what = ".".join(p for p in (path, missing["name"]) if p), "Field required"
+    return f"field '{path or '(record)'}': {what}"
 
 
 @dataclass
@@ -109,12 +129,6 @@ def local_to_utc(local: dt.datetime, time_zone: str | None) -> dt.datetime | Non
     if not time_zone:
         return None
     return local.replace(tzinfo=_zone(time_zone)).astimezone(dt.UTC)
-
-
-# Duffel sends money as decimal strings; a number there is malformed, never read through float.
-DecimalText = Annotated[
-    str, StringConstraints(pattern=r"^-?[0-9]+(\.[0-9]+)?$"), AfterValidator(Decimal)
-]
 
 
 CENT = Decimal("0.01")
@@ -211,7 +225,7 @@ NOTHING_HELD: Held = _Nothing()
 
 
 class SlowPath(Exception):
-    """This record is outside the fast path's subset: validate it with the pydantic model."""
+    """This record is outside the fast path's subset: validate it one by one."""
 
 
 def utc_us(text: str | None) -> int | None:

@@ -28,6 +28,7 @@ import httpx
 
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
 from sandbox.runner import client_env
+from settings import DataLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -477,7 +478,7 @@ def run(args: argparse.Namespace) -> int:
                     f"   Duffel http://127.0.0.1:{ports['duffel']}",
                     "             fault switches: POST <stand-in>/_sandbox/faults",
                     f"Logs         {log_dir}/ (one file per service and step)",
-                    f"Serving data {data / 'serving' / 'serving.duckdb'}",
+                    f"Serving data {DataLayout(data).serving_file}",
                     "Ctrl-C stops everything.",
                 ],
             ),

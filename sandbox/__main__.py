@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from sandbox.config import DEFAULT_LIMITS, DEFAULT_PORTS, Limit, SandboxConfig
+from settings import STANDIN_PORT_RANGE
 
 DEFAULT_HISTORY = Path("data/sandbox/history")
 
@@ -183,8 +184,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     try:
         httpx.get(f"http://{LOCALHOST}:{first}/health", timeout=1)
         print(
-            f"pipeline: using the stand-ins already running on {LOCALHOST}:"
-            f"{first}-{max(STANDIN_PORTS.values())}",
+            f"pipeline: using the stand-ins already running on {LOCALHOST}:{STANDIN_PORT_RANGE}",
             flush=True,
         )
     except httpx.HTTPError:
@@ -226,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument(
-        "--port-offset", type=int, default=0, help="add to the default ports 8001-8004"
+        "--port-offset",
+        type=int,
+        default=0,
+        help=f"add to the default ports {STANDIN_PORT_RANGE}",
     )
     serve.add_argument(
         "--traffic",

@@ -210,22 +210,34 @@ done_step
 # ---------------------------------------------------------------- 4. stand-ins
 step 4 "sandbox role: the four stand-ins"
 podman volume create "$VOLUME" >/dev/null
-# The default ports 8001-8004 may be taken (a running `make demo`): shift all four together.
+# Each stand-in's URL variable and default port, as the image's registry and settings have
+# them: "<VARIABLE> <port>" lines.
+standin_ports=$(podman_run --rm "$IMAGE" python -c '
+from settings import STANDIN_PORTS
+from tenants.registry import load_registry
+for tenant in load_registry().values():
+    print(tenant.api.base_url_env, STANDIN_PORTS[tenant.id])
+print("DUFFEL_BASE_URL", STANDIN_PORTS["duffel"])')
+# The default ports may be taken (a running `make demo`): shift all four together.
+standins_free() {
+  local variable port
+  while read -r variable port; do
+    port_free $((port + offset)) || return 1
+  done <<<"$standin_ports"
+}
 offset=10000
-until port_free $((8001 + offset)) && port_free $((8002 + offset)) &&
-  port_free $((8003 + offset)) && port_free $((8004 + offset)); do
+until standins_free; do
   offset=$((offset + 100))
 done
-echo "    ports $((8001 + offset))-$((8004 + offset)), history of $SANDBOX_SIZE bookings"
 # What the platform's roles need to reach these stand-ins. They accept the example
 # credentials, so the check uses .env.example, never a developer's .env.
-standin_env=(
-  --env-file .env.example
-  --env "COFFEECHAIN_API_URL=http://127.0.0.1:$((8001 + offset))"
-  --env "TELCOCORP_API_URL=http://127.0.0.1:$((8002 + offset))"
-  --env "FINTECHAPP_API_URL=http://127.0.0.1:$((8003 + offset))"
-  --env "DUFFEL_BASE_URL=http://127.0.0.1:$((8004 + offset))"
-)
+standin_env=(--env-file .env.example)
+ports=()
+while read -r variable port; do
+  standin_env+=(--env "$variable=http://127.0.0.1:$((port + offset))")
+  ports+=($((port + offset)))
+done <<<"$standin_ports"
+echo "    ports ${ports[*]}, history of $SANDBOX_SIZE bookings"
 start_role sandbox --env SANDBOX_HOST=127.0.0.1 --env "SANDBOX_PORT_OFFSET=$offset" \
   --env "SANDBOX_SIZE=$SANDBOX_SIZE" "$IMAGE" sandbox
 wait_healthy "$RUN_ID-sandbox" 300

@@ -3,7 +3,6 @@ environment that points it at running stand-ins."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from settings import child_environment
 
 OPERATOR_TOKEN = "operator-secret-for-tests"
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +70,39 @@ class ApiServer:
 
 
 def api_env(stand_ins: Any, database: Path | str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
-    env.update(stand_ins.client_env())
-    env.update(
-        BOOKING_DATABASE_URL=database if isinstance(database, str) else f"sqlite:///{database}",
-        BOOKING_OPERATOR_TOKEN=OPERATOR_TOKEN,
-        BOOKING_RECONCILE_INTERVAL_SECONDS="0.5",
-        PYTHONPATH=str(ROOT),
-        **extra,
+    return child_environment(
+        stand_ins.client_env(),
+        {
+            "BOOKING_DATABASE_URL": database
+            if isinstance(database, str)
+            else f"sqlite:///{database}",
+            "BOOKING_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "BOOKING_RECONCILE_INTERVAL_SECONDS": "0.5",
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        },
+        without=("BOOKING_",),
     )
-    return env
+
+
+def book_body(flight: dict[str, Any], amount: str | None = None) -> dict[str, Any]:
+    """A booking request for ``flight`` (one adult), paying its loyalty price or ``amount``."""
+    return {
+        "flight_id": flight["id"],
+        "passengers": [
+            {
+                "type": "adult",
+                "title": "Ms",
+                "first_name": "Grace",
+                "last_name": "Hopper",
+                "date_of_birth": "1980-12-09",
+                "email": "grace@example.com",
+                "phone": "+15550100",
+            }
+        ],
+        "payment": {
+            "method": "loyalty_points",
+            "amount": amount or flight["price"]["loyalty_amount"],
+        },
+        "contact": {"email": "grace@example.com", "phone": "+15550100"},
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from settings import child_environment
 from warehouse.registry_seeds import seeds_dir, write_seeds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,14 +44,15 @@ def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
     target = workdir / "target"
     registry_seeds = seeds_dir(workdir)
     write_seeds(registry_seeds)
-    env = {
-        **os.environ,
-        "DO_NOT_TRACK": "1",
-        "WAREHOUSE_PATH": str(warehouse),
-        "LANDING_ROOT": str(landing_root),
-        "REGISTRY_SEEDS": str(registry_seeds),
-        "QUARANTINE_ROOT": str(landing_root.parent / "quarantine"),
-    }
+    env = child_environment(
+        {
+            "DO_NOT_TRACK": "1",
+            "WAREHOUSE_PATH": str(warehouse),
+            "LANDING_ROOT": str(landing_root),
+            "REGISTRY_SEEDS": str(registry_seeds),
+            "QUARANTINE_ROOT": str(landing_root.parent / "quarantine"),
+        }
+    )
     completed = subprocess.run(
         [
             str(DBT),

@@ -14,12 +14,10 @@ What it does as ingestion would:
 - an order that changed after it was first seen (a paid hold order, a cancelled order) is
   also landed in its earlier version, in an earlier batch;
 - the booking API's events land per tenant in batches named and footed as
-  ``ingestion/platform/events.py`` lands them: the batch id hashes the event ids, and the
+  ``ingestion/platform/events.py`` lands them: the batch id hashes the sorted event ids, and the
   footer's cursor is the last event id the batch covers;
-- order columns are flattened as ingestion flattens Duffel's JSON: ``departing_at`` is the
-  outbound departure, ``version_at`` the latest of created/paid/cancelled, segments come
-  from origin / via / destination (return slices reversed) timed as the Duffel stand-in
-  times them.
+- orders are rendered to Duffel's JSON as the Duffel stand-in renders them and flattened
+  by ingestion's own flattener (``ingestion.duffel.orders.order_page``).
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from clients.loyalty.client import CapabilityProbe
+from ingestion.duffel.orders import order_page, orders_frame, segments_frame
 from ingestion.landing.schemas import (
     AIRLINES,
     AIRPORTS,
@@ -45,14 +44,12 @@ from ingestion.loyalty.capabilities import land_probes
 from ingestion.platform.events import CURSOR_FIELD
 from ingestion.platform.events import ENTITY as EVENTS_ENTITY
 from ingestion.platform.events import SOURCE as EVENTS_SOURCE
-from sandbox.duffel.render import child_id, id_seed, layover_minutes, stable_int
+from sandbox.duffel.render import WIRE_COLUMNS, order_json
 from sandbox.reference import AIRLINES as REFERENCE_AIRLINES
-from sandbox.reference import airports, flight_minutes, great_circle_km
+from sandbox.reference import airports
 from tenants.registry import load_registry
 
 MINUTE = dt.timedelta(minutes=1)
-LOCAL_FORMAT = "%Y-%m-%dT%H:%M:%S"
-AIRLINE_NAMES = {iata: name for iata, name, _ in REFERENCE_AIRLINES}
 
 
 def _land(frame: pl.DataFrame, schema: pl.Schema, path: Path) -> int:
@@ -73,26 +70,6 @@ def _lineage(frame: pl.DataFrame, batch_id: str, loaded_at: dt.datetime) -> pl.D
 
 def _partition(landing_root: Path, source: str, entity: str, tenant_id: str) -> Path:
     return landing_root / source / entity / f"tenant_id={tenant_id}"
-
-
-def _local_text(frame: pl.DataFrame, instant: str, airport: str) -> pl.Series:
-    """Airport-local wall time without offset, as Duffel sends it."""
-    zones = {code: port.tz for code, port in airports().items()}
-    keyed = frame.select(
-        pl.int_range(pl.len()).alias("row"),
-        pl.col(instant),
-        pl.col(airport).replace_strict(zones).alias("zone"),
-    )
-    parts = [
-        group.select(
-            "row",
-            pl.col(instant).dt.convert_time_zone(zone).dt.strftime(LOCAL_FORMAT).alias("local"),
-        )
-        for (zone,), group in keyed.partition_by("zone", as_dict=True).items()
-    ]
-    if not parts:
-        return pl.Series("local", [], dtype=pl.String)
-    return pl.concat(parts).sort("row")["local"]
 
 
 def _ledger(
@@ -135,7 +112,7 @@ def _booking_events(
         for number, offset in enumerate(range(0, feed.height, batch_rows)):
             batch = feed.slice(offset, batch_rows)
             ids = batch["event_id"]
-            name = batch_id(EVENTS_ENTITY, [str(i) for i in ids.to_list()])
+            name = batch_id(EVENTS_ENTITY, sorted(str(i) for i in ids.to_list()))
             frame = _lineage(batch, name, start + number * MINUTE).select(
                 [pl.col(c).cast(t) for c, t in BOOKING_EVENTS.items()]
             )
@@ -163,154 +140,31 @@ def _members(history_dir: Path, landing_root: Path, snapshot_at: dt.datetime) ->
     return landed
 
 
-def _order_columns(orders: pl.DataFrame) -> pl.DataFrame:
-    """Generator ORDERS rows -> the flattened columns ingestion lands for a Duffel order."""
-    slices = pl.when(pl.col("return_departure").is_null()).then(1).otherwise(2)
-    return orders.with_columns(
-        pl.col("owner_iata").replace_strict(AIRLINE_NAMES).alias("owner_name"),
-        slices.alias("slice_count"),
-        (slices * pl.when(pl.col("via").is_null()).then(1).otherwise(2)).alias("segment_count"),
-        pl.col("outbound_departure").alias("departing_at"),
-        _local_text(orders, "outbound_departure", "origin").alias("departing_at_local"),
-        (
-            (pl.col("order_type") == "hold")
-            & pl.col("paid_at").is_null()
-            & pl.col("cancelled_at").is_null()
-        ).alias("awaiting_payment"),
-        pl.when(pl.col("refund_amount").is_not_null())
-        .then(pl.col("total_currency"))
-        .alias("refund_currency"),
-        pl.col("tenant_id").alias("meta_tenant_id"),
-        pl.col("member_id").alias("meta_member_id"),
-        pl.col("booking_id").alias("meta_booking_id"),
-        pl.col("loyalty_transaction_id").alias("meta_loyalty_transaction_id"),
-        pl.max_horizontal("created_at", "paid_at", "cancelled_at").alias("version_at"),
-    )
-
-
 def _earlier_versions(orders: pl.DataFrame) -> pl.DataFrame:
     """Orders as first seen, before a later payment (hold orders) or cancellation."""
+    unsaid = [
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("cancelled_at"),
+        pl.lit(None, dtype=pl.String).alias("cancellation_id"),
+        pl.lit(None, dtype=pl.Decimal(18, 2)).alias("refund_amount"),
+        pl.lit(None, dtype=pl.String).alias("refund_to"),
+    ]
     before_cancel = orders.filter(
         pl.col("cancelled_at").is_not_null() & pl.col("paid_at").is_not_null()
-    ).with_columns(
-        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("cancelled_at"),
-        pl.lit(None, dtype=pl.String).alias("cancellation_id"),
-        pl.lit(None, dtype=pl.Decimal(18, 2)).alias("refund_amount"),
-        pl.lit(None, dtype=pl.String).alias("refund_to"),
-    )
+    ).with_columns(unsaid)
     before_payment = orders.filter(
         (pl.col("order_type") == "hold") & pl.col("paid_at").is_not_null()
-    ).with_columns(
-        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("paid_at"),
-        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("cancelled_at"),
-        pl.lit(None, dtype=pl.String).alias("cancellation_id"),
-        pl.lit(None, dtype=pl.Decimal(18, 2)).alias("refund_amount"),
-        pl.lit(None, dtype=pl.String).alias("refund_to"),
-    )
-    return _order_columns(pl.concat([before_cancel, before_payment]))
+    ).with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("paid_at"), *unsaid)
+    return pl.concat([before_cancel, before_payment])
 
 
-def _segments(orders: pl.DataFrame) -> pl.DataFrame:
-    """One row per flight segment: outbound origin(-via)-destination, the return reversed."""
-    keep = ["tenant_id", "order_id", "owner_iata", "version_at"]
-    slices = pl.concat(
-        [
-            orders.select(
-                *keep,
-                pl.lit(0).alias("slice_index"),
-                pl.col("origin").alias("first"),
-                "via",
-                pl.col("destination").alias("last"),
-                pl.col("outbound_departure").alias("start"),
-            ),
-            orders.filter(pl.col("return_departure").is_not_null()).select(
-                *keep,
-                pl.lit(1).alias("slice_index"),
-                pl.col("destination").alias("first"),
-                "via",
-                pl.col("origin").alias("last"),
-                pl.col("return_departure").alias("start"),
-            ),
-        ]
-    )
-    first_legs = slices.select(
-        *keep,
-        "slice_index",
-        pl.lit(0).alias("segment_index"),
-        pl.col("first").alias("origin"),
-        pl.coalesce("via", "last").alias("destination"),
-        pl.col("start").alias("departing_at"),
-        "via",
-        "last",
-    )
-    first_legs = _timed(first_legs)
-    second_legs = first_legs.filter(pl.col("via").is_not_null()).select(
-        *keep,
-        "slice_index",
-        pl.lit(1).alias("segment_index"),
-        pl.col("via").alias("origin"),
-        pl.col("last").alias("destination"),
-        (
-            pl.col("arriving_at")
-            + pl.duration(
-                minutes=pl.struct("owner_iata", "via").map_elements(
-                    lambda key: layover_minutes(key["owner_iata"], key["via"]),
-                    return_dtype=pl.Int64,
-                )
-            )
-        ).alias("departing_at"),
-        "via",
-        "last",
-    )
-    segments = pl.concat([first_legs, _timed(second_legs)]).sort(
-        "tenant_id", "order_id", "slice_index", "segment_index"
-    )
-    seeds = {order_id: id_seed(order_id) for order_id in orders["order_id"].to_list()}
-    segment_ids = [
-        child_id("seg", seeds[order_id], 2, slice_index * 8 + segment_index)
-        for order_id, slice_index, segment_index in segments.select(
-            "order_id", "slice_index", "segment_index"
-        ).iter_rows()
-    ]
-    return segments.with_columns(
-        pl.Series("segment_id", segment_ids, dtype=pl.String),
-        _local_text(segments, "departing_at", "origin").alias("departing_at_local"),
-        _local_text(segments, "arriving_at", "destination").alias("arriving_at_local"),
-        pl.col("owner_iata").alias("marketing_carrier"),
-    )
-
-
-def _timed(legs: pl.DataFrame) -> pl.DataFrame:
-    """Add block time, arrival and flight number per (airline, origin, destination)."""
-    routes = legs.select("owner_iata", "origin", "destination").unique()
-    info = routes.with_columns(
-        pl.Series(
-            "duration_minutes",
-            [_block_minutes(a, b) for _, a, b in routes.iter_rows()],
-            dtype=pl.Int32,
-        ),
-        pl.Series(
-            "flight_number",
-            [str(_flight_number(o, a, b)) for o, a, b in routes.iter_rows()],
-            dtype=pl.String,
-        ),
-    )
-    return legs.join(info, on=["owner_iata", "origin", "destination"], how="left").with_columns(
-        (pl.col("departing_at") + pl.duration(minutes=pl.col("duration_minutes"))).alias(
-            "arriving_at"
-        )
-    )
-
-
-def _block_minutes(origin: str, destination: str) -> int:
-    # As the Duffel stand-in times a leg: great-circle distance at cruise, to 5 minutes.
-    ports = airports()
-    return flight_minutes(great_circle_km(ports[origin], ports[destination]))
-
-
-def _flight_number(owner: str, origin: str, destination: str) -> int:
-    # The Duffel stand-in numbers a carrier's flight on a leg from the same stable hash.
-    return stable_int(f"{owner}{origin}{destination}") % 9000 + 100
+def _flattened(tenant_id: str, orders: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """History orders rendered as the Duffel stand-in serves them, then flattened by
+    ingestion's own flattener: (order rows, segment rows) in landing columns."""
+    rendered = [order_json(row) for row in orders.with_columns(WIRE_COLUMNS).iter_rows(named=True)]
+    page = order_page(f'{{"data":[{",".join(rendered)}]}}'.encode(), tenant_id)
+    if page.rejected:
+        raise ValueError(f"history orders ingestion would not land: {page.rejected[:3]}")
+    return orders_frame(page.orders).drop("_idx"), segments_frame(page.segments).drop("_idx")
 
 
 def _orders(
@@ -325,7 +179,7 @@ def _orders(
     ).items():
         order_folder = _partition(landing_root, "duffel", "orders", tenant_id)
         segment_folder = _partition(landing_root, "duffel", "order_segments", tenant_id)
-        earlier = _earlier_versions(history)
+        earlier, _ = _flattened(tenant_id, _earlier_versions(history))
         if earlier.height:
             counts["orders"] += _land(
                 _lineage(earlier, "orders-00000", start),
@@ -333,7 +187,7 @@ def _orders(
                 order_folder / "orders-00000.parquet",
             )
         for number, offset in enumerate(range(0, history.height, batch_rows), start=1):
-            batch = _order_columns(history.slice(offset, batch_rows))
+            batch, segments = _flattened(tenant_id, history.slice(offset, batch_rows))
             loaded_at = start + number * MINUTE
             counts["orders"] += _land(
                 _lineage(batch, f"orders-{number:05d}", loaded_at),
@@ -341,7 +195,7 @@ def _orders(
                 order_folder / f"orders-{number:05d}.parquet",
             )
             counts["order_segments"] += _land(
-                _lineage(_segments(batch), f"segments-{number:05d}", loaded_at),
+                _lineage(segments, f"segments-{number:05d}", loaded_at),
                 ORDER_SEGMENTS,
                 segment_folder / f"segments-{number:05d}.parquet",
             )

@@ -4,13 +4,12 @@ environment pointing the clients at them (``pointed_at``)."""
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sandbox.config import SERVICES, Limit, SandboxConfig
-from settings import get_settings
+from settings import environment_overridden
 
 
 def sandbox_config(**overrides: object) -> SandboxConfig:
@@ -37,18 +36,7 @@ def history_config(history: Path, *, reference: bool = False) -> SandboxConfig:
     )
 
 
-@contextmanager
-def pointed_at(*environments: Mapping[str, str]) -> Iterator[None]:
-    """This process's environment with ``environments`` added (e.g. a running sandbox's
-    ``client_env()``, the booking API's URL and token), and the settings read anew; both
-    restored on exit."""
-    saved = dict(os.environ)
-    for environment in environments:
-        os.environ.update(environment)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
+def pointed_at(*environments: Mapping[str, str]) -> AbstractContextManager[None]:
+    """The clients pointed at ``environments`` (e.g. a running sandbox's ``client_env()``,
+    the booking API's URL and token) meanwhile; see ``settings.environment_overridden``."""
+    return environment_overridden(*environments)

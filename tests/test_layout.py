@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from settings import STANDIN_PORT_RANGE, STANDIN_PORTS
+from tenants.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = (
@@ -29,7 +36,11 @@ MAY_READ_ENVIRONMENT = {
     "orchestration/live.py",
     "warehouse/dbt.py",  # dbt reads its profile's paths from the environment of its process
     "warehouse/manifest.py",  # `dbt parse` gets this process's environment plus the paths
+    "deploy/healthcheck.py",  # the image's HEALTHCHECK command: the ports its role was given
+    "benchmarks/bench_warehouse.py",  # the dbt paths, as warehouse/dbt.py (moves with it)
 }
+# Beyond production, these read the environment only through ``settings`` too.
+SUPPORT = ("testing", "sandbox", "benchmarks", "deploy")
 
 
 def _modules() -> list[Path]:
@@ -64,7 +75,8 @@ def test_production_never_imports_the_stand_ins_tests_testing_or_benchmarks() ->
 
 def test_only_settings_and_entry_points_read_the_environment() -> None:
     readers = set()
-    for path in _modules():
+    support = [path for package in SUPPORT for path in sorted((ROOT / package).rglob("*.py"))]
+    for path in _modules() + support:
         name = str(path.relative_to(ROOT))
         if path.name == "__main__.py" or name in MAY_READ_ENVIRONMENT:
             continue
@@ -82,3 +94,31 @@ def test_benchmarks_and_the_shared_setup_never_import_the_tests() -> None:
             if "tests" in _imported(ast.parse(path.read_text(), name)):
                 offenders[name] = "tests"
     assert offenders == {}
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def test_the_stand_in_ports_written_outside_python_are_the_settings_ports() -> None:
+    """Compose, the Dockerfile and the tenant YAMLs cannot import ``settings.STANDIN_PORTS``:
+    their copies must say the same."""
+    registry = load_registry()
+    url_variables = {t.api.base_url_env: t.id for t in registry.values()}
+    url_variables["DUFFEL_BASE_URL"] = "duffel"
+    assert set(url_variables.values()) == set(STANDIN_PORTS)
+    for tenant in registry.values():
+        assert _port(tenant.api.base_url) == STANDIN_PORTS[tenant.id], tenant.id
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    for variable, value in compose["x-tenant-apis"].items():
+        default = re.fullmatch(r"\$\{\w+:-(?P<url>[^}]+)\}", value)
+        assert default is not None, variable
+        assert _port(default["url"]) == STANDIN_PORTS[url_variables[variable]], variable
+    assert compose["services"]["sandbox"]["ports"] == [
+        f"127.0.0.1:{STANDIN_PORT_RANGE}:{STANDIN_PORT_RANGE}"
+    ]
+    exposed = re.search(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert exposed is not None
+    assert set(STANDIN_PORTS.values()) <= {int(p) for p in exposed[1].split()}

@@ -1,28 +1,28 @@
 """Duffel orders (and the reference airlines and airports) -> landing rows.
 
-``LandedOrder`` is the part of a Duffel order the platform lands; ``order_page`` decodes a
-whole raw ``GET /air/orders`` page into slim msgspec structs and columns (validating 200
-orders one by one through pydantic, after decoding 1.5 MB of JSON into Python objects, costs
-~100 us an order), and hands any record outside the fast subset to ``LandedOrder``.
+The msgspec structs below are the one wire schema of a Duffel order: the part of it the
+platform lands, anything else in the JSON skipped. ``order_page`` decodes a whole raw
+``GET /air/orders`` page into them at once (validating 200 orders one by one through a
+pydantic model, after decoding 1.5 MB of JSON into Python objects, costs ~100 us an order),
+and ``order_rows`` is the one flattener of an order into its landing row and segment rows.
+
+Records in canonical form (UTC "...Z" instants, naive local times, plain money text) are
+flattened directly. Any other record is checked field by field (``order_problem``: its
+reason names the record and the field) and, if sound, flattened the same way with lenient
+readers of its instants and amounts, which give the same values in the same form.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
 import polars as pl
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-)
 
 from clients.duffel.models import Airline, Airport
 from ingestion.landing.schemas import MONEY, UTC_TS
@@ -31,10 +31,9 @@ from ingestion.validation import (
     EPOCH,
     MICROSECOND,
     NOTHING_HELD,
-    DecimalText,
     Held,
     SlowPath,
-    as_utc,
+    describe_wire,
     landing_schema,
     local_to_utc,
     local_us,
@@ -43,198 +42,8 @@ from ingestion.validation import (
     rows_frame,
     text_or_none,
     utc_us,
-    validate_page,
     zone_problem,
 )
-
-
-class _Slim(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _PlaceRef(_Slim):
-    iata_code: str
-    time_zone: str | None = None
-
-
-class _CarrierRef(_Slim):
-    iata_code: str | None = None
-    name: str | None = None
-
-
-class _SeatRef(_Slim):
-    cabin_class: str | None = None
-
-
-class _SegmentRef(_Slim):
-    id: str | None = None
-    origin: _PlaceRef
-    destination: _PlaceRef
-    departing_at: dt.datetime
-    arriving_at: dt.datetime
-    marketing_carrier: _CarrierRef | None = None
-    marketing_carrier_flight_number: str | None = None
-    passengers: list[_SeatRef] = Field(default_factory=list)
-
-
-class _SliceRef(_Slim):
-    origin: _PlaceRef
-    destination: _PlaceRef
-    segments: list[_SegmentRef]
-
-
-class _PaymentRef(_Slim):
-    awaiting_payment: bool = False
-    paid_at: AwareDatetime | None = None
-    payment_required_by: AwareDatetime | None = None
-
-
-class _CancellationRef(_Slim):
-    id: str
-    refund_amount: DecimalText | None = None
-    refund_currency: str | None = None
-    refund_to: str | None = None
-    confirmed_at: AwareDatetime | None = None
-
-
-class LandedOrder(_Slim):
-    """The part of a Duffel order the platform lands; validating only it keeps ingestion fast."""
-
-    id: str = Field(min_length=1)
-    type: str | None = None
-    created_at: AwareDatetime
-    booking_reference: str | None = None
-    total_amount: DecimalText
-    total_currency: str = Field(min_length=3, max_length=3)
-    base_amount: DecimalText | None = None
-    tax_amount: DecimalText | None = None
-    owner: _CarrierRef | None = None
-    passengers: list[dict[str, Any]] = Field(default_factory=list)
-    slices: list[_SliceRef]
-    payment_status: _PaymentRef | None = None
-    cancelled_at: AwareDatetime | None = None
-    cancellation: _CancellationRef | None = None
-    metadata: dict[str, str] | None = None
-
-
-def order_problem(tenant_id: str) -> Callable[[LandedOrder], str | None]:
-    """Checks beyond the wire format: the order must belong to the tenant that listed it,
-    its amounts must fit Decimal(18, 2) exactly and its airports' time zones must exist."""
-
-    def check(order: LandedOrder) -> str | None:
-        if not order.slices or not order.slices[0].segments:
-            return "field 'slices': an order without any flight segment"
-        owner = (order.metadata or {}).get("tenant_id")
-        if owner is not None and owner != tenant_id:
-            return (
-                f"field 'metadata.tenant_id': names {owner!r}, but {tenant_id!r}'s token listed it"
-            )
-        cancellation = order.cancellation
-        for name, value in (
-            ("total_amount", order.total_amount),
-            ("base_amount", order.base_amount),
-            ("tax_amount", order.tax_amount),
-            ("cancellation.refund_amount", cancellation.refund_amount if cancellation else None),
-        ):
-            problem = money_problem(name, value)
-            if problem:
-                return problem
-        for i, journey in enumerate(order.slices):
-            for j, segment in enumerate(journey.segments):
-                for end in ("origin", "destination"):
-                    place = getattr(segment, end)
-                    problem = zone_problem(
-                        f"slices.{i}.segments.{j}.{end}.time_zone", place.time_zone
-                    )
-                    if problem:
-                        return problem
-        return None
-
-    return check
-
-
-def order_version(order: LandedOrder) -> dt.datetime:
-    """The latest change we can see on an order; a newer version replaces an older one."""
-    moments = [order.created_at, order.cancelled_at]
-    if order.payment_status is not None:
-        moments.append(order.payment_status.paid_at)
-    if order.cancellation is not None:
-        moments.append(order.cancellation.confirmed_at)
-    return max(as_utc(m) for m in moments if m is not None)
-
-
-def order_rows(tenant_id: str, order: LandedOrder) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One order row and its segment rows."""
-    version = order_version(order)
-    first = order.slices[0].segments[0]
-    cabin = first.passengers[0].cabin_class if first.passengers else None
-    metadata = order.metadata or {}
-    payment = order.payment_status
-    cancellation = order.cancellation
-    row = {
-        "tenant_id": tenant_id,
-        "order_id": order.id,
-        "booking_reference": order.booking_reference,
-        "order_type": order.type,
-        "created_at": as_utc(order.created_at),
-        "owner_iata": order.owner.iata_code if order.owner else None,
-        "owner_name": order.owner.name if order.owner else None,
-        "cabin_class": cabin,
-        "passenger_count": len(order.passengers),
-        "slice_count": len(order.slices),
-        "segment_count": sum(len(s.segments) for s in order.slices),
-        "origin": order.slices[0].origin.iata_code,
-        "destination": order.slices[0].destination.iata_code,
-        "departing_at": local_to_utc(first.departing_at, first.origin.time_zone),
-        "departing_at_local": first.departing_at.isoformat(),
-        "total_amount": order.total_amount,
-        "base_amount": order.base_amount,
-        "tax_amount": order.tax_amount,
-        "total_currency": order.total_currency,
-        "awaiting_payment": payment.awaiting_payment if payment else None,
-        "paid_at": as_utc(payment.paid_at) if payment else None,
-        "payment_required_by": as_utc(payment.payment_required_by) if payment else None,
-        "cancelled_at": as_utc(order.cancelled_at),
-        "cancellation_id": cancellation.id if cancellation else None,
-        "refund_amount": cancellation.refund_amount if cancellation else None,
-        "refund_currency": cancellation.refund_currency if cancellation else None,
-        "refund_to": cancellation.refund_to if cancellation else None,
-        "meta_tenant_id": text_or_none(metadata.get("tenant_id")),
-        "meta_member_id": text_or_none(metadata.get("member_id")),
-        "meta_booking_id": text_or_none(metadata.get("booking_id")),
-        "meta_loyalty_transaction_id": text_or_none(metadata.get("loyalty_transaction_id")),
-        "version_at": version,
-    }
-    segments = []
-    for slice_index, journey in enumerate(order.slices):
-        for segment_index, segment in enumerate(journey.segments):
-            carrier = segment.marketing_carrier
-            departing = local_to_utc(segment.departing_at, segment.origin.time_zone)
-            arriving = local_to_utc(segment.arriving_at, segment.destination.time_zone)
-            segments.append(
-                {
-                    "tenant_id": tenant_id,
-                    "order_id": order.id,
-                    "slice_index": slice_index,
-                    "segment_index": segment_index,
-                    "segment_id": segment.id,
-                    "origin": segment.origin.iata_code,
-                    "destination": segment.destination.iata_code,
-                    "departing_at": departing,
-                    "arriving_at": arriving,
-                    "departing_at_local": segment.departing_at.isoformat(),
-                    "arriving_at_local": segment.arriving_at.isoformat(),
-                    "marketing_carrier": carrier.iata_code if carrier else None,
-                    "flight_number": segment.marketing_carrier_flight_number,
-                    "duration_minutes": _minutes_between(departing, arriving),
-                    "version_at": version,
-                }
-            )
-    return row, segments
-
-
-def _minutes_between(start: dt.datetime | None, end: dt.datetime | None) -> int | None:
-    return int((end - start).total_seconds() // 60) if start and end else None
 
 
 def airline_row(airline: Airline) -> dict[str, Any]:
@@ -288,7 +97,7 @@ class _WObject(_Wire):
 class _WSegment(_Wire):
     origin: _WPlace
     destination: _WPlace
-    departing_at: str
+    departing_at: str  # airport-local, offset-less
     arriving_at: str
     id: str | None = None
     marketing_carrier: _WCarrier | None = None
@@ -316,7 +125,9 @@ class _WCancellation(_Wire):
     confirmed_at: str | None = None
 
 
-class _WOrder(_Wire):
+class WireOrder(_Wire):
+    """A Duffel order on the wire, as far as the platform lands it."""
+
     id: Annotated[str, msgspec.Meta(min_length=1)]
     created_at: str
     total_amount: str
@@ -335,7 +146,7 @@ class _WOrder(_Wire):
 
 
 class _WOrderPage(_Wire):
-    data: list[_WOrder]
+    data: list[WireOrder]
 
 
 class _WRawPage(_Wire):
@@ -350,10 +161,11 @@ class _WCreatedPage(_Wire):
     data: list[_WCreated]
 
 
-_ORDER_PAGE = msgspec.json.Decoder(_WOrderPage)
+# Lax: JSON text for a boolean ("true") is read as Duffel meant it; a number is never text.
+_ORDER_PAGE = msgspec.json.Decoder(_WOrderPage, strict=False)
 
 
-_ORDER = msgspec.json.Decoder(_WOrder)
+_ORDER = msgspec.json.Decoder(WireOrder, strict=False)
 
 
 _RAW_PAGE = msgspec.json.Decoder(_WRawPage)
@@ -371,49 +183,146 @@ def first_created_at(body: bytes) -> dt.datetime | None:
     return start if start is not None and start.tzinfo is not None else None
 
 
-# Columns of the fast rows: instants as epoch microseconds, money as exact text.
-_ORDER_WIRE_COLUMNS = tuple(ORDER_SCHEMA)
+class _Canonical:
+    """Readers of canonical text only (anything else raises ``SlowPath``): the fast path."""
+
+    utc = staticmethod(utc_us)
+    local = staticmethod(local_us)
+    money = staticmethod(money_text)
+
+    @staticmethod
+    def local_text(text: str) -> str:
+        return text
 
 
-_ORDER_WIRE_SCHEMA: dict[str, pl.DataType] = {
-    **ORDER_SCHEMA,
-    **{c: pl.Int64 for c, t in ORDER_SCHEMA.items() if t == UTC_TS},
-    **{c: pl.String for c, t in ORDER_SCHEMA.items() if t == MONEY},
-}
+class _Lenient:
+    """Readers of every form ``order_problem`` lets through, giving the canonical readers'
+    values: instants as UTC epoch microseconds, local times as ISO text, money as exact text."""
+
+    @staticmethod
+    def utc(text: str | None) -> int | None:
+        if text is None:
+            return None
+        return (dt.datetime.fromisoformat(text) - EPOCH) // MICROSECOND
+
+    @staticmethod
+    def local(text: str, time_zone: str | None) -> int | None:
+        instant = local_to_utc(dt.datetime.fromisoformat(text), time_zone)
+        return None if instant is None else (instant - EPOCH) // MICROSECOND
+
+    @staticmethod
+    def money(text: str | None) -> str | None:
+        return None if text is None else format(Decimal(text), "f")
+
+    @staticmethod
+    def local_text(text: str) -> str:
+        return dt.datetime.fromisoformat(text).isoformat()
 
 
-_SEGMENT_WIRE_COLUMNS = tuple(SEGMENT_SCHEMA)
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
-_SEGMENT_WIRE_SCHEMA: dict[str, pl.DataType] = {
-    **SEGMENT_SCHEMA,
-    **{c: pl.Int64 for c, t in SEGMENT_SCHEMA.items() if t == UTC_TS},
-}
+def _instant_problem(name: str, text: str | None, aware: bool = True) -> str | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return f"field '{name}': {text!r} is not an ISO-8601 date and time"
+    if aware and value.tzinfo is None:
+        return f"field '{name}': {text!r} has no time zone offset"
+    return None
 
 
-def _order_wire_rows(i: int, order: _WOrder, tenant_id: str) -> tuple[tuple, list[tuple]]:
-    """One fast order row and its segment rows, in landing column order."""
+def _amount_problem(name: str, text: str | None) -> str | None:
+    if text is None:
+        return None
+    if _DECIMAL_TEXT.fullmatch(text) is None:
+        return f"field '{name}': {text!r} is not a decimal number as text"
+    try:
+        return money_problem(name, Decimal(text))
+    except InvalidOperation:
+        return f"field '{name}': {text!r} is not a decimal number as text"
+
+
+def order_problem(order: WireOrder, tenant_id: str) -> str | None:
+    """What is wrong with a decoded order beyond the wire format, naming the field, or None
+    (the first thing found): its instants must be real and timezone-aware, its amounts
+    decimal text that fits Decimal(18, 2) exactly; it must have a flight segment and belong
+    to the tenant that listed it, and its airports' time zones and local times be real."""
+    payment = order.payment_status
+    cancellation = order.cancellation
+    instants = (
+        ("created_at", order.created_at),
+        ("cancelled_at", order.cancelled_at),
+        ("payment_status.paid_at", payment.paid_at if payment else None),
+        ("payment_status.payment_required_by", payment.payment_required_by if payment else None),
+        ("cancellation.confirmed_at", cancellation.confirmed_at if cancellation else None),
+    )
+    amounts = (
+        ("total_amount", order.total_amount),
+        ("base_amount", order.base_amount),
+        ("tax_amount", order.tax_amount),
+        ("cancellation.refund_amount", cancellation.refund_amount if cancellation else None),
+    )
+    for name, text in instants:
+        problem = _instant_problem(name, text)
+        if problem:
+            return problem
+    for name, text in amounts:
+        problem = _amount_problem(name, text)
+        if problem:
+            return problem
+    if not order.slices or not order.slices[0].segments:
+        return "field 'slices': an order without any flight segment"
+    owner = (order.metadata or {}).get("tenant_id")
+    if owner is not None and owner != tenant_id:
+        return f"field 'metadata.tenant_id': names {owner!r}, but {tenant_id!r}'s token listed it"
+    for i, journey in enumerate(order.slices):
+        for j, segment in enumerate(journey.segments):
+            at = f"slices.{i}.segments.{j}"
+            for end in ("origin", "destination"):
+                place = getattr(segment, end)
+                problem = zone_problem(f"{at}.{end}.time_zone", place.time_zone)
+                if problem:
+                    return problem
+            for name in ("departing_at", "arriving_at"):
+                problem = _instant_problem(f"{at}.{name}", getattr(segment, name), aware=False)
+                if problem:
+                    return problem
+    return None
+
+
+def order_rows(
+    i: int, order: WireOrder, tenant_id: str, read: type = _Canonical
+) -> tuple[tuple, list[tuple]]:
+    """THE flattening of a Duffel order: its landing row and segment rows, in ``ORDER_COLUMNS``
+    / ``SEGMENT_COLUMNS`` order, ``i`` (its place in the page) last. The fast path reads
+    canonical text only (anything else raises ``SlowPath``); ``_Lenient`` reads any order
+    ``order_problem`` passed."""
     slices = order.slices
     if not slices or not slices[0].segments:
-        raise SlowPath  # rejected; the model names the first thing wrong with it
+        raise SlowPath  # rejected; order_problem names the first thing wrong with it
     metadata = order.metadata or {}
     owner_tenant = metadata.get("tenant_id")
     if owner_tenant is not None and owner_tenant != tenant_id:
         raise SlowPath
     payment = order.payment_status
     cancellation = order.cancellation
-    created_at = utc_us(order.created_at)
-    cancelled_at = utc_us(order.cancelled_at)
-    paid_at = utc_us(payment.paid_at) if payment else None
-    required_by = utc_us(payment.payment_required_by) if payment else None
-    confirmed_at = utc_us(cancellation.confirmed_at) if cancellation else None
+    utc = read.utc
+    created_at = utc(order.created_at)
+    cancelled_at = utc(order.cancelled_at)
+    paid_at = utc(payment.paid_at) if payment else None
+    required_by = utc(payment.payment_required_by) if payment else None
+    confirmed_at = utc(cancellation.confirmed_at) if cancellation else None
     version = max(m for m in (created_at, cancelled_at, paid_at, confirmed_at) if m is not None)
     segments = []
     order_id = order.id
+    local, local_text = read.local, read.local_text
     for slice_index, journey in enumerate(slices):
         for segment_index, segment in enumerate(journey.segments):
-            departing = local_us(segment.departing_at, segment.origin.time_zone)
-            arriving = local_us(segment.arriving_at, segment.destination.time_zone)
+            departing = local(segment.departing_at, segment.origin.time_zone)
+            arriving = local(segment.arriving_at, segment.destination.time_zone)
             carrier = segment.marketing_carrier
             segments.append(
                 (
@@ -426,8 +335,8 @@ def _order_wire_rows(i: int, order: _WOrder, tenant_id: str) -> tuple[tuple, lis
                     segment.destination.iata_code,
                     departing,
                     arriving,
-                    segment.departing_at,
-                    segment.arriving_at,
+                    local_text(segment.departing_at),
+                    local_text(segment.arriving_at),
                     carrier.iata_code if carrier else None,
                     segment.marketing_carrier_flight_number,
                     None
@@ -439,6 +348,7 @@ def _order_wire_rows(i: int, order: _WOrder, tenant_id: str) -> tuple[tuple, lis
             )
     first = slices[0].segments[0]
     owner = order.owner
+    money = read.money
     row = (
         tenant_id,
         order_id,
@@ -454,17 +364,17 @@ def _order_wire_rows(i: int, order: _WOrder, tenant_id: str) -> tuple[tuple, lis
         slices[0].origin.iata_code,
         slices[0].destination.iata_code,
         segments[0][7],
-        first.departing_at,
-        money_text(order.total_amount),
-        money_text(order.base_amount),
-        money_text(order.tax_amount),
+        segments[0][9],
+        money(order.total_amount),
+        money(order.base_amount),
+        money(order.tax_amount),
         order.total_currency,
         payment.awaiting_payment if payment else None,
         paid_at,
         required_by,
         cancelled_at,
         cancellation.id if cancellation else None,
-        money_text(cancellation.refund_amount) if cancellation else None,
+        money(cancellation.refund_amount) if cancellation else None,
         cancellation.refund_currency if cancellation else None,
         cancellation.refund_to if cancellation else None,
         owner_tenant,
@@ -491,13 +401,27 @@ class OrderPage:
     rejected: list[Rejected]
     fetched: int
     skipped: int  # records quarantined by an earlier run (their id is in ``skip``)
-    slow: int  # records that took the slow path (pydantic), landed or rejected
+    slow: int  # records outside the canonical form, landed or rejected
 
 
-ORDER_COLUMNS = _ORDER_WIRE_COLUMNS
+ORDER_COLUMNS = tuple(ORDER_SCHEMA)
 
 
-SEGMENT_COLUMNS = _SEGMENT_WIRE_COLUMNS
+SEGMENT_COLUMNS = tuple(SEGMENT_SCHEMA)
+
+
+# Columns of the rows: instants as epoch microseconds, money as exact text.
+_ORDER_WIRE_SCHEMA: dict[str, pl.DataType] = {
+    **ORDER_SCHEMA,
+    **{c: pl.Int64 for c, t in ORDER_SCHEMA.items() if t == UTC_TS},
+    **{c: pl.String for c, t in ORDER_SCHEMA.items() if t == MONEY},
+}
+
+
+_SEGMENT_WIRE_SCHEMA: dict[str, pl.DataType] = {
+    **SEGMENT_SCHEMA,
+    **{c: pl.Int64 for c, t in SEGMENT_SCHEMA.items() if t == UTC_TS},
+}
 
 
 ORDER_KEY_AT = (ORDER_COLUMNS.index("order_id"), ORDER_COLUMNS.index("version_at"))
@@ -506,15 +430,15 @@ ORDER_KEY_AT = (ORDER_COLUMNS.index("order_id"), ORDER_COLUMNS.index("version_at
 def order_page(body: bytes, tenant_id: str, skip: Held = NOTHING_HELD) -> OrderPage:
     """Decode and validate one raw ``GET /air/orders`` page into order and segment rows.
 
-    Same outcome as ``validate_page(LandedOrder, ...)`` + ``order_problem`` + ``order_rows``
-    on every record, at a fraction of the cost. A record whose exact payload quarantine
-    already holds is skipped (``skip``); another version of it is validated as usual.
+    Records in canonical form are flattened straight from the page; the others one by one
+    (``orders_one_by_one``). A record whose exact payload quarantine already holds is skipped
+    (``skip``); another version of it is validated as usual.
     """
     raw_records: list[msgspec.Raw] | None = None
     try:
-        decoded: list[_WOrder | None] = list(_ORDER_PAGE.decode(body).data)
+        decoded: list[WireOrder | None] = list(_ORDER_PAGE.decode(body).data)
     except msgspec.ValidationError:
-        # Some record is outside the fast subset: decode the others one by one.
+        # Some record does not fit the wire schema: decode the others one by one.
         raw_records = _RAW_PAGE.decode(body).data
         decoded = []
         for raw in raw_records:
@@ -534,7 +458,7 @@ def order_page(body: bytes, tenant_id: str, skip: Held = NOTHING_HELD) -> OrderP
             slow.append(i)  # the slow path compares the payload with the quarantined ones
             continue
         try:
-            row, segments = _order_wire_rows(i, order, tenant_id)
+            row, segments = order_rows(i, order, tenant_id)
         except (SlowPath, ValueError, LookupError, OverflowError, OSError):
             slow.append(i)
             continue
@@ -544,7 +468,7 @@ def order_page(body: bytes, tenant_id: str, skip: Held = NOTHING_HELD) -> OrderP
     if slow:
         if raw_records is None:
             raw_records = _RAW_PAGE.decode(body).data
-        slow_orders, slow_segments, rejected, slow_skipped = _slow_orders(
+        slow_orders, slow_segments, rejected, slow_skipped = orders_one_by_one(
             tenant_id, slow, raw_records, skip
         )
         skipped += slow_skipped
@@ -565,12 +489,12 @@ def _last(row: tuple) -> int:
 
 def orders_frame(rows: list[tuple]) -> pl.DataFrame:
     """Order rows (from ``order_page``) typed to the landing schema, ``_idx`` included."""
-    return _typed(rows_frame(_ORDER_WIRE_COLUMNS, rows, _ORDER_WIRE_SCHEMA), ORDER_SCHEMA)
+    return _typed(rows_frame(ORDER_COLUMNS, rows, _ORDER_WIRE_SCHEMA), ORDER_SCHEMA)
 
 
 def segments_frame(rows: list[tuple]) -> pl.DataFrame:
     """Segment rows (from ``order_page``) typed to the landing schema, ``_idx`` included."""
-    return _typed(rows_frame(_SEGMENT_WIRE_COLUMNS, rows, _SEGMENT_WIRE_SCHEMA), SEGMENT_SCHEMA)
+    return _typed(rows_frame(SEGMENT_COLUMNS, rows, _SEGMENT_WIRE_SCHEMA), SEGMENT_SCHEMA)
 
 
 def _typed(wire: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -578,37 +502,34 @@ def _typed(wire: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return wire.select(pl.col(c).cast(t) for c, t in schema.items())
 
 
-def _wire_value(value: Any) -> Any:
-    """A slow-path row value in the fast rows' form (the same value, differently spelled)."""
-    if isinstance(value, dt.datetime):
-        return (value - EPOCH) // MICROSECOND
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
-
-
-def _slow_orders(
+def orders_one_by_one(
     tenant_id: str, indices: list[int], raw_records: list[msgspec.Raw], skip: Held
 ) -> tuple[list[tuple], list[tuple], list[Rejected], int]:
-    """The pydantic path for the records the fast path left: land them or say why not."""
+    """The records the fast path left, one by one: land them or say why not."""
     rejected: list[Rejected] = []
     order_rows_: list[tuple] = []
     segment_rows: list[tuple] = []
     skipped = 0
-    check = order_problem(tenant_id)
     for i in indices:
         # Exactly what the client's generic decoding gives: numbers as Decimal, never float.
         record = json.loads(bytes(raw_records[i]), parse_float=Decimal)
-        if isinstance(record, dict) and skip.holds(record.get("id"), record):
+        if not isinstance(record, dict):
+            rejected.append(Rejected(None, "record is not a JSON object", record))
+            continue
+        key = record.get("id")
+        if skip.holds(key, record):
             skipped += 1
             continue
-        one = validate_page(LandedOrder, [record], "id", check)
-        rejected.extend(one.rejected)
-        for order, _raw in one.good:
-            row, segments = order_rows(tenant_id, order)
-            row["_idx"] = i
-            order_rows_.append(tuple(_wire_value(row[c]) for c in _ORDER_WIRE_COLUMNS))
-            for segment in segments:
-                segment["_idx"] = i
-                segment_rows.append(tuple(_wire_value(segment[c]) for c in _SEGMENT_WIRE_COLUMNS))
+        try:
+            order = _ORDER.decode(raw_records[i])
+        except msgspec.ValidationError as exc:
+            problem: str | None = describe_wire(exc)
+        else:
+            problem = order_problem(order, tenant_id)
+        if problem:
+            rejected.append(Rejected(text_or_none(key), f"id {key!r}: {problem}", record))
+            continue
+        row, segments = order_rows(i, order, tenant_id, _Lenient)
+        order_rows_.append(row)
+        segment_rows.extend(segments)
     return order_rows_, segment_rows, rejected, skipped

@@ -45,11 +45,7 @@ def _probed(
 
 
 def _result(context: dg.AssetExecutionContext, what: str, stats: SyncStats) -> dg.MaterializeResult:
-    context.log.info(
-        f"{context.partition_key} {what}: fetched {stats.fetched:,}, landed {stats.landed:,}, "
-        f"quarantined {stats.quarantined:,}, already landed {stats.already_landed:,} "
-        f"in {stats.requests:,} requests, {stats.seconds:.1f} s"
-    )
+    context.log.info(f"{context.partition_key} {what}: {stats.summary()}")
     return dg.MaterializeResult(metadata=stats.metadata())
 
 

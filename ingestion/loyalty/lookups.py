@@ -21,16 +21,10 @@ import polars as pl
 from clients.errors import NotFound
 from clients.loyalty.client import LoyaltyClient
 from clients.loyalty.models import Member
+from ingestion.landing.batches import SyncStats
 from ingestion.landing.zone import LandingZone, Rejected
 from ingestion.loyalty import ledger as loyalty_ledger
-from ingestion.sync import (
-    MEMBER_KEYS,
-    MEMBERS_ENTITY,
-    Batcher,
-    RequestCounter,
-    SyncStats,
-    rows_frame,
-)
+from ingestion.sync import MEMBERS_ENTITY, RequestCounter, member_snapshot_batcher
 from tenants.registry import JwtSessionConfig, OAuthClientCredentialsConfig, RateLimit, TenantConfig
 
 log = logging.getLogger("ingestion")
@@ -114,16 +108,7 @@ def snapshot_balances(
     check = loyalty_ledger.member_problem(
         tenant_id, client.currency, client.tenant.currency.decimals
     )
-    batcher = Batcher(
-        zone,
-        MEMBERS_ENTITY,
-        tenant_id,
-        MEMBER_KEYS,
-        10**9,
-        stats,
-        snapshot_at,
-        to_frame=rows_frame(MEMBERS_ENTITY),
-    )
+    batcher = member_snapshot_batcher(zone, tenant_id, stats, snapshot_at, batch_size=10**9)
     spent_before = requests.count
     unknown = 0
     try:

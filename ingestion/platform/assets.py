@@ -100,60 +100,62 @@ def land_feed(
         raise
     metadata = stats.metadata()
     metadata.pop("cursor_since")
-    context.log.info(
-        f"{context.partition_key} {feed.entity}: fetched {stats.fetched:,}, landed "
-        f"{stats.landed:,}, quarantined {stats.quarantined:,} in {stats.requests:,} requests"
-    )
+    context.log.info(f"{context.partition_key} {feed.entity}: {stats.summary()}")
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(
-    key=EVENTS_KEY,
-    group_name=GROUP,
-    partitions_def=tenant_partitions,
-    kinds={"python", "parquet"},
-    description="One row per booking event (state change or note) of the tenant's bookings, "
-    "from the booking API's event feed: amounts in loyalty units and USD with the rates used.",
+def _feed_definitions(
+    feed: PlatformFeed, key: dg.AssetKey, records: str, description: str
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition, dg.AssetChecksDefinition]:
+    """One feed's asset (``raw/platform/<entity>``, one partition per tenant) and its checks:
+    no record landed twice, and few quarantined. ``records``: what a record is, in words."""
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        partitions_def=tenant_partitions,
+        kinds={"python", "parquet"},
+        description=description,
+    )
+    def landed(
+        context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
+    ) -> dg.MaterializeResult:
+        return land_feed(context, feed, booking_api, landing)
+
+    @dg.asset_check(
+        asset=key,
+        name=f"{feed.entity}_no_duplicate_ids",
+        description=f"No {records} landed twice within a tenant.",
+    )
+    def no_duplicate_ids(landing: LandingResource) -> dg.AssetCheckResult:
+        return checks.duplicate_ids(landing.zone(), SOURCE, feed.entity, [feed.id_column])
+
+    @dg.asset_check(
+        asset=key,
+        name=f"{feed.entity}_quarantine_share",
+        description=f"Quarantined {records}s stay under 1% of deliveries.",
+    )
+    def quarantine_share(landing: LandingResource) -> dg.AssetCheckResult:
+        return checks.quarantine_share(landing.zone(), SOURCE, feed.entity)
+
+    return landed, no_duplicate_ids, quarantine_share
+
+
+booking_events, booking_events_no_duplicate_ids, booking_events_quarantine_share = (
+    _feed_definitions(
+        EVENTS_FEED,
+        EVENTS_KEY,
+        "booking event",
+        "One row per booking event (state change or note) of the tenant's bookings, from the "
+        "booking API's event feed: amounts in loyalty units and USD with the rates used.",
+    )
 )
-def booking_events(
-    context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
-) -> dg.MaterializeResult:
-    return land_feed(context, EVENTS_FEED, booking_api, landing)
-
-
-@dg.asset_check(asset=EVENTS_KEY, description="No booking event landed twice within a tenant.")
-def booking_events_no_duplicate_ids(landing: LandingResource) -> dg.AssetCheckResult:
-    return checks.duplicate_ids(landing.zone(), SOURCE, EVENTS_FEED.entity, ["event_id"])
-
-
-@dg.asset_check(
-    asset=EVENTS_KEY, description="Quarantined booking events stay under 1% of deliveries."
+flight_searches, flight_searches_no_duplicate_ids, flight_searches_quarantine_share = (
+    _feed_definitions(
+        SEARCHES_FEED,
+        SEARCHES_KEY,
+        "flight search",
+        "One row per flight search a member of the tenant made and was answered (route, "
+        "dates, cabin, passengers, flights shown), from the booking API's searches feed.",
+    )
 )
-def booking_events_quarantine_share(landing: LandingResource) -> dg.AssetCheckResult:
-    return checks.quarantine_share(landing.zone(), SOURCE, EVENTS_FEED.entity)
-
-
-@dg.asset(
-    key=SEARCHES_KEY,
-    group_name=GROUP,
-    partitions_def=tenant_partitions,
-    kinds={"python", "parquet"},
-    description="One row per flight search a member of the tenant made and was answered "
-    "(route, dates, cabin, passengers, flights shown), from the booking API's searches feed.",
-)
-def flight_searches(
-    context: dg.AssetExecutionContext, booking_api: BookingApiResource, landing: LandingResource
-) -> dg.MaterializeResult:
-    return land_feed(context, SEARCHES_FEED, booking_api, landing)
-
-
-@dg.asset_check(asset=SEARCHES_KEY, description="No flight search landed twice within a tenant.")
-def flight_searches_no_duplicate_ids(landing: LandingResource) -> dg.AssetCheckResult:
-    return checks.duplicate_ids(landing.zone(), SOURCE, SEARCHES_FEED.entity, ["feed_id"])
-
-
-@dg.asset_check(
-    asset=SEARCHES_KEY, description="Quarantined flight searches stay under 1% of deliveries."
-)
-def flight_searches_quarantine_share(landing: LandingResource) -> dg.AssetCheckResult:
-    return checks.quarantine_share(landing.zone(), SOURCE, SEARCHES_FEED.entity)

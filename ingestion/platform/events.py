@@ -6,11 +6,10 @@ shared machinery of ``ingestion.platform.feed``; this module says how one event 
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from clients.platform import FEED, BookingEventsClient
+from clients.platform import FEED
 from ingestion.landing.schemas import BOOKING_EVENTS
 from ingestion.landing.zone import LandingZone
 from ingestion.platform.feed import (
@@ -21,10 +20,8 @@ from ingestion.platform.feed import (
     landed_feed_cursor,
     record_id,
     same_tenant,
-    sync_feed,
     text,
 )
-from ingestion.sync import RequestCounter, SyncStats
 
 __all__ = ["CURSOR_FIELD", "ENTITY", "EVENTS_FEED", "SOURCE", "EventProblem", "event_row"]
 
@@ -110,28 +107,3 @@ EVENTS_FEED = PlatformFeed(
 def landed_event_cursor(zone: LandingZone, tenant_id: str) -> int:
     """The last event id any landed batch committed with its rows (0 before the first)."""
     return landed_feed_cursor(zone, EVENTS_FEED, tenant_id)
-
-
-def sync_booking_events(
-    client: BookingEventsClient,
-    zone: LandingZone,
-    tenant_id: str,
-    *,
-    page_size: int = 500,
-    batch_size: int = 10_000,
-    requests: RequestCounter | None = None,
-    now: dt.datetime | None = None,
-    stats: SyncStats | None = None,
-) -> SyncStats:
-    """Land the tenant's events after the landed cursor, each exactly once."""
-    return sync_feed(
-        EVENTS_FEED,
-        client,
-        zone,
-        tenant_id,
-        page_size=page_size,
-        batch_size=batch_size,
-        requests=requests,
-        now=now,
-        stats=stats,
-    )

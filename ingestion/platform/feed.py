@@ -26,8 +26,15 @@ import polars as pl
 from clients.http import Route
 from clients.platform import BookingEventsClient, FeedContractError
 from ingestion.landing import quarantine as dead_letters
-from ingestion.landing.zone import CURSOR_KEY, LandingZone, Rejected, batch_id, land
-from ingestion.sync import BatchStamps, RequestCounter, SyncStats
+from ingestion.landing.batches import (
+    Batcher,
+    DeadLetters,
+    RequestCounter,
+    SyncStats,
+    row_keys,
+    rows_frame,
+)
+from ingestion.landing.zone import CURSOR_KEY, LandingZone, Rejected
 
 SOURCE = "platform"
 
@@ -107,75 +114,6 @@ def same_tenant(record: str, row: dict[str, Any], tenant_id: str) -> None:
         )
 
 
-class _FeedBatcher:
-    """Collects a range of the feed and lands it as one file with its cursor in the footer."""
-
-    def __init__(
-        self,
-        feed: PlatformFeed,
-        zone: LandingZone,
-        tenant_id: str,
-        batch_size: int,
-        stats: SyncStats,
-        loaded_at: dt.datetime,
-        committed: int,
-    ) -> None:
-        self.feed = feed
-        self.zone, self.tenant_id, self.batch_size, self.stats = zone, tenant_id, batch_size, stats
-        self.loaded_at, self.stamps = loaded_at, BatchStamps(loaded_at)
-        self.committed = committed  # the cursor already on disk
-        self.cursor = committed  # how far the collected range reaches
-        self.rows: list[dict[str, Any]] = []
-        self.rejected: list[Rejected] = []
-        self.known = dead_letters.known(zone, SOURCE, feed.entity, tenant_id)
-
-    def add(self, rows: list[dict[str, Any]], rejected: list[Rejected], cursor: int) -> None:
-        """Add one page's rows and rejects; the page reaches ``cursor`` (its last id)."""
-        self.rows.extend(rows)
-        fresh = [r for r in rejected if not self.known.holds(r.record_key, r.raw)]
-        self.stats.already_landed += len(rejected) - len(fresh)  # quarantined before, unchanged
-        self.rejected.extend(fresh)
-        self.cursor = cursor
-        if len(self.rows) + len(self.rejected) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        """Quarantine first, then the landed file, whose footer is the commit of the range."""
-        if self.cursor == self.committed and not self.rows and not self.rejected:
-            return
-        if self.rejected:
-            quarantined = dead_letters.write(
-                self.zone, SOURCE, self.feed.entity, self.tenant_id, self.rejected, self.loaded_at
-            )
-            dead_letters.note(self.known, quarantined, self.rejected)
-            self.stats.quarantined += len(self.rejected)
-        entity = self.feed.entity
-        if self.rows:
-            name = batch_id(entity, [str(r[self.feed.id_column]) for r in self.rows])
-        else:  # the whole range was quarantined: its cursor still has to land
-            name = batch_id(f"{entity}-cursor", [str(self.cursor)])
-        landed = self.feed.schema
-        schema = {k: v for k, v in landed.items() if k not in ("_loaded_at", "_batch_id")}
-        frame = pl.DataFrame(self.rows, schema=schema).with_columns(
-            pl.lit(self.stamps.next(), dtype=landed["_loaded_at"]).alias("_loaded_at"),
-            pl.lit(name).alias("_batch_id"),
-        )
-        path = land(
-            self.zone,
-            SOURCE,
-            entity,
-            self.tenant_id,
-            frame,
-            name,
-            cursor={self.feed.cursor_field: str(self.cursor)},
-        )
-        self.stats.files.append(str(path))
-        self.stats.landed += len(self.rows)
-        self.stats.batches += 1
-        self.committed = self.cursor
-        self.rows, self.rejected = [], []
-
-
 def sync_feed(
     feed: PlatformFeed,
     client: BookingEventsClient,
@@ -193,8 +131,21 @@ def sync_feed(
     stats = stats if stats is not None else SyncStats()
     loaded_at = now or dt.datetime.now(dt.UTC)
     committed = landed_feed_cursor(zone, feed, tenant_id)
-    batcher = _FeedBatcher(feed, zone, tenant_id, batch_size, stats, loaded_at, committed)
-    last = committed
+    known = dead_letters.known(zone, SOURCE, feed.entity, tenant_id)
+    last = reached = committed  # the last id seen; how far the pages read reach
+    batcher = Batcher(
+        zone,
+        (SOURCE, feed.entity),
+        tenant_id,
+        row_keys(lambda row: str(row[feed.id_column])),
+        batch_size,
+        stats,
+        loaded_at,
+        to_frame=rows_frame((SOURCE, feed.entity)),
+        # The cursor lands in each batch file's footer: the commit of the range it covers.
+        cursor=lambda: {feed.cursor_field: str(reached)},
+        dead=DeadLetters(known, None),
+    )
     pages = client.iter_pages(
         committed, tenant_id=tenant_id, page_size=page_size, route=feed.route, key=feed.key
     )
@@ -220,8 +171,10 @@ def sync_feed(
                 )
             last = row[feed.id_column]
             rows.append(row)
-        batcher.add(rows, rejected, int(page.next_cursor))
+        fresh = [r for r in rejected if not known.holds(r.record_key, r.raw)]
+        stats.already_landed += len(rejected) - len(fresh)  # quarantined before, unchanged
+        reached = int(page.next_cursor)
+        batcher.reject(fresh)
+        batcher.add(rows)
     batcher.flush()
-    stats.requests = requests.count if requests else 0
-    stats.seconds = time.perf_counter() - started
-    return stats
+    return stats.finish(requests, started)

@@ -228,13 +228,15 @@ def _offset_seconds(tz: ZoneInfo, seconds: int) -> int:
     # with a transition in it (marked None) is resolved exactly every time.
     day = seconds // _DAY_S
     key = (tz, day)
+    # (``tz.utcoffset(aware)`` would read the instant's wall time as local: the instant's
+    # own offset is that of ``fromtimestamp(s, tz)``.)
     if key not in _OFFSETS:
-        start = tz.utcoffset(datetime.fromtimestamp(day * _DAY_S, UTC))
-        end = tz.utcoffset(datetime.fromtimestamp(day * _DAY_S + _DAY_S - 1, UTC))
+        start = datetime.fromtimestamp(day * _DAY_S, tz).utcoffset()
+        end = datetime.fromtimestamp(day * _DAY_S + _DAY_S - 1, tz).utcoffset()
         _OFFSETS[key] = int(start.total_seconds()) if start == end else None
     offset = _OFFSETS[key]
     if offset is None:
-        offset = int(tz.utcoffset(datetime.fromtimestamp(seconds, UTC)).total_seconds())
+        offset = int(datetime.fromtimestamp(seconds, tz).utcoffset().total_seconds())
     return offset
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from booking.schemas import BookingList, BookingView, CancelResult, EventPage, SearchResult
-from testing.booking_api import OPERATOR_TOKEN, ApiServer
+from testing.booking_api import OPERATOR_TOKEN, ApiServer, book_body
 from testing.booking_api import api_env as _env
 from testing.booking_api import free_port as _free_port
 from testing.postgres import PostgresServer
@@ -105,28 +105,6 @@ def search(
     SearchResult.model_validate(data)  # the answer is what the OpenAPI document says
     assert data["search_id"] and data["metadata"]["total_results"] == len(data["flights"])
     return sorted(data["flights"], key=lambda f: Decimal(f["price"]["loyalty_amount"]))
-
-
-def book_body(flight: dict[str, Any], amount: str | None = None) -> dict[str, Any]:
-    return {
-        "flight_id": flight["id"],
-        "passengers": [
-            {
-                "type": "adult",
-                "title": "Ms",
-                "first_name": "Grace",
-                "last_name": "Hopper",
-                "date_of_birth": "1980-12-09",
-                "email": "grace@example.com",
-                "phone": "+15550100",
-            }
-        ],
-        "payment": {
-            "method": "loyalty_points",
-            "amount": amount or flight["price"]["loyalty_amount"],
-        },
-        "contact": {"email": "grace@example.com", "phone": "+15550100"},
-    }
 
 
 def book(client, headers, flight, key=None, **kwargs) -> httpx.Response:

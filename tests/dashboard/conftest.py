@@ -28,22 +28,12 @@ from dashboard.auth import create_demo_users
 from dashboard.data import OPERATIONS_TABLES
 from sandbox.generator import generate
 from tenants.settings import get_registry
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
 from testing.platform import TENANTS, run_pipeline, serving_history
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
 ANCHOR = dt.date(2026, 11, 1)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 POLL_MS = 1000  # the tests wait for new snapshots; a short poll keeps that wait short
 WAIT_MS = 20_000  # upper bound for anything the page should show; not a timing assertion
 

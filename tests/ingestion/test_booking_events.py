@@ -19,10 +19,11 @@ import polars as pl
 import pytest
 
 from ingestion.definitions import defs
+from ingestion.landing import batches as landing_batches
 from ingestion.landing.zone import CURSOR_KEY, LandingZone
 from ingestion.platform import events as platform_events
-from ingestion.platform import feed as platform_feed
 from ingestion.platform.assets import EVENTS_KEY, SEARCHES_KEY, BookingApiResource, booking_events
+from ingestion.platform.feed import sync_feed
 from ingestion.resources import LandingResource
 from tests.booking.test_http import (
     OPERATOR_TOKEN,
@@ -260,7 +261,7 @@ def test_a_crash_between_batches_then_a_rerun_lands_exactly_a_clean_runs_set(
     clean = outcome(materialize(api.url, clean_dir, tenant, page_size=2, batch_size=2))
     assert clean["batches"] > after_batch, "the feed must span more batches than the crash point"
 
-    real_land = platform_feed.land
+    real_land = landing_batches.land
     count = {"batches": 0}
 
     def land(*args: Any, **kwargs: Any) -> Path:
@@ -271,7 +272,7 @@ def test_a_crash_between_batches_then_a_rerun_lands_exactly_a_clean_runs_set(
         return path
 
     with monkeypatch.context() as patch:
-        patch.setattr(platform_feed, "land", land)
+        patch.setattr(landing_batches, "land", land)
         crashed = materialize(api.url, crashed_dir, tenant, page_size=2, batch_size=2)
     assert not crashed.success
     (failure,) = [e for e in crashed.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -388,8 +389,13 @@ def _sync(events: list[dict[str, Any]], data_dir: Path) -> Any:
         booking_api_url="http://booking.test", booking_operator_token=OPERATOR_TOKEN
     )
     with build_booking_events_client(settings, transport=_served(events)) as client:
-        return platform_events.sync_booking_events(
-            client, LandingZone.under(data_dir), "coffeechain", page_size=2, batch_size=2
+        return sync_feed(
+            platform_events.EVENTS_FEED,
+            client,
+            LandingZone.under(data_dir),
+            "coffeechain",
+            page_size=2,
+            batch_size=2,
         )
 
 

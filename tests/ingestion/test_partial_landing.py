@@ -12,6 +12,7 @@ import pytest
 
 from clients.errors import UpstreamError
 from ingestion import sync
+from ingestion.landing import batches as landing_batches
 from ingestion.landing.zone import LandingZone
 from ingestion.resources import TenantApisResource
 from ingestion.sync import RequestCounter, sync_orders
@@ -79,7 +80,7 @@ def clean(
 
 def _count_batches(monkeypatch: pytest.MonkeyPatch, after_batch: int, on_boundary) -> None:
     """Call ``on_boundary`` once ``after_batch`` order batches have completely landed."""
-    real_land = sync.land
+    real_land = landing_batches.land
     landed = {"batches": 0}
 
     def land(zone, source, entity, tenant_id, frame, batch, **kwargs):
@@ -90,7 +91,7 @@ def _count_batches(monkeypatch: pytest.MonkeyPatch, after_batch: int, on_boundar
                 on_boundary()
         return path
 
-    monkeypatch.setattr(sync, "land", land)
+    monkeypatch.setattr(landing_batches, "land", land)
 
 
 def _lost(clean: dict[str, set[tuple]], after: dict[str, set[tuple]]) -> dict[str, int]:
@@ -131,7 +132,7 @@ def test_a_kill_between_a_batchs_segments_and_its_orders_then_a_rerun_lands_a_cl
 ) -> None:
     """The orders file is the batch's commit: segments landed without it are re-landed with
     their orders by the next run, and no order is lost or landed twice."""
-    real_land = sync.land
+    real_land = landing_batches.land
     seen = {"segments": 0}
 
     def land(zone, source, entity, tenant_id, frame, batch, **kwargs):
@@ -143,7 +144,7 @@ def test_a_kill_between_a_batchs_segments_and_its_orders_then_a_rerun_lands_a_cl
         return path
 
     with monkeypatch.context() as patch:
-        patch.setattr(sync, "land", land)
+        patch.setattr(landing_batches, "land", land)
         with pytest.raises(Killed):
             pull(tmp_path, registry)
     pull(tmp_path, registry)

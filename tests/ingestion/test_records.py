@@ -1,8 +1,9 @@
-"""The fast, columnar page decoders give exactly what the pydantic models give, record by record.
+"""The fast, columnar page decoders give exactly what record-by-record validation gives.
 
-``duffel_orders.order_page`` / ``loyalty_ledger.ledger_page`` take a fast path for records in canonical form
-and hand everything else to the models; these tests feed pages mixing both kinds and compare
-the outcome with the reference (``validate_page`` + the checks + ``order_rows``/``ledger_row``).
+``duffel_orders.order_page`` / ``loyalty_ledger.ledger_page`` take a fast path for records in
+canonical form and validate everything else one by one; these tests feed pages mixing both
+kinds and compare the outcome with the reference: every record validated one by one
+(``duffel_orders.orders_one_by_one``; ``validate_page`` + the checks + ``ledger_row``).
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import typing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import polars as pl
+import pydantic
 import pytest
 
 from clients.duffel.client import DuffelClient
+from clients.duffel.models import DuffelOrder
 from clients.errors import DuffelError
 from clients.loyalty.models import LedgerTransaction
 from ingestion import validation
@@ -105,13 +110,13 @@ VARIANTS = [
     ("ord_no_metadata", _drop("metadata")),
     ("ord_no_passengers", _drop("passengers")),
     ("ord_dst_gap", lambda o: first_segment(o).update(departing_at="2022-03-27T02:30:00")),
-    # valid, but not canonical: the slow path lands them
+    # valid, but not canonical: the one-by-one path lands them
     ("ord_offset_created", _set("created_at", "2022-07-01T16:59:40.165602+02:00")),
     ("ord_space_created", _set("created_at", "2022-07-01 14:59:40Z")),
     ("ord_fraction_local", lambda o: first_segment(o).update(departing_at="2022-07-15T23:00:00.5")),
     ("ord_aware_local", lambda o: first_segment(o).update(departing_at="2022-07-15T21:00:00Z")),
     ("ord_awaiting_text", _set("payment_status", {"awaiting_payment": "true"})),
-    # malformed: quarantined with the model's reason, naming the record and the field
+    # malformed: quarantined with a reason naming the record and the field
     ("ord_money_number", _set("total_amount", 193.06)),
     ("ord_money_text", _set("total_amount", "N/A")),
     ("ord_money_comma", _set("base_amount", "12,50")),
@@ -141,21 +146,42 @@ def page_body(items: list[Any], after: str | None = None) -> bytes:
 
 
 def reference_orders(items: list[Any]) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple]]:
-    """What the pydantic models make of the same records (the platform's definition)."""
-    decoded = json.loads(page_body(items), parse_float=Decimal)["data"]
-    checked = validation.validate_page(
-        duffel_orders.LandedOrder, decoded, "id", duffel_orders.order_problem(TENANT)
+    """Every record of the page validated and flattened one by one (lenient readers)."""
+    raw = [msgspec.Raw(json.dumps(item).encode()) for item in items]
+    rows, segments, rejected, _ = duffel_orders.orders_one_by_one(
+        TENANT, list(range(len(raw))), raw, validation.NOTHING_HELD
     )
-    rows, segments = [], []
-    for order, _raw in checked.good:
-        row, children = duffel_orders.order_rows(TENANT, order)
-        rows.append(row)
-        segments.extend(children)
     return (
-        pl.DataFrame(rows, schema=_without_idx(duffel_orders.ORDER_SCHEMA)),
-        pl.DataFrame(segments, schema=_without_idx(duffel_orders.SEGMENT_SCHEMA)),
-        [(r.record_key, r.reason) for r in checked.rejected],
+        duffel_orders.orders_frame(rows).drop("_idx"),
+        duffel_orders.segments_frame(segments).drop("_idx"),
+        [(r.record_key, r.reason) for r in rejected],
     )
+
+
+# The field each malformed variant's reason names.
+MALFORMED = {
+    "ord_money_number": "total_amount",
+    "ord_money_text": "total_amount",
+    "ord_money_comma": "base_amount",
+    "ord_money_3_places": "tax_amount",
+    "ord_refund_number": "cancellation.refund_amount",
+    "ord_no_slices": "slices",
+    "ord_null_slices": "slices",
+    "ord_no_segments": "slices",
+    "ord_bad_created": "created_at",
+    "ord_naive_created": "created_at",
+    "ord_leap_second": "created_at",
+    "ord_feb_30": "created_at",
+    "ord_other_tenant": "metadata.tenant_id",
+    "ord_metadata_number": "metadata.*",
+    "ord_null_passengers": "passengers",
+    "ord_passenger_not_object": "passengers.0",
+    "ord_currency_long": "total_currency",
+    "ord_unknown_zone": "slices.0.segments.0.origin.time_zone",
+    "ord_iata_number": "slices.0.segments.0.origin.iata_code",
+    "ord_bad_local": "slices.0.segments.0.departing_at",
+    "": "id",
+}
 
 
 def _without_idx(schema: dict) -> dict:
@@ -168,7 +194,7 @@ def fast_orders(
     return duffel_orders.order_page(body, TENANT, skip)
 
 
-def test_order_page_matches_the_models_record_for_record() -> None:
+def test_order_page_matches_record_by_record_validation() -> None:
     items: list[Any] = [variant(order_id, change) for order_id, change in VARIANTS]
     items += [5, "not an order", None]
     page = fast_orders(page_body(items))
@@ -177,15 +203,38 @@ def test_order_page_matches_the_models_record_for_record() -> None:
     assert duffel_orders.segments_frame(page.segments).drop("_idx").equals(segments)
     assert [(r.record_key, r.reason) for r in page.rejected] == rejected
     assert page.fetched == len(items)
-    # Canonical records stayed on the fast path; the unusual ones went to the models.
-    assert page.slow == len(items) - 9
+    # Canonical records stayed on the fast path; the unusual ones went one by one.
+    assert page.slow == len(items) - 10
     landed = set(orders["order_id"])
     assert {
         "ord_offset_created",
+        "ord_space_created",
         "ord_fraction_local",
+        "ord_aware_local",
         "ord_dst_gap",
         "ord_awaiting_text",
     } <= landed
+    assert landed.isdisjoint(MALFORMED)
+    reasons = {r.record_key: r.reason for r in page.rejected}
+    for order_id, field in MALFORMED.items():
+        assert reasons[order_id].startswith(f"id {order_id!r}: field '{field}'"), reasons[order_id]
+    not_objects = [r for r in page.rejected if r.record_key is None]
+    assert [r.reason for r in not_objects] == ["record is not a JSON object"] * 3
+
+
+def test_non_canonical_orders_land_with_the_canonical_values() -> None:
+    canonical = fast_orders(page_body([variant("ord_x", lambda o: None)]))
+    assert canonical.slow == 0
+    spelled = variant("ord_x", _set("created_at", "2022-07-01T16:59:40.165602+02:00"))
+    first_segment(spelled)["origin"]["time_zone"] = "Europe/London"
+    first_segment(spelled)["departing_at"] = first_segment(base_order())["departing_at"] + ".0"
+    other = fast_orders(page_body([spelled]))
+    assert other.slow == 1 and not other.rejected
+    row = dict(zip(duffel_orders.ORDER_COLUMNS, other.orders[0], strict=True))
+    expected = dict(zip(duffel_orders.ORDER_COLUMNS, canonical.orders[0], strict=True))
+    assert row["created_at"] == expected["created_at"]
+    assert row["total_amount"] == expected["total_amount"]
+    assert row["departing_at_local"] == expected["departing_at_local"]
 
 
 def test_a_page_of_canonical_orders_never_touches_the_models() -> None:
@@ -441,3 +490,48 @@ def test_quarantined_payloads_keep_big_integers_and_decimals_exactly() -> None:
     text = payload_text(raw)
     assert json.loads(text, parse_float=Decimal) == raw
     assert payload_text(json.loads(text, parse_float=Decimal)) == text
+
+
+def test_the_landed_part_of_an_order_is_named_as_the_duffel_client_names_it() -> None:
+    """The booking side's client model of an order (``DuffelOrder``, all of it) and the
+    ingestion's wire schema (the landed part) are two readings of one payload: every field
+    the ingestion reads must be one the client model knows, at the same place."""
+
+    def missing(struct: type, model: type, at: str) -> list[str]:
+        found = []
+        for field in msgspec.structs.fields(struct):
+            if field.name not in model.model_fields:
+                found.append(f"{at}{field.name}")
+                continue
+            inner = _struct_of(field.type)
+            if inner is not None:
+                annotation = model.model_fields[field.name].annotation
+                found += missing(inner, _model_of(annotation), f"{at}{field.name}.")
+        return found
+
+    assert missing(duffel_orders.WireOrder, DuffelOrder, "") == []
+
+
+def _struct_of(annotation: Any) -> type | None:
+    """The msgspec struct inside ``X``, ``X | None`` or ``list[X]``."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        for inner in (candidate, *typing.get_args(candidate)):
+            if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
+                return inner
+    return None
+
+
+def _model_of(annotation: Any) -> type:
+    """The pydantic model inside ``X``, ``X | None`` or ``list[X]``."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        for inner in (candidate, *typing.get_args(candidate)):
+            if isinstance(inner, type) and issubclass(inner, pydantic.BaseModel):
+                return inner
+    raise AssertionError(f"no model in {annotation!r}")
+
+
+def test_bad_money_is_named_before_what_else_is_wrong_with_the_order() -> None:
+    """The generator's malformed order: money as 'N/A' and no slices; the reason names the
+    amount (its wire form), as the planted anomaly says."""
+    bad = variant("ord_na", lambda o: o.update(total_amount="N/A", slices=[]))
+    assert reasons(page_body([bad]))["ord_na"].startswith("id 'ord_na': field 'total_amount'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ import pytest
 
 from sandbox.config import Limit, SandboxConfig
 from sandbox.duffel.app import create_app
+from sandbox.duffel.render import local_text, to_us
+from sandbox.duffel.render import zone as zone_info
 from sandbox.duffel.sample import sample_orders
 from sandbox.duffel.store import DuffelStore
 from sandbox.servers import serve_in_background
@@ -314,3 +316,26 @@ def test_error_bodies_match_recorded_errors(urls) -> None:
     with client(urls["strict"]) as api:
         assert api.get("/air/airlines").status_code == 200
         _assert_error(api.get("/air/airlines"), "429_rate_limit.json", 429)
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("America/Denver", date(2026, 3, 8)),  # spring forward, west of UTC
+        ("America/Denver", date(2026, 11, 1)),  # fall back
+        ("Europe/London", date(2026, 10, 25)),
+        (
+            "Pacific/Chatham",
+            date(2026, 9, 26),
+        ),  # east of UTC: the change falls on the UTC day before
+        ("Australia/Lord_Howe", date(2026, 4, 4)),  # a half-hour change
+    ],
+)
+def test_segment_local_times_are_exact_through_a_time_zone_change(zone: str, day: date) -> None:
+    """Airport-local wall times of the instants around a change match the zone's own reading."""
+    tz = zone_info(zone)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(days=1)
+    for quarter in range(3 * 24 * 4):
+        moment = start + timedelta(minutes=15 * quarter)
+        expected = moment.astimezone(tz).replace(tzinfo=None).isoformat()
+        assert local_text(to_us(moment), tz) == expected, moment
