@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -1755,6 +1756,61 @@ class _PerTenant:
             part.unlink()
 
 
+class _HistoryFiles:
+    """The history's tables being written, a chunk of bookings at a time, and their counts."""
+
+    def __init__(self, out_dir: Path, tenant_ids: list[str]) -> None:
+        self.bookings = _ParquetFile(out_dir / "bookings.parquet", PLATFORM_BOOKINGS)
+        self.events = _EventFeed(
+            _ParquetFile(out_dir / "events.parquet", EVENTS),
+            "occurred_at",
+            ["occurred_at", "_booking", "_step"],
+            held=pl.Schema({**EVENTS, "_booking": pl.Int64, "_step": pl.Int8}),
+        )
+        self.ledger = _PerTenant(
+            out_dir / "ledger.parquet", LEDGER, "updated_at", ["updated_at", "transaction_id"]
+        )
+        self.orders = _PerTenant(
+            out_dir / "orders.parquet", ORDERS, "created_at", ["created_at", "order_id"]
+        )
+        self.counts = {
+            tenant: {"events": 0, **dict.fromkeys(BOOKING_STATUSES, 0)} for tenant in tenant_ids
+        }
+        self.peak = {"bookings": 0, "pending": 0}
+
+    def store(
+        self,
+        bookings: pl.DataFrame,
+        ledger: pl.DataFrame,
+        orders: pl.DataFrame,
+        events: pl.DataFrame,
+        watermark_us: int | None,
+    ) -> None:
+        """Write a chunk's bookings, and every record older than ``watermark_us``."""
+        self.bookings.write(bookings)
+        for tenant, status, count in bookings.group_by("tenant_id", "status").len().iter_rows():
+            self.counts[tenant][status] += count
+        for tenant, count in events.group_by("tenant_id").len().iter_rows():
+            self.counts[tenant]["events"] += count
+        self.ledger.add(ledger)
+        self.orders.add(orders)
+        self.events.add(events)
+        for table in (self.ledger, self.orders, self.events):
+            table.flush(watermark_us)
+        self.peak["bookings"] = max(self.peak["bookings"], bookings.height)
+        self.peak["pending"] = max(
+            self.peak["pending"],
+            self.ledger.pending + self.orders.pending + self.events.pending.height,
+        )
+
+    def close(self) -> None:
+        self.events.flush(None)
+        self.events.out.close()
+        self.bookings.close()
+        self.ledger.close()
+        self.orders.close()
+
+
 def _chunks(day_counts: np.ndarray, chunk_size: int) -> list[np.ndarray]:
     """Runs of whole days of about ``chunk_size`` bookings (at least one day each)."""
     chunks, days, rows = [], [], 0
@@ -1800,76 +1856,54 @@ def generate(
     anomalies = Anomalies(rng, day_counts, anomaly_rate, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(members, out_dir, "members")
-    bookings = _ParquetFile(out_dir / "bookings.parquet", PLATFORM_BOOKINGS)
-    events = _EventFeed(
-        _ParquetFile(out_dir / "events.parquet", EVENTS),
-        "occurred_at",
-        ["occurred_at", "_booking", "_step"],
-        held=pl.Schema({**EVENTS, "_booking": pl.Int64, "_step": pl.Int8}),
-    )
-    ledger = _PerTenant(
-        out_dir / "ledger.parquet", LEDGER, "updated_at", ["updated_at", "transaction_id"]
-    )
-    orders = _PerTenant(
-        out_dir / "orders.parquet", ORDERS, "created_at", ["created_at", "order_id"]
-    )
-    counts = {
-        tenant: {"events": 0, **dict.fromkeys(BOOKING_STATUSES, 0)} for tenant in world.tenant_ids
-    }
-    peak = {"bookings": 0, "pending": 0}
+    files = _HistoryFiles(out_dir, world.tenant_ids)
     first_counter = 0
-    for days in _chunks(day_counts, chunk_size):
-        plans, picked = [], []
-        for day in days.tolist():
-            day_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(day,)))
-            created = np.sort(
-                _times_in_days(day_rng, np.full(day_counts[day], day_start[day]), end_us)
+    # Writing (compression, mostly outside the GIL) runs beside the drawing of the next
+    # chunk: at most one chunk is being written while the next one is drawn.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer") as writer:
+        written = None
+        for days in _chunks(day_counts, chunk_size):
+            plans, picked = [], []
+            for day in days.tolist():
+                day_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(day,)))
+                created = np.sort(
+                    _times_in_days(day_rng, np.full(day_counts[day], day_start[day]), end_us)
+                )
+                plan = plan_made_at(day_rng, world, created, resolve_until_us=end_us)
+                pick = anomalies.pick(day_rng, day, plan)
+                offset = sum(p["created"].shape[0] for p in plans)
+                picked.append({**pick, "index": pick["index"] + offset})
+                plans.append(plan)
+            plan = _concat_plans(plans)
+            n = plan["created"].shape[0]
+            if not n:
+                continue
+            extra = booking_facts(world, plan, first_counter, seed)
+            chunk_ledger, chunk_orders = ledger_and_orders(world, plan, extra)
+            chunk_ledger, chunk_orders = anomalies.plant(
+                chunk_ledger, chunk_orders, plan, extra, _concat_plans(picked)
             )
-            plan = plan_made_at(day_rng, world, created, resolve_until_us=end_us)
-            pick = anomalies.pick(day_rng, day, plan)
-            offset = sum(p["created"].shape[0] for p in plans)
-            picked.append({**pick, "index": pick["index"] + offset})
-            plans.append(plan)
-        plan = _concat_plans(plans)
-        n = plan["created"].shape[0]
-        if not n:
-            continue
-        extra = booking_facts(world, plan, first_counter, seed)
-        chunk_ledger, chunk_orders = ledger_and_orders(world, plan, extra)
-        chunk_ledger, chunk_orders = anomalies.plant(
-            chunk_ledger, chunk_orders, plan, extra, _concat_plans(picked)
-        )
-        chunk_bookings, chunk_events = build_platform(world, plan, extra)
-        bookings.write(chunk_bookings)
-        for tenant, status, count in (
-            chunk_bookings.group_by("tenant_id", "status").len().iter_rows()
-        ):
-            counts[tenant][status] += count
-        for tenant, count in chunk_events.group_by("tenant_id").len().iter_rows():
-            counts[tenant]["events"] += count
-        del chunk_bookings
-        ledger.add(chunk_ledger)
-        orders.add(chunk_orders)
-        events.add(chunk_events)
-        del chunk_ledger, chunk_orders, chunk_events, extra, plan, plans
-        peak["bookings"] = max(peak["bookings"], n)
-        # Every later booking is made on a later day; its first record (the approval request)
-        # comes at most CHECK_APPROVAL_US before it.
-        following = int(days[-1]) + 1
-        watermark = (
-            int(day_start[following]) - CHECK_APPROVAL_US if following < len(day_start) else None
-        )
-        for table in (ledger, orders, events):
-            table.flush(watermark)
-        peak["pending"] = max(
-            peak["pending"], ledger.pending + orders.pending + events.pending.height
-        )
-        first_counter += n
-    events.flush(None)
-    events.out.close()
-    bookings.close()
-    ledger.close()
-    orders.close()
+            chunk_bookings, chunk_events = build_platform(world, plan, extra)
+            del extra, plan, plans
+            # Every later booking is made on a later day; its first record (the approval
+            # request) comes at most CHECK_APPROVAL_US before it.
+            following = int(days[-1]) + 1
+            watermark = (
+                int(day_start[following]) - CHECK_APPROVAL_US
+                if following < len(day_start)
+                else None
+            )
+            if written is not None:
+                written.result()
+            written = writer.submit(
+                files.store, chunk_bookings, chunk_ledger, chunk_orders, chunk_events, watermark
+            )
+            del chunk_bookings, chunk_ledger, chunk_orders, chunk_events
+            first_counter += n
+        if written is not None:
+            written.result()
+    files.close()
+    ledger, orders, counts = files.ledger, files.orders, files.counts
     planted = anomalies.manifest()
     per_tenant = {}
     for tenant in world.tenant_ids:
@@ -1899,7 +1933,7 @@ def generate(
         "months": months,
         "anomaly_rate": anomaly_rate,
         "next_counter": size,
-        "last_event_id": events.out.rows,
+        "last_event_id": files.events.out.rows,
         "history_start": dt.datetime.fromtimestamp(start_us / US, dt.UTC).isoformat(),
         "history_end": dt.datetime.fromtimestamp(end_us / US, dt.UTC).isoformat(),
         "counts": per_tenant,
@@ -1910,5 +1944,5 @@ def generate(
         out_dir=out_dir,
         manifest=manifest,
         seconds=time.perf_counter() - started,
-        peak_rows=peak,
+        peak_rows=files.peak,
     )
