@@ -32,6 +32,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from booking.minor_units import minor_text
+from sandbox.config import DEFAULT_CHUNK_SIZE
 from sandbox.duffel.render import stable_int
 from sandbox.ids import (
     as_series,
@@ -191,8 +192,6 @@ ANOMALY_KINDS = (
     "malformed_ledger_record",
     "malformed_order",
 )
-# Bookings drawn and written at a time (whole days; see ``generate``).
-DEFAULT_CHUNK_SIZE = 250_000
 BOOKING_STATUSES = ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
 # A saga's steps take this long after the step that starts them (microseconds).
 CHECK_APPROVAL_US = 100_000  # the tenant's approval request, before the booking commits
