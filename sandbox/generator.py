@@ -1647,6 +1647,10 @@ def _write(frame: pl.DataFrame, out_dir: Path, name: str) -> None:
     tmp.replace(out_dir / f"{name}.parquet")
 
 
+# Columns with at most this many values in a table's first chunk are dictionary-encoded.
+DICTIONARY_MAX = 4_096
+
+
 class _ParquetFile:
     """A Parquet file written a row group at a time, put in place when closed."""
 
@@ -1662,7 +1666,12 @@ class _ParquetFile:
             return
         table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+            # Dictionaries only where they pay (states, currencies, rates): building one for
+            # a column of unique ids costs time and is dropped anyway.
+            repeated = [c for c in frame.columns if frame[c].n_unique() <= DICTIONARY_MAX]
+            self.writer = pq.ParquetWriter(
+                self.tmp, table.schema, compression="zstd", use_dictionary=repeated
+            )
         self.writer.write_table(table)
         self.rows += frame.height
 
