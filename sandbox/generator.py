@@ -1582,20 +1582,7 @@ class Anomalies:
                 }
             )
             rows.append(
-                {
-                    **row,
-                    "transaction_id": txn,
-                    "raw_override": json.dumps(record, separators=(",", ":")),
-                }
-            )
-            self.entries["malformed_ledger_record"].append(
-                {
-                    "kind": "malformed_ledger_record",
-                    "tenant_id": row["tenant_id"],
-                    "transaction_id": txn,
-                    "expected_in": "quarantine",
-                    "field": field,
-                }
+                self._malformed("malformed_ledger_record", row, "transaction_id", record, field)
             )
         return rows
 
@@ -1616,22 +1603,26 @@ class Anomalies:
             }
             rows.append(
                 {
-                    **row,
-                    "order_id": bad_id,
+                    **self._malformed("malformed_order", row, "order_id", record, "total_amount"),
                     "booking_id": None,
-                    "raw_override": json.dumps(record, separators=(",", ":")),
-                }
-            )
-            self.entries["malformed_order"].append(
-                {
-                    "kind": "malformed_order",
-                    "tenant_id": row["tenant_id"],
-                    "order_id": bad_id,
-                    "expected_in": "quarantine",
-                    "field": "total_amount",
                 }
             )
         return rows
+
+    def _malformed(self, kind: str, row: dict, key: str, record: dict, field: str) -> dict:
+        """A copy of ``row`` that delivers ``record`` verbatim (what is wrong: ``field``),
+        listed in the manifest under the record's id (``record[key]``, ``record["id"]``)."""
+        bad_id = record.get(key, record.get("id"))
+        self.entries[kind].append(
+            {
+                "kind": kind,
+                "tenant_id": row["tenant_id"],
+                key: bad_id,
+                "expected_in": "quarantine",
+                "field": field,
+            }
+        )
+        return {**row, key: bad_id, "raw_override": json.dumps(record, separators=(",", ":"))}
 
     def manifest(self) -> list[dict]:
         return [item for kind in ANOMALY_KINDS for item in self.entries[kind]]
