@@ -12,7 +12,7 @@ SERVICES = (*TENANT_SERVICES, "duffel")
 DEFAULT_PORTS = STANDIN_PORTS
 # Bookings the history generator draws and writes at a time (whole days); its memory grows
 # with this, not with the history's size.
-DEFAULT_CHUNK_SIZE = 250_000
+DEFAULT_CHUNK_SIZE = 100_000
 
 
 @dataclass(frozen=True)
