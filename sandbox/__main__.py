@@ -12,7 +12,13 @@ import sys
 import threading
 from pathlib import Path
 
-from sandbox.config import DEFAULT_LIMITS, DEFAULT_PORTS, Limit, SandboxConfig
+from sandbox.config import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_LIMITS,
+    DEFAULT_PORTS,
+    Limit,
+    SandboxConfig,
+)
 from settings import STANDIN_PORT_RANGE
 
 DEFAULT_HISTORY = Path("data/sandbox/history")
@@ -30,6 +36,7 @@ def _generate(args: argparse.Namespace) -> int:
         anchor=anchor,
         months=args.months,
         anomaly_rate=args.anomaly_rate,
+        chunk_size=args.chunk_size,
     )
     print(
         f"done in {result.seconds:.1f} s; history {result.manifest['history_start'][:10]} .. "
@@ -213,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--months", type=int, default=12)
     gen.add_argument(
         "--anomaly-rate", type=float, default=0.001, help="share of bookings per anomaly kind"
+    )
+    gen.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="bookings drawn and written at a time, in whole days (memory grows with it, "
+        f"the history does not; default {DEFAULT_CHUNK_SIZE:,})",
     )
     gen.set_defaults(run=_generate)
     serve = sub.add_parser("serve", help="run the four stand-ins until Ctrl-C")

@@ -10,6 +10,9 @@ from settings import STANDIN_PORTS
 TENANT_SERVICES = ("coffeechain", "telcocorp", "fintechapp")
 SERVICES = (*TENANT_SERVICES, "duffel")
 DEFAULT_PORTS = STANDIN_PORTS
+# Bookings the history generator draws and writes at a time (whole days); its memory grows
+# with this, not with the history's size.
+DEFAULT_CHUNK_SIZE = 100_000
 
 
 @dataclass(frozen=True)

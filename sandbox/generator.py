@@ -21,15 +21,18 @@ import csv
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from booking.minor_units import minor_text
+from sandbox.config import DEFAULT_CHUNK_SIZE
 from sandbox.duffel.render import stable_int
 from sandbox.ids import (
     as_series,
@@ -43,7 +46,7 @@ from sandbox.ids import (
     scramble,
 )
 from sandbox.reference import AIRLINE_REGIONS, HUBS, airports
-from sandbox.schema import LEDGER, MEMBERS, MONEY, ORDERS, PLATFORM_BOOKINGS, RATE
+from sandbox.schema import EVENTS, LEDGER, MEMBERS, MONEY, ORDERS, PLATFORM_BOOKINGS, RATE
 from sandbox.seed import REFERENCE_MEMBERS, reference_members_frame
 from sandbox.world import TENANTS, LoyaltyTenant
 
@@ -189,6 +192,7 @@ ANOMALY_KINDS = (
     "malformed_ledger_record",
     "malformed_order",
 )
+BOOKING_STATUSES = ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
 # A saga's steps take this long after the step that starts them (microseconds).
 CHECK_APPROVAL_US = 100_000  # the tenant's approval request, before the booking commits
 DEDUCT_US = 200_000  # the tenant's deduction, after the charging commit
@@ -206,6 +210,9 @@ class GenerationResult:
     out_dir: Path
     manifest: dict
     seconds: float
+    # The most bookings drawn at once (one chunk) and the most rows held back for time
+    # order after a chunk was written: what memory holds instead of the history.
+    peak_rows: dict[str, int] = field(default_factory=dict)
 
 
 def _utc_us(day: dt.date) -> int:
@@ -377,11 +384,12 @@ class World:
             [np.where(self.codes == c)[0][0] for c in ("DXB", "DOH", "IST", "FRA", "AMS", "SIN")]
         )
 
-    def member_weights(self, tenant: str) -> np.ndarray:
-        # Zipf-like activity: a few members book far more than the rest.
-        n = self.members[tenant].height
-        w = 1.0 / np.arange(1, n + 1) ** 0.85
-        return w / w.sum()
+        # Zipf-like activity: a few members book far more than the rest (cumulative shares,
+        # drawn from by bisection as numpy's weighted choice does).
+        self.member_cdf = {}
+        for tenant in self.tenant_ids:
+            cdf = np.cumsum(1.0 / np.arange(1, self.members[tenant].height + 1) ** 0.85)
+            self.member_cdf[tenant] = cdf / cdf[-1]
 
 
 def _members(
@@ -447,8 +455,9 @@ def _members(
     return pl.concat([seeded_frame, *frames]).sort("tenant_id", maintain_order=True)
 
 
-def _booking_times(rng: np.random.Generator, n: int, start_us: int, end_us: int) -> np.ndarray:
-    """Booking instants with seasonality: summer and December peaks, busier weekdays, daytime."""
+def _day_weights(start_us: int, end_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each day's start and its share of the bookings: summer and December peaks, busier
+    weekdays."""
     days = max(1, (end_us - start_us) // DAY)
     day_start = start_us + np.arange(days) * DAY
     doy = np.array(
@@ -461,14 +470,25 @@ def _booking_times(rng: np.random.Generator, n: int, start_us: int, end_us: int)
         + 0.25 * (doy > 330)
         + np.where(weekday < 5, 0.1, -0.15)
     )
-    day = rng.choice(days, n, p=weight / weight.sum())
+    return day_start, weight / weight.sum()
+
+
+def _times_in_days(rng: np.random.Generator, day_start: np.ndarray, end_us: int) -> np.ndarray:
+    """A booking instant in each given day, busier by daytime."""
+    n = day_start.shape[0]
     hour_w = np.array(
         [1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 8, 8, 8, 8, 8, 8, 8, 8, 7, 7, 6, 5, 3, 2], float
     )
     hour = rng.choice(24, n, p=hour_w / hour_w.sum())
-    at = day_start[day] + hour * HOUR + rng.integers(0, HOUR, n)
+    at = day_start + hour * HOUR + rng.integers(0, HOUR, n)
     # A booking's saga takes a few seconds: the last ones still end inside the history.
     return np.minimum(at, end_us - 10 * US)
+
+
+def _booking_times(rng: np.random.Generator, n: int, start_us: int, end_us: int) -> np.ndarray:
+    """Booking instants with seasonality (``_day_weights``) and daytime hours."""
+    day_start, p = _day_weights(start_us, end_us)
+    return _times_in_days(rng, day_start[rng.choice(day_start.shape[0], n, p=p)], end_us)
 
 
 def plan_bookings(
@@ -480,15 +500,24 @@ def plan_bookings(
     resolve_until_us: int,
 ) -> dict[str, np.ndarray]:
     """Draw ``n`` bookings made in [start, end) and what happened to them until ``resolve_until``."""
+    created = np.sort(_booking_times(rng, n, start_us, end_us))
+    return plan_made_at(rng, world, created, resolve_until_us)
+
+
+def plan_made_at(
+    rng: np.random.Generator, world: World, created: np.ndarray, resolve_until_us: int
+) -> dict[str, np.ndarray]:
+    """Draw bookings made at the (sorted) instants ``created`` and what happened to them
+    until ``resolve_until``."""
+    n = created.shape[0]
     tenant_ids = world.tenant_ids
     share = np.array([BOOKING_SHARE[t] for t in tenant_ids])
     tenant_idx = rng.choice(len(tenant_ids), n, p=share / share.sum())
-    created = np.sort(_booking_times(rng, n, start_us, end_us))
     member_idx = np.zeros(n, dtype=np.int64)
     for k, tenant in enumerate(tenant_ids):
         mask = tenant_idx == k
-        member_idx[mask] = rng.choice(
-            world.members[tenant].height, mask.sum(), p=world.member_weights(tenant)
+        member_idx[mask] = world.member_cdf[tenant].searchsorted(
+            rng.random(int(mask.sum())), side="right"
         )
     origin = rng.choice(len(world.codes), n, p=world.airport_p)
     destination = rng.choice(len(world.codes), n, p=world.airport_p)
@@ -905,7 +934,9 @@ def build_platform(
     world: World, plan: dict[str, np.ndarray], extra: dict[str, np.ndarray]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The booking API's own records of the planned bookings: its store's rows and its event
-    feed, as booking/service.py's saga writes them (events ordered by commit, ids from 1).
+    feed, as booking/service.py's saga writes them (events ordered by commit; ``event_id`` is
+    0 until the feed is numbered, and ``_booking`` (the booking's counter) and ``_step`` (its
+    saga step) break ties of commit time; see ``_EventFeed``).
 
     Each event carries the booking's values at that step, as ``EventLog.append`` does: the
     price (fare, FX rate, USD, loyalty amount and the rate used) from creation, re-priced
@@ -1007,7 +1038,7 @@ def build_platform(
         },
         schema_overrides={"from_state": pl.String, "fixed_detail": pl.String},
     )
-    raw = order.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("event_id")).join(
+    raw = order.with_columns(pl.lit(0, dtype=pl.Int64).alias("event_id")).join(
         steps, on="step", how="left", maintain_order="left"
     )
     del order
@@ -1066,6 +1097,10 @@ def build_platform(
         pl.from_epoch(pl.col("occurred_us"), time_unit="us")
         .dt.replace_time_zone("UTC")
         .alias("occurred_at"),
+        (pl.col("booking_idx") + int(extra["counter"][0]) if n else pl.col("booking_idx")).alias(
+            "_booking"
+        ),
+        pl.col("step").alias("_step"),
     )
     del raw
     # Approval re-priced the booking on the day of the decision (the same, without approval).
@@ -1189,63 +1224,159 @@ def _amount_text(minor: int) -> str:
     return str(Decimal(int(minor)).scaleb(-2).quantize(Decimal("0.01")))
 
 
-def _inject_anomalies(
-    rng: np.random.Generator,
-    ledger: pl.DataFrame,
-    orders: pl.DataFrame,
-    plan: dict[str, np.ndarray],
-    extra: dict[str, np.ndarray],
-    rate: float,
-    seed: int,
-) -> tuple[pl.DataFrame, pl.DataFrame, list[dict]]:
+# Kinds planted on a plain booking (charged, never cancelled, no approval), and on a
+# cancelled one.
+PLAIN_KINDS = (
+    "ledger_missing_deduction",
+    "ledger_amount_mismatch",
+    "ledger_unknown_deduction",
+    "order_missing",
+    "order_without_booking",
+    "duplicate_delivery",
+    "malformed_ledger_record",
+    "malformed_order",
+)
+CANCELLED_KINDS = ("ledger_missing_refund", "order_not_cancelled")
+
+
+class Anomalies:
     """Plant a few deliberate faults and describe each in the manifest.
 
     The platform's records (events and store) are the truth and are never changed: a
     reconciliation anomaly is the tenant's ledger or Duffel disagreeing with them, or a
     record there that the platform never made. Each planted booking carries exactly one
     anomaly, and every other booking agrees across all three sources.
+
+    About ``rate`` of the bookings per kind, decided day by day so that the history can be
+    written in chunks of days with the same result: each day gets a share of the plantings
+    in proportion to its bookings (a share a day cannot take moves to the next day), and the
+    kinds come from one shuffled sequence.
     """
-    n = plan["created"].shape[0]
-    per_kind = max(1, round(n * rate)) if n >= 200 else 0
-    manifest: list[dict] = []
-    if not per_kind:
-        return ledger, orders, manifest
-    plain = np.where(plan["confirmed"] & ~plan["cancelled"] & ~plan["needs_approval"])[0]
-    cancelled = np.where(plan["cancelled"])[0]
-    chosen = rng.choice(plain, min(len(plain), 6 * per_kind), replace=False)
-    # Plain int lists: they index numpy arrays and polars series alike.
-    missing_deduction, mismatch, missing_order, duplicate, strays, loose = (
-        part.tolist() for part in np.array_split(chosen, 6)
-    )
-    chosen_cancelled = rng.choice(cancelled, min(len(cancelled), 2 * per_kind), replace=False)
-    missing_refund, live_order = (part.tolist() for part in np.array_split(chosen_cancelled, 2))
 
-    def entry(kind: str, i: int | None, expected_in: str, **detail: object) -> dict:
-        item = {
-            "kind": kind,
-            "tenant_id": str(extra["tenant"][i]),
-            "booking_id": str(extra["booking_id"][i]),
-            "member_id": str(extra["member_id"][i]),
-            "expected_in": expected_in,
+    def __init__(
+        self, rng: np.random.Generator, day_counts: np.ndarray, rate: float, seed: int
+    ) -> None:
+        size = int(day_counts.sum())
+        per_kind = max(1, round(size * rate)) if size >= 200 else 0
+        self.seed = seed
+        self.salt = seed * 1_000 + SALT["stray"]
+        self.pools = {}
+        for pool, kinds in (("plain", PLAIN_KINDS), ("cancelled", CANCELLED_KINDS)):
+            total = min(len(kinds) * per_kind, size)
+            labels = rng.permutation(np.repeat(np.arange(len(kinds)), per_kind))[:total]
+            quota = rng.multivariate_hypergeometric(day_counts, total)
+            self.pools[pool] = {"kinds": kinds, "labels": labels, "quota": quota, "next": 0}
+        self.carry = dict.fromkeys(self.pools, 0)
+        self.planted = dict.fromkeys(ANOMALY_KINDS, 0)
+        self.entries: dict[str, list[dict]] = {kind: [] for kind in ANOMALY_KINDS}
+        strays = int(
+            (self.pools["plain"]["labels"] == PLAIN_KINDS.index("ledger_unknown_deduction")).sum()
+        )
+        counter = np.arange(strays, dtype=np.int64)
+        self.stray_refs = [
+            f"bkg_{a}{b[:8]}"
+            for a, b in zip(
+                hex_ids("", counter, self.salt), hex_ids("", counter, self.salt + 1), strict=True
+            )
+        ]
+
+    def pick(
+        self, rng: np.random.Generator, day: int, plan: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The day's planted bookings (indices into its plan, in booking order), their kinds
+        and the amount a mismatched deduction is off by."""
+        eligible = {
+            "plain": plan["confirmed"] & ~plan["cancelled"] & ~plan["needs_approval"],
+            "cancelled": plan["cancelled"],
         }
-        if kind in CHECK_OF_KIND:
-            item["check"] = CHECK_OF_KIND[kind]
-        return {**item, **detail}
-
-    def charge(i: int) -> dict:
+        index, kinds = [], []
+        for name, pool in self.pools.items():
+            candidates = np.where(eligible[name])[0]
+            wanted = int(pool["quota"][day]) + self.carry[name]
+            take = min(wanted, candidates.shape[0], len(pool["labels"]) - pool["next"])
+            self.carry[name] = wanted - take
+            index.append(np.sort(rng.choice(candidates, take, replace=False)))
+            labels = pool["labels"][pool["next"] : pool["next"] + take]
+            pool["next"] += take
+            kinds.append(np.array(pool["kinds"], dtype=object)[labels])
+        index = np.concatenate(index)
+        order = np.argsort(index, kind="stable")
         return {
-            "transaction_id": str(extra["deduction_id"][i]),
-            "order_id": str(extra["order_id"][i]),
-            "currency": str(extra["currency"][i]),
+            "index": index[order],
+            "kind": np.concatenate(kinds)[order],
+            "delta": rng.integers(1, 50, index.shape[0]),
         }
 
-    # The tenant has no record of a charge the platform made (nor of its cashback).
-    drop_txns = set()
-    for i in missing_deduction:
-        drop_txns.add(str(extra["deduction_id"][i]))
-        if extra["cashback_id"][i] is not None:
-            drop_txns.add(str(extra["cashback_id"][i]))
-        manifest.append(
+    def plant(
+        self,
+        ledger: pl.DataFrame,
+        orders: pl.DataFrame,
+        plan: dict[str, np.ndarray],
+        extra: dict[str, np.ndarray | pl.Series],
+        picked: dict[str, np.ndarray],
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """A chunk's ledger and orders with the anomalies ``picked`` (indices into the
+        chunk's bookings) planted; their manifest entries are kept in ``entries``."""
+        of_kind: dict[str, list[tuple[int, int]]] = {kind: [] for kind in ANOMALY_KINDS}
+        deltas = {}
+        for i, kind, delta in zip(
+            picked["index"].tolist(), picked["kind"].tolist(), picked["delta"].tolist(), strict=True
+        ):
+            of_kind[kind].append((i, self.planted[kind]))
+            self.planted[kind] += 1
+            deltas[i] = delta
+        bad_refs = set(extra["booking_id"].filter(extra["booking_id"].is_in(self.stray_refs)))
+        if bad_refs:
+            raise ValueError(f"stray reference {sorted(bad_refs)[0]} collides with a booking id")
+
+        def entry(kind: str, i: int, expected_in: str, **detail: object) -> None:
+            item = {
+                "kind": kind,
+                "tenant_id": str(extra["tenant"][i]),
+                "booking_id": str(extra["booking_id"][i]),
+                "member_id": str(extra["member_id"][i]),
+                "expected_in": expected_in,
+            }
+            if kind in CHECK_OF_KIND:
+                item["check"] = CHECK_OF_KIND[kind]
+            self.entries[kind].append({**item, **detail})
+
+        def charge(i: int) -> dict:
+            return {
+                "transaction_id": str(extra["deduction_id"][i]),
+                "order_id": str(extra["order_id"][i]),
+                "currency": str(extra["currency"][i]),
+            }
+
+        def ids(column: str, kind: str) -> list[str]:
+            return [str(extra[column][i]) for i, _ in of_kind[kind]]
+
+        # Templates of the records added below: the planted booking's deduction and order,
+        # taken before anything is dropped.
+        template_ids = ids("deduction_id", "duplicate_delivery") + ids(
+            "deduction_id", "malformed_ledger_record"
+        )
+        deductions = {
+            r["transaction_id"]: r
+            for r in ledger.filter(pl.col("transaction_id").is_in(template_ids)).iter_rows(
+                named=True
+            )
+        }
+        order_templates = {
+            r["order_id"]: r
+            for r in orders.filter(
+                pl.col("order_id").is_in(
+                    ids("order_id", "order_without_booking") + ids("order_id", "malformed_order")
+                )
+            ).iter_rows(named=True)
+        }
+
+        # The tenant has no record of a charge the platform made (nor of its cashback).
+        drop_txns = set()
+        for i, _ in of_kind["ledger_missing_deduction"]:
+            drop_txns.add(str(extra["deduction_id"][i]))
+            if extra["cashback_id"][i] is not None:
+                drop_txns.add(str(extra["cashback_id"][i]))
             entry(
                 "ledger_missing_deduction",
                 i,
@@ -1253,14 +1384,12 @@ def _inject_anomalies(
                 **charge(i),
                 expected_amount=_amount_text(-extra["amount"][i]),
             )
-        )
-    # The tenant deducted another amount than the platform charged (its cashback and
-    # everything else agree with the platform).
-    bump = {}
-    for i in mismatch:
-        delta = int(rng.integers(1, 50)) * (100 if extra["decimals"][i] == 0 else 1)
-        bump[str(extra["deduction_id"][i])] = delta
-        manifest.append(
+        # The tenant deducted another amount than the platform charged (its cashback and
+        # everything else agree with the platform).
+        bump = {}
+        for i, _ in of_kind["ledger_amount_mismatch"]:
+            delta = deltas[i] * (100 if extra["decimals"][i] == 0 else 1)
+            bump[str(extra["deduction_id"][i])] = delta
             entry(
                 "ledger_amount_mismatch",
                 i,
@@ -1269,11 +1398,9 @@ def _inject_anomalies(
                 expected_amount=_amount_text(-extra["amount"][i]),
                 actual_amount=_amount_text(-(extra["amount"][i] + delta)),
             )
-        )
-    # The platform refunded a cancellation; the tenant's ledger has no refund.
-    for i in missing_refund:
-        drop_txns.add(str(extra["refund_id"][i]))
-        manifest.append(
+        # The platform refunded a cancellation; the tenant's ledger has no refund.
+        for i, _ in of_kind["ledger_missing_refund"]:
+            drop_txns.add(str(extra["refund_id"][i]))
             entry(
                 "ledger_missing_refund",
                 i,
@@ -1284,227 +1411,221 @@ def _inject_anomalies(
                 currency=str(extra["currency"][i]),
                 expected_amount=_amount_text(extra["amount"][i]),
             )
-        )
-    ledger = ledger.filter(~pl.col("transaction_id").is_in(list(drop_txns)))
-    if bump:
-        delta = pl.col("transaction_id").replace_strict(bump, default=0, return_dtype=pl.Int64)
-        ledger = ledger.with_columns(
-            pl.when(pl.col("transaction_id").is_in(list(bump)))
-            .then((pl.col("amount") - _scaled(delta)).cast(pl.Decimal(18, 2)))
-            .otherwise(pl.col("amount"))
-            .alias("amount")
-        )
-    # Deductions the tenant posted with a reference that is no booking of the platform's
-    # (a member of a charged booking, an amount like a fare; FintechApp credits cashback).
-    salt = seed * 1_000 + SALT["stray"]
-    stray_counter = np.arange(len(strays), dtype=np.int64)
-    stray_refs = [
-        f"bkg_{a}{b[:8]}"
-        for a, b in zip(
-            hex_ids("", stray_counter, salt), hex_ids("", stray_counter, salt + 1), strict=True
-        )
-    ]
-    known = set(extra["booking_id"].to_list())
-    stray_rows = []
-    for j, i in enumerate(strays):
-        tenant = str(extra["tenant"][i])
-        prefixes = TXN_PREFIX[tenant]
-        txn = hex_ids(prefixes["deduction"], np.array([j]), salt + 2)[0]
-        if stray_refs[j] in known:
-            raise ValueError(f"stray reference {stray_refs[j]} collides with a booking id")
-        at = int(plan["charged_at"][i] + 2 * HOUR + j * US)
-        base = {
-            "tenant_id": tenant,
-            "member_id": str(extra["member_id"][i]),
-            "status": "posted",
-            "reference_id": stray_refs[j],
-            "approval_id": None,
-            "created_at": _ts(np.array([at]))[0],
-            "updated_at": _ts(np.array([at]))[0],
-            "raw_override": None,
-        }
-        stray_rows.append(
-            {
-                **base,
-                "transaction_id": txn,
-                "type": "deduction",
-                "amount": Decimal(-int(extra["amount"][i])).scaleb(-2),
-                "related_transaction_id": None,
-                "description": f"Flight booking {extra['route'][i]}",
-            }
-        )
-        if extra["cashback"][i] > 0:
-            stray_rows.append(
+        if drop_txns:
+            ledger = ledger.filter(~pl.col("transaction_id").is_in(list(drop_txns)))
+        if bump:
+            delta = pl.col("transaction_id").replace_strict(bump, default=0, return_dtype=pl.Int64)
+            ledger = ledger.with_columns(
+                pl.when(pl.col("transaction_id").is_in(list(bump)))
+                .then((pl.col("amount") - _scaled(delta)).cast(pl.Decimal(18, 2)))
+                .otherwise(pl.col("amount"))
+                .alias("amount")
+            )
+        added = [self._strays(of_kind["ledger_unknown_deduction"], plan, extra, entry)]
+        # Duffel lost an order the platform recorded; Duffel kept a cancelled booking's order
+        # live.
+        for i, _ in of_kind["order_missing"]:
+            entry("order_missing", i, "reconciliation", order_id=str(extra["order_id"][i]))
+        for i, _ in of_kind["order_not_cancelled"]:
+            entry("order_not_cancelled", i, "reconciliation", order_id=str(extra["order_id"][i]))
+        if of_kind["order_missing"]:
+            orders = orders.filter(~pl.col("order_id").is_in(ids("order_id", "order_missing")))
+        if of_kind["order_not_cancelled"]:
+            live = pl.col("order_id").is_in(ids("order_id", "order_not_cancelled"))
+            orders = orders.with_columns(
+                *(
+                    pl.when(live).then(None).otherwise(pl.col(c)).alias(c)
+                    for c in ("cancelled_at", "cancellation_id", "refund_amount", "refund_to")
+                )
+            )
+        # Orders made in the tenant's Duffel organisation outside the platform: no platform
+        # booking has their id and their metadata names none (only the organisation's tenant).
+        made = []
+        for i, j in of_kind["order_without_booking"]:
+            row = order_templates[str(extra["order_id"][i])]
+            order_id = duffel_ids("ord_", np.array([j]), self.salt + 4)[0]
+            made.append(
                 {
-                    **base,
-                    "transaction_id": hex_ids(prefixes["cashback"], np.array([j]), salt + 3)[0],
-                    "type": "cashback",
-                    "amount": Decimal(int(extra["cashback"][i])).scaleb(-2),
-                    "related_transaction_id": txn,
-                    "description": f"Cashback on {stray_refs[j]}",
+                    **row,
+                    "order_id": order_id,
+                    "booking_reference": pnrs(np.array([j]), self.salt + 5)[0],
+                    "created_at": row["created_at"] + dt.timedelta(hours=3),
+                    "paid_at": row["paid_at"] + dt.timedelta(hours=3),
+                    "booking_id": None,
+                    "member_id": None,
+                    "member_given_name": None,
+                    "member_family_name": None,
+                    "loyalty_transaction_id": None,
                 }
             )
-        manifest.append(
-            {
-                **entry(
-                    "ledger_unknown_deduction",
-                    i,
-                    "reconciliation",
-                    transaction_id=txn,
-                    reference_id=stray_refs[j],
-                    currency=str(extra["currency"][i]),
-                    actual_amount=_amount_text(-extra["amount"][i]),
-                ),
-                "booking_id": None,
-            }
-        )
-    if stray_rows:
-        ledger = pl.concat([ledger, pl.DataFrame(stray_rows, schema=LEDGER)])
-    # Duffel lost an order the platform recorded; Duffel kept a cancelled booking's order live.
-    for i in missing_order:
-        manifest.append(
-            entry("order_missing", i, "reconciliation", order_id=str(extra["order_id"][i]))
-        )
-    for i in live_order:
-        manifest.append(
-            entry("order_not_cancelled", i, "reconciliation", order_id=str(extra["order_id"][i]))
-        )
-    orders = orders.filter(~pl.col("order_id").is_in(extra["order_id"][missing_order].to_list()))
-    live = pl.col("order_id").is_in(extra["order_id"][live_order].to_list())
-    orders = orders.with_columns(
-        *(
-            pl.when(live).then(None).otherwise(pl.col(c)).alias(c)
-            for c in ("cancelled_at", "cancellation_id", "refund_amount", "refund_to")
-        )
-    )
-    # Orders made in the tenant's Duffel organisation outside the platform: no platform
-    # booking has their id and their metadata names none (only the organisation's tenant).
-    loose_ids = duffel_ids("ord_", np.arange(len(loose), dtype=np.int64), salt + 4)
-    loose_pnrs = pnrs(np.arange(len(loose), dtype=np.int64), salt + 5)
-    templates = orders.filter(pl.col("order_id").is_in(extra["order_id"][loose].to_list()))
-    by_order = {str(extra["order_id"][i]): k for k, i in enumerate(loose)}
-    made = []
-    for row in templates.iter_rows(named=True):
-        k = by_order[row["order_id"]]
-        made.append(
-            {
-                **row,
-                "order_id": loose_ids[k],
-                "booking_reference": loose_pnrs[k],
-                "created_at": row["created_at"] + dt.timedelta(hours=3),
-                "paid_at": row["paid_at"] + dt.timedelta(hours=3),
-                "booking_id": None,
-                "member_id": None,
-                "member_given_name": None,
-                "member_family_name": None,
-                "loyalty_transaction_id": None,
-            }
-        )
-        manifest.append(
-            {
-                "kind": "order_without_booking",
-                "tenant_id": row["tenant_id"],
-                "booking_id": None,
-                "member_id": None,
-                "expected_in": "reconciliation",
-                "check": CHECK_OF_KIND["order_without_booking"],
-                "order_id": loose_ids[k],
-            }
-        )
-    if made:
-        orders = pl.concat([orders, pl.DataFrame(made, schema=ORDERS)])
-    # Duplicate deliveries: the same record twice, adjacent in the feed.
-    dup_ids = extra["deduction_id"][duplicate].to_list()
-    dups = ledger.filter(pl.col("transaction_id").is_in(dup_ids))
-    for i in duplicate:
-        manifest.append(
+            self.entries["order_without_booking"].append(
+                {
+                    "kind": "order_without_booking",
+                    "tenant_id": row["tenant_id"],
+                    "booking_id": None,
+                    "member_id": None,
+                    "expected_in": "reconciliation",
+                    "check": CHECK_OF_KIND["order_without_booking"],
+                    "order_id": order_id,
+                }
+            )
+        # Duplicate deliveries: the same record twice, adjacent in the feed.
+        dups = []
+        for i, _ in of_kind["duplicate_delivery"]:
+            dups.append(deductions[str(extra["deduction_id"][i])])
             entry(
                 "duplicate_delivery",
                 i,
                 "deduplication",
                 transaction_id=str(extra["deduction_id"][i]),
             )
+        added.append(dups)
+        added.append(
+            self._malformed_ledger(
+                [
+                    deductions[str(extra["deduction_id"][i])]
+                    for i, _ in of_kind["malformed_ledger_record"]
+                ],
+                [j for _, j in of_kind["malformed_ledger_record"]],
+            )
         )
-    ledger = pl.concat([ledger, dups])
-    # Malformed deliveries, additional to the real history, each with what is wrong.
-    bad_ledger, bad_orders = [], []
-    shapes = [
-        ("amount", lambda r: {**r, "amount": "12,50 stars"}),
-        ("member_id", lambda r: {k: v for k, v in r.items() if k != "member_id"}),
-        ("created_at", lambda r: {**r, "created_at": "yesterday", "updated_at": "yesterday"}),
-    ]
-    victims = rng.choice(ledger.height, per_kind, replace=False)
-    for j, row_index in enumerate(victims.tolist()):
-        row = ledger.row(row_index, named=True)
-        field, mangle = shapes[j % len(shapes)]
-        txn = f"bad_{hex_ids('', np.array([j]), seed * 1000 + SALT['malformed'])[0]}"
-        record = mangle(
-            {
-                "transaction_id": txn,
-                "member_id": row["member_id"],
-                "type": "deduction",
-                "amount": -1,
-                "currency": "stars",
+        made.extend(
+            self._malformed_orders(
+                [order_templates[str(extra["order_id"][i])] for i, _ in of_kind["malformed_order"]],
+                [j for _, j in of_kind["malformed_order"]],
+            )
+        )
+        ledger = pl.concat([ledger, *(pl.DataFrame(rows, schema=LEDGER) for rows in added if rows)])
+        if made:
+            orders = pl.concat([orders, pl.DataFrame(made, schema=ORDERS)])
+        return ledger, orders
+
+    def _strays(self, planted, plan, extra, entry) -> list[dict]:
+        """Deductions the tenant posted with a reference that is no booking of the platform's
+        (a member of a charged booking, an amount like a fare; FintechApp credits cashback)."""
+        rows = []
+        for i, j in planted:
+            tenant = str(extra["tenant"][i])
+            prefixes = TXN_PREFIX[tenant]
+            txn = hex_ids(prefixes["deduction"], np.array([j]), self.salt + 2)[0]
+            at = int(plan["charged_at"][i] + 2 * HOUR + j * US)
+            base = {
+                "tenant_id": tenant,
+                "member_id": str(extra["member_id"][i]),
                 "status": "posted",
-                "reference_id": row["reference_id"],
-                "related_transaction_id": None,
+                "reference_id": self.stray_refs[j],
                 "approval_id": None,
-                "description": "corrupted delivery",
+                "created_at": _ts(np.array([at]))[0],
+                "updated_at": _ts(np.array([at]))[0],
+                "raw_override": None,
+            }
+            rows.append(
+                {
+                    **base,
+                    "transaction_id": txn,
+                    "type": "deduction",
+                    "amount": Decimal(-int(extra["amount"][i])).scaleb(-2),
+                    "related_transaction_id": None,
+                    "description": f"Flight booking {extra['route'][i]}",
+                }
+            )
+            if extra["cashback"][i] > 0:
+                rows.append(
+                    {
+                        **base,
+                        "transaction_id": hex_ids(
+                            prefixes["cashback"], np.array([j]), self.salt + 3
+                        )[0],
+                        "type": "cashback",
+                        "amount": Decimal(int(extra["cashback"][i])).scaleb(-2),
+                        "related_transaction_id": txn,
+                        "description": f"Cashback on {self.stray_refs[j]}",
+                    }
+                )
+            entry(
+                "ledger_unknown_deduction",
+                i,
+                "reconciliation",
+                transaction_id=txn,
+                reference_id=self.stray_refs[j],
+                currency=str(extra["currency"][i]),
+                actual_amount=_amount_text(-extra["amount"][i]),
+            )
+            self.entries["ledger_unknown_deduction"][-1]["booking_id"] = None
+        return rows
+
+    def _malformed_ledger(self, templates: list[dict], numbers: list[int]) -> list[dict]:
+        """Malformed deliveries, additional to the real history, each with what is wrong."""
+        shapes = [
+            ("amount", lambda r: {**r, "amount": "12,50 stars"}),
+            ("member_id", lambda r: {k: v for k, v in r.items() if k != "member_id"}),
+            ("created_at", lambda r: {**r, "created_at": "yesterday", "updated_at": "yesterday"}),
+        ]
+        rows = []
+        for row, j in zip(templates, numbers, strict=True):
+            field, mangle = shapes[j % len(shapes)]
+            txn = f"bad_{hex_ids('', np.array([j]), self.seed * 1000 + SALT['malformed'])[0]}"
+            record = mangle(
+                {
+                    "transaction_id": txn,
+                    "member_id": row["member_id"],
+                    "type": "deduction",
+                    "amount": -1,
+                    "currency": "stars",
+                    "status": "posted",
+                    "reference_id": row["reference_id"],
+                    "related_transaction_id": None,
+                    "approval_id": None,
+                    "description": "corrupted delivery",
+                    "created_at": row["created_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "updated_at": row["updated_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                }
+            )
+            rows.append(
+                self._malformed("malformed_ledger_record", row, "transaction_id", record, field)
+            )
+        return rows
+
+    def _malformed_orders(self, templates: list[dict], numbers: list[int]) -> list[dict]:
+        rows = []
+        for row, j in zip(templates, numbers, strict=True):
+            bad_id = duffel_ids("ord_", np.array([j]), self.seed * 1000 + SALT["malformed"])[0]
+            record = {
+                "id": bad_id,
+                "live_mode": False,
                 "created_at": row["created_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "updated_at": row["updated_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "booking_reference": None,
+                "total_amount": "N/A",
+                "total_currency": "USD",
+                "slices": [],
+                "passengers": [],
+                "metadata": {"tenant_id": row["tenant_id"]},
             }
-        )
-        bad_ledger.append(
+            rows.append(
+                {
+                    **self._malformed("malformed_order", row, "order_id", record, "total_amount"),
+                    "booking_id": None,
+                }
+            )
+        return rows
+
+    def _malformed(self, kind: str, row: dict, key: str, record: dict, field: str) -> dict:
+        """A copy of ``row`` that delivers ``record`` verbatim (what is wrong: ``field``),
+        listed in the manifest under the record's id (``record[key]``, ``record["id"]``)."""
+        bad_id = record.get(key, record.get("id"))
+        self.entries[kind].append(
             {
-                **row,
-                "transaction_id": txn,
-                "raw_override": json.dumps(record, separators=(",", ":")),
-            }
-        )
-        manifest.append(
-            {
-                "kind": "malformed_ledger_record",
+                "kind": kind,
                 "tenant_id": row["tenant_id"],
-                "transaction_id": txn,
+                key: bad_id,
                 "expected_in": "quarantine",
                 "field": field,
             }
         )
-    order_victims = rng.choice(orders.height, per_kind, replace=False)
-    for j, row_index in enumerate(order_victims.tolist()):
-        row = orders.row(row_index, named=True)
-        bad_id = duffel_ids("ord_", np.array([j]), seed * 1000 + SALT["malformed"])[0]
-        record = {
-            "id": bad_id,
-            "live_mode": False,
-            "created_at": row["created_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "booking_reference": None,
-            "total_amount": "N/A",
-            "total_currency": "USD",
-            "slices": [],
-            "passengers": [],
-            "metadata": {"tenant_id": row["tenant_id"]},
-        }
-        bad_orders.append(
-            {
-                **row,
-                "order_id": bad_id,
-                "booking_id": None,
-                "raw_override": json.dumps(record, separators=(",", ":")),
-            }
-        )
-        manifest.append(
-            {
-                "kind": "malformed_order",
-                "tenant_id": row["tenant_id"],
-                "order_id": bad_id,
-                "expected_in": "quarantine",
-                "field": "total_amount",
-            }
-        )
-    ledger = pl.concat([ledger, pl.DataFrame(bad_ledger, schema=LEDGER)])
-    orders = pl.concat([orders, pl.DataFrame(bad_orders, schema=ORDERS)])
-    return ledger, orders, manifest
+        return {**row, key: bad_id, "raw_override": json.dumps(record, separators=(",", ":"))}
+
+    def manifest(self) -> list[dict]:
+        return [item for kind in ANOMALY_KINDS for item in self.entries[kind]]
 
 
 def _scaled(minor: pl.Expr) -> pl.Expr:
@@ -1517,6 +1638,201 @@ def _write(frame: pl.DataFrame, out_dir: Path, name: str) -> None:
     tmp.replace(out_dir / f"{name}.parquet")
 
 
+# Columns with at most this many values in a table's first chunk are dictionary-encoded.
+DICTIONARY_MAX = 4_096
+# Columns whose min/max statistics are written: what readers filter or slice on (min/max of
+# every id column would cost a fifth of the writing and serve no reader).
+STATISTICS = {"tenant_id", "event_id", "occurred_at", "created_at", "updated_at"}
+
+
+class _ParquetFile:
+    """A Parquet file written a row group at a time, put in place when closed."""
+
+    def __init__(self, path: Path, schema: pl.Schema) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.schema = schema
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if not frame.height:
+            return
+        table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+        if self.writer is None:
+            # Dictionaries only where they pay (states, currencies, rates): building one for
+            # a column of unique ids costs time and is dropped anyway.
+            repeated = [c for c in frame.columns if frame[c].n_unique() <= DICTIONARY_MAX]
+            self.writer = pq.ParquetWriter(
+                self.tmp,
+                table.schema,
+                compression="zstd",
+                use_dictionary=repeated,
+                write_statistics=[c for c in frame.columns if c in STATISTICS],
+            )
+        self.writer.write_table(table)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self.writer is None:
+            self.schema.to_frame().write_parquet(self.tmp, compression="zstd")
+        else:
+            self.writer.close()
+        self.tmp.replace(self.path)
+
+
+class _InTimeOrder:
+    """Rows that arrive a chunk of bookings at a time (a later booking's ledger records,
+    orders and events may come before an earlier one's refund), written in key order: a row
+    is written once no later chunk can come before it, i.e. when it is older than the
+    watermark (the first instant of the next chunk's days)."""
+
+    def __init__(
+        self, out: _ParquetFile, time: str, keys: list[str], held: pl.Schema | None = None
+    ) -> None:
+        self.out, self.time, self.keys = out, time, keys
+        self.pending = (held or out.schema).to_frame()
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.pending = pl.concat([self.pending, frame], how="vertical_relaxed")
+
+    def flush(self, watermark_us: int | None) -> None:
+        if watermark_us is None:
+            ready, self.pending = self.pending, self.pending.clear()
+        else:
+            early = pl.col(self.time).dt.epoch("us") < watermark_us
+            ready, self.pending = self.pending.filter(early), self.pending.filter(~early)
+        self.out.write(self._numbered(ready.sort(self.keys, maintain_order=True)))
+
+    def _numbered(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame
+
+
+class _EventFeed(_InTimeOrder):
+    """The booking API's feed: events in commit order, numbered from 1 in that order."""
+
+    def _numbered(self, frame: pl.DataFrame) -> pl.DataFrame:
+        first = self.out.rows + 1
+        return frame.with_columns(
+            pl.int_range(first, first + frame.height, dtype=pl.Int64).alias("event_id")
+        ).drop("_booking", "_step")
+
+
+class _PerTenant:
+    """A tenant-sorted table (ledger, orders): each tenant's rows in key order in a file of
+    their own, joined into one file in tenant order at the end."""
+
+    def __init__(self, path: Path, schema: pl.Schema, time: str, keys: list[str]) -> None:
+        self.path, self.schema, self.time, self.keys = path, schema, time, keys
+        self.tenants: dict[str, _InTimeOrder] = {}
+
+    def add(self, frame: pl.DataFrame) -> None:
+        for (tenant,), part in frame.partition_by("tenant_id", as_dict=True).items():
+            if tenant not in self.tenants:
+                out = _ParquetFile(
+                    self.path.with_name(f".{self.path.stem}-{tenant}.parquet"), self.schema
+                )
+                self.tenants[tenant] = _InTimeOrder(out, self.time, self.keys)
+            self.tenants[tenant].add(part)
+
+    def flush(self, watermark_us: int | None) -> None:
+        for tenant in self.tenants.values():
+            tenant.flush(watermark_us)
+
+    @property
+    def pending(self) -> int:
+        return sum(t.pending.height for t in self.tenants.values())
+
+    def rows(self, tenant: str) -> int:
+        return self.tenants[tenant].out.rows if tenant in self.tenants else 0
+
+    def close(self) -> None:
+        self.flush(None)
+        parts = []
+        for tenant in sorted(self.tenants):
+            self.tenants[tenant].out.close()
+            parts.append(self.tenants[tenant].out.path)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        if parts:
+            pl.scan_parquet(parts).sink_parquet(tmp, compression="zstd", statistics=True)
+        else:
+            self.schema.to_frame().write_parquet(tmp, compression="zstd")
+        tmp.replace(self.path)
+        for part in parts:
+            part.unlink()
+
+
+class _HistoryFiles:
+    """The history's tables being written, a chunk of bookings at a time, and their counts."""
+
+    def __init__(self, out_dir: Path, tenant_ids: list[str]) -> None:
+        self.bookings = _ParquetFile(out_dir / "bookings.parquet", PLATFORM_BOOKINGS)
+        self.events = _EventFeed(
+            _ParquetFile(out_dir / "events.parquet", EVENTS),
+            "occurred_at",
+            ["occurred_at", "_booking", "_step"],
+            held=pl.Schema({**EVENTS, "_booking": pl.Int64, "_step": pl.Int8}),
+        )
+        self.ledger = _PerTenant(
+            out_dir / "ledger.parquet", LEDGER, "updated_at", ["updated_at", "transaction_id"]
+        )
+        self.orders = _PerTenant(
+            out_dir / "orders.parquet", ORDERS, "created_at", ["created_at", "order_id"]
+        )
+        self.counts = {
+            tenant: {"events": 0, **dict.fromkeys(BOOKING_STATUSES, 0)} for tenant in tenant_ids
+        }
+        self.peak = {"bookings": 0, "pending": 0}
+
+    def store(
+        self,
+        bookings: pl.DataFrame,
+        ledger: pl.DataFrame,
+        orders: pl.DataFrame,
+        events: pl.DataFrame,
+        watermark_us: int | None,
+    ) -> None:
+        """Write a chunk's bookings, and every record older than ``watermark_us``."""
+        self.bookings.write(bookings)
+        for tenant, status, count in bookings.group_by("tenant_id", "status").len().iter_rows():
+            self.counts[tenant][status] += count
+        for tenant, count in events.group_by("tenant_id").len().iter_rows():
+            self.counts[tenant]["events"] += count
+        self.ledger.add(ledger)
+        self.orders.add(orders)
+        self.events.add(events)
+        for table in (self.ledger, self.orders, self.events):
+            table.flush(watermark_us)
+        self.peak["bookings"] = max(self.peak["bookings"], bookings.height)
+        self.peak["pending"] = max(
+            self.peak["pending"],
+            self.ledger.pending + self.orders.pending + self.events.pending.height,
+        )
+
+    def close(self) -> None:
+        self.events.flush(None)
+        self.events.out.close()
+        self.bookings.close()
+        self.ledger.close()
+        self.orders.close()
+
+
+def _chunks(day_counts: np.ndarray, chunk_size: int) -> list[np.ndarray]:
+    """Runs of whole days of about ``chunk_size`` bookings (at least one day each)."""
+    chunks, days, rows = [], [], 0
+    for day, count in enumerate(day_counts.tolist()):
+        if days and rows + count > chunk_size:
+            chunks.append(np.array(days))
+            days, rows = [], 0
+        days.append(day)
+        rows += count
+    return [*chunks, np.array(days)] if days else chunks
+
+
+def _concat_plans(plans: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([plan[key] for plan in plans]) for key in plans[0]}
+
+
 def generate(
     size: int,
     seed: int,
@@ -1525,9 +1841,15 @@ def generate(
     months: int = 12,
     anomaly_rate: float = 0.001,
     tenants: dict[str, LoyaltyTenant] = TENANTS,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> GenerationResult:
     """Write the history into ``out_dir``: the tenants' members and ledgers, Duffel's orders,
-    the booking API's bookings and event feed (Parquet), and ``manifest.json``."""
+    the booking API's bookings and event feed (Parquet), and ``manifest.json``.
+
+    The bookings are drawn day by day (each day from its own random stream, so the history
+    does not depend on ``chunk_size``) and written a chunk of days at a time: memory holds a
+    chunk's bookings and the records of earlier chunks still to come in time order, not the
+    history."""
     started = time.perf_counter()
     anchor = anchor or dt.datetime.now(dt.UTC).date()
     end_us = _utc_us(anchor)
@@ -1535,67 +1857,80 @@ def generate(
     rng = np.random.default_rng(seed)
     members = _members(rng, tenants, size, end_us)
     world = World(tenants, members)
-    plan = plan_bookings(rng, world, size, start_us, end_us, resolve_until_us=end_us)
-    extra = booking_facts(world, plan, first_counter=0, seed=seed)
+    day_start, day_share = _day_weights(start_us, end_us)
+    day_counts = rng.multinomial(size, day_share)
+    anomalies = Anomalies(rng, day_counts, anomaly_rate, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ledger, orders = ledger_and_orders(world, plan, extra)
-    ledger, orders, anomalies = _inject_anomalies(
-        rng, ledger, orders, plan, extra, anomaly_rate, seed
-    )
-    status = booking_status(plan)
     _write(members, out_dir, "members")
-    # One table at a time: sorted, written, counted, dropped.
-    ledger = ledger.sort(["tenant_id", "updated_at", "transaction_id"], maintain_order=True)
-    _write(ledger, out_dir, "ledger")
-    ledger_counts = {
-        tenant: (delivered, unique)
-        for tenant, delivered, unique in ledger.group_by("tenant_id")
-        .agg(
-            pl.len(),
-            pl.col("transaction_id").filter(pl.col("raw_override").is_null()).n_unique(),
-        )
-        .iter_rows()
-    }
-    del ledger
-    orders = orders.sort(["tenant_id", "created_at", "order_id"])
-    _write(orders, out_dir, "orders")
-    order_counts = {
-        tenant: (delivered, wellformed)
-        for tenant, delivered, wellformed in orders.group_by("tenant_id")
-        .agg(pl.len(), pl.col("raw_override").is_null().sum())
-        .iter_rows()
-    }
-    del orders
-    # The platform's records last: the tenants' tables are written and their memory is free.
-    bookings, events = build_platform(world, plan, extra)
-    platform_counts = {
-        "events": dict(events.group_by("tenant_id").len().iter_rows()),
-        "last_event_id": events.height,
-    }
-    for name, frame in (("bookings", bookings), ("events", events)):
-        _write(frame, out_dir, name)
-    del bookings, events
-    counts = {}
+    files = _HistoryFiles(out_dir, world.tenant_ids)
+    first_counter = 0
+    # Writing (compression, mostly outside the GIL) runs beside the drawing of the next
+    # chunk: at most one chunk is being written while the next one is drawn.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer") as writer:
+        written = None
+        for days in _chunks(day_counts, chunk_size):
+            plans, picked = [], []
+            for day in days.tolist():
+                day_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(day,)))
+                created = np.sort(
+                    _times_in_days(day_rng, np.full(day_counts[day], day_start[day]), end_us)
+                )
+                plan = plan_made_at(day_rng, world, created, resolve_until_us=end_us)
+                pick = anomalies.pick(day_rng, day, plan)
+                offset = sum(p["created"].shape[0] for p in plans)
+                picked.append({**pick, "index": pick["index"] + offset})
+                plans.append(plan)
+            plan = _concat_plans(plans)
+            n = plan["created"].shape[0]
+            if not n:
+                continue
+            extra = booking_facts(world, plan, first_counter, seed)
+            chunk_ledger, chunk_orders = ledger_and_orders(world, plan, extra)
+            chunk_ledger, chunk_orders = anomalies.plant(
+                chunk_ledger, chunk_orders, plan, extra, _concat_plans(picked)
+            )
+            chunk_bookings, chunk_events = build_platform(world, plan, extra)
+            del extra, plan, plans
+            # Every later booking is made on a later day; its first record (the approval
+            # request) comes at most CHECK_APPROVAL_US before it.
+            following = int(days[-1]) + 1
+            watermark = (
+                int(day_start[following]) - CHECK_APPROVAL_US
+                if following < len(day_start)
+                else None
+            )
+            if written is not None:
+                written.result()
+            written = writer.submit(
+                files.store, chunk_bookings, chunk_ledger, chunk_orders, chunk_events, watermark
+            )
+            del chunk_bookings, chunk_ledger, chunk_orders, chunk_events
+            first_counter += n
+        if written is not None:
+            written.result()
+    files.close()
+    ledger, orders, counts = files.ledger, files.orders, files.counts
+    planted = anomalies.manifest()
+    per_tenant = {}
     for tenant in world.tenant_ids:
-        kinds = [a for a in anomalies if a["tenant_id"] == tenant]
-        t_status = status[(extra["tenant"] == tenant).to_numpy()]
-        delivered, unique = ledger_counts.get(tenant, (0, 0))
-        orders_delivered, wellformed = order_counts.get(tenant, (0, 0))
-        counts[tenant] = {
+        kinds = [a for a in planted if a["tenant_id"] == tenant]
+        malformed = sum(a["kind"] == "malformed_ledger_record" for a in kinds)
+        duplicates = sum(a["kind"] == "duplicate_delivery" for a in kinds)
+        malformed_orders = sum(a["kind"] == "malformed_order" for a in kinds)
+        by_status = {s: counts[tenant][s] for s in BOOKING_STATUSES}
+        per_tenant[tenant] = {
             "members": members.filter(pl.col("tenant_id") == tenant).height,
-            "ledger_delivered": delivered,
-            "ledger_malformed": sum(a["kind"] == "malformed_ledger_record" for a in kinds),
-            "ledger_duplicates": sum(a["kind"] == "duplicate_delivery" for a in kinds),
-            "ledger_transactions": unique,
-            "orders_delivered": orders_delivered,
-            "orders_malformed": sum(a["kind"] == "malformed_order" for a in kinds),
-            "orders": wellformed,
-            "bookings": int(t_status.shape[0]),
-            "events": platform_counts["events"].get(tenant, 0),
-            "bookings_by_status": {
-                s: int((t_status == s).sum())
-                for s in ("confirmed", "pending_approval", "rejected", "cancelled", "failed")
-            },
+            "ledger_delivered": ledger.rows(tenant),
+            "ledger_malformed": malformed,
+            "ledger_duplicates": duplicates,
+            # Transaction ids are unique but for the duplicate deliveries.
+            "ledger_transactions": ledger.rows(tenant) - malformed - duplicates,
+            "orders_delivered": orders.rows(tenant),
+            "orders_malformed": malformed_orders,
+            "orders": orders.rows(tenant) - malformed_orders,
+            "bookings": sum(by_status.values()),
+            "events": counts[tenant]["events"],
+            "bookings_by_status": by_status,
         }
     manifest = {
         "seed": seed,
@@ -1604,13 +1939,16 @@ def generate(
         "months": months,
         "anomaly_rate": anomaly_rate,
         "next_counter": size,
-        "last_event_id": platform_counts["last_event_id"],
+        "last_event_id": files.events.out.rows,
         "history_start": dt.datetime.fromtimestamp(start_us / US, dt.UTC).isoformat(),
         "history_end": dt.datetime.fromtimestamp(end_us / US, dt.UTC).isoformat(),
-        "counts": counts,
-        "anomalies": anomalies,
+        "counts": per_tenant,
+        "anomalies": planted,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return GenerationResult(
-        out_dir=out_dir, manifest=manifest, seconds=time.perf_counter() - started
+        out_dir=out_dir,
+        manifest=manifest,
+        seconds=time.perf_counter() - started,
+        peak_rows=files.peak,
     )

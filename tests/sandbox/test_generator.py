@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from booking.domain import INITIAL, Status, can_transition, event_type
@@ -16,7 +17,7 @@ from ingestion.landing.schemas import BOOKING_EVENTS
 from ingestion.landing.zone import LandingZone
 from ingestion.platform.events import landed_event_cursor
 from sandbox.duffel.render import order_json, wire_row
-from sandbox.generator import RECONCILIATION_KINDS, generate
+from sandbox.generator import ANOMALY_KINDS, RECONCILIATION_KINDS, generate
 from sandbox.reference import AIRLINES, airports
 from sandbox.seed import REFERENCE_MEMBERS
 from tenants.pricing import fare_to_usd, loyalty_units_for_usd
@@ -448,3 +449,34 @@ def test_the_landing_shortcut_lands_the_events_as_the_platform_asset_does(
         rows = zone.scan("platform", "booking_events", tenant).collect()
         assert dict(rows.schema) == dict(BOOKING_EVENTS)
         assert rows.drop("_loaded_at", "_batch_id").sort("event_id").equals(feed)
+
+
+def test_a_history_written_in_chunks_equals_one_written_at_once(tmp_path: Path) -> None:
+    """Each day draws from its own random stream and the tables are written in time order,
+    so the chunk size changes how much is held at once, never what is written."""
+    chunked = generate(4000, 5, tmp_path / "chunked", anchor=ANCHOR, chunk_size=300)
+    whole = generate(4000, 5, tmp_path / "whole", anchor=ANCHOR, chunk_size=10**9)
+    assert chunked.manifest == whole.manifest
+    assert {a["kind"] for a in whole.manifest["anomalies"]} == set(ANOMALY_KINDS)
+    assert chunked.peak_rows["bookings"] <= 300
+    assert whole.peak_rows["bookings"] == 4000
+    for name in TABLES:
+        written = pl.read_parquet(tmp_path / "chunked" / f"{name}.parquet")
+        assert written.equals(pl.read_parquet(tmp_path / "whole" / f"{name}.parquet")), name
+        assert written.height > 0, name
+    # Several row groups: the chunked tables really were written a part at a time.
+    assert pq.ParquetFile(tmp_path / "chunked" / "bookings.parquet").num_row_groups > 1
+
+
+def test_memory_holds_a_chunk_whatever_the_size(tmp_path: Path) -> None:
+    """What the generator holds at once: the bookings of one chunk, and records held back
+    for time order (the late steps of recent bookings, e.g. refunds), never the history."""
+    peaks = {}
+    for size in (3000, 12000):
+        result = generate(size, 5, tmp_path / str(size), anchor=ANCHOR, chunk_size=400)
+        peaks[size] = result.peak_rows
+        written = pl.read_parquet(tmp_path / str(size) / "events.parquet").height
+        assert result.peak_rows["bookings"] <= 400 < size
+        assert result.peak_rows["pending"] < 400 < written
+    # Four times the history, the same chunk: the bookings held at once do not grow.
+    assert peaks[3000]["bookings"] == peaks[12000]["bookings"] == 400
