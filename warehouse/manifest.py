@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from settings import DataLayout, Settings, get_settings
+from settings import DataLayout, get_settings
 from warehouse.registry_seeds import seeds_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +25,16 @@ MANIFEST_FINGERPRINT = MANIFEST_PATH.with_suffix(".fingerprint")
 PREPARE_HINT = "python -m warehouse.manifest"
 
 
-def dbt_vars(data_dir: Path, settings: Settings | None = None) -> dict[str, str]:
+def dbt_vars(data_dir: Path) -> dict[str, str]:
     """What the project reads as vars: the warehouse file, the landing zone, the quarantine
     and the registry files written under the data folder, and Spark's folders and master."""
-    settings = settings or get_settings()
     layout = DataLayout(data_dir)
     return {
         "warehouse_path": str(layout.warehouse),
         "landing_root": str(layout.landing),
         "registry_seeds": str(seeds_dir(data_dir)),
         "quarantine_root": str(layout.quarantine),
-        "spark_master": settings.spark_master,
+        "spark_master": get_settings().spark_master,
         "spark_warehouse_dir": str(layout.spark / "warehouse"),
         "spark_metastore": str(layout.spark / "metastore"),
     }
