@@ -10,22 +10,29 @@
     Elsewhere a source is a loaded table and is returned as it is.
 #}
 {% macro landing_source(source_name, table_name) -%}
-    {{ return(adapter.dispatch('landing_source')(source_name, table_name)) }}
+    {%- if not execute -%}
+        {#- parsing: the dependency on the source is what counts -#}
+        {{ return(source(source_name, table_name)) }}
+    {%- endif -%}
+    {{ return(adapter.dispatch('landing_source')(
+        source_name, table_name, source_node(source_name, table_name)
+    )) }}
 {%- endmacro %}
 
-{% macro default__landing_source(source_name, table_name) -%}
+{#- The source's node in the graph: its YAML columns and its `landing_files` glob. -#}
+{% macro source_node(source_name, table_name) -%}
+    {{ return(graph.sources.values()
+        | selectattr('source_name', 'equalto', source_name)
+        | selectattr('name', 'equalto', table_name)
+        | first) }}
+{%- endmacro %}
+
+{% macro default__landing_source(source_name, table_name, node) -%}
     {{ return(source(source_name, table_name)) }}
 {%- endmacro %}
 
-{% macro duckdb__landing_source(source_name, table_name) -%}
+{% macro duckdb__landing_source(source_name, table_name, node) -%}
     {%- set relation = source(source_name, table_name) -%}
-    {%- if not execute -%}
-        {{ return(relation) }}
-    {%- endif -%}
-    {%- set node = graph.sources.values()
-        | selectattr('source_name', 'equalto', source_name)
-        | selectattr('name', 'equalto', table_name)
-        | first -%}
     {%- set files = node.config.meta.landing_files -%}
     {%- set found = run_query("select count(*) from glob('" ~ files ~ "')").columns[0].values()[0] -%}
     {%- if found > 0 -%}
@@ -48,15 +55,7 @@
     entries, not their `resolved/` files); `tenant_id`, which some files carry only in their
     `tenant_id=<id>` folder, is taken from there when the file lacks it.
 #}
-{% macro spark__landing_source(source_name, table_name) -%}
-    {%- set relation = source(source_name, table_name) -%}
-    {%- if not execute -%}
-        {{ return(relation) }}
-    {%- endif -%}
-    {%- set node = graph.sources.values()
-        | selectattr('source_name', 'equalto', source_name)
-        | selectattr('name', 'equalto', table_name)
-        | first -%}
+{% macro spark__landing_source(source_name, table_name, node) -%}
     {%- set files = node.config.meta.landing_files -%}
     {%- set folder = files.split('/*')[0] -%}
     {%- set pattern = files[folder | length:] -%}
@@ -108,10 +107,7 @@
     {%- if not execute -%}
         {{ return(column_name) }}
     {%- endif -%}
-    {%- set node = graph.sources.values()
-        | selectattr('source_name', 'equalto', source_name)
-        | selectattr('name', 'equalto', table_name)
-        | first -%}
+    {%- set node = source_node(source_name, table_name) -%}
     {%- set files = node.config.meta.landing_files -%}
     {%- set found = run_query("select count(*) from glob('" ~ files ~ "')").columns[0].values()[0] -%}
     {%- if found == 0 -%}
