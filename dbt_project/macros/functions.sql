@@ -25,3 +25,17 @@
 {% macro spark__seconds_between(earlier, later) -%}
     (unix_timestamp({{ later }}) - unix_timestamp({{ earlier }}))
 {%- endmacro %}
+
+{#- A text constant as an SQL literal. A quote inside is doubled on DuckDB (standard SQL);
+    Spark reads '' as two adjacent literals and escapes it with a backslash instead. -#}
+{% macro text_literal(text) -%}
+    {{ return(adapter.dispatch('text_literal')(text)) }}
+{%- endmacro %}
+
+{% macro default__text_literal(text) -%}
+    '{{ text | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro spark__text_literal(text) -%}
+    '{{ text | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}
