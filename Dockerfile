@@ -49,12 +49,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY . .
 # The dbt manifest is built once here, so no container parses the project at start-up, and
 # dbt's partial-parse state comes with it, so each `dbt build` starts faster. Both hold paths:
-# parse with the absolute project path warehouse/manifest.py uses, and the landing and
-# warehouse paths of the runtime stage (the sources' file globs are rendered into the manifest).
+# parse with the absolute project path warehouse/manifest.py uses, and the data folder of the
+# runtime stage (its paths are dbt vars, rendered into the manifest: the sources' file globs).
 ENV DATA_DIR=/app/data \
-    WAREHOUSE_PATH=/app/data/warehouse.duckdb \
-    LANDING_ROOT=/app/data/landing \
-    QUARANTINE_ROOT=/app/data/quarantine \
     DO_NOT_TRACK=1
 RUN /app/.venv/bin/python -m warehouse.manifest \
     && test -s /app/dbt_project/target/manifest.json \
@@ -76,8 +73,6 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/app/data \
-    WAREHOUSE_PATH=/app/data/warehouse.duckdb \
-    LANDING_ROOT=/app/data/landing \
     DAGSTER_HOME=/app/data/dagster_home \
     DAGSTER_DISABLE_TELEMETRY=1 \
     DO_NOT_TRACK=1

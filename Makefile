@@ -65,6 +65,7 @@ api: setup
 	$(PY) -m booking
 
 test: setup
+	$(UV) sync --frozen --quiet --group spark  # dbt-spark and pyspark: the models on Spark too
 	$(PY) -m pytest
 
 bench: setup

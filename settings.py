@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,11 @@ class DataLayout:
         return self.serving / SERVING_VERSION_FILE
 
     @property
+    def spark(self) -> Path:
+        """Spark's tables and its Hive metastore, when the warehouse runs on Spark."""
+        return self.root / "spark"
+
+    @property
     def dagster_home(self) -> Path:
         return self.root / "dagster_home"
 
@@ -89,6 +95,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Path("data")
+    # The warehouse's engine, the dbt target it builds with: one DuckDB file, or Spark
+    # (`uv sync --group spark`, Java 17); `spark_master` is the driver's master URL: local
+    # mode by default, spark://host:7077 (or yarn, k8s://...) for a cluster.
+    warehouse_engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str = "local[2]"
     tenants_dir: Path = REGISTRY_DIR
     duffel_base_url: str = f"http://{LOCALHOST}:{STANDIN_PORTS['duffel']}"
     # Client-side rate limits shared by every process naming this folder (the booking API's

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import resource
 import shutil
 import tempfile
@@ -68,7 +67,6 @@ def run(size: int) -> list[Figure]:
         # The live loop's build: dbt already loaded in the process (one warm-up build, as
         # a live run's first cycle), then a third 1% increment.
         live_warehouse = WarehouseResource(data_dir=str(workdir))
-        os.environ.update(live_warehouse.dbt_env())
         in_process = InProcessDbt(live_warehouse)
         in_process.build(["build", "--exclude-resource-type", "unit_test"])
         _increment(workdir, landing, size // 100, tomorrow + dt.timedelta(days=80), seed=10)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import queue
 import threading
 import time
@@ -119,7 +118,6 @@ class LiveService:
         # Imported here: the warehouse's assets need the manifest main() prepares first.
         from warehouse.dbt import InProcessDbt
 
-        os.environ.update(warehouse.dbt_env())  # dbt in this process reads its paths from there
         self.dbt = InProcessDbt(warehouse)
 
     # -- ingest ---------------------------------------------------------------------------
@@ -377,7 +375,7 @@ def service_from_environment(instance: dg.DagsterInstance) -> LiveService:
         TenantApisResource(),
         BookingApiResource(),
         LandingResource(data_dir=data_dir),
-        WarehouseResource(data_dir=data_dir),
+        WarehouseResource(data_dir=data_dir, engine=settings.warehouse_engine),
         sweep_seconds=settings.live_order_sweep_seconds,
     )
 

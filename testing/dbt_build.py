@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from settings import child_environment
+from warehouse.manifest import dbt_vars
 from warehouse.registry_seeds import seeds_dir, write_seeds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,29 +36,30 @@ class DbtBuild:
         return duckdb.connect(str(self.warehouse), read_only=True)
 
 
-def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
+def dbt_build(workdir: Path, landing_root: Path, *args: str, engine: str = "duckdb") -> DbtBuild:
     """Run `dbt build` (seeds, models, data and unit tests) in a subprocess, as Dagster would.
 
-    ``args`` go to dbt after `build` (e.g. ``--full-refresh``).
+    ``workdir`` is the data folder (the warehouse, Spark's tables and metastore); ``args`` go
+    to dbt after `build` (e.g. ``--full-refresh``); ``engine`` is the target.
     """
     warehouse = workdir / "warehouse.duckdb"
     target = workdir / "target"
     registry_seeds = seeds_dir(workdir)
     write_seeds(registry_seeds)
-    env = child_environment(
-        {
-            "DO_NOT_TRACK": "1",
-            "WAREHOUSE_PATH": str(warehouse),
-            "LANDING_ROOT": str(landing_root),
-            "REGISTRY_SEEDS": str(registry_seeds),
-            "QUARANTINE_ROOT": str(landing_root.parent / "quarantine"),
-        }
-    )
+    variables = {
+        **dbt_vars(workdir),
+        "landing_root": str(landing_root),
+        "quarantine_root": str(landing_root.parent / "quarantine"),
+    }
     completed = subprocess.run(
         [
             str(DBT),
             "build",
             *args,
+            "--target",
+            engine,
+            "--vars",
+            json.dumps(variables),
             "--project-dir",
             str(PROJECT),
             "--profiles-dir",
@@ -68,7 +70,7 @@ def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
             str(workdir / "logs"),
         ],
         cwd=REPO,
-        env=env,
+        env=child_environment({"DO_NOT_TRACK": "1"}),
         capture_output=True,
         text=True,
         check=False,

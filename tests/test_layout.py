@@ -33,11 +33,7 @@ MAY_READ_ENVIRONMENT = {
     "booking/api.py",  # a flag its own entry point sets for the workers it starts
     "orchestration/demo.py",
     "orchestration/pipeline.py",
-    "orchestration/live.py",
-    "warehouse/dbt.py",  # dbt reads its profile's paths from the environment of its process
-    "warehouse/manifest.py",  # `dbt parse` gets this process's environment plus the paths
     "deploy/healthcheck.py",  # the image's HEALTHCHECK command: the ports its role was given
-    "benchmarks/bench_warehouse.py",  # the dbt paths, as warehouse/dbt.py (moves with it)
 }
 # Beyond production, these read the environment only through ``settings`` too.
 SUPPORT = ("testing", "sandbox", "benchmarks", "deploy")

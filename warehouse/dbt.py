@@ -1,10 +1,9 @@
 """dbt models as Dagster assets, and the publish step that follows a successful build."""
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 from dagster_dbt import (
@@ -20,7 +19,7 @@ from settings import DataLayout
 from warehouse.duckdb_shim import release_database
 from warehouse.manifest import (
     DBT_PROJECT_DIR,
-    dbt_env,
+    dbt_args,
     project_fingerprint,
     require_current_manifest,
 )
@@ -35,6 +34,8 @@ class WarehouseResource(dg.ConfigurableResource):
     """Where the landing zone, the warehouse and the serving snapshot live."""
 
     data_dir: str = "data"
+    # The dbt target the models build with (the `warehouse_engine` setting).
+    engine: Literal["duckdb", "spark"] = "duckdb"
 
     @property
     def root(self) -> Path:
@@ -76,8 +77,9 @@ class WarehouseResource(dg.ConfigurableResource):
         files under a build's feet."""
         return LandingZone.under(self.root)
 
-    def dbt_env(self) -> dict[str, str]:
-        return dbt_env(self.root)
+    def dbt_args(self) -> list[str]:
+        """The target and the vars (paths under the data folder) of every dbt invocation."""
+        return dbt_args(self.root, self.engine)
 
 
 # Parsed by the entry points (warehouse/manifest.py), never here: refused if stale.
@@ -115,6 +117,7 @@ class InProcessDbt:
         self.runner = dbtRunner(callbacks=[self._keep_result])
         self.translator = translator or LayerTranslator()
         self.landing = warehouse.landing()
+        self.dbt_args = warehouse.dbt_args()
         self.state = warehouse.root / "dbt"  # target and logs, outside the source tree
         self.manifest: dict[str, Any] | None = None
         self._results: list[dict[str, Any]] = []
@@ -136,6 +139,7 @@ class InProcessDbt:
             result = self.runner.invoke(
                 [
                     *args,
+                    *self.dbt_args,
                     "--project-dir",
                     str(DBT_PROJECT_DIR),
                     "--profiles-dir",
@@ -224,14 +228,13 @@ def warehouse_models(
     tag_host(context)
     # Seeds derived from the registry are rewritten first, so a new tenant file reaches dbt.
     seeds = write_seeds(warehouse.registry_seeds)
-    os.environ.update(warehouse.dbt_env())
     fingerprint = project_fingerprint(generated=seeds)
     args = warehouse.dbt_build_args(fingerprint)
     if "--full-refresh" in args:
         context.log.info("models or seeds changed since the last build: rebuilding in full")
     # Unit tests check the models' logic, not the data: `make test` runs them on every
     # change (tests/dbt); a production build runs the models and their data tests.
-    args += ["--exclude-resource-type", "unit_test"]
+    args += ["--exclude-resource-type", "unit_test", *warehouse.dbt_args()]
     with warehouse.landing().reading():
         yield from dbt.cli(args, context=context).stream()
     if not context.is_subset:

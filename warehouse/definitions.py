@@ -66,6 +66,8 @@ defs = dg.Definitions(
             profiles_dir=str(DBT_PROJECT_DIR),
             dbt_executable=DBT_EXECUTABLE,
         ),
-        "warehouse": WarehouseResource(data_dir=str(SETTINGS.data_dir)),
+        "warehouse": WarehouseResource(
+            data_dir=str(SETTINGS.data_dir), engine=SETTINGS.warehouse_engine
+        ),
     },
 )

@@ -8,7 +8,7 @@ run it; the Dagster definitions refuse a missing or stale manifest with this hin
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -25,17 +25,31 @@ MANIFEST_FINGERPRINT = MANIFEST_PATH.with_suffix(".fingerprint")
 PREPARE_HINT = "python -m warehouse.manifest"
 
 
-def dbt_env(data_dir: Path) -> dict[str, str]:
-    """What dbt reads from the environment: the warehouse file, the landing zone, the
-    quarantine and the registry files written under the data folder."""
+def dbt_vars(data_dir: Path) -> dict[str, str]:
+    """What the project reads as vars: the warehouse file, the landing zone, the quarantine
+    and the registry files written under the data folder, and Spark's folders and master."""
     layout = DataLayout(data_dir)
     return {
-        "WAREHOUSE_PATH": str(layout.warehouse),
-        "LANDING_ROOT": str(layout.landing),
-        "REGISTRY_SEEDS": str(seeds_dir(data_dir)),
-        "QUARANTINE_ROOT": str(layout.quarantine),
-        "DO_NOT_TRACK": "1",
+        "warehouse_path": str(layout.warehouse),
+        "landing_root": str(layout.landing),
+        "registry_seeds": str(seeds_dir(data_dir)),
+        "quarantine_root": str(layout.quarantine),
+        "spark_master": get_settings().spark_master,
+        "spark_warehouse_dir": str(layout.spark / "warehouse"),
+        "spark_metastore": str(layout.spark / "metastore"),
     }
+
+
+def dbt_args(data_dir: Path, engine: str | None = None) -> list[str]:
+    """The arguments every dbt invocation takes after its command: the target (``engine``,
+    by default the ``warehouse_engine`` setting) and the vars. Passed, not put in the process
+    environment, so builds in one process may use different data folders."""
+    return [
+        "--target",
+        engine or get_settings().warehouse_engine,
+        "--vars",
+        json.dumps(dbt_vars(data_dir)),
+    ]
 
 
 def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR, generated: Iterable[Path] = ()) -> str:
@@ -83,6 +97,7 @@ def prepare_manifest(*, force: bool = False) -> bool:
             DBT_EXECUTABLE,
             "parse",
             "--quiet",
+            *dbt_args(get_settings().data_dir.resolve()),
             "--project-dir",
             str(DBT_PROJECT_DIR),
             "--profiles-dir",
@@ -90,7 +105,6 @@ def prepare_manifest(*, force: bool = False) -> bool:
         ],
         check=True,
         cwd=ROOT,
-        env={**os.environ, **dbt_env(get_settings().data_dir.resolve())},
     )
     MANIFEST_FINGERPRINT.write_text(project_fingerprint())
     return True

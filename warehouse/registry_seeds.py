@@ -6,7 +6,7 @@ the tenant has none), ``tenants.csv`` one row of rules per tenant, and
 the APIs really offer is probed by ingestion, never taken from here). ``booking_statuses.csv``
 lists the booking API's statuses (``booking.domain.Status``), the one definition the
 warehouse's status columns are tested against. They are generated, so they live in the data
-folder (``<data>/registry/``, ``REGISTRY_SEEDS`` for dbt, read by the ``stg_registry__*``
+folder (``<data>/registry/``, the ``registry_seeds`` var for dbt, read by the ``stg_registry__*``
 models), never in the source tree. Every dbt build writes them afresh
 (``python -m warehouse.registry_seeds`` by hand): a new tenant YAML then reaches the
 warehouse with no dbt change.

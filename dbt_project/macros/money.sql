@@ -78,6 +78,12 @@
     floor(({{ dividend }}) / ({{ divisor }}))
 {%- endmacro %}
 
+{#- Integer division on both engines: floor of a DOUBLE quotient is wrong above 2^53. -#}
+
 {% macro duckdb__integer_divide(dividend, divisor) -%}
     (({{ dividend }}) // ({{ divisor }}))
+{%- endmacro %}
+
+{% macro spark__integer_divide(dividend, divisor) -%}
+    (({{ dividend }}) div ({{ divisor }}))
 {%- endmacro %}

@@ -6,7 +6,7 @@
     (Overrides dbt's default__get_where_subquery, which generic tests call on their model.)
 #}
 {#- Self-contained: dbt renders it while parsing tests, where the project's other macros
-    are not in scope. -#}
+    are not in scope (so the instant type of utc_timestamp_type is spelled out here). -#}
 {% macro default__get_where_subquery(relation) -%}
     {%- set scope = namespace(where=config.get('where', '')) -%}
     {%- if not scope.where and execute and relation.identifier is not none -%}
@@ -16,8 +16,9 @@
                 and (node.alias or node.name) | lower == relation.identifier | lower
                 and node.schema | lower == relation.schema | lower -%}
                 {#- the built_at this invocation stamps (build_started_at) -#}
+                {%- set instant = 'timestamp' if target.type == 'spark' else 'timestamp with time zone' -%}
                 {%- set scope.where = "built_at = cast('" ~ run_started_at.isoformat()
-                    ~ "' as timestamp with time zone)" -%}
+                    ~ "' as " ~ instant ~ ")" -%}
             {%- endif -%}
         {%- endfor -%}
     {%- endif -%}

@@ -25,10 +25,9 @@ final as (
         approval_usd_amount as usd_amount,
         -- until decided, the wait so far (by the start of this build)
         cast(
-            {{ dbt.datediff(
+            {{ seconds_between(
                 'approval_requested_at',
-                'coalesce(approval_decided_at, ' ~ build_started_at() ~ ')',
-                'second'
+                'coalesce(approval_decided_at, ' ~ build_started_at() ~ ')'
             ) }} as bigint
         ) as wait_seconds
 

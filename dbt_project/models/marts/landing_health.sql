@@ -50,7 +50,7 @@ with
         rejected.tenant_id = resolved.tenant_id
         and rejected._batch_id = resolved._batch_id
         and rejected.record_key is not distinct from resolved.record_key
-        and left(sha256(rejected.raw_payload), 24) = resolved.payload_digest
+        and left({{ sha256_hex("rejected.raw_payload") }}, 24) = resolved.payload_digest
     where resolved._batch_id is null
     group by rejected.tenant_id
 

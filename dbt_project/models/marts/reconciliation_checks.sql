@@ -66,7 +66,7 @@ duffel_check as (
         tenant_id,
         'duffel_vs_platform' as check_name,
         true as available,
-        'Duffel orders are read with the tenant''s own Duffel token' as reason
+        {{ text_literal("Duffel orders are read with the tenant's own Duffel token") }} as reason
 
     from tenants
 

@@ -64,7 +64,9 @@ ledger_missing_deduction as (
         checked_bookings.loyalty_currency as currency,
         checked_bookings.loyalty_amount as expected,
         cast(null as {{ money_type() }}) as actual,
-        'The booking API recorded this charge, but the tenant''s ledger holds no deduction '
+        {{ text_literal(
+            "The booking API recorded this charge, but the tenant's ledger holds no deduction "
+        ) }}
         || 'with its transaction id.' as explanation,
         checked_bookings.created_at as booked_at
 
@@ -90,7 +92,9 @@ ledger_amount_mismatch as (
         checked_bookings.loyalty_amount as expected,
         -- deductions are negative in the ledger; a charge is positive units
         cast(-deductions.amount as {{ money_type() }}) as actual,
-        'The tenant''s ledger deducted a different amount than the booking API charged.'
+        {{ text_literal(
+            "The tenant's ledger deducted a different amount than the booking API charged."
+        ) }}
             as explanation,
         checked_bookings.created_at as booked_at
 
@@ -114,7 +118,9 @@ ledger_unknown_deduction as (
         deductions.currency,
         cast(null as {{ money_type() }}) as expected,
         cast(-deductions.amount as {{ money_type() }}) as actual,
-        'The tenant''s ledger holds a posted deduction whose reference is no booking the '
+        {{ text_literal(
+            "The tenant's ledger holds a posted deduction whose reference is no booking the "
+        ) }}
         || 'booking API made.' as explanation,
         deductions.created_at as booked_at
 
@@ -141,7 +147,9 @@ ledger_missing_refund as (
         checked_bookings.loyalty_currency as currency,
         checked_bookings.refund_amount as expected,
         cast(null as {{ money_type() }}) as actual,
-        'The booking API recorded this refund, but the tenant''s ledger holds no refund '
+        {{ text_literal(
+            "The booking API recorded this refund, but the tenant's ledger holds no refund "
+        ) }}
         || 'with its transaction id.' as explanation,
         checked_bookings.created_at as booked_at
 
@@ -166,7 +174,9 @@ order_missing as (
         cast(null as {{ dbt.type_string() }}) as currency,
         cast(null as {{ money_type() }}) as expected,
         cast(null as {{ money_type() }}) as actual,
-        'The booking API recorded this Duffel order, but the tenant''s Duffel organisation '
+        {{ text_literal(
+            "The booking API recorded this Duffel order, but the tenant's Duffel organisation "
+        ) }}
         || 'has no order with its id.' as explanation,
         bookings.created_at as booked_at
 
@@ -215,7 +225,9 @@ order_without_booking as (
         cast(null as {{ dbt.type_string() }}) as currency,
         cast(null as {{ money_type() }}) as expected,
         cast(null as {{ money_type() }}) as actual,
-        'The tenant''s Duffel organisation holds an order the booking API did not make: no '
+        {{ text_literal(
+            "The tenant's Duffel organisation holds an order the booking API did not make: no "
+        ) }}
         || 'booking recorded its id and its metadata names no booking.' as explanation,
         orders.created_at as booked_at
 

@@ -21,7 +21,9 @@ registry as (
 
 watched_statuses as (
 
-    select unnest(['needs_reconciliation', 'refund_pending']) as status
+    select 'needs_reconciliation' as status
+    union all
+    select 'refund_pending' as status
 
 ),
 
@@ -58,7 +60,7 @@ final as (
         coalesce(waiting.bookings, 0) as bookings,
         waiting.oldest_since,
         -- whole hours elapsed by the start of this build
-        date_diff('second', waiting.oldest_since, {{ build_started_at() }}) // 3600
+        {{ integer_divide(seconds_between('waiting.oldest_since', build_started_at()), '3600') }}
             as oldest_age_hours
 
     from tenants

@@ -19,7 +19,7 @@ renamed as (
         -- files landed before the column existed all came from the member list
         coalesce(
             cast(
-                {{ landed_column('loyalty', 'members', 'source', 'varchar') }}
+                {{ landed_column('loyalty', 'members', 'source', 'string') }}
                 as {{ dbt.type_string() }}
             ),
             'member_list'
