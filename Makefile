@@ -65,11 +65,11 @@ api: setup
 	$(PY) -m booking
 
 test: setup
-	$(UV) sync --frozen --quiet --group spark  # dbt-spark and pyspark: the models on Spark too
+	$(UV) sync --frozen --quiet --inexact --group spark  # dbt-spark and pyspark: the models on Spark too
 	$(PY) -m pytest
 
 bench: setup
-	$(UV) sync --frozen --quiet --group bench  # dlt (the peer comparison) and py-spy (profiling)
+	$(UV) sync --frozen --quiet --inexact --group bench  # dlt (the peer comparison) and py-spy (profiling)
 	$(PY) -m benchmarks
 
 lint: setup
