@@ -44,14 +44,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
-
 from benchmarks.bench_booking import lifted_tenants
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
 from booking.history import describe, import_history
 from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
+from warehouse.publish import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 # Ports of its own (stand-ins at 8001-8004 + the offset), settable so runs beside others do not
@@ -89,7 +88,7 @@ def _version(serving: Path) -> str | None:
 
 
 def _visible(serving: Path, booking_ids: list[str]) -> set[str]:
-    with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
+    with connect(serving) as con:
         rows = con.execute(
             "select booking_id from bookings where booking_id in (select unnest(?))", [booking_ids]
         ).fetchall()

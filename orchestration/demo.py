@@ -477,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
                     f"   Duffel http://127.0.0.1:{ports['duffel']}",
                     "             fault switches: POST <stand-in>/_sandbox/faults",
                     f"Logs         {log_dir}/ (one file per service and step)",
-                    f"Serving data {data / 'serving' / 'serving.duckdb'}",
+                    f"Serving data {data / 'serving'}/ (serving.json names a file per table)",
                     "Ctrl-C stops everything.",
                 ],
             ),

@@ -31,7 +31,7 @@ from tests.helpers.asset_checks import (
 )
 from tests.helpers.snapshot_reader import read_for
 from warehouse.dbt import WarehouseResource, warehouse_models
-from warehouse.publish import SNAPSHOT, VERSION, publish_snapshot
+from warehouse.publish import TABLES, VERSION, connect, publish_snapshot
 
 BOOKINGS_KEY = dg.AssetKey(["marts", "bookings"])
 
@@ -90,7 +90,7 @@ def test_the_scheduled_build_shows_dbt_tests_as_checks_of_each_materialization(
 
 
 def _snapshot(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True)
+    return connect(data_dir / "serving")
 
 
 def test_reconciliation_lists_exactly_the_planted_anomalies(
@@ -178,7 +178,7 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
     serving = pipeline_run / "serving"
     spawn = multiprocessing.get_context("spawn")
     queue, ready = spawn.Queue(), spawn.Event()
-    reader = spawn.Process(target=read_for, args=(str(serving / SNAPSHOT), 5.0, ready, queue))
+    reader = spawn.Process(target=read_for, args=(str(serving), 5.0, ready, queue))
     reader.start()
     assert ready.wait(60)
     # Alternate two different but each self-consistent warehouses, so a read that mixed
@@ -197,7 +197,8 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
     assert len(versions) >= 3 and reads > 10
     assert (errors, torn) == (0, 0)
     assert json.loads((serving / VERSION).read_text())["version"] == versions[-1]
-    assert sorted(p.name for p in serving.iterdir()) == [SNAPSHOT, VERSION]
+    assert sorted(p.name for p in serving.iterdir()) == [VERSION, TABLES]
+    assert not [p for p in (serving / TABLES).iterdir() if not p.name.endswith(".duckdb")]
 
 
 def _book_five(platform: str, history: Path) -> None:
@@ -226,7 +227,7 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
     data_dir = tmp_path / "data"
 
     def bookings() -> int:
-        with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
+        with connect(data_dir / "serving") as con:
             return con.execute("select count(*) from bookings").fetchone()[0]
 
     with dg.instance_for_test() as instance:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from pathlib import Path
 
 import duckdb
 
+from warehouse.publish import connect
+
 
 def read_for(
-    path: str, seconds: float, ready: multiprocessing.Event, queue: multiprocessing.Queue
+    serving: str, seconds: float, ready: multiprocessing.Event, queue: multiprocessing.Queue
 ) -> None:
     """Open, query, close per request for ``seconds``; report (reads, errors, torn reads)."""
     errors = reads = torn = 0
@@ -17,7 +20,7 @@ def read_for(
     stop_at = time.monotonic() + seconds
     while time.monotonic() < stop_at:
         try:
-            with duckdb.connect(path, read_only=True) as con:
+            with connect(Path(serving)) as con:
                 bookings, daily = con.execute(
                     "select (select count(*) from bookings), (select sum(bookings) from daily_tenant_metrics)"
                 ).fetchone()
