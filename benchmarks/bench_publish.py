@@ -55,8 +55,10 @@ def _spread(label: str, values: list[float], unit: str = "s", target: str = "") 
     ]
 
 
-def run(size: int, repeats: int = 3, workdir: Path | None = None) -> list[Figure]:
-    history = ensure_history(size, Path(f"data/sandbox/bench-{size}"))
+def run(
+    size: int, repeats: int = 3, workdir: Path | None = None, history: Path | None = None
+) -> list[Figure]:
+    history = ensure_history(size, history or Path(f"data/sandbox/bench-{size}"))
     with tempfile.TemporaryDirectory() as tmp:
         work = workdir or Path(tmp)
         landing = work / "landing"
@@ -121,8 +123,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the built warehouse here")
+    parser.add_argument(
+        "--history", type=Path, help="a generated history of --size bookings to reuse (read only)"
+    )
     args = parser.parse_args()
-    report(f"publish-{args.size}", run(args.size, args.repeats, args.workdir))
+    report(f"publish-{args.size}", run(args.size, args.repeats, args.workdir, args.history))
 
 
 if __name__ == "__main__":

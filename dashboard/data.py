@@ -419,6 +419,11 @@ class Snapshot:
             admin.close()
         with self._lock:
             self._files.update({tables[name]: file for name, file in new.items()})
+        LOG.info(
+            "serving snapshot tables read back: %s; kept attached: %s",
+            ", ".join(sorted(new)) or "none",
+            ", ".join(sorted(known)) or "none",
+        )
         return {name: known.get(name) or new[name] for name in tables}
 
     def _unpin(self, files: Iterable[_File]) -> None:

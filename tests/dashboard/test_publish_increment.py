@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 
 from dashboard import data
+from dashboard.auth import create_demo_users
 from dashboard.data import DEEP_ROWS, BookingFilters, Snapshot
 from dashboard.scope import Scope
+from tests.dashboard.conftest import (
+    TENANTS,
+    http_sign_in,
+    start_dashboard,
+    stop_dashboard,
+    tenant_body,
+)
 from warehouse import publish
 from warehouse.publish import TABLES, VERSION, publish_snapshot
 
@@ -156,6 +166,44 @@ def test_the_dashboard_keeps_what_it_read_of_unchanged_tables(
     assert shorter.total == page.total - 1
     assert (snapshot.memo.hits, snapshot.memo.misses) == (1, 2)  # bookings changed: computed anew
     assert snapshot.read_backs == read_backs + 4
+
+
+def test_the_running_dashboard_reads_back_only_the_tables_a_publish_changed(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    publish_snapshot(warehouse, folder / "serving")
+    passwords = {
+        u.username: p for u, p in create_demo_users(folder / "dashboard_users.json", TENANTS)
+    }
+    with publish.connect(folder / "serving") as con:
+        (members,) = con.execute(
+            "select count(*) from members where tenant_id = 'telcocorp'"
+        ).fetchone()
+    server = start_dashboard(folder, tmp_path / "dashboard.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            http_sign_in(client, "operator", passwords["operator"])
+            before = client.post("/_dash-update-component", json=tenant_body("1"))
+            assert before.status_code == 200 and f"{members:,}" in before.text
+            _change(
+                warehouse,
+                "delete from marts.members where rowid ="
+                " (select min(rowid) from marts.members where tenant_id = 'telcocorp')",
+            )
+            changed = publish_snapshot(warehouse, folder / "serving")
+            assert changed.written == ("members", "snapshot_info")
+            after = client.post("/_dash-update-component", json=tenant_body("2"))
+            assert after.status_code == 200 and f"{members - 1:,}" in after.text
+    finally:
+        stop_dashboard(server)
+    log = server.log.read_text()
+    read_back = re.findall(r"serving snapshot tables read back: (.*); kept attached: (.*)", log)
+    assert len(read_back) == 2, log
+    assert set(read_back[0][0].split(", ")) == set(_manifest(folder / "serving"))
+    assert read_back[1][0] == "members, snapshot_info"  # every other table stayed attached
+    assert "bookings" in read_back[1][1].split(", ")
+    assert "Traceback" not in log, log
 
 
 def test_a_request_keeps_its_version_of_every_table_while_others_are_published(
