@@ -29,7 +29,7 @@ from tests.helpers.asset_checks import (
     last_event_id,
     materialized_since,
 )
-from tests.helpers.snapshot_reader import read_for
+from tests.helpers.snapshot_reader import read_until
 from warehouse.dbt import WarehouseResource, warehouse_models
 from warehouse.publish import TABLES, VERSION, connect, publish_snapshot
 
@@ -177,8 +177,8 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
 ) -> None:
     serving = pipeline_run / "serving"
     spawn = multiprocessing.get_context("spawn")
-    queue, ready = spawn.Queue(), spawn.Event()
-    reader = spawn.Process(target=read_for, args=(str(serving), 5.0, ready, queue))
+    queue, ready, stop, done = spawn.Queue(), spawn.Event(), spawn.Event(), spawn.Value("i", 0)
+    reader = spawn.Process(target=read_until, args=(str(serving), stop, ready, queue, done))
     reader.start()
     assert ready.wait(60)
     # Alternate two different but each self-consistent warehouses, so a read that mixed
@@ -189,11 +189,13 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
         con.execute("delete from marts.bookings where tenant_id = 'telcocorp'")
         con.execute("delete from marts.daily_tenant_metrics where tenant_id = 'telcocorp'")
     versions = []
-    while reader.is_alive():
+    # However slow the machine: publish until the reader has read across several publishes.
+    while reader.is_alive() and (len(versions) < 4 or done.value <= 10):
         source = (pipeline_run / "warehouse.duckdb") if len(versions) % 2 else smaller
         versions.append(publish_snapshot(source, serving).version)
+    stop.set()
+    reads, errors, torn = queue.get(timeout=60)
     reader.join()
-    reads, errors, torn = queue.get(timeout=5)
     assert len(versions) >= 3 and reads > 10
     assert (errors, torn) == (0, 0)
     assert json.loads((serving / VERSION).read_text())["version"] == versions[-1]
