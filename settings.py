@@ -32,6 +32,9 @@ LOCALHOST = "127.0.0.1"
 # The serving snapshot: the file the dashboard reads and the small file it polls for a new one.
 SERVING_FILE = "serving.duckdb"
 SERVING_VERSION_FILE = "serving.json"
+# Since the per-table publish: the manifest (SERVING_VERSION_FILE) names one file per table in
+# this folder beside it; SERVING_FILE is the single-file snapshot of earlier releases.
+SERVING_TABLES_DIR = "tables"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class DataLayout:
     def spark(self) -> Path:
         """Spark's tables and its Hive metastore, when the warehouse runs on Spark."""
         return self.root / "spark"
+
+    @property
+    def serving_tables(self) -> Path:
+        return self.serving / SERVING_TABLES_DIR
 
     @property
     def dagster_home(self) -> Path:

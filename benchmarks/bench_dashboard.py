@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 
 from benchmarks.bench_standins import ensure_history
@@ -33,7 +32,7 @@ from settings import child_environment
 from testing.browser import CHROMIUM, CHROMIUM_ARGS
 from testing.dbt_build import dbt_build
 from testing.landing_from_history import write_landing
-from warehouse.publish import publish_snapshot
+from warehouse.publish import connect, publish_snapshot
 
 ROOT = Path("data/bench")
 REPEATS = 15
@@ -251,7 +250,7 @@ def run(size: int) -> list[Figure]:
         client = httpx.Client(base_url=url, timeout=60)
         client.post("/login", data={"username": "operator", "password": password["operator"]})
         version = client.get("/_dash-layout").json()["props"]["children"][1]["props"]["data"]
-        with duckdb.connect(str(data_dir / "serving" / "serving.duckdb"), read_only=True) as con:
+        with connect(data_dir / "serving") as con:
             booking = con.execute(
                 "select tenant_id, booking_id, pnr from bookings where pnr is not null"
                 " and duffel_order_id is not null order by booking_id limit 1"

@@ -44,8 +44,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
-
 from benchmarks.bench_booking import lifted_tenants
 from benchmarks.bench_standins import ensure_history
 from benchmarks.common import Figure, report
@@ -53,6 +51,7 @@ from booking.history import describe, import_history
 from orchestration import demo
 from sandbox.config import DEFAULT_PORTS, SandboxConfig
 from settings import STANDIN_PORT_RANGE, child_environment
+from warehouse.publish import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 # Ports of its own (the stand-ins' default ports + the offset), settable so runs beside others do not
@@ -90,7 +89,7 @@ def _version(serving: Path) -> str | None:
 
 
 def _visible(serving: Path, booking_ids: list[str]) -> set[str]:
-    with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
+    with connect(serving) as con:
         rows = con.execute(
             "select booking_id from bookings where booking_id in (select unnest(?))", [booking_ids]
         ).fetchall()

@@ -1,6 +1,7 @@
 """The warehouse at 1,000,000 bookings: `dbt build` (models + tests), 1% increments, and publish.
 
-Targets: full build <= 30 s, a 1% increment <= 10 s, publish <= 5 s. The landing zone is
+Targets: full build <= 30 s, a 1% increment <= 10 s, publish <= 1 s (after an increment:
+`bench_publish.py`). The landing zone is
 written straight from the generated history (the warehouse tests' shortcut), so this
 measures dbt and the publish step alone; ingestion has its own benchmark.
 
@@ -16,6 +17,7 @@ import argparse
 import datetime as dt
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -103,10 +105,16 @@ def run(size: int) -> list[Figure]:
         ),
         Figure(
             "warehouse",
-            "publish serving snapshot (best of 3)",
+            "publish serving snapshot, nothing changed (median of 3)",
+            statistics.median(p.seconds for p in published),
+            "s",
+            "<= 1 s",
+        ),
+        Figure(
+            "warehouse",
+            "publish serving snapshot, nothing changed (min of 3)",
             min(p.seconds for p in published),
             "s",
-            "<= 5 s",
         ),
         Figure("warehouse", "bookings in the snapshot", published[-1].rows["bookings"], "rows"),
         Figure("warehouse", "dbt peak RSS", peak_mb, "MB"),

@@ -1,15 +1,18 @@
 """The dashboard's only door to DuckDB: scoped, parameterised reads of the serving snapshot.
 
-The pipeline publishes by renaming a new file over ``serving.duckdb``. DuckDB caches one
-database instance per path inside a process, so opening the path again while an old
-connection lives would return the OLD snapshot. Each snapshot file is therefore attached to
-its own in-memory instance, cached under the file's identity (device, inode, mtime, size),
-and replaced as soon as that identity changes; the old instance closes once its last
-in-flight request is done. Readers never block a publish: the new file is a new inode.
+The pipeline publishes one DuckDB file per table and a manifest, ``serving.json``, naming
+the file of each table (``warehouse.publish``); a publish writes files only for the tables
+that changed and then swaps the manifest. The dashboard keeps one in-memory DuckDB instance
+with each table file attached read-only under its own alias; a request resolves plain table
+names through the manifest it started with (the cursor's ``search_path``), so queries that
+join several tables see one consistent version while the next one is published. A file stays
+attached, with its cached blocks and memoised results, as long as a manifest in service (or a
+request still reading an older one) names it: a publish that changed one table costs the
+dashboard that one table. Readers never block a publish: the pipeline only adds files.
 
-A new file is read back in full before it replaces the one being served: a corrupt publish
-leaves the last good snapshot in service (``Snapshot.problem`` says why), and a file that
-breaks while served makes reads fail as a whole (``SnapshotUnavailable``), never half-way.
+A file named for the first time is read back in full before its manifest is served: a corrupt
+publish leaves the last good manifest in service (``Snapshot.problem`` says why), and a file
+that breaks while served makes reads fail as a whole (``SnapshotUnavailable``), never half-way.
 
 Every public query takes the caller's ``Scope``; tenant ids arriving from the browser are
 checked against it (``ScopeError``) before any SQL runs, and every SQL statement binds its
@@ -25,7 +28,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,10 +41,9 @@ import pyarrow as pa
 
 from booking.domain import Status
 from dashboard.scope import Scope
-from settings import SERVING_FILE, SERVING_VERSION_FILE, DataLayout
+from settings import SERVING_VERSION_FILE, DataLayout
 
 LOG = logging.getLogger(__name__)
-SNAPSHOT_FILE = SERVING_FILE
 VERSION_FILE = SERVING_VERSION_FILE
 # The statuses the bookings filter and the charts offer, of the booking API's (booking.domain).
 STATUSES = tuple(
@@ -161,22 +163,28 @@ class SnapshotVersion:
 
 
 class Memo:
-    """Results worth keeping for one snapshot file (sorted row ids), least recently used out.
+    """Results worth keeping (sorted row ids), least recently used out, with hit counts.
 
-    It lives and dies with the file's DuckDB instance, so it can never outlive the data.
+    Callers key their entries by the attached table files they were computed from (see
+    ``SessionMemo``), so an entry can never outlive its data and survives a publish that
+    left its tables alone.
     """
 
     def __init__(self, entries: int) -> None:
         self._entries = entries
         self._lock = threading.Lock()
         self._values: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """The value under ``key``, computed (outside the lock) if it is not there."""
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
+                self.hits += 1
                 return self._values[key]
+            self.misses += 1
         value = compute()
         with self._lock:
             self._values[key] = value
@@ -186,22 +194,57 @@ class Memo:
 
 
 @dataclass
-class _Instance:
-    """One attached snapshot file, what was memoised from it, and the requests still reading it."""
+class _File:
+    """One table file attached to the dashboard's DuckDB instance, shared by manifests."""
 
-    key: tuple[int, int, int, int]
-    con: duckdb.DuckDBPyConnection
-    memo: Memo
+    alias: str
+    manifests: int = 0  # manifests in service (or still read) that name it
+
+
+@dataclass
+class _Instance:
+    """One manifest in service: its table files, and the requests still reading them."""
+
+    key: tuple[int, int, int, int]  # identity of serving.json when it was read
+    version: SnapshotVersion
+    files: dict[str, _File]  # table name -> attached file
     users: int = 0
-    version: SnapshotVersion | None = None  # the last serving.json read while this file was new
+
+    @property
+    def search_path(self) -> str:
+        return ",".join(f"{file.alias}.main" for file in self.files.values())
+
+
+@dataclass(frozen=True)
+class SessionMemo:
+    """The memo as one session sees it: entries keyed by the files of the tables they read."""
+
+    memo: Memo
+    instance: _Instance
+
+    def get(
+        self, key: Hashable, compute: Callable[[], Any], tables: Sequence[str] | None = None
+    ) -> Any:
+        """The value computed from ``tables`` (every table when None) under ``key``."""
+        files = self.instance.files
+        names = sorted(files) if tables is None else sorted(tables)
+        return self.memo.get((tuple(files[n].alias for n in names if n in files), key), compute)
 
 
 class Snapshot:
-    """The serving snapshot of one data folder, with a cached read-only DuckDB instance."""
+    """The serving snapshot of one data folder, read through one long-lived DuckDB instance.
+
+    ``serving.json`` names one file per table (see ``warehouse.publish``). Each table file
+    is attached once, read back in full when first named, and stays attached (its cached
+    blocks and memoised results with it) for as long as a manifest in service names it, so
+    a publish that changed one table costs the dashboard that table only. A request reads
+    through the manifest it started with: a consistent set of tables, whatever is published
+    meanwhile.
+    """
 
     def __init__(self, data_dir: Path, *, memory_limit: str = "160MB", threads: int = 2) -> None:
         self.serving_dir = DataLayout(Path(data_dir)).serving
-        self.path = self.serving_dir / SNAPSHOT_FILE
+        self.path = self.serving_dir / VERSION_FILE
         # Bounded so the dashboard stays a small process; a query that needs more spills to
         # the system temp folder (never next to the snapshot, where publishes swap files).
         self._config = {
@@ -210,10 +253,14 @@ class Snapshot:
             "temp_directory": str(Path(tempfile.gettempdir()) / "dashboard-duckdb-spill"),
         }
         self._lock = threading.Lock()
-        self._opening = threading.Lock()  # held while a new file is read back
+        self._opening = threading.Lock()  # held while a new manifest's files are read back
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._files: dict[str, _File] = {}  # attached table files by manifest path
+        self._attached = 0  # attachments made so far (aliases are numbered from it)
+        self.read_backs = 0  # table files read back in full (once per file, not per publish)
+        self.memo = Memo(MEMO_ENTRIES)
         self._current: _Instance | None = None
-        self._latest: tuple[int, int, int, int] | None = None  # the file now in place
-        self._refused: tuple[int, int, int, int] | None = None  # a file that did not read back
+        self._refused: tuple[int, int, int, int] | None = None  # a manifest that did not read back
         self._problems: dict[str, str] = {}
 
     @property
@@ -222,84 +269,61 @@ class Snapshot:
         with self._lock:
             return " ".join(self._problems.values()) or None
 
-    def _note(self, part: str, problem: str | None) -> None:
-        with self._lock:
-            if problem is None:
-                self._problems.pop(part, None)
-            else:
-                self._problems[part] = problem
-
     def version(self) -> SnapshotVersion | None:
         """The version being served (cheap), or None when there is nothing to serve.
 
-        While the newest file or ``serving.json`` cannot be read, that is the last good one.
+        While the newest manifest or one of its files cannot be read, that is the last good one.
         """
         try:
             self._refresh()
         except (SnapshotMissing, SnapshotUnavailable):
             return None
         with self._lock:
-            instance, latest = (
-                self._current,
-                self._current is not None and (self._current.key == self._latest),
-            )
-        if instance is None:
-            return None
-        if not latest:
-            return instance.version or _file_version(instance.key)
-        try:
-            payload = json.loads((self.serving_dir / VERSION_FILE).read_text())
-            version = SnapshotVersion(
-                version=int(payload["version"]),
-                published_at=dt.datetime.fromisoformat(payload["published_at"]),
-                rows={str(k): int(v) for k, v in payload.get("rows", {}).items()},
-            )
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, AttributeError) as bad:
-            LOG.warning("%s is unreadable: %s", VERSION_FILE, type(bad).__name__)
-            self._note(VERSION_FILE, f"{VERSION_FILE} is unreadable.")
-            return instance.version or _file_version(instance.key)
-        self._note(VERSION_FILE, None)
-        instance.version = version
-        return version
+            return None if self._current is None else self._current.version
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the snapshot file as it is now; the file stays consistent while held."""
+        """A cursor on the snapshot as it is now; its tables stay consistent while held."""
         with self.session() as (cursor, _):
             yield cursor
 
     @contextmanager
-    def session(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, Memo]]:
-        """A cursor plus the memo of the same snapshot file (memoised ids match the cursor's data)."""
+    def session(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, SessionMemo]]:
+        """A cursor plus the memo, both on the same manifest (memoised ids match the data)."""
         instance, cursor = self._acquire()
         try:
-            cursor.execute("use snap")
-            yield cursor, instance.memo
+            cursor.execute(f"set search_path = '{instance.search_path}'")
+            yield cursor, SessionMemo(self.memo, instance)
         except duckdb.Error as error:
             if not _is_damage(error):
                 raise
-            # The file broke while served (overwritten where it lies): stop serving it.
+            # A file broke while served (overwritten where it lies): stop serving the manifest,
+            # and read its files back afresh should a later manifest name them again.
             LOG.warning("serving snapshot unreadable, taken out of service: %s", error)
             with self._lock:
                 if self._current is instance:
                     self._current, self._refused = None, instance.key
-                self._problems[SNAPSHOT_FILE] = "The serving snapshot is damaged."
+                for name, file in list(self._files.items()):
+                    if file in instance.files.values():
+                        del self._files[name]
+                self._problems["tables"] = "The serving snapshot is damaged."
             raise SnapshotUnavailable(str(self.path)) from error
         finally:
             cursor.close()
             self._release(instance)
 
     def close(self) -> None:
-        """Close the cached instance (process shutdown, tests)."""
+        """Stop serving and close the DuckDB instance once no request reads it (shutdown, tests)."""
         with self._lock:
             current, self._current = self._current, None
             if current is not None and current.users == 0:
-                current.con.close()
+                self._retire(current)
+            if self._con is not None and not self._files:
+                self._con.close()
+                self._con = None
 
     def _refresh(self) -> None:
-        """Serve the file in place if it is new and reads back whole; else keep the current one."""
+        """Serve the manifest in place if it is new and its files read back; else keep the current."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError as missing:
@@ -308,84 +332,129 @@ class Snapshot:
 
         def settled() -> bool:
             with self._lock:
-                self._latest = key
                 return key == self._refused or (
                     self._current is not None and self._current.key == key
                 )
 
         if settled():
             return
-        # One request reads the new file back; meanwhile the others keep the current one (or,
-        # before there is one, wait for it).
+        # One request reads the new manifest's new files back; meanwhile the others keep the
+        # current one (or, before there is one, wait for it).
         if not self._opening.acquire(blocking=self._current is None):
             return
         try:
             if settled():
                 return
             try:
-                con = self._open()
+                version, tables = self._read_manifest()
+            except FileNotFoundError as missing:
+                raise SnapshotMissing(str(self.path)) from missing
+            except (ValueError, KeyError, TypeError, AttributeError) as bad:
+                LOG.warning("%s is unreadable: %s", VERSION_FILE, type(bad).__name__)
+                with self._lock:
+                    self._refused = key
+                    self._problems[VERSION_FILE] = f"{VERSION_FILE} is unreadable."
+                return
+            try:
+                files = self._attach(tables)
             except duckdb.Error as bad:
                 LOG.warning("new serving snapshot refused, it does not read back: %s", bad)
                 with self._lock:
                     self._refused = key
-                    self._problems[SNAPSHOT_FILE] = "The newest serving snapshot is unreadable."
+                    self._problems.pop(VERSION_FILE, None)
+                    self._problems["tables"] = "The newest serving snapshot is unreadable."
                 return
             with self._lock:
-                old, self._current = self._current, _Instance(key, con, Memo(MEMO_ENTRIES))
-                self._problems.pop(SNAPSHOT_FILE, None)
+                old, self._current = self._current, _Instance(key, version, files)
+                self._problems.pop("tables", None)
+                self._problems.pop(VERSION_FILE, None)
                 if old is not None and old.users == 0:
-                    old.con.close()
+                    self._retire(old)
         finally:
             self._opening.release()
+
+    def _read_manifest(self) -> tuple[SnapshotVersion, dict[str, str]]:
+        payload = json.loads(self.path.read_text())
+        version = SnapshotVersion(
+            version=int(payload["version"]),
+            published_at=dt.datetime.fromisoformat(payload["published_at"]),
+            rows={str(k): int(v) for k, v in payload.get("rows", {}).items()},
+        )
+        tables = {str(name): str(entry["file"]) for name, entry in payload["tables"].items()}
+        return version, tables
+
+    def _attach(self, tables: dict[str, str]) -> dict[str, _File]:
+        """The manifest's table files, attaching (and reading back) those not attached yet."""
+        if not tables.keys() >= _REQUIRED_TABLES:
+            raise duckdb.CatalogException(f"missing {sorted(_REQUIRED_TABLES - tables.keys())}")
+        with self._lock:
+            if self._con is None:
+                self._con = duckdb.connect(":memory:", config=self._config)
+                self._con.execute("set TimeZone = 'UTC'")
+            # Files already attached are pinned at once: no retiring manifest may detach them.
+            known = {
+                name: self._files[file] for name, file in tables.items() if file in self._files
+            }
+            for file in known.values():
+                file.manifests += 1
+            admin = self._con.cursor()
+        new: dict[str, _File] = {}
+        try:
+            for name, file in tables.items():
+                if name in known:
+                    continue
+                self._attached += 1
+                alias = f"t{self._attached}"
+                quoted = str(self.serving_dir / file).replace("'", "''")
+                admin.execute(f"attach '{quoted}' as {alias} (read_only)")
+                new[name] = _File(alias, manifests=1)
+                # Every block read once (checksums verified): ~0.1 s per million bookings.
+                admin.execute(f'select max(hash(columns(*))) from {alias}.main."{name}"').fetchall()
+                self.read_backs += 1
+        except BaseException:
+            with self._lock:
+                self._unpin([*known.values(), *new.values()])
+            raise
+        finally:
+            admin.close()
+        with self._lock:
+            self._files.update({tables[name]: file for name, file in new.items()})
+        LOG.info(
+            "serving snapshot tables read back: %s; kept attached: %s",
+            ", ".join(sorted(new)) or "none",
+            ", ".join(sorted(known)) or "none",
+        )
+        return {name: known.get(name) or new[name] for name in tables}
+
+    def _unpin(self, files: Iterable[_File]) -> None:
+        """Count one manifest less naming ``files``; detach those none names (lock held)."""
+        assert self._con is not None
+        for file in files:
+            file.manifests -= 1
+            if file.manifests == 0:
+                self._con.execute(f"detach {file.alias}")
+                for name in [n for n, f in self._files.items() if f is file]:
+                    del self._files[name]
+
+    def _retire(self, instance: _Instance) -> None:
+        """Drop a manifest no request reads any more (lock held)."""
+        self._unpin(instance.files.values())
 
     def _acquire(self) -> tuple[_Instance, duckdb.DuckDBPyConnection]:
         self._refresh()
         # Cursors are created under the lock: a DuckDB connection is not thread-safe, its
         # cursors (one per request) are.
         with self._lock:
-            if self._current is None:
+            if self._current is None or self._con is None:
                 raise SnapshotUnavailable(str(self.path))
             self._current.users += 1
-            return self._current, self._current.con.cursor()
+            return self._current, self._con.cursor()
 
     def _release(self, instance: _Instance) -> None:
         with self._lock:
             instance.users -= 1
             if instance is not self._current and instance.users == 0:
-                instance.con.close()
-
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:", config=self._config)
-        try:
-            con.execute("set TimeZone = 'UTC'")
-            quoted = str(self.path).replace("'", "''")
-            con.execute(f"attach '{quoted}' as snap (read_only)")
-            tables = {
-                row[0]
-                for row in con.execute(
-                    "select table_name from information_schema.tables where table_catalog = 'snap'"
-                ).fetchall()
-            }
-            if not tables >= _REQUIRED_TABLES:
-                raise duckdb.CatalogException(f"missing {sorted(_REQUIRED_TABLES - tables)}")
-            # Every block read once (checksums verified): ~0.1 s per million bookings.
-            for table in sorted(tables):
-                con.execute(f'select max(hash(columns(*))) from snap."{table}"').fetchall()
-        except duckdb.IOException as gone:
-            con.close()
-            if not self.path.exists():
-                raise SnapshotMissing(str(self.path)) from gone
-            raise
-        except BaseException:
-            con.close()
-            raise
-        return con
-
-
-def _file_version(key: tuple[int, int, int, int]) -> SnapshotVersion:
-    """A stand-in label when ``serving.json`` never read back for this file: its mtime."""
-    mtime_ns = key[2]
-    return SnapshotVersion(mtime_ns, dt.datetime.fromtimestamp(mtime_ns / 1e9, dt.UTC), {})
+                self._retire(instance)
 
 
 # ---------------------------------------------------------------- scoping and filters
@@ -495,8 +564,8 @@ def _order_by(sort: Sequence[tuple[str, bool]], tiebreak: str) -> str:
         terms.extend(
             f"{part.strip()} {direction} nulls last" for part in SORTABLE[column].split(",")
         )
-    # The row id breaks ties: unique and stable within one snapshot file, and a grid never
-    # pages across two files (a new snapshot purges its cache).
+    # The row id breaks ties: unique and stable within one table file, and a grid never
+    # pages across two files (the memo is keyed by the attached file, see ``SessionMemo``).
     return ", ".join([*terms, tiebreak])
 
 
@@ -509,8 +578,8 @@ def _has_table(cursor: duckdb.DuckDBPyConnection, table: str) -> bool:
     # Snapshots published before a table was added to the serving set lack it.
     return bool(
         cursor.execute(
-            "select count(*) from information_schema.tables"
-            " where table_catalog = 'snap' and table_name = ?",
+            "select count(*) from duckdb_tables() where table_name = ? and list_contains("
+            "string_split(current_setting('search_path'), ','), database_name || '.main')",
             [table],
         ).fetchone()[0]
     )
@@ -784,7 +853,7 @@ def bookings_page(
 
 def _deep_page(
     cur: duckdb.DuckDBPyConnection,
-    memo: Memo,
+    memo: SessionMemo,
     where: str,
     params: list[Any],
     sort: Sequence[tuple[str, bool]],
@@ -795,6 +864,7 @@ def _deep_page(
     ordered: np.ndarray = memo.get(
         ("sorted_rowids", sql, tuple(params)),
         lambda: cur.execute(sql, params).fetchnumpy()["match_rowid"],
+        tables=("bookings",),
     )
     wanted = ordered[start : start + size].tolist()
     if not wanted:

@@ -478,7 +478,7 @@ def run(args: argparse.Namespace) -> int:
                     f"   Duffel http://127.0.0.1:{ports['duffel']}",
                     "             fault switches: POST <stand-in>/_sandbox/faults",
                     f"Logs         {log_dir}/ (one file per service and step)",
-                    f"Serving data {DataLayout(data).serving_file}",
+                    f"Serving data {DataLayout(data).serving}/ (serving.json names a file per table)",
                     "Ctrl-C stops everything.",
                 ],
             ),

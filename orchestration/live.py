@@ -51,7 +51,7 @@ from ingestion.platform.feed import sync_feed
 from ingestion.platform.searches import SEARCHES_FEED
 from ingestion.resources import LandingResource, TenantApisResource
 from ingestion.sync import RequestCounter, SyncStats, sync_ledger, sync_orders
-from settings import get_settings
+from settings import SERVING_VERSION_FILE, get_settings
 from warehouse.manifest import prepare_manifest, project_fingerprint
 from warehouse.pool import pool_holders, reap
 from warehouse.publish import SERVING_SNAPSHOT_KEY, publish_snapshot
@@ -237,16 +237,7 @@ class LiveService:
             self.warehouse.serving_dir,
         )
         cycle.version = str(published.version)
-        self._report(
-            dg.AssetMaterialization(
-                SERVING_SNAPSHOT_KEY,
-                metadata={
-                    "version": cycle.version,
-                    "seconds": round(published.seconds, 3),
-                    **{f"rows_{name}": count for name, count in published.rows.items()},
-                },
-            )
-        )
+        self._report(dg.AssetMaterialization(SERVING_SNAPSHOT_KEY, metadata=published.metadata()))
 
     def cycle(self) -> Cycle | None:
         """One micro-batch; None when nothing landed (and a snapshot exists already)."""
@@ -255,7 +246,7 @@ class LiveService:
         started = time.monotonic()
         self.ingest(cycle)
         cycle.ingest = time.monotonic() - started
-        published = self.warehouse.serving_dir.joinpath("serving.json").exists()
+        published = self.warehouse.serving_dir.joinpath(SERVING_VERSION_FILE).exists()
         if self._built_once and not cycle.rows and not cycle.sweep and published:
             return None
         started = time.monotonic()

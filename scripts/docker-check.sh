@@ -323,10 +323,10 @@ ok "pipeline role exited 0: $steps_ok/$steps_ok runs succeeded"
 # The snapshot must be in the shared volume and hold every tenant's bookings.
 podman_run --rm --volume "$VOLUME:/app/data" "$IMAGE" python -c '
 import json, pathlib, sys
-import duckdb
+from warehouse.publish import connect
 serving = pathlib.Path("/app/data/serving")
 version = json.loads((serving / "serving.json").read_text())["version"]
-with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
+with connect(serving) as con:
     per_tenant = dict(con.sql("select tenant_id, count(*) from bookings group by 1").fetchall())
 print(f"    snapshot {version}: bookings per tenant {per_tenant}")
 sys.exit(0 if len(per_tenant) == 3 and all(per_tenant.values()) else 1)

@@ -29,9 +29,9 @@ from tests.helpers.asset_checks import (
     last_event_id,
     materialized_since,
 )
-from tests.helpers.snapshot_reader import read_for
+from tests.helpers.snapshot_reader import read_until
 from warehouse.dbt import WarehouseResource, warehouse_models
-from warehouse.publish import SNAPSHOT, VERSION, publish_snapshot
+from warehouse.publish import TABLES, VERSION, connect, publish_snapshot
 
 BOOKINGS_KEY = dg.AssetKey(["marts", "bookings"])
 
@@ -90,7 +90,7 @@ def test_the_scheduled_build_shows_dbt_tests_as_checks_of_each_materialization(
 
 
 def _snapshot(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True)
+    return connect(data_dir / "serving")
 
 
 def test_reconciliation_lists_exactly_the_planted_anomalies(
@@ -177,8 +177,8 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
 ) -> None:
     serving = pipeline_run / "serving"
     spawn = multiprocessing.get_context("spawn")
-    queue, ready = spawn.Queue(), spawn.Event()
-    reader = spawn.Process(target=read_for, args=(str(serving / SNAPSHOT), 5.0, ready, queue))
+    queue, ready, stop, done = spawn.Queue(), spawn.Event(), spawn.Event(), spawn.Value("i", 0)
+    reader = spawn.Process(target=read_until, args=(str(serving), stop, ready, queue, done))
     reader.start()
     assert ready.wait(60)
     # Alternate two different but each self-consistent warehouses, so a read that mixed
@@ -189,15 +189,18 @@ def test_publishing_while_a_reader_queries_never_shows_errors_or_half_state(
         con.execute("delete from marts.bookings where tenant_id = 'telcocorp'")
         con.execute("delete from marts.daily_tenant_metrics where tenant_id = 'telcocorp'")
     versions = []
-    while reader.is_alive():
+    # However slow the machine: publish until the reader has read across several publishes.
+    while reader.is_alive() and (len(versions) < 4 or done.value <= 10):
         source = (pipeline_run / "warehouse.duckdb") if len(versions) % 2 else smaller
         versions.append(publish_snapshot(source, serving).version)
+    stop.set()
+    reads, errors, torn = queue.get(timeout=60)
     reader.join()
-    reads, errors, torn = queue.get(timeout=5)
     assert len(versions) >= 3 and reads > 10
     assert (errors, torn) == (0, 0)
     assert json.loads((serving / VERSION).read_text())["version"] == versions[-1]
-    assert sorted(p.name for p in serving.iterdir()) == [SNAPSHOT, VERSION]
+    assert sorted(p.name for p in serving.iterdir()) == [VERSION, TABLES]
+    assert not [p for p in (serving / TABLES).iterdir() if not p.name.endswith(".duckdb")]
 
 
 def _book_five(platform: str, history: Path) -> None:
@@ -226,7 +229,7 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
     data_dir = tmp_path / "data"
 
     def bookings() -> int:
-        with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
+        with connect(data_dir / "serving") as con:
             return con.execute("select count(*) from bookings").fetchone()[0]
 
     with dg.instance_for_test() as instance:

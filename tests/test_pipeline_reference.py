@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 
@@ -26,7 +25,7 @@ from testing.platform import TENANTS, booking_feeds, run_pipeline
 from testing.standins import pointed_at, sandbox_config
 from tests.booking.test_http import OPERATOR_TOKEN, ApiServer, _env
 from tests.sandbox.test_traffic import Clock, read_feed, reference_traffic
-from warehouse.publish import SNAPSHOT
+from warehouse.publish import connect
 
 TICKS = 30  # three decks of traffic: approvals, cancellations and failures in each
 
@@ -55,7 +54,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             events = read_feed(client, "/api/v1/admin/events", "events")
             searches = read_feed(client, "/api/v1/admin/searches", "searches")
         yield {
-            "snapshot": data_dir / "serving" / SNAPSHOT,
+            "serving": data_dir / "serving",
             "events": events,
             "searches": searches,
             "outcomes": outcomes,
@@ -67,7 +66,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _query(run: dict[str, Any], sql: str) -> list[tuple]:
-    with duckdb.connect(str(run["snapshot"]), read_only=True) as con:
+    with connect(run["serving"]) as con:
         return con.execute(sql).fetchall()
 
 

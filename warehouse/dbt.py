@@ -252,8 +252,8 @@ MART_KEYS = [key for key in warehouse_models.keys if key.path[0] == "marts"]
     pool=WAREHOUSE_POOL,
     kinds={"duckdb"},
     automation_condition=WAREHOUSE_AUTOMATION,
-    description="One read-only DuckDB file with the marts the dashboard reads, published by "
-    "building a new file and renaming it over the last one.",
+    description="The marts the dashboard reads, one read-only DuckDB file per table; a publish "
+    "writes only the tables that changed and swaps the manifest (serving.json) naming them.",
 )
 def serving_snapshot(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -261,12 +261,7 @@ def serving_snapshot(
     tag_host(context)
     published = publish_snapshot(warehouse.warehouse, warehouse.serving_dir)
     context.log.info(
-        f"published snapshot {published.version} in {published.seconds:.2f} s: {published.rows}"
+        f"published snapshot {published.version} in {published.seconds:.2f} s, wrote"
+        f" {', '.join(published.written) or 'nothing'}: {published.rows}"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "version": str(published.version),
-            "seconds": round(published.seconds, 3),
-            **{f"rows_{name}": count for name, count in published.rows.items()},
-        }
-    )
+    return dg.MaterializeResult(metadata=published.metadata())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from sandbox.generator import generate
 from tenants.settings import get_registry
 from testing.browser import CHROMIUM, CHROMIUM_ARGS
 from testing.platform import TENANTS, run_pipeline, serving_history
+from warehouse.publish import connect, publish_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"
@@ -51,15 +51,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def serving(data_dir: Path) -> Path:
-    """The snapshot file the dashboard reads."""
-    return data_dir / "serving" / "serving.duckdb"
+    """The serving folder the dashboard reads (manifest and table files)."""
+    return data_dir / "serving"
 
 
 @pytest.fixture
 def snap_sql(serving: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The snapshot opened directly, to compute what the pages must show."""
-    with duckdb.connect(str(serving), read_only=True) as con:
-        con.execute("set TimeZone = 'UTC'")
+    with connect(serving) as con:
         yield con
 
 
@@ -363,13 +362,17 @@ insert into reconciliation_checks values
 
 
 def copy_snapshot(source: Path, target: Path, sql: str) -> dict[str, str]:
-    """Copy the pipeline's serving snapshot into ``target``, change it with ``sql``, add users."""
-    (target / "serving").mkdir(parents=True)
-    for name in ("serving.duckdb", "serving.json"):
-        shutil.copyfile(source / "serving" / name, target / "serving" / name)
-    with duckdb.connect(str(target / "serving" / "serving.duckdb")) as con:
+    """Publish the pipeline's serving snapshot, changed with ``sql``, into ``target``; add users."""
+    scratch = target / "changed.duckdb"
+    with connect(source / "serving") as snap, duckdb.connect(str(scratch)) as con:
+        names = [n for (n,) in snap.execute("show tables").fetchall() if n != "snapshot_info"]
+        for name in names:
+            con.register("source", snap.table(name).arrow())
+            con.execute(f'create table "{name}" as select * from source')
+            con.unregister("source")
         con.execute(sql)
-        con.execute("checkpoint")
+        names = [n for (n,) in con.execute("show tables").fetchall()]
+    publish_snapshot(scratch, target / "serving", tables=tuple(names), schema="main")
     created = create_demo_users(target / "dashboard_users.json", TENANTS)
     return {user.username: password for user, password in created}
 

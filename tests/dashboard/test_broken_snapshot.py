@@ -1,8 +1,9 @@
 """A broken serving snapshot: the last good one keeps being served, or a clear "data unavailable".
 
-A publish renames a new file over ``serving.duckdb`` and rewrites ``serving.json``; these
-tests put a corrupt file (or corrupt JSON) in their place, as a failed disk or a bad copy
-would, and check what the pages, the callbacks and the CSV export answer.
+A publish writes a file per changed table and swaps ``serving.json``, the manifest naming
+them; these tests publish a manifest naming a corrupt table file (or put corrupt JSON in its
+place), as a failed disk or a bad copy would, and check what the pages, the callbacks and
+the CSV export answer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
@@ -33,31 +33,44 @@ from tests.dashboard.conftest import (
     stop_dashboard,
     tenant_body,
 )
+from warehouse.publish import connect
 
 
 def _copy_data(source: Path, target: Path) -> dict[str, str]:
-    (target / "serving").mkdir(parents=True)
-    for name in ("serving.duckdb", "serving.json"):
-        shutil.copyfile(source / "serving" / name, target / "serving" / name)
+    target.mkdir(parents=True)
+    shutil.copytree(source / "serving", target / "serving")
     created = create_demo_users(target / "dashboard_users.json", TENANTS)
     return {user.username: password for user, password in created}
 
 
-def _corrupt_copy(good: Path, into: Path) -> None:
-    """Write a copy of ``good`` with its middle overwritten, then rename it over ``into``."""
-    size = good.stat().st_size
-    broken = into.with_name(".broken.duckdb")
-    shutil.copyfile(good, broken)
-    with broken.open("r+b") as out:
+def _damage(path: Path) -> None:
+    """Overwrite the middle of the file at ``path`` where it lies."""
+    size = path.stat().st_size
+    with path.open("r+b") as out:
         out.seek(size // 8)
         out.write(os.urandom(size - size // 4))
-    os.replace(broken, into)
 
 
-def _bump_version(serving: Path) -> None:
+def _bump_version(serving: Path, **tables: str) -> None:
+    """Swap in a manifest naming ``tables``' new files (table name -> file), with a new version."""
     payload = json.loads((serving / "serving.json").read_text())
     payload["version"] = time.time_ns()
-    (serving / "serving.json").write_text(json.dumps(payload))
+    for name, file in tables.items():
+        payload["tables"][name]["file"] = file
+    tmp = serving / ".serving.json.tmp"
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, serving / "serving.json")
+
+
+def _publish_corrupt_bookings(serving: Path) -> None:
+    """Publish, as a failed disk would, a manifest whose bookings file is a corrupt copy."""
+    good = (
+        serving / json.loads((serving / "serving.json").read_text())["tables"]["bookings"]["file"]
+    )
+    broken = good.with_name("bookings-broken.duckdb")
+    shutil.copyfile(good, broken)
+    _damage(broken)
+    _bump_version(serving, bookings=f"tables/{broken.name}")
 
 
 def _poll(known: str | None) -> dict:
@@ -102,7 +115,7 @@ def test_a_corrupt_publish_keeps_the_last_good_snapshot(
 ) -> None:
     folder, passwords = own_data
     serving = folder / "serving"
-    with duckdb.connect(str(serving / "serving.duckdb"), read_only=True) as con:
+    with connect(serving) as con:
         telco = con.execute(
             "select count(*) from bookings where tenant_id = 'telcocorp'"
         ).fetchone()[0]
@@ -112,13 +125,12 @@ def test_a_corrupt_publish_keeps_the_last_good_snapshot(
     good = client.post("/_dash-update-component", json=tenant_body(version))
     assert good.status_code == 200 and "TelcoCorp" in good.text
 
-    _corrupt_copy(data_dir / "serving" / "serving.duckdb", serving / "serving.duckdb")
-    _bump_version(serving)
+    _publish_corrupt_bookings(serving)
     polled = client.post("/_dash-update-component", json=_poll(version))
     body = client.post("/_dash-update-component", json=tenant_body(version))
     exported = _csv(client)
     print(
-        f"corrupt serving.duckdb: poll {polled.status_code}, callback {body.status_code},"
+        f"corrupt bookings file: poll {polled.status_code}, callback {body.status_code},"
         f" export {exported[0]} with {len(exported[1] or [])} rows"
     )
     assert polled.status_code == 200, polled.text
@@ -143,7 +155,7 @@ def test_a_corrupt_snapshot_with_nothing_good_says_data_unavailable(
 ) -> None:
     folder, passwords = own_data
     serving = folder / "serving"
-    _corrupt_copy(data_dir / "serving" / "serving.duckdb", serving / "serving.duckdb")
+    _publish_corrupt_bookings(serving)
     server = start_dashboard(folder, tmp_path / "fresh.log")
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -170,8 +182,6 @@ def test_a_corrupt_snapshot_with_nothing_good_says_data_unavailable(
         expect(page.locator("#data-unavailable")).to_be_visible()
 
         # A good publish brings the data back by itself.
-        shutil.copyfile(data_dir / "serving" / "serving.duckdb", serving / ".good.duckdb")
-        os.replace(serving / ".good.duckdb", serving / "serving.duckdb")
         shutil.copyfile(data_dir / "serving" / "serving.json", serving / "serving.json")
         _bump_version(serving)
         expect(page.locator("#tenant-name")).to_have_text("TelcoCorp")
@@ -184,8 +194,8 @@ def test_a_snapshot_damaged_in_place_is_never_exported_cut_short(
     own_server: Server, own_data: tuple[Path, dict[str, str]]
 ) -> None:
     folder, passwords = own_data
-    snapshot = folder / "serving" / "serving.duckdb"
-    with duckdb.connect(str(snapshot), read_only=True) as con:
+    serving = folder / "serving"
+    with connect(serving) as con:
         telco = con.execute(
             "select count(*) from bookings where tenant_id = 'telcocorp'"
         ).fetchone()[0]
@@ -194,10 +204,9 @@ def test_a_snapshot_damaged_in_place_is_never_exported_cut_short(
     assert _csv(client)[0] == 200
     # The file being served is overwritten where it lies: there is no new file to refuse.
     # Blocks the server still holds may answer; anything else must fail as a whole.
-    size = snapshot.stat().st_size
-    with snapshot.open("r+b") as out:
-        out.seek(size // 8)
-        out.write(os.urandom(size - size // 4))
+    _damage(
+        serving / json.loads((serving / "serving.json").read_text())["tables"]["bookings"]["file"]
+    )
     for _ in range(3):
         status, rows = _csv(client)
         print(f"damaged in place: export {status} with {len(rows or [])} rows")

@@ -43,6 +43,7 @@ from tests.dashboard.conftest import (
     stop_dashboard,
     wait_until,
 )
+from warehouse.publish import connect
 
 # The first test also waits for the session's pipeline run (several minutes on a busy machine).
 pytestmark = pytest.mark.timeout(900)
@@ -256,9 +257,7 @@ def test_staff_and_other_sites_cannot_decide(
 
 
 def _first_issue_tenant(ops_folder: tuple[Path, dict]) -> tuple[str, int]:
-    import duckdb
-
-    with duckdb.connect(str(ops_folder[0] / "serving" / "serving.duckdb"), read_only=True) as con:
+    with connect(ops_folder[0] / "serving") as con:
         return con.execute(
             "select tenant_id, count(*) from reconciliation_issues group by 1 order by 2 desc limit 1"
         ).fetchone()
@@ -316,9 +315,7 @@ def test_issues_filtered_acknowledged_resolved_and_kept_across_restarts(
 def test_staff_see_and_act_on_their_own_tenant_only(
     browser: Browser, ops_dashboard: Server, ops_folder: tuple[Path, dict]
 ) -> None:
-    import duckdb
-
-    with duckdb.connect(str(ops_folder[0] / "serving" / "serving.duckdb"), read_only=True) as con:
+    with connect(ops_folder[0] / "serving") as con:
         other = con.execute(
             "select issue_id from reconciliation_issues where tenant_id <> 'telcocorp' limit 1"
         ).fetchone()[0]

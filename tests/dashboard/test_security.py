@@ -409,9 +409,9 @@ document.addEventListener('securitypolicyviolation', (e) => {
 def test_every_page_renders_under_the_csp_in_chromium(
     browser: Browser, server: Server, passwords: dict[str, str], data_dir: Path
 ) -> None:
-    import duckdb
+    from warehouse.publish import connect
 
-    with duckdb.connect(str(data_dir / "serving" / "serving.duckdb"), read_only=True) as con:
+    with connect(data_dir / "serving") as con:
         booking = con.execute(
             "select booking_id from bookings where tenant_id = 'telcocorp' limit 1"
         ).fetchone()[0]

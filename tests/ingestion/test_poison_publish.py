@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
@@ -18,7 +17,7 @@ from ingestion.landing.schemas import ENTITIES
 from ingestion.landing.zone import LandingZone, land
 from sandbox.runner import Sandbox
 from tests.ingestion.standins import MemberBalances, serve_history
-from warehouse.publish import SNAPSHOT
+from warehouse.publish import connect
 
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -63,7 +62,7 @@ def test_a_member_balance_beyond_decimal_18_2_does_not_block_any_publish(
     failed = [step for step, ok in outcomes.items() if not ok]
     assert failed == []
     assert warehouse.success, "the warehouse build or the publish failed"
-    with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
+    with connect(data_dir / "serving") as con:
         per_tenant = dict(
             con.execute("select tenant_id, count(*) from members group by all").fetchall()
         )
@@ -114,7 +113,7 @@ def test_a_null_balance_landed_before_balances_were_checked_does_not_block_any_p
             raise_on_error=False,
         )
     assert warehouse.success, "the warehouse build or the publish failed"
-    with duckdb.connect(str(data_dir / "serving" / SNAPSHOT), read_only=True) as con:
+    with connect(data_dir / "serving") as con:
         tenants = {t for (t,) in con.execute("select distinct tenant_id from members").fetchall()}
         balance = con.execute(
             "select balance from members where member_id = ?", [member["member_id"]]
