@@ -10,7 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from settings import child_environment
+from ingestion.landing.storage import Location, store_env
+from settings import child_environment, current_settings
 from warehouse.registry_seeds import seeds_dir, write_seeds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ DBT = Path(sys.executable).parent / "dbt"
 class DbtBuild:
     """One `dbt build` run: where it read and wrote, and what it reported."""
 
-    landing_root: Path
+    landing_root: Location
     warehouse: Path
     target: Path
     returncode: int
@@ -35,8 +36,10 @@ class DbtBuild:
         return duckdb.connect(str(self.warehouse), read_only=True)
 
 
-def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
+def dbt_build(workdir: Path, landing_root: Location, *args: str) -> DbtBuild:
     """Run `dbt build` (seeds, models, data and unit tests) in a subprocess, as Dagster would.
+
+    ``landing_root`` is a folder, or a location on the object store the settings name.
 
     ``args`` go to dbt after `build` (e.g. ``--full-refresh``).
     """
@@ -51,6 +54,7 @@ def dbt_build(workdir: Path, landing_root: Path, *args: str) -> DbtBuild:
             "LANDING_ROOT": str(landing_root),
             "REGISTRY_SEEDS": str(registry_seeds),
             "QUARANTINE_ROOT": str(landing_root.parent / "quarantine"),
+            **store_env(current_settings()),
         }
     )
     completed = subprocess.run(

@@ -14,7 +14,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from settings import DataLayout, get_settings
+from ingestion.landing.storage import store_env
+from ingestion.landing.zone import LandingZone
+from settings import DataLayout, current_settings, get_settings
 from warehouse.registry_seeds import seeds_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,15 +28,19 @@ PREPARE_HINT = "python -m warehouse.manifest"
 
 
 def dbt_env(data_dir: Path) -> dict[str, str]:
-    """What dbt reads from the environment: the warehouse file, the landing zone, the
-    quarantine and the registry files written under the data folder."""
+    """What dbt reads from the environment: the warehouse file, the landing zone and the
+    quarantine (folders or an object store's URIs, and how to reach the store) and the
+    registry files written under the data folder."""
     layout = DataLayout(data_dir)
+    settings = current_settings()
+    zone = LandingZone.under(data_dir, settings)
     return {
         "WAREHOUSE_PATH": str(layout.warehouse),
-        "LANDING_ROOT": str(layout.landing),
+        "LANDING_ROOT": str(zone.root),
         "REGISTRY_SEEDS": str(seeds_dir(data_dir)),
-        "QUARANTINE_ROOT": str(layout.quarantine),
+        "QUARANTINE_ROOT": str(zone.quarantine_root),
         "DO_NOT_TRACK": "1",
+        **store_env(settings),
     }
 
 
