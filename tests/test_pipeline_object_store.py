@@ -87,9 +87,9 @@ def test_the_pipeline_lands_on_the_store_and_builds_what_a_local_landing_builds(
 
     manifest = json.loads((history / "manifest.json").read_text())
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        bookings = con.sql("select count(*) from marts.bookings").fetchone()[0]
+        bookings = con.execute("select count(*) from marts.bookings").fetchone()[0]
         found = set(
-            con.sql(
+            con.execute(
                 "select kind, tenant_id, booking_id from marts.reconciliation_issues"
             ).fetchall()
         )
