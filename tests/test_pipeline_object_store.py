@@ -53,8 +53,9 @@ def marts(warehouse: Path) -> dict[str, list[tuple]]:
         }
 
 
-# Two full dbt builds and nine ingestion runs: minutes on a busy two-core machine.
-@pytest.mark.timeout(900)
+# Nine ingestion runs and two full dbt builds: 9 min measured on a shared two-core machine,
+# over 15 min when it was busier.
+@pytest.mark.timeout(1800)
 def test_the_pipeline_lands_on_the_store_and_builds_what_a_local_landing_builds(
     history: Path, tmp_path: Path
 ) -> None:

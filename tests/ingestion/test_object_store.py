@@ -49,10 +49,10 @@ def zones(
     """The same many small batches landed in a local folder and on the store (under a prefix
     of this test's own)."""
     local = LandingZone.under(tmp_path / "local")
-    write_landing(history, local.root, batch_rows=15)
+    write_landing(history, local.root, batch_rows=60)
     with pointed_at(store.env(f"s3://{BUCKET}/{request.node.name}/landing")):
         remote = LandingZone.under(tmp_path / "remote")
-        write_landing(history, remote.root, batch_rows=15, lock_file=remote.lock_file)
+        write_landing(history, remote.root, batch_rows=60, lock_file=remote.lock_file)
         yield local, remote
 
 
