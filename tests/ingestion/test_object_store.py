@@ -23,6 +23,9 @@ from testing.landing_from_history import write_landing
 from testing.object_store import ObjectStore, object_store
 from testing.standins import pointed_at
 
+# Every batch is an upload to the store: minutes on a busy machine.
+pytestmark = pytest.mark.timeout(900)
+
 BUCKET = "landing-tests"
 LEDGER = ("loyalty", "ledger_transactions")
 TENANTS = ("coffeechain", "fintechapp", "telcocorp")
