@@ -8,6 +8,14 @@
 #   api           the booking API on port 8000 (uvicorn; its store's migrations run first)
 #   create-users  write demo dashboard users (passwords printed once)
 #
+# and, in the scaled-out image (compose.scale.yaml: built with UV_SYNC_ARGS="--group scale
+# --group spark" and EXTRA_APT_PACKAGES=openjdk-17-jre-headless):
+#
+#   code-server   the Dagster code location as a gRPC server (runs are launched from it)
+#   spark-master  a Spark standalone master (7077, UI 8080), from pyspark's own distribution
+#   spark-worker  a Spark standalone worker of SPARK_MASTER
+#   objectstore   an S3-compatible store for trying the shape on one machine (moto's server)
+#
 # compose.yaml wires them together over one data volume. Secrets are never part of the image:
 # they come from the environment at run time (an env file; names in .env.example).
 #
@@ -20,6 +28,8 @@ ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 FROM ${BASE_IMAGE} AS builder
 
 ARG UV_VERSION=0.13.9
+# More dependency groups (the scaled-out image: "--group scale --group spark").
+ARG UV_SYNC_ARGS=""
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
@@ -44,7 +54,7 @@ WORKDIR /app
 # not on every source edit.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    /opt/uv/bin/uv sync --frozen --no-dev --no-install-project
+    /opt/uv/bin/uv sync --frozen --no-dev --no-install-project ${UV_SYNC_ARGS}
 
 COPY . .
 # The dbt manifest is built once here, so no container parses the project at start-up, and
@@ -60,11 +70,14 @@ RUN /app/.venv/bin/python -m warehouse.manifest \
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime
 
+# More Debian packages (the scaled-out image: Java for Spark, "openjdk-17-jre-headless").
+ARG EXTRA_APT_PACKAGES=""
 ENV DEBIAN_FRONTEND=noninteractive
 # tini as PID 1: forwards SIGTERM (a bare Python PID 1 ignores it) and reaps the code-server
 # processes Dagster starts.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates python3 tini passwd \
+        ${EXTRA_APT_PACKAGES} \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/app app
 

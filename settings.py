@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     warehouse_automation_interval_seconds: int = 10
     warehouse_pool_sensor_interval_seconds: int = 15
 
+    # The landing zone: a folder, or ``s3://bucket/prefix`` on any S3-compatible store (unset:
+    # ``<data_dir>/landing``). Quarantine is beside it (``<its parent>/quarantine``) unless set.
+    # The store's endpoint (unset: AWS), region and keys (unset: the AWS default chain).
+    landing_uri: str | None = None
+    quarantine_uri: str | None = None
+    landing_s3_endpoint_url: str | None = None
+    landing_s3_region: str | None = None
+    landing_s3_access_key_id: str | None = None
+    landing_s3_secret_access_key: SecretStr | None = None
+
     # The dashboard.
     dashboard_users_file: Path | None = None
     dashboard_poll_ms: int | None = None

@@ -11,6 +11,9 @@
 #   BOOKING_HOST [0.0.0.0]  BOOKING_PORT [8000]  BOOKING_WORKERS [1]
 #   BOOKING_DATABASE_URL [SQLite in /app/data/booking]  BOOKING_OPERATOR_TOKEN [unset: no operators]
 #   BOOKING_IMPORT_HISTORY [unset: none]  (a generated history to load into an empty store)
+#   DAGSTER_WORKSPACE [workspace.yaml]  DAGSTER_INSTANCE_YAML [deploy/dagster.yaml]
+#   DAGSTER_CODE_SERVER_PORT [4000]  SPARK_MASTER [spark://spark-master:7077]
+#   OBJECTSTORE_PORT [9000]
 # deploy/healthcheck.py reads the same variables.
 set -euo pipefail
 cd /app
@@ -53,12 +56,30 @@ case "$role" in
     ;;
   webserver)
     ensure_dagster_home
-    exec dagster-webserver -w workspace.yaml \
+    exec dagster-webserver -w "${DAGSTER_WORKSPACE:-workspace.yaml}" \
       -h "${DAGSTER_WEBSERVER_HOST:-0.0.0.0}" -p "${DAGSTER_WEBSERVER_PORT:-3000}" "$@"
     ;;
   daemon)
     ensure_dagster_home
-    exec dagster-daemon run -w workspace.yaml "$@"
+    exec dagster-daemon run -w "${DAGSTER_WORKSPACE:-workspace.yaml}" "$@"
+    ;;
+  code-server)
+    # The code location as a gRPC server (workspace.scale.yaml): the webserver and daemon load
+    # it from here, and the run launcher starts each run in a container of this image.
+    ensure_dagster_home
+    exec dagster api grpc -h 0.0.0.0 -p "${DAGSTER_CODE_SERVER_PORT:-4000}" \
+      --python-file definitions.py "$@"
+    ;;
+  spark-master)
+    exec spark-class org.apache.spark.deploy.master.Master \
+      --host 0.0.0.0 --port 7077 --webui-port 8080 "$@"
+    ;;
+  spark-worker)
+    exec spark-class org.apache.spark.deploy.worker.Worker --webui-port 8081 "$@" \
+      "${SPARK_MASTER:-spark://spark-master:7077}"
+    ;;
+  objectstore)
+    exec python -m moto.server -H 0.0.0.0 -p "${OBJECTSTORE_PORT:-9000}" "$@"
     ;;
   dashboard)
     # gunicorn (one process, threads), started by the dashboard's own entry point.
@@ -80,7 +101,8 @@ case "$role" in
     ;;
   help | --help | -h)
     sed -n '2,15p' "$0"
-    echo "roles: sandbox pipeline webserver daemon dashboard api create-users (or any command)"
+    echo "roles: sandbox pipeline webserver daemon dashboard api create-users"
+    echo "       code-server spark-master spark-worker objectstore (or any command)"
     ;;
   *)
     exec "$role" "$@"

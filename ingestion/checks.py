@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ingestion.landing import quarantine as dead_letters
+from ingestion.landing.storage import Location, parquet_source
 from ingestion.landing.zone import LandingZone
 
 QUARANTINE_SHARE_LIMIT = 0.01  # more than 1% rejected records means something upstream broke
@@ -56,6 +57,6 @@ def _tenants(zone: LandingZone, source: str, entity: str, quarantine: bool = Fal
     )
 
 
-def _count(folder) -> int:
-    files = sorted(folder.glob("*.parquet"))
+def _count(folder: Location) -> int:
+    files = [parquet_source(path) for path in sorted(folder.glob("*.parquet"))]
     return pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0

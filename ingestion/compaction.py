@@ -15,7 +15,10 @@ of one folder (``<source>/<entity>/tenant_id=<id>/``) into one ``compacted-<hash
   matches (``.compacted-….tmp``), then, holding the landing lock exclusively (readers and
   writers hold it shared), the merged-away files are checked untouched, the merged file is
   renamed into place and they are deleted: a reader sees the files before or after, never
-  both or neither. Batches landed meanwhile are left for the next compaction.
+  both or neither. Batches landed meanwhile are left for the next compaction. On an object
+  store the rename is a server-side copy (the merged object appears whole) and the lock is
+  local (``ingestion.landing.zone``): readers on other machines may list a merged file beside
+  its inputs for a moment, rows the staging models de-duplicate by key.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 
 from ingestion.landing.schemas import ENTITIES
+from ingestion.landing.storage import Location, footer, is_local, parquet_source, write_parquet
 from ingestion.landing.zone import (
     COMPACTED_PREFIX,
     CURSOR_KEY,
@@ -49,10 +52,10 @@ WAIT_SECONDS = 600.0
 class Compacted:
     """What one folder's compaction did."""
 
-    folder: Path
+    folder: Location
     merged_files: int = 0
     rows: int = 0
-    into: Path | None = None
+    into: Location | None = None
     skipped: str = ""  # why nothing was merged, if so
 
     def line(self) -> str:
@@ -63,8 +66,8 @@ class Compacted:
 
 @dataclass
 class _Input:
-    path: Path
-    identity: tuple[int, int, int]  # (inode, size, mtime): unchanged since it was read
+    path: Location
+    identity: tuple[int, int, int, str] | None  # (inode, size, mtime, ETag): unchanged since read
     frame: pl.DataFrame
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -120,34 +123,37 @@ def compact(
     if cursor := _furthest_cursor(inputs):
         metadata[CURSOR_KEY] = json.dumps(cursor, sort_keys=True)
     try:
-        merged.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
+        write_parquet(merged, tmp, metadata)
         with zone.swapping(wait_seconds):
             changed = [i.path.name for i in inputs if _identity(i.path) != i.identity]
             if changed:  # a batch was landed again meanwhile: merge it next time
                 result.skipped = f"changed while merging: {', '.join(changed)}"
                 return result
-            os.replace(tmp, target)
+            tmp.rename(target)  # on POSIX and a store alike, over any file of that name
             for item in inputs:
                 if item.path != target:
                     item.path.unlink()
-            _sync_folder(folder)
+            if is_local(folder):
+                _sync_folder(folder)
     finally:
         tmp.unlink(missing_ok=True)
     result.merged_files, result.rows, result.into = len(inputs), merged.height, target
     return result
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def _identity(path: Location) -> tuple[int, int, int, str] | None:
     try:
         stat = path.stat()
     except FileNotFoundError:
         return None
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    # An object store has no inode and mtimes in whole seconds, but an ETag per upload.
+    etag = str(getattr(stat, "info", {}).get("ETag", ""))
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, etag)
 
 
-def _read(path: Path) -> _Input:
+def _read(path: Location) -> _Input:
     identity = _identity(path)
-    return _Input(path, identity, pl.read_parquet(path), pl.read_parquet_metadata(path))
+    return _Input(path, identity, pl.read_parquet(parquet_source(path)), footer(path))
 
 
 def _batches(item: _Input) -> list[str]:
@@ -195,7 +201,7 @@ def _order(value: str) -> object:
     return dt.datetime.fromisoformat(text)
 
 
-def _finish_interrupted(zone: LandingZone, folder: Path) -> None:
+def _finish_interrupted(zone: LandingZone, folder: Location) -> None:
     """A compaction stopped between renaming its merged file into place and deleting the
     merged-away files (a crash): delete those now, so their rows are not read twice."""
     merged = zone.merged_batches(folder) if folder.exists() else set()
@@ -206,7 +212,7 @@ def _finish_interrupted(zone: LandingZone, folder: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _sync_folder(folder: Path) -> None:
+def _sync_folder(folder: Location) -> None:
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)

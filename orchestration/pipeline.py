@@ -27,7 +27,9 @@ def ensure_dagster_home() -> Path:
         os.environ.setdefault("DAGSTER_HOME", str(ROOT / "data" / "dagster_home"))
     ).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    settings, installed = ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml"
+    # The scaled-out shape names its own (deploy/dagster.scale.yaml: runs in containers).
+    settings = Path(os.environ.get("DAGSTER_INSTANCE_YAML", ROOT / "deploy" / "dagster.yaml"))
+    installed = home / "dagster.yaml"
     # The project's instance settings win: a home made by an older version is brought up to date.
     if not installed.exists() or installed.read_bytes() != settings.read_bytes():
         shutil.copyfile(settings, installed)

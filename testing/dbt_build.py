@@ -10,7 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from settings import child_environment
+from ingestion.landing.storage import Location, store_env
+from settings import child_environment, current_settings
 from warehouse.manifest import dbt_vars
 from warehouse.registry_seeds import seeds_dir, write_seeds
 
@@ -23,7 +24,7 @@ DBT = Path(sys.executable).parent / "dbt"
 class DbtBuild:
     """One `dbt build` run: where it read and wrote, and what it reported."""
 
-    landing_root: Path
+    landing_root: Location
     warehouse: Path
     target: Path
     returncode: int
@@ -36,11 +37,14 @@ class DbtBuild:
         return duckdb.connect(str(self.warehouse), read_only=True)
 
 
-def dbt_build(workdir: Path, landing_root: Path, *args: str, engine: str = "duckdb") -> DbtBuild:
+def dbt_build(
+    workdir: Path, landing_root: Location, *args: str, engine: str = "duckdb"
+) -> DbtBuild:
     """Run `dbt build` (seeds, models, data and unit tests) in a subprocess, as Dagster would.
 
-    ``workdir`` is the data folder (the warehouse, Spark's tables and metastore); ``args`` go
-    to dbt after `build` (e.g. ``--full-refresh``); ``engine`` is the target.
+    ``workdir`` is the data folder (the warehouse, Spark's tables and metastore);
+    ``landing_root`` is a folder, or a location on the object store the settings name; ``args``
+    go to dbt after `build` (e.g. ``--full-refresh``); ``engine`` is the target.
     """
     warehouse = workdir / "warehouse.duckdb"
     target = workdir / "target"
@@ -70,7 +74,7 @@ def dbt_build(workdir: Path, landing_root: Path, *args: str, engine: str = "duck
             str(workdir / "logs"),
         ],
         cwd=REPO,
-        env=child_environment({"DO_NOT_TRACK": "1"}),
+        env=child_environment({"DO_NOT_TRACK": "1"}, store_env(current_settings())),
         capture_output=True,
         text=True,
         check=False,

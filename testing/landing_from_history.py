@@ -53,11 +53,10 @@ MINUTE = dt.timedelta(minutes=1)
 
 
 def _land(frame: pl.DataFrame, schema: pl.Schema, path: Path) -> int:
-    """Write ``frame`` in exactly ``schema``'s columns and types, atomically (temp + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()]).write_parquet(tmp)
-    tmp.replace(path)
+    """Write ``frame`` in exactly ``schema``'s columns and types, atomically."""
+    write_atomically(
+        frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()]), path
+    )
     return frame.height
 
 
@@ -239,10 +238,9 @@ def _reference(landing_root: Path, loaded_at: dt.datetime) -> dict[str, int]:
     }
 
 
-def _capabilities(history_dir: Path, landing_root: Path, loaded_from: dt.datetime) -> int:
+def _capabilities(history_dir: Path, zone: LandingZone, loaded_from: dt.datetime) -> int:
     """The probes of stand-ins serving this history: the ledger feed and member list found."""
     tenants = pl.read_parquet(history_dir / "members.parquet", columns=["tenant_id"])
-    zone = LandingZone(root=landing_root, quarantine_root=landing_root.parent / "quarantine")
     found = [
         CapabilityProbe(name, offered=True, status_code=200, detail=f"GET {name}: 200")
         for name in ("ledger_feed", "member_list")
@@ -260,12 +258,15 @@ def write_landing(
     *,
     batch_rows: int = 200_000,
     overlap_rows: int = 20,
+    lock_file: Path | None = None,
 ) -> dict[str, int]:
     """Land the history in ``history_dir`` under ``landing_root``; returns rows landed per entity.
 
     Files are named per batch, so writing the same history again overwrites them with the
-    same content (idempotent, like ingestion re-running a batch).
+    same content (idempotent, like ingestion re-running a batch). ``landing_root`` may be on
+    an object store (then the zone's lock is ``lock_file``, a local file).
     """
+    zone = LandingZone(landing_root, landing_root.parent / "quarantine", lock_file)
     manifest = json.loads((history_dir / "manifest.json").read_text())
     loaded_from = dt.datetime.fromisoformat(manifest["history_end"])
     return {
@@ -274,7 +275,7 @@ def write_landing(
         ),
         "members": _members(history_dir, landing_root, loaded_from),
         "booking_events": _booking_events(history_dir, landing_root, loaded_from, batch_rows),
-        "capabilities": _capabilities(history_dir, landing_root, loaded_from),
+        "capabilities": _capabilities(history_dir, zone, loaded_from),
         **_orders(history_dir, landing_root, loaded_from, batch_rows),
         **_reference(landing_root, loaded_from),
     }

@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +15,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from ingestion.landing.storage import store_env
 from ingestion.landing.zone import LandingZone
-from settings import DataLayout
+from settings import DataLayout, current_settings, environment_overridden
 from warehouse.duckdb_shim import release_database
 from warehouse.manifest import (
     DBT_PROJECT_DIR,
@@ -131,7 +133,7 @@ class InProcessDbt:
     def build(self, args: list[str]) -> list[Any]:
         """Run `dbt <args>`; returns dbt's node results, or raises naming the failed nodes."""
         self._results = []
-        with self.landing.reading():
+        with self.landing.reading(), store_credentials():
             return self._build(args)
 
     def _build(self, args: list[str]) -> list[Any]:
@@ -221,6 +223,14 @@ class LayerTranslator(DagsterDbtTranslator):
     dagster_dbt_translator=LayerTranslator(),
     pool=WAREHOUSE_POOL,
 )
+def store_credentials() -> AbstractContextManager[None]:
+    """The object store's endpoint and keys where dbt's fsspec filesystem looks for them, for
+    the length of one build: the environment (the AWS SDK's own variables), never the vars,
+    which dbt writes into its artifacts. Nothing when the landing zone is a local folder."""
+    values = store_env(current_settings())
+    return environment_overridden(values) if values else nullcontext()
+
+
 def warehouse_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ):
@@ -235,7 +245,7 @@ def warehouse_models(
     # Unit tests check the models' logic, not the data: `make test` runs them on every
     # change (tests/dbt); a production build runs the models and their data tests.
     args += ["--exclude-resource-type", "unit_test", *warehouse.dbt_args()]
-    with warehouse.landing().reading():
+    with warehouse.landing().reading(), store_credentials():
         yield from dbt.cli(args, context=context).stream()
     if not context.is_subset:
         # Only a build of every model brings the whole warehouse up to this fingerprint.

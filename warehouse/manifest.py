@@ -14,7 +14,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from settings import DataLayout, get_settings
+from ingestion.landing.zone import LandingZone
+from settings import DataLayout, current_settings, get_settings
 from warehouse.registry_seeds import seeds_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +30,14 @@ def dbt_vars(data_dir: Path) -> dict[str, str]:
     """What the project reads as vars: the warehouse file, the landing zone, the quarantine
     and the registry files written under the data folder, and Spark's folders and master."""
     layout = DataLayout(data_dir)
+    settings = current_settings()
+    zone = LandingZone.under(data_dir, settings)
     return {
         "warehouse_path": str(layout.warehouse),
-        "landing_root": str(layout.landing),
+        "landing_root": str(zone.root),
         "registry_seeds": str(seeds_dir(data_dir)),
-        "quarantine_root": str(layout.quarantine),
-        "spark_master": get_settings().spark_master,
+        "quarantine_root": str(zone.quarantine_root),
+        "spark_master": settings.spark_master,
         "spark_warehouse_dir": str(layout.spark / "warehouse"),
         "spark_metastore": str(layout.spark / "metastore"),
     }

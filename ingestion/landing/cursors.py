@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ingestion.landing.storage import footer
 from ingestion.landing.zone import CURSOR_KEY, REPLAY_PREFIX, LandingZone
 
 
@@ -34,7 +35,7 @@ def landed_cursor(
     best: dt.datetime | None = None
     with zone.reading():
         files = zone.files(source, entity, tenant_id)
-        footers = [pl.read_parquet_metadata(path).get(CURSOR_KEY) for path in files]
+        footers = [footer(path).get(CURSOR_KEY) for path in files]
     for text in footers:
         if not text:
             continue

@@ -20,6 +20,7 @@ from decimal import Decimal
 import polars as pl
 
 from ingestion.landing.schemas import QUARANTINE, UTC_TS
+from ingestion.landing.storage import Location, parquet_source
 from ingestion.landing.zone import LandingZone, Rejected, batch_id, write_atomically
 
 RESOLVED_FOLDER = "resolved"
@@ -81,8 +82,10 @@ def parse_payload(text: str) -> object:
     return json.loads(text, parse_float=Decimal)
 
 
-def _read(files: list, schema: pl.Schema) -> pl.DataFrame:
-    return pl.read_parquet(files) if files else pl.DataFrame(schema=schema)
+def _read(files: list[Location], schema: pl.Schema) -> pl.DataFrame:
+    if not files:
+        return pl.DataFrame(schema=schema)
+    return pl.read_parquet([parquet_source(path) for path in files])
 
 
 def resolutions(zone: LandingZone, source: str, entity: str, tenant_id: str | None) -> pl.DataFrame:

@@ -11,6 +11,11 @@ Compaction (``ingestion/compaction.py``) merges a partition's small files into o
 and writers of the landing zone hold its lock shared (``LandingZone.reading``) while they
 list and read files; compaction swaps files only while holding it exclusively, so nobody
 ever sees both a merged file and the files merged into it, or neither.
+
+The zone lives in a local folder (``data/landing`` by default) or on an S3-compatible object
+store (``LANDING_URI=s3://bucket/prefix``, ``ingestion.landing.storage``). The lock is always a
+local file: on an object store it is kept in the data folder, and guards the processes of one
+machine only.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from pathlib import Path
 import polars as pl
 
 from ingestion.landing.schemas import ENTITIES
-from settings import DataLayout
+from ingestion.landing.storage import (
+    Location,
+    footer,
+    is_local,
+    location,
+    parquet_source,
+    write_parquet,
+)
+from settings import DataLayout, Settings, current_settings
 
 TENANT_LEVEL = "tenant_id="
 # Batches landed by a quarantine replay are named so: they are no evidence of how far a
@@ -39,6 +52,8 @@ REPLAY_PREFIX = "replay-"
 MERGED_KEY = "ingest.merged"
 COMPACTED_PREFIX = "compacted-"
 LOCK_FILE = ".lock"
+# The lock of a landing zone on an object store, in the data folder.
+STORE_LOCK_FILE = "landing.lock"
 
 
 class LockTimeout(TimeoutError):
@@ -47,25 +62,44 @@ class LockTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class LandingZone:
-    """Where landed and quarantined files live (``data/landing`` and ``data/quarantine``)."""
+    """Where landed and quarantined files live (``data/landing`` and ``data/quarantine``, or
+    the object store ``LANDING_URI`` names), and the local file the zone's lock is held on
+    (``<root>/.lock`` when the root is a local folder)."""
 
-    root: Path
-    quarantine_root: Path
+    root: Location
+    quarantine_root: Location
+    lock_file: Path | None = None
 
     @classmethod
-    def under(cls, data_dir: Path) -> LandingZone:
+    def under(cls, data_dir: Path, settings: Settings | None = None) -> LandingZone:
+        """The zone of a data folder: in it, unless the settings put it elsewhere."""
+        settings = settings or current_settings()
         layout = DataLayout(data_dir)
-        return cls(root=layout.landing, quarantine_root=layout.quarantine)
+        root = location(settings.landing_uri, settings) if settings.landing_uri else layout.landing
+        if settings.quarantine_uri:
+            quarantine_root = location(settings.quarantine_uri, settings)
+        else:
+            quarantine_root = root.parent / layout.quarantine.name
+        lock_file = None if is_local(root) else data_dir / STORE_LOCK_FILE
+        return cls(root=root, quarantine_root=quarantine_root, lock_file=lock_file)
 
-    def folder(self, source: str, entity: str, tenant_id: str | None) -> Path:
+    @property
+    def lock_path(self) -> Path:
+        if self.lock_file is not None:
+            return self.lock_file
+        if not is_local(self.root):
+            raise ValueError(f"the landing zone {self.root} is not local: give it a lock_file")
+        return self.root / LOCK_FILE
+
+    def folder(self, source: str, entity: str, tenant_id: str | None) -> Location:
         base = self.root / source / entity
         return base / f"{TENANT_LEVEL}{tenant_id}" if tenant_id else base
 
-    def quarantine_folder(self, source: str, entity: str, tenant_id: str | None) -> Path:
+    def quarantine_folder(self, source: str, entity: str, tenant_id: str | None) -> Location:
         base = self.quarantine_root / source / entity
         return base / f"{TENANT_LEVEL}{tenant_id}" if tenant_id else base
 
-    def files(self, source: str, entity: str, tenant_id: str | None) -> list[Path]:
+    def files(self, source: str, entity: str, tenant_id: str | None) -> list[Location]:
         return sorted(self.folder(source, entity, tenant_id).glob("*.parquet"))
 
     @contextlib.contextmanager
@@ -87,8 +121,9 @@ class LandingZone:
 
     @contextlib.contextmanager
     def _lock(self, kind: int, wait_seconds: float | None = None) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        lock_path = self.lock_path
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if wait_seconds is None:
                 fcntl.flock(descriptor, kind)
@@ -108,11 +143,11 @@ class LandingZone:
         finally:
             os.close(descriptor)  # closing releases the lock
 
-    def merged_batches(self, folder: Path) -> set[str]:
+    def merged_batches(self, folder: Location) -> set[str]:
         """Names of the batches merged into the compacted files of ``folder``."""
         merged: set[str] = set()
         for path in folder.glob(f"{COMPACTED_PREFIX}*.parquet"):
-            merged.update(json.loads(pl.read_parquet_metadata(path).get(MERGED_KEY, "[]")))
+            merged.update(json.loads(footer(path).get(MERGED_KEY, "[]")))
         return merged
 
     def scan(self, source: str, entity: str, tenant_id: str | None) -> pl.LazyFrame | None:
@@ -121,7 +156,11 @@ class LandingZone:
         if not files:
             return None
         # A column added to an entity later reads as null in the files landed before it.
-        return pl.scan_parquet(files, schema=ENTITIES[(source, entity)], missing_columns="insert")
+        return pl.scan_parquet(
+            [parquet_source(path) for path in files],
+            schema=ENTITIES[(source, entity)],
+            missing_columns="insert",
+        )
 
 
 def batch_id(prefix: str, keys: Iterable[str]) -> str:
@@ -134,16 +173,20 @@ def batch_id(prefix: str, keys: Iterable[str]) -> str:
 
 
 def write_atomically(
-    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
-) -> Path:
-    """Write Parquet to a temporary name in the same folder, then rename over the target.
+    frame: pl.DataFrame, path: Location, metadata: dict[str, str] | None = None
+) -> Location:
+    """Write Parquet so that no reader ever sees part of it under its name: locally to a
+    temporary name in the same folder, then renamed over the target; on an object store as
+    one upload of the finished file.
 
     ``metadata`` goes into the file's footer, so it lands (or not) together with the rows.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_local(path):
+        write_parquet(frame, path, metadata)
+        return path
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
+        write_parquet(frame, tmp, metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -158,7 +201,7 @@ def land(
     frame: pl.DataFrame,
     batch: str,
     cursor: dict[str, str] | None = None,
-) -> Path:
+) -> Location:
     """Land one validated batch with the entity's explicit schema.
 
     ``cursor`` is the pull's progress as of this batch (see ``landed_cursor``); it is written

@@ -34,6 +34,7 @@ from ingestion.landing.batches import (
     row_keys,
     rows_frame,
 )
+from ingestion.landing.storage import footer
 from ingestion.landing.zone import CURSOR_KEY, LandingZone, Rejected
 
 SOURCE = "platform"
@@ -63,7 +64,7 @@ def landed_feed_cursor(zone: LandingZone, feed: PlatformFeed, tenant_id: str) ->
     best = 0
     with zone.reading():
         files = zone.files(SOURCE, feed.entity, tenant_id)
-        footers = [pl.read_parquet_metadata(path).get(CURSOR_KEY) for path in files]
+        footers = [footer(path).get(CURSOR_KEY) for path in files]
     for text in footers:
         if text:
             best = max(best, int(json.loads(text)[feed.cursor_field]))
