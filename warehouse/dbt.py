@@ -217,12 +217,6 @@ class LayerTranslator(DagsterDbtTranslator):
         return WAREHOUSE_AUTOMATION
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=LayerTranslator(),
-    pool=WAREHOUSE_POOL,
-)
 def store_credentials() -> AbstractContextManager[None]:
     """The object store's endpoint and keys where dbt's fsspec filesystem looks for them, for
     the length of one build: the environment (the AWS SDK's own variables), never the vars,
@@ -231,6 +225,12 @@ def store_credentials() -> AbstractContextManager[None]:
     return environment_overridden(values) if values else nullcontext()
 
 
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=LayerTranslator(),
+    pool=WAREHOUSE_POOL,
+)
 def warehouse_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ):
