@@ -53,7 +53,24 @@ def check_get_where_subquery(built: DbtBuild) -> None:
         assert "built_at = cast(" not in code, f"{unique_id} is scoped: {code}"
 
 
-CHECKS = {"default__get_where_subquery": check_get_where_subquery}
+def check_spark_alter_column_set_constraints(built: DbtBuild) -> None:
+    """dbt-spark still enforces a contract's constraints through the macro we replace, and
+    still dispatches to it: an upgrade that renames either would bring back its
+    `ALTER COLUMN ... SET NOT NULL`, which Parquet tables refuse. (The Spark build itself runs
+    the override in tests/dbt/test_spark_parity.py.)"""
+    import dbt.include.spark
+
+    adapters = Path(dbt.include.spark.__file__).parent / "macros" / "adapters.sql"
+    text = adapters.read_text()
+    assert "alter_column_set_constraints(relation, model.columns)" in text
+    assert "adapter.dispatch('alter_column_set_constraints', 'dbt')" in text
+    assert re.search(r"macro\s+spark__alter_column_set_constraints\s*\(", text)
+
+
+CHECKS = {
+    "default__get_where_subquery": check_get_where_subquery,
+    "spark__alter_column_set_constraints": check_spark_alter_column_set_constraints,
+}
 
 
 def _overridden_macros() -> dict[str, Path]:
