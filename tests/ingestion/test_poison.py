@@ -269,7 +269,10 @@ def test_a_corrected_redelivery_supersedes_the_quarantined_version(
     assert result.success
     ids = landed_ids(tmp_path, "ledger_transactions", "fintechapp", "transaction_id")
     assert sorted(i for i in ids if i.startswith("txn_fix_")) == [f"txn_fix_{i}" for i in range(5)]
-    entries = quarantined(tmp_path, "ledger_transactions", "fintechapp")
+    # The planted records only: the history's own bad records may share the window.
+    entries = quarantined(tmp_path, "ledger_transactions", "fintechapp").filter(
+        pl.col("record_key").str.starts_with("txn_fix_")
+    )
     assert entries.height == 5 and entries.filter(pl.col("open")).height == 0
     assert set(entries["outcome"]) == {"superseded"}
 
