@@ -7,6 +7,7 @@ under its tenant and its route's template (never a raw path with an id in it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,14 +59,17 @@ def test_errors_and_429s_show_per_tenant_and_route(api: ApiServer) -> None:
     with httpx.Client(base_url=api.url) as one:
         assert one.get("/api/v1/bookings/bkg_x").status_code == 401  # no tenant named
 
-    # Both workers flush (every 0.5 s here, and the one answering flushes before reading).
+    # Both workers flush (every 0.5 s here, and the one answering flushes before reading); a
+    # worker's flush may land after the other's, so wait until every request made is counted.
+    made = 3 + len(statuses) + 1
     deadline_reads = 200
     with httpx.Client(base_url=api.url, timeout=30) as client:
         for _ in range(deadline_reads):
             rows = _stats(client)
-            telco = [r for r in rows if r["tenant_id"] == "telcocorp"]
-            if sum(r["requests"] for r in telco) == len(statuses):
+            counted = sum(r["requests"] for r in rows if r["route"].startswith("GET /api/v1/book"))
+            if counted >= made:
                 break
+            time.sleep(0.05)
         listed = _row(rows, "coffeechain", "GET /api/v1/bookings")
         by_id = _row(rows, "telcocorp", "GET /api/v1/bookings/{booking_id}")
         anonymous = _row(rows, None, "GET /api/v1/bookings/{booking_id}")
