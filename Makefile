@@ -4,6 +4,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 SIZE ?= 20000
 SEED ?= 7
+# Test processes: the suite waits on servers and subprocesses much of the time.
+TEST_WORKERS ?= 2
 HISTORY ?= data/sandbox/history
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
@@ -69,7 +71,7 @@ api: setup
 
 test: setup
 	$(UV) sync --frozen --quiet --compile-bytecode --inexact --group spark  # dbt-spark and pyspark: the models on Spark too
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup  # tests/conftest.py groups them
 
 bench: setup
 	$(UV) sync --frozen --quiet --compile-bytecode --inexact --group bench  # dlt (the peer comparison) and py-spy (profiling)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,28 @@ prepare_manifest()
 
 # Fixtures defined in tests/postgres.py, made available to every test.
 __all__ = ["postgres_server", "postgres_url"]
+
+TESTS = Path(__file__).parent
+# Session fixtures that build something big: every test using one runs in the same worker, so
+# it is built once (the dbt tests' generated and built history; the dashboard's served data).
+SHARED_BUILDS = {"history", "manifest", "built", "warehouse"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the tests for `pytest -n 2 --dist loadgroup` (make test): a module's tests stay
+    together (its module fixtures start once), and so do the tests sharing a session build."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        module = item.path.relative_to(TESTS)
+        if module.parts[0] == "dashboard":
+            group = "dashboard"
+        elif module.parts[0] == "dbt" and SHARED_BUILDS & set(getattr(item, "fixturenames", ())):
+            group = "dbt-history"
+        else:
+            group = module.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture

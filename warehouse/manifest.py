@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -105,6 +106,8 @@ def prepare_manifest(*, force: bool = False) -> bool:
             str(DBT_PROJECT_DIR),
             "--profiles-dir",
             str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(MANIFEST_PATH.parent),
         ],
         check=True,
         cwd=ROOT,
@@ -117,7 +120,7 @@ def require_current_manifest() -> None:
     """Refuse a missing or stale manifest: assets loaded from one fail later and obscurely."""
     if not manifest_is_current():
         raise RuntimeError(
-            f"the dbt manifest ({MANIFEST_PATH.relative_to(ROOT)}) is missing or was parsed "
+            f"the dbt manifest ({os.path.relpath(MANIFEST_PATH, ROOT)}) is missing or was parsed "
             f"from another version of the project: run `{PREPARE_HINT}` (make setup does)"
         )
 
