@@ -19,8 +19,9 @@ prepare_manifest()
 __all__ = ["postgres_server", "postgres_url"]
 
 TESTS = Path(__file__).parent
-# Session fixtures that build something big: every test using one runs in the same worker, so
-# it is built once (the dbt tests' generated and built history; the dashboard's served data).
+# The dbt tests' session fixtures (a generated history and its build): every test using one
+# runs in the same worker, so it is built once. The dashboard's tests share their served data
+# and browser the same way, by folder.
 SHARED_BUILDS = {"history", "manifest", "built", "warehouse"}
 
 
