@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # Live mode: between sweeps a cycle lists only new Duffel orders; a sweep re-lists the
     # window (payments, cancellations) and builds every model.
     live_order_sweep_seconds: float = 300.0
+    # Live mode: the models rebuilt from the whole history (dbt tag `whole_history`:
+    # reconciliation) are built at most this often between sweeps.
+    live_whole_history_seconds: float = 60.0
     # Landing compaction: often in live mode (a batch every few seconds), hourly otherwise.
     compact_landing_cron: str | None = None
     warehouse_automation_interval_seconds: int = 10

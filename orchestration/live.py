@@ -101,6 +101,7 @@ class LiveService:
         warehouse: WarehouseResource,
         *,
         sweep_seconds: float = 300.0,
+        whole_history_seconds: float = 60.0,
     ) -> None:
         self.instance = instance
         self.tenant_apis, self.booking_api = tenant_apis, booking_api
@@ -112,6 +113,13 @@ class LiveService:
         # snapshots, capabilities, reference data) reaches the snapshot too.
         self.sweep_seconds = sweep_seconds
         self._swept_at: float | None = None
+        # The models dbt tags `whole_history` are recomputed from the whole history on every
+        # build (reconciliation: seconds at a million bookings); between full builds they are
+        # built at most every ``whole_history_seconds``, so a new booking's snapshot does not
+        # wait for them. Stale: rows they read landed since they were last built.
+        self.whole_history_seconds = whole_history_seconds
+        self._whole_history_at: float | None = None
+        self._whole_history_stale = False
         self._feeds: dict[str, bool] = {}  # tenant -> offers a ledger feed (probed once)
         self._built_once = False
         self.reporter = Reporter(instance)
@@ -209,15 +217,28 @@ class LiveService:
                 said = True
             time.sleep(1.0)
 
+    def _whole_history_due(self) -> bool:
+        return (
+            self._whole_history_at is None
+            or time.monotonic() - self._whole_history_at >= self.whole_history_seconds
+        )
+
     def build(self, cycle: Cycle) -> None:
         """dbt build of the models the landed rows feed (all of them on the first cycle, on a
         sweep, or after the project changed), with their data tests; report what ran."""
         fingerprint = project_fingerprint(generated=write_seeds(self.warehouse.registry_seeds))
         args = self.warehouse.dbt_build_args(fingerprint)
+        whole_history = True  # this build brings the whole-history models up to date
         if self._built_once and not cycle.sweep and len(args) == 1:
             # Only what the new rows feed: the sources that landed, and everything downstream.
-            args += ["--select", *(f"{s}+" for s in self.dbt.source_selectors(cycle.landed))]
+            selected = [f"{s}+" for s in self.dbt.source_selectors(cycle.landed)]
+            if not self._whole_history_due():
+                whole_history = False
+                args += ["--select", *selected, "--exclude", "tag:whole_history"]
+            else:
+                args += ["--select", *selected, "tag:whole_history"]
         self._wait_for_pool()
+        started = time.monotonic()
         # A failed build is reported as far as it went (failed checks included); the next
         # cycle builds everything again, so what it left unbuilt is not forgotten.
         self._built_once = False
@@ -229,6 +250,10 @@ class LiveService:
             cycle.checks = len(events) - len(cycle.built)
             self.reporter.put(events)
         self._built_once = True
+        if whole_history:
+            self._whole_history_at, self._whole_history_stale = started, False
+        else:
+            self._whole_history_stale = True
         self.warehouse.fingerprint_file.write_text(fingerprint)
 
     def publish(self, cycle: Cycle) -> None:
@@ -247,7 +272,8 @@ class LiveService:
         self.ingest(cycle)
         cycle.ingest = time.monotonic() - started
         published = self.warehouse.serving_dir.joinpath(SERVING_VERSION_FILE).exists()
-        if self._built_once and not cycle.rows and not cycle.sweep and published:
+        behind = self._whole_history_stale and self._whole_history_due()
+        if self._built_once and not cycle.rows and not cycle.sweep and published and not behind:
             return None
         started = time.monotonic()
         self.build(cycle)
@@ -368,6 +394,7 @@ def service_from_environment(instance: dg.DagsterInstance) -> LiveService:
         LandingResource(data_dir=data_dir),
         WarehouseResource(data_dir=data_dir, engine=settings.warehouse_engine),
         sweep_seconds=settings.live_order_sweep_seconds,
+        whole_history_seconds=settings.live_whole_history_seconds,
     )
 
 

@@ -239,6 +239,7 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
             BookingApiResource(),
             LandingResource(data_dir=str(data_dir)),
             WarehouseResource(data_dir=str(data_dir)),
+            whole_history_seconds=3600,
         )
         assert service.run(minutes=0) == 1
         zone = LandingZone.under(data_dir)
@@ -263,6 +264,8 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
             "staging/stg_loyalty__members",
             "staging/stg_duffel__airlines",
             "marts/members",
+            # rebuilt from the whole history: not due for an hour after the first cycle
+            "marts/reconciliation_issues",
         }
         # Between sweeps Duffel is asked only for the orders made since the last listing,
         # the first cycle's sweep for those of the whole refresh window.
@@ -283,3 +286,14 @@ def test_live_service_brings_new_bookings_to_the_snapshot(
         mark = last_event_id(instance)
         assert service.cycle() is None  # nothing new: nothing built, nothing reported
         assert materialized_since(instance, mark) == set()
+
+        # Once due, the whole-history models left out since catch up, though nothing landed.
+        service.whole_history_seconds = 0
+        cycle = service.cycle()
+        service.reporter.flush()
+        assert cycle is not None and cycle.rows == 0
+        assert materialized_since(instance, mark) == {
+            ("marts/reconciliation_issues", None),
+            ("serving/snapshot", None),
+        }
+        assert service.cycle() is None

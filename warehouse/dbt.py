@@ -150,6 +150,11 @@ class InProcessDbt:
                     str(self.state / "target"),
                     "--log-path",
                     str(self.state / "logs"),
+                    # Node starts and results, not every statement: at debug level (dbt's
+                    # default for the file) a build writes each model's SQL, ~12,000 lines,
+                    # which cost 0.7 s of a 6 s loop build at a million bookings.
+                    "--log-level-file",
+                    "info",
                     "--quiet",
                 ]
             )

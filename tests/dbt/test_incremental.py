@@ -3,6 +3,7 @@ equals the warehouse built in one go over everything (the `built` fixture)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -33,20 +34,24 @@ def _stamp(path: Path) -> object:
     return pl.scan_parquet(path).select(pl.col("_loaded_at").max()).collect().item()
 
 
+def _landed_later(landing: Path) -> list[Path]:
+    """The batches the second step lands: those stamped after the median stamp."""
+    files = sorted(landing.rglob("*.parquet"))
+    stamps = sorted({_stamp(path) for path in files})
+    cutoff = stamps[len(stamps) // 2]
+    return [path for path in files if _stamp(path) > cutoff]
+
+
 @pytest.fixture(scope="module")
 def two_step(history: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[DbtBuild, DbtBuild]:
     """Build over the batches landed first, then again after the later ones land."""
     workdir = tmp_path_factory.mktemp("incremental")
     landing, later = workdir / "landing", workdir / "later"
     write_landing(history, landing, batch_rows=2_000)
-    files = sorted(landing.rglob("*.parquet"))
-    stamps = sorted({_stamp(path) for path in files})
-    cutoff = stamps[len(stamps) // 2]
-    for path in files:
-        if _stamp(path) > cutoff:
-            target = later / path.relative_to(landing)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, target)
+    for path in _landed_later(landing):
+        target = later / path.relative_to(landing)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
     first = dbt_build(workdir, landing)
     for path in sorted(later.rglob("*.parquet")):
         shutil.move(path, landing / path.relative_to(later))
@@ -69,6 +74,36 @@ def test_the_second_step_rebuilt_only_what_changed(two_step: tuple[DbtBuild, Dbt
     # bookings the later batches did not touch keep the first step's built_at
     assert builds == 2
     assert 0 < touched < rows
+
+
+@pytest.mark.parametrize(
+    ("model", "entity"),
+    [
+        ("stg_platform__booking_events", "platform/booking_events"),
+        ("stg_loyalty__ledger_transactions", "loyalty/ledger_transactions"),
+        ("stg_duffel__orders", "duffel/orders"),
+        ("stg_duffel__order_segments", "duffel/order_segments"),
+    ],
+)
+def test_the_second_step_reads_only_the_files_landed_since_the_first(
+    two_step: tuple[DbtBuild, DbtBuild], model: str, entity: str
+) -> None:
+    """Staging finds the files that can hold new rows from their footers (tenant, newest
+    loaded_at) and scans only those: its cost follows what landed, not the history."""
+    _, second = two_step
+    landing = Path(second.landing_root)
+    (code,) = (
+        result["compiled_code"]
+        for result in second.run_results()
+        if result["unique_id"] == f"model.loyalty_flights.{model}"
+    )
+    later = {str(path) for path in _landed_later(landing) if entity in path.as_posix()}
+    if not later:  # nothing of this entity landed in the second step: no file is read
+        assert "where 1 = 0" in code, code[:2000]
+        return
+    assert "where filename in" in code, code[:2000]
+    read = set(re.findall(r"'([^']+\.parquet)'", code.split("where filename in", 1)[1]))
+    assert read == later
 
 
 def test_incremental_marts_equal_a_full_build(

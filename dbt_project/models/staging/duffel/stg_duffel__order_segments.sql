@@ -12,8 +12,7 @@ with
 
 source as (
 
-    select * from {{ landing_source('duffel', 'order_segments') }}
-    where {{ landed_since_last_build('_loaded_at') }}
+    {{ landed_rows_since_last_build('duffel', 'order_segments') }}
 
 ),
 

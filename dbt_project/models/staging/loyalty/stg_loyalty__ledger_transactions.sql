@@ -13,8 +13,7 @@ with
 
 source as (
 
-    select * from {{ landing_source('loyalty', 'ledger_transactions') }}
-    where {{ landed_since_last_build('_loaded_at') }}
+    {{ landed_rows_since_last_build('loyalty', 'ledger_transactions') }}
 
 ),
 

@@ -13,8 +13,7 @@ with
 
 source as (
 
-    select * from {{ landing_source('platform', 'booking_events') }}
-    where {{ landed_since_last_build('_loaded_at') }}
+    {{ landed_rows_since_last_build('platform', 'booking_events') }}
 
 ),
 

@@ -12,8 +12,7 @@ with
 
 source as (
 
-    select * from {{ landing_source('platform', 'flight_searches') }}
-    where {{ landed_since_last_build('_loaded_at') }}
+    {{ landed_rows_since_last_build('platform', 'flight_searches') }}
 
 ),
 
