@@ -116,7 +116,7 @@ class LiveService:
         # The models dbt tags `whole_history` are recomputed from the whole history on every
         # build (reconciliation: seconds at a million bookings); between full builds they are
         # built at most every ``whole_history_seconds``, so a new booking's snapshot does not
-        # wait for them. Stale: rows they read landed since they were last built.
+        # wait for them. Stale: a build since they were last built left them out.
         self.whole_history_seconds = whole_history_seconds
         self._whole_history_at: float | None = None
         self._whole_history_stale = False
@@ -235,8 +235,9 @@ class LiveService:
             if not self._whole_history_due():
                 whole_history = False
                 args += ["--select", *selected, "--exclude", "tag:whole_history"]
-            else:
-                args += ["--select", *selected, "tag:whole_history"]
+            else:  # due: those the new rows feed, and any a build left out
+                catch_up = ["tag:whole_history"] if self._whole_history_stale else []
+                args += ["--select", *selected, *catch_up]
         self._wait_for_pool()
         started = time.monotonic()
         # A failed build is reported as far as it went (failed checks included); the next
