@@ -71,7 +71,7 @@ api: setup
 
 test: setup
 	$(UV) sync --frozen --quiet --compile-bytecode --inexact --group spark  # dbt-spark and pyspark: the models on Spark too
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup  # tests/conftest.py groups them
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope  # scopes: tests/conftest.py worker_group
 
 bench: setup
 	$(UV) sync --frozen --quiet --compile-bytecode --inexact --group bench  # dlt (the peer comparison) and py-spy (profiling)

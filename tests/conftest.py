@@ -19,27 +19,32 @@ prepare_manifest()
 __all__ = ["postgres_server", "postgres_url"]
 
 TESTS = Path(__file__).parent
-# The dbt tests' session fixtures (a generated history and its build): every test using one
-# runs in the same worker, so it is built once. The dashboard's tests share their served data
-# and browser the same way, by folder.
-SHARED_BUILDS = {"history", "manifest", "built", "warehouse"}
+# Folders whose tests share session fixtures: the dbt tests a generated history and its build,
+# the dashboard's tests their served data and browser.
+SHARED_FOLDERS = ("dbt", "dashboard")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group the tests for `pytest -n 2 --dist loadgroup` (make test): a module's tests stay
-    together (its module fixtures start once), and so do the tests sharing a session build."""
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        module = item.path.relative_to(TESTS)
-        if module.parts[0] == "dashboard":
-            group = "dashboard"
-        elif module.parts[0] == "dbt" and SHARED_BUILDS & set(getattr(item, "fixturenames", ())):
-            group = "dbt-history"
-        else:
-            group = module.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+def worker_group(nodeid: str) -> str:
+    """The worker group of a test (`make test`: pytest -n 2 --dist loadscope): the folder for
+    the folders of SHARED_FOLDERS, so their session fixtures start once; else the module, so
+    its module fixtures start once."""
+    module = nodeid.split("::", 1)[0]
+    parts = Path(module).relative_to(TESTS.name).parts
+    return parts[0] if len(parts) > 1 and parts[0] in SHARED_FOLDERS else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Scopes by `worker_group`. (xdist's `loadgroup` marks do not group under pytest 9.2, which
+    no longer reads the node id xdist rewrites, so the scheduler itself is told.)"""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture
