@@ -101,9 +101,12 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def _cycles(log: Path) -> list[tuple[int, float, float | None, float | None, float | None]]:
+Cycle = tuple[int, float, float | None, float | None, float | None, bool]
+
+
+def _cycles(log: Path) -> list[Cycle]:
     """The live service's cycles from its log: (rows landed, seconds, ingest, dbt build,
-    publish), oldest first."""
+    publish, whether it was a sweep), oldest first."""
     found = []
     for line in log.read_text(errors="replace").splitlines():
         match = CYCLE.match(line)
@@ -114,6 +117,7 @@ def _cycles(log: Path) -> list[tuple[int, float, float | None, float | None, flo
                     int(rows.replace(",", "")),
                     float(seconds),
                     *(float(part) if part else None for part in parts),
+                    line.endswith(", a sweep)"),
                 )
             )
     return found
@@ -343,6 +347,10 @@ def run(
     window_cycles = cycles[1:] or cycles
     if window_cycles:
         figures.append(Figure("freshness", "live cycles", len(window_cycles), "cycles"))
+        sweeps = [c[1] for c in window_cycles if c[5]]
+        figures.append(Figure("freshness", "live cycles that were sweeps", len(sweeps), "cycles"))
+        if sweeps:
+            figures.append(Figure("freshness", "live sweep cycle, max", max(sweeps), "s"))
         for index, label in ((1, "total"), (2, "ingest"), (3, "dbt build"), (4, "publish")):
             values = [c[index] for c in window_cycles if c[index] is not None]
             if values:

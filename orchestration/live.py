@@ -85,7 +85,7 @@ class Cycle:
             f"{self.version} in {self.ingest + self.build + self.publish:.1f} s "
             f"(ingest {self.ingest:.1f} s, dbt build {self.build:.1f} s, "
             f"publish {self.publish:.1f} s; {len(self.built)} models built, "
-            f"{self.checks} checks)"
+            f"{self.checks} checks{', a sweep' if self.sweep else ''})"
         )
 
 
