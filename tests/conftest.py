@@ -28,9 +28,11 @@ def worker_group(nodeid: str) -> str:
     """The worker group of a test (`make test`: pytest -n 2 --dist loadscope): the folder for
     the folders of SHARED_FOLDERS, so their session fixtures start once; else the module, so
     its module fixtures start once."""
-    module = nodeid.split("::", 1)[0]
-    parts = Path(module).relative_to(TESTS.name).parts
-    return parts[0] if len(parts) > 1 and parts[0] in SHARED_FOLDERS else module
+    module = nodeid.split("::", 1)[0]  # relative to the repository: tests/<folder>/test_x.py
+    parts = Path(module).parts
+    if len(parts) > 2 and parts[0] == TESTS.name and parts[1] in SHARED_FOLDERS:
+        return parts[1]
+    return module
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
