@@ -20,8 +20,14 @@
 
 {#- Rows landed since this model's last build, per tenant (staging models). -#}
 {% macro landed_since_last_build(loaded_at_column, tenant_column='tenant_id') -%}
+    {{ return(landed_after(landing_watermarks(), loaded_at_column, tenant_column)) }}
+{%- endmacro %}
+
+{#- Per tenant, the newest loaded_at among this model's rows: (tenant_id, text) rows, none on
+    a full build. -#}
+{% macro landing_watermarks() -%}
     {%- if not (execute and is_incremental()) -%}
-        {{ return('1 = 1') }}
+        {{ return([]) }}
     {%- endif -%}
     {%- set watermarks_sql -%}
         select tenant_id, cast(max(loaded_at) as {{ dbt.type_string() }}) as watermark
@@ -29,7 +35,11 @@
         group by tenant_id
         order by tenant_id
     {%- endset -%}
-    {%- set watermarks = run_query(watermarks_sql).rows -%}
+    {{ return(run_query(watermarks_sql).rows) }}
+{%- endmacro %}
+
+{#- The rows of tenants without a watermark, and those landed after their tenant's. -#}
+{% macro landed_after(watermarks, loaded_at_column, tenant_column='tenant_id') -%}
     {%- if watermarks | length == 0 -%}
         {{ return('1 = 1') }}
     {%- endif -%}
@@ -71,7 +81,8 @@
     predicate still decides each row of the files read, so the rows are the same.
 -#}
 {% macro duckdb__landed_rows_since_last_build(source_name, table_name, loaded_at_column) -%}
-    {%- set predicate = landed_since_last_build(loaded_at_column) -%}
+    {%- set watermarks = landing_watermarks() -%}
+    {%- set predicate = landed_after(watermarks, loaded_at_column) -%}
     {%- set relation = landing_source(source_name, table_name) -%}
     {%- if predicate == '1 = 1' or relation is string -%}
         {#- a full build, or nothing landed yet (landing_source's empty typed relation) -#}
@@ -79,10 +90,12 @@
     {%- endif -%}
     {%- set glob = source_node(source_name, table_name).config.meta.landing_files -%}
     {%- set files_sql -%}
-        with watermarks as (
-            select tenant_id, max(loaded_at) as watermark
-            from {{ this }}
-            group by tenant_id
+        with watermarks (tenant_id, watermark) as (
+            values
+            {%- for row in watermarks %}
+            ({{ dbt.string_literal(row[0]) }}, {{ timestamp_literal(row[1]) }})
+            {%- if not loop.last %},{% endif %}
+            {%- endfor %}
         ),
         footers as (
             select
