@@ -101,10 +101,10 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-Cycle = tuple[int, float, float | None, float | None, float | None, bool]
+LoggedCycle = tuple[int, float, float | None, float | None, float | None, bool]
 
 
-def _cycles(log: Path) -> list[Cycle]:
+def _cycles(log: Path) -> list[LoggedCycle]:
     """The live service's cycles from its log: (rows landed, seconds, ingest, dbt build,
     publish, whether it was a sweep), oldest first."""
     found = []
